@@ -1,0 +1,165 @@
+namespace PgSpec.Generators.Model
+{
+    /// <summary>Which side sends a message.</summary>
+    internal enum Direction
+    {
+        Frontend,
+        Backend,
+        Both,
+    }
+
+    /// <summary>How a field is laid out on the wire.</summary>
+    internal enum FieldKind
+    {
+        /// <summary>Byte1('X'): the type byte of a typed message.</summary>
+        TypeByte,
+
+        /// <summary>The Int32 length word, including itself; optionally a literal.</summary>
+        Length,
+
+        /// <summary>An integer with a fixed value (Int32(80877103), the 'R' sub-codes).</summary>
+        Literal,
+
+        /// <summary>Byte1, Int8, Int16, Int32 or Int64 carrying a value.</summary>
+        Scalar,
+
+        /// <summary>A Byte1 or Int8 restricted to the values of an enum.</summary>
+        Enum,
+
+        /// <summary>ByteN with a fixed N (Byte4).</summary>
+        FixedBytes,
+
+        /// <summary>Byten: the rest of the message.</summary>
+        RestBytes,
+
+        /// <summary>Byten(len): as many bytes as an earlier Int32 says; -1 is NULL when that field is nullable.</summary>
+        SizedBytes,
+
+        /// <summary>A NUL-terminated string.</summary>
+        String,
+
+        /// <summary>A repeated field or group: counted by an earlier field, or until a zero byte.</summary>
+        Array,
+    }
+
+    /// <summary>The primitive wire types of the docs' notation.</summary>
+    internal enum WireType
+    {
+        None,
+        Byte1,
+        Int8,
+        Int16,
+        Int32,
+        Int64,
+        String,
+        Bytes,
+    }
+
+    /// <summary>The role a scalar plays for other fields.</summary>
+    internal enum FieldRole
+    {
+        Value,
+        Count,
+        ValueLength,
+    }
+
+    internal sealed record DiagnosticInfo(string Id, string Message, string Path, int Line, int Column, int Length);
+
+    internal sealed record EnumMemberSpec(string Name, long Value, bool IsChar);
+
+    internal sealed record EnumSpec(string Name, WireType Type, EquatableArray<EnumMemberSpec> Members, string Path, int Line);
+
+    internal sealed record FieldSpec
+    {
+        public string Name { get; init; } = "";
+        public FieldKind Kind { get; init; }
+        public WireType Type { get; init; }
+        public FieldRole Role { get; init; }
+        public long? Literal { get; init; }
+        public int FixedSize { get; init; }
+        public string? EnumName { get; init; }
+        public WireType EnumType { get; init; }
+
+        /// <summary>For enum fields: the values the enum allows, set when the enum is resolved.</summary>
+        public EquatableArray<long> EnumValues { get; init; } = EquatableArray<long>.Empty;
+        public string? CountField { get; init; }
+        public bool Terminated { get; init; }
+        public string? LengthField { get; init; }
+        public bool Nullable { get; init; }
+        public bool Oid { get; init; }
+        public bool HasVersionSizes { get; init; }
+        public int MinSize30 { get; init; }
+        public int MaxSize30 { get; init; }
+        public int MinSize32 { get; init; }
+        public int MaxSize32 { get; init; }
+        public bool HasRange { get; init; }
+
+        /// <summary>Trace: libpq's regress mode masks the value (NNNN, "SSSS", 'BBBB').</summary>
+        public bool TraceMasked { get; init; }
+
+        /// <summary>Trace: masked in regress mode when the group's Byte1 code is one of these characters.</summary>
+        public string MaskIfCodes { get; init; } = "";
+
+        /// <summary>Trace: libpq does not print (nor count) this field.</summary>
+        public bool Untraced { get; init; }
+
+        /// <summary>Trace: libpq prints only the first four bytes, as an Int32.</summary>
+        public bool TracedAsInt32 { get; init; }
+
+        /// <summary>Trace: libpq prints the zero byte that ends this list.</summary>
+        public bool TraceEnd { get; init; }
+        public long RangeMin { get; init; }
+        public long RangeMax { get; init; }
+
+        /// <summary>For arrays: the element (a single field, or a group).</summary>
+        public string? GroupName { get; init; }
+        public EquatableArray<FieldSpec> Children { get; init; } = EquatableArray<FieldSpec>.Empty;
+
+        /// <summary>For arrays of scalars, strings or enums: the element's wire type.</summary>
+        public FieldKind ElementKind { get; init; }
+
+        public int Line { get; init; }
+    }
+
+    internal sealed record MessageSpec
+    {
+        public string Name { get; init; } = "";
+        public Direction Direction { get; init; }
+
+        /// <summary>The type byte, or -1 for the untyped startup-phase packets.</summary>
+        public int TypeByte { get; init; } = -1;
+        public long MaxLength { get; init; }
+        public bool ByContext { get; init; }
+
+        /// <summary>Trace: libpq's regress mode prints the length as NN.</summary>
+        public bool MaskedLength { get; init; }
+        public EquatableArray<FieldSpec> Fields { get; init; } = EquatableArray<FieldSpec>.Empty;
+        public string Path { get; init; } = "";
+        public int Line { get; init; }
+        public string Comment { get; init; } = "";
+    }
+
+    /// <summary>What one spec file says, before cross-file checks.</summary>
+    internal sealed record SpecFile(
+        string Path,
+        EquatableArray<MessageSpec> Messages,
+        EquatableArray<EnumSpec> Enums,
+        EquatableArray<DiagnosticInfo> Diagnostics);
+
+    /// <summary>
+    /// One message resolved against every file: what the emitter needs, and nothing else,
+    /// so that an unchanged message stays cached when another file changes.
+    /// </summary>
+    internal sealed record ResolvedMessage(
+        MessageSpec Message,
+        EquatableArray<EnumSpec> Enums,
+        string Namespace,
+        string? DiscriminatorKind);
+
+    /// <summary>Everything at once: for the dispatchers, the limits table and the dictionary.</summary>
+    internal sealed record ProtocolSpec(
+        EquatableArray<MessageSpec> Messages,
+        EquatableArray<EnumSpec> Enums,
+        string Namespace,
+        EquatableArray<DiagnosticInfo> Diagnostics);
+}

@@ -1,0 +1,48 @@
+using Microsoft.CodeAnalysis;
+
+namespace PgSpec.Generators
+{
+    public sealed partial class PgSpecGenerator
+    {
+        internal static class DiagnosticDescriptors
+        {
+            private const string Category = "PgSpec";
+
+            public static readonly DiagnosticDescriptor Syntax = Create("PGSPEC001", "Spec line cannot be read", "{0}");
+            public static readonly DiagnosticDescriptor UnknownType = Create("PGSPEC002", "Unknown field type", "{0}");
+            public static readonly DiagnosticDescriptor UnknownReference = Create("PGSPEC003", "Reference to no earlier field", "{0}");
+            public static readonly DiagnosticDescriptor DuplicateName = Create("PGSPEC004", "Name defined twice", "{0}");
+            public static readonly DiagnosticDescriptor AmbiguousTypeByte = Create("PGSPEC005", "Type byte shared without a discriminator", "{0}");
+            public static readonly DiagnosticDescriptor MisplacedRest = Create("PGSPEC006", "Byten must be the last field", "{0}");
+            public static readonly DiagnosticDescriptor BadLiteral = Create("PGSPEC007", "Invalid literal", "{0}");
+            public static readonly DiagnosticDescriptor BadHeader = Create("PGSPEC008", "Invalid message header or framing fields", "{0}");
+            public static readonly DiagnosticDescriptor UnknownEnum = Create("PGSPEC009", "Invalid enum", "{0}");
+            public static readonly DiagnosticDescriptor BadAttribute = Create("PGSPEC010", "Invalid field attribute", "{0}");
+            public static readonly DiagnosticDescriptor BadTerminator = Create("PGSPEC011", "Invalid terminated list", "{0}");
+            public static readonly DiagnosticDescriptor UnusedField = Create("PGSPEC012", "Count or length field used by nothing", "{0}");
+
+            private static DiagnosticDescriptor Create(string id, string title, string format)
+                => new DiagnosticDescriptor(id, title, format, Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+            public static DiagnosticDescriptor? Find(string id)
+            {
+                switch (id)
+                {
+                    case "PGSPEC001": return Syntax;
+                    case "PGSPEC002": return UnknownType;
+                    case "PGSPEC003": return UnknownReference;
+                    case "PGSPEC004": return DuplicateName;
+                    case "PGSPEC005": return AmbiguousTypeByte;
+                    case "PGSPEC006": return MisplacedRest;
+                    case "PGSPEC007": return BadLiteral;
+                    case "PGSPEC008": return BadHeader;
+                    case "PGSPEC009": return UnknownEnum;
+                    case "PGSPEC010": return BadAttribute;
+                    case "PGSPEC011": return BadTerminator;
+                    case "PGSPEC012": return UnusedField;
+                    default: return null;
+                }
+            }
+        }
+    }
+}

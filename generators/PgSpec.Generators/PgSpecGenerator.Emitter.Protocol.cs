@@ -1,0 +1,330 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using PgSpec.Generators.Model;
+
+namespace PgSpec.Generators
+{
+    public sealed partial class PgSpecGenerator
+    {
+        internal static partial class Emitter
+        {
+            /// <summary>What needs every message at once: enums, message kinds, dispatchers, limits, the fuzzing dictionary.</summary>
+            public static IEnumerable<(string Name, string Source)> EmitProtocol(ProtocolSpec spec)
+            {
+                yield return ("Enums.g.cs", EmitEnums(spec));
+                yield return ("FrontendMessages.g.cs", EmitDirection(spec, Direction.Frontend));
+                yield return ("BackendMessages.g.cs", EmitDirection(spec, Direction.Backend));
+                yield return ("ProtocolDictionary.g.cs", EmitDictionary(spec));
+            }
+
+            private static string EmitEnums(ProtocolSpec spec)
+            {
+                var w = new IndentedWriter();
+                w.Line(Header.TrimEnd('\n'));
+                w.Line();
+                w.Open("namespace " + spec.Namespace);
+                foreach (EnumSpec e in spec.Enums)
+                {
+                    w.Line("/// <summary>" + e.Name + ": a " + e.Type + " with the values of " + FileName(e.Path) + " line " + Int(e.Line) + ".</summary>");
+                    w.Open("public enum " + e.Name + " : " + (e.Type == WireType.Int8 ? "sbyte" : "byte"));
+                    foreach (EnumMemberSpec member in e.Members)
+                    {
+                        string value = member.IsChar ? ByteLit(member.Value) : Int(member.Value);
+                        w.Line("/// <summary>" + (member.IsChar ? "'" + (char)member.Value + "'" : Int(member.Value)) + ".</summary>");
+                        w.Line(member.Name + " = " + value + ",");
+                    }
+
+                    w.Close();
+                    w.Line();
+                }
+
+                w.Close();
+                return w.ToString();
+            }
+
+            private static string EmitDirection(ProtocolSpec spec, Direction direction)
+            {
+                string prefix = direction == Direction.Frontend ? "Frontend" : "Backend";
+                string kindType = prefix + "MessageKind";
+                string iface = "I" + prefix + "Message";
+                List<MessageSpec> messages = spec.Messages.Where(m => m.Direction == direction || m.Direction == Direction.Both).ToList();
+                List<MessageSpec> typed = messages.Where(m => m.TypeByte >= 0).ToList();
+                List<MessageSpec> untyped = messages.Where(m => m.TypeByte < 0).ToList();
+                char dirChar = direction == Direction.Frontend ? 'F' : 'B';
+
+                var w = new IndentedWriter();
+                w.Line(Header.TrimEnd('\n'));
+                w.Line();
+                w.Open("namespace " + spec.Namespace);
+
+                w.Line("/// <summary>Every message the " + prefix.ToLowerInvariant() + " sends, as the spec names them.</summary>");
+                w.Open("public enum " + kindType);
+                w.Line("/// <summary>A type byte, sub-code or packet code no spec defines, or a 'by-context' message the context cannot name.</summary>");
+                w.Line("Unknown = 0,");
+                int value = 1;
+                foreach (MessageSpec m in messages)
+                {
+                    w.Line("/// <summary>" + Describe(m) + ".</summary>");
+                    w.Line(m.Name + " = " + Int(value++) + ",");
+                }
+
+                w.Close();
+                w.Line();
+
+                w.Line("/// <summary>Classifies, decodes, validates and traces " + prefix.ToLowerInvariant() + " messages by kind.</summary>");
+                w.Open("public static partial class " + prefix + "Messages");
+
+                // Limits.
+                w.Line("/// <summary>The largest length word accepted by default for a typed message of this type byte; for type bytes no spec defines, <see cref=\"DefaultUnknownMaxLength\"/>.</summary>");
+                w.Open("public static int DefaultMaxLength(byte typeByte)");
+                w.Open("switch (typeByte)");
+                foreach (IGrouping<int, MessageSpec> g in typed.GroupBy(m => m.TypeByte).OrderBy(g => g.Key))
+                {
+                    w.Line("case " + ByteLit(g.Key) + ": return " + Int(g.Max(m => m.MaxLength)) + ";");
+                }
+
+                w.Line("default: return DefaultUnknownMaxLength;");
+                w.Close();
+                w.Close();
+                w.Line();
+                w.Line("/// <summary>The largest length word accepted by default for a type byte no spec defines" + (direction == Direction.Backend ? " (libpq's limit for messages that are not expected to be long)" : " (PostgreSQL's limit for small messages)") + ".</summary>");
+                w.Line("public const int DefaultUnknownMaxLength = " + (direction == Direction.Backend ? "30000" : "10004") + ";");
+                w.Line();
+                w.Line("/// <summary>The largest length word accepted by default for an untyped startup-phase packet.</summary>");
+                w.Line("public const int DefaultMaxStartupPacketLength = " + Int(untyped.Count == 0 ? 10000 : untyped.Max(m => m.MaxLength)) + ";");
+                w.Line();
+
+                // Type bytes.
+                w.Line("/// <summary>Whether any spec defines this type byte in this direction.</summary>");
+                w.Open("public static bool IsDefinedTypeByte(byte typeByte)");
+                w.Open("switch (typeByte)");
+                foreach (int b in typed.Select(m => m.TypeByte).Distinct().OrderBy(x => x))
+                {
+                    w.Line("case " + ByteLit(b) + ":");
+                }
+
+                w.Line("    return true;");
+                w.Line("default:");
+                w.Line("    return false;");
+                w.Close();
+                w.Close();
+                w.Line();
+
+                // Classify typed.
+                w.Line("/// <summary>Names the message a typed body is, from its type byte, its Int32 sub-code or the decode context.</summary>");
+                w.Open("public static " + kindType + " Classify(byte typeByte, " + Span + " body, " + Rt + ".DecodeContext? context)");
+                w.Open("switch (typeByte)");
+                foreach (IGrouping<int, MessageSpec> g in typed.GroupBy(m => m.TypeByte).OrderBy(g => g.Key))
+                {
+                    List<MessageSpec> members = g.ToList();
+                    if (members.Count == 1)
+                    {
+                        w.Line("case " + ByteLit(g.Key) + ": return " + kindType + "." + members[0].Name + ";");
+                    }
+                    else if (members.All(m => m.ByContext))
+                    {
+                        w.Line("case " + ByteLit(g.Key) + ": return context?.Resolve" + prefix + "ByContext(typeByte) ?? " + kindType + ".Unknown;");
+                    }
+                    else
+                    {
+                        w.Line("case " + ByteLit(g.Key) + ":");
+                        w.Indent();
+                        w.Open("if (body.Length < 4)");
+                        w.Line("return " + kindType + ".Unknown;");
+                        w.Close();
+                        w.Open("switch (global::System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(body))");
+                        foreach (MessageSpec m in members.OrderBy(m => m.Fields[2].Literal))
+                        {
+                            w.Line("case " + Int(m.Fields[2].Literal!.Value) + ": return " + kindType + "." + m.Name + ";");
+                        }
+
+                        w.Line("default: return " + kindType + ".Unknown;");
+                        w.Close();
+                        w.Outdent();
+                    }
+                }
+
+                w.Line("default: return " + kindType + ".Unknown;");
+                w.Close();
+                w.Close();
+                w.Line();
+
+                // Classify untyped.
+                w.Line("/// <summary>Names an untyped startup-phase packet from the code after its length word (<paramref name=\"body\"/> starts at that code).</summary>");
+                w.Open("public static " + kindType + " ClassifyStartup(" + Span + " body)");
+                w.Open("if (body.Length < 4)");
+                w.Line("return " + kindType + ".Unknown;");
+                w.Close();
+                w.Line("int code = global::System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(body);");
+                w.Line("_ = code;");
+                foreach (MessageSpec m in untyped.Where(m => m.Fields[1].Kind == FieldKind.Literal))
+                {
+                    w.Open("if (code == " + Int(m.Fields[1].Literal!.Value) + ")");
+                    w.Line("return " + kindType + "." + m.Name + ";");
+                    w.Close();
+                }
+
+                foreach (MessageSpec m in untyped.Where(m => m.Fields[1].Kind != FieldKind.Literal))
+                {
+                    w.Open("if (code >= " + Int(m.Fields[1].RangeMin) + " && code <= " + Int(m.Fields[1].RangeMax) + ")");
+                    w.Line("return " + kindType + "." + m.Name + ";");
+                    w.Close();
+                }
+
+                w.Line("return " + kindType + ".Unknown;");
+                w.Close();
+                w.Line();
+
+                // Names, type bytes, startup.
+                w.Line("/// <summary>The documented name of a message kind.</summary>");
+                w.Open("public static string NameOf(" + kindType + " kind)");
+                w.Open("switch (kind)");
+                foreach (MessageSpec m in messages)
+                {
+                    w.Line("case " + kindType + "." + m.Name + ": return " + Lit(m.Name) + ";");
+                }
+
+                w.Line("default: return \"Unknown\";");
+                w.Close();
+                w.Close();
+                w.Line();
+                w.Line("/// <summary>The type byte of a message kind, or -1 for untyped packets and Unknown.</summary>");
+                w.Open("public static int TypeByteOf(" + kindType + " kind)");
+                w.Open("switch (kind)");
+                foreach (MessageSpec m in typed)
+                {
+                    w.Line("case " + kindType + "." + m.Name + ": return " + ByteLit(m.TypeByte) + ";");
+                }
+
+                w.Line("default: return -1;");
+                w.Close();
+                w.Close();
+                w.Line();
+                w.Line("/// <summary>Every message kind of this direction, in name order.</summary>");
+                w.Line("public static global::System.Collections.Generic.IReadOnlyList<" + kindType + "> All { get; } = new " + kindType + "[] { " + string.Join(", ", messages.Select(m => kindType + "." + m.Name)) + " };");
+                w.Line();
+
+                // Decode.
+                w.Line("/// <summary>Decodes a body as the given kind into an owned message; never throws.</summary>");
+                w.Open("public static bool TryDecode(" + kindType + " kind, " + Span + " body, " + Rt + ".DecodeContext? context, [global::System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out " + Rt + "." + iface + "? message, out " + Rt + ".PgDecodeError error)");
+                w.Open("switch (kind)");
+                foreach (MessageSpec m in messages)
+                {
+                    w.Open("case " + kindType + "." + m.Name + ":");
+                    w.Line("bool ok" + m.Name + " = " + m.Name + ".TryDecode(body, context, out " + m.Name + "? m" + m.Name + ", out error);");
+                    w.Line("message = m" + m.Name + ";");
+                    w.Line("return ok" + m.Name + ";");
+                    w.Close();
+                }
+
+                w.Line("default:");
+                w.Line("    message = null;");
+                w.Line("    error = new " + Rt + ".PgDecodeError(\"Unknown\", null, 0, \"no spec defines this message\");");
+                w.Line("    return false;");
+                w.Close();
+                w.Close();
+                w.Line();
+
+                w.Line("/// <summary>Checks a body as the given kind without building anything; never throws.</summary>");
+                w.Open("public static bool TryValidate(" + kindType + " kind, " + Span + " body, " + Rt + ".DecodeContext? context, out " + Rt + ".PgDecodeError error)");
+                w.Open("switch (kind)");
+                foreach (MessageSpec m in messages)
+                {
+                    w.Line("case " + kindType + "." + m.Name + ": return " + m.Name + ".TryValidate(body, context, out error);");
+                }
+
+                w.Line("default:");
+                w.Line("    error = new " + Rt + ".PgDecodeError(\"Unknown\", null, 0, \"no spec defines this message\");");
+                w.Line("    return false;");
+                w.Close();
+                w.Close();
+                w.Line();
+
+                w.Line("/// <summary>Writes libpq's trace line of a validated body of the given kind.</summary>");
+                w.Open("public static void Trace(" + kindType + " kind, " + Span + " body, " + Rt + ".PgTraceWriter trace)");
+                w.Open("switch (kind)");
+                foreach (MessageSpec m in messages)
+                {
+                    w.Line("case " + kindType + "." + m.Name + ": " + m.Name + ".Trace(body, trace, '" + dirChar + "'); return;");
+                }
+
+                w.Line("default: throw new global::System.ArgumentOutOfRangeException(nameof(kind));");
+                w.Close();
+                w.Close();
+                w.Close();
+                w.Close();
+                return w.ToString();
+            }
+
+            /// <summary>
+            /// The tokens a fuzzer should know: type bytes, sub-codes, packet codes, enum values and
+            /// error field codes. A new spec file extends it.
+            /// </summary>
+            private static string EmitDictionary(ProtocolSpec spec)
+            {
+                var tokens = new SortedSet<string>(StringComparer.Ordinal);
+                foreach (MessageSpec m in spec.Messages)
+                {
+                    if (m.TypeByte >= 0)
+                    {
+                        tokens.Add(Hex(new[] { (byte)m.TypeByte }));
+                        if (m.Fields.Count > 2 && m.Fields[2].Kind == FieldKind.Literal)
+                        {
+                            tokens.Add(Hex(BigEndian((int)m.Fields[2].Literal!.Value)));
+                        }
+                    }
+                    else if (m.Fields[1].Kind == FieldKind.Literal)
+                    {
+                        tokens.Add(Hex(BigEndian((int)m.Fields[1].Literal!.Value)));
+                    }
+                    else if (m.Fields[1].HasRange)
+                    {
+                        tokens.Add(Hex(BigEndian((int)m.Fields[1].RangeMin)));
+                    }
+
+                    if (m.Fields.Count > 1 && m.Fields[m.TypeByte >= 0 ? 1 : 0].Literal is long len)
+                    {
+                        tokens.Add(Hex(BigEndian((int)len)));
+                    }
+                }
+
+                foreach (EnumSpec e in spec.Enums)
+                {
+                    foreach (EnumMemberSpec member in e.Members)
+                    {
+                        tokens.Add(Hex(new[] { (byte)member.Value }));
+                    }
+                }
+
+                var w = new IndentedWriter();
+                w.Line(Header.TrimEnd('\n'));
+                w.Line();
+                w.Open("namespace " + spec.Namespace);
+                w.Line("/// <summary>Byte strings a fuzzer should try, derived from the specs (AFL++ dictionary entries).</summary>");
+                w.Open("public static partial class ProtocolDictionary");
+                w.Line("/// <summary>Each entry as AFL++ writes it: a quoted string with \\xNN escapes.</summary>");
+                w.Line("public static global::System.Collections.Generic.IReadOnlyList<string> Entries { get; } = new string[]");
+                w.Line("{");
+                w.Indent();
+                foreach (string token in tokens)
+                {
+                    w.Line(Lit(token) + ",");
+                }
+
+                w.Outdent();
+                w.Line("};");
+                w.Close();
+                w.Close();
+                return w.ToString();
+            }
+
+            private static byte[] BigEndian(int value)
+                => new[] { (byte)(value >> 24), (byte)(value >> 16), (byte)(value >> 8), (byte)value };
+
+            private static string Hex(byte[] bytes)
+                => "\"" + string.Concat(bytes.Select(b => "\\x" + b.ToString("X2", CultureInfo.InvariantCulture))) + "\"";
+        }
+    }
+}

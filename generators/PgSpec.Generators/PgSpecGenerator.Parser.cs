@@ -1,0 +1,884 @@
+using System;
+using System.Collections.Generic;
+using System.Collections.Immutable;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using System.Threading;
+using Microsoft.CodeAnalysis.Text;
+using PgSpec.Generators.Model;
+
+namespace PgSpec.Generators
+{
+    public sealed partial class PgSpecGenerator
+    {
+        /// <summary>Turns the text of one spec file into its model and the diagnostics it earned.</summary>
+        internal static class Parser
+        {
+            private static readonly Regex s_messageHeader = new Regex(
+                @"^(?<name>[A-Za-z][A-Za-z0-9]*)\s*\((?<dir>F|B|F\s*&\s*B)\)\s*(?<options>.*)$",
+                RegexOptions.CultureInvariant);
+
+            private static readonly Regex s_enumHeader = new Regex(
+                @"^enum\s+(?<name>[A-Za-z][A-Za-z0-9]*)\s*:\s*(?<type>\S+)\s*$",
+                RegexOptions.CultureInvariant);
+
+            private static readonly Regex s_typeExpression = new Regex(
+                @"^(?<base>[A-Za-z][A-Za-z0-9]*)(?:\((?<arg>[^)]*)\))?(?:\[(?<count>[A-Za-z0-9_]*)\])?$",
+                RegexOptions.CultureInvariant);
+
+            private static readonly HashSet<string> s_reservedNames = new HashSet<string>(StringComparer.Ordinal)
+            {
+                "messageName", "typeCode", "typeByte", "packetCode", "subCode", "defaultMaxLength", "encodedLength",
+                "frontendKind", "backendKind", "view", "equals", "validate", "encode", "decode", "trace", "toArray",
+            };
+
+            private static readonly Regex s_identifier = new Regex(@"^[a-z][A-Za-z0-9]*$", RegexOptions.CultureInvariant);
+            private static readonly Regex s_typeName = new Regex(@"^[A-Z][A-Za-z0-9]*$", RegexOptions.CultureInvariant);
+            private static readonly Regex s_fixedBytes = new Regex(@"^Byte(?<n>[1-9][0-9]*)$", RegexOptions.CultureInvariant);
+
+            private readonly struct Line
+            {
+                public Line(int number, int indent, string text)
+                {
+                    Number = number;
+                    Indent = indent;
+                    Text = text;
+                }
+
+                public int Number { get; }
+                public int Indent { get; }
+                public string Text { get; }
+            }
+
+            public static SpecFile ParseFile(string path, SourceText? text, CancellationToken cancellationToken)
+            {
+                var diagnostics = ImmutableArray.CreateBuilder<DiagnosticInfo>();
+                var messages = ImmutableArray.CreateBuilder<MessageSpec>();
+                var enums = ImmutableArray.CreateBuilder<EnumSpec>();
+                if (text is null)
+                {
+                    diagnostics.Add(new DiagnosticInfo("PGSPEC001", "The spec file cannot be read", path, 1, 1, 0));
+                    return new SpecFile(path, messages.ToEquatableArray(), enums.ToEquatableArray(), diagnostics.ToEquatableArray());
+                }
+
+                var context = new ParseContext(path, diagnostics);
+                Line? header = null;
+                var body = new List<Line>();
+                string pendingComment = "";
+                string blockComment = "";
+
+                foreach (TextLine textLine in text.Lines)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    string raw = textLine.ToString();
+                    int number = textLine.LineNumber + 1;
+                    string comment;
+                    string content = StripComment(raw, out comment).TrimEnd();
+                    if (content.Trim().Length == 0)
+                    {
+                        if (comment.Length > 0 && IndentOf(raw) == 0)
+                        {
+                            pendingComment = pendingComment.Length == 0 ? comment : pendingComment + "\n" + comment;
+                        }
+                        else if (raw.Trim().Length == 0)
+                        {
+                            pendingComment = "";
+                        }
+
+                        continue;
+                    }
+
+                    int indent = IndentOf(content);
+                    if (indent == 0)
+                    {
+                        if (header is Line previous)
+                        {
+                            FinishBlock(context, previous, body, blockComment, messages, enums);
+                        }
+
+                        header = new Line(number, 0, content.Trim());
+                        blockComment = pendingComment;
+                        pendingComment = "";
+                        body.Clear();
+                    }
+                    else if (header is null)
+                    {
+                        context.Report("PGSPEC001", "An indented line must belong to a message or an enum above it", number, indent + 1, content.Length - indent);
+                    }
+                    else
+                    {
+                        body.Add(new Line(number, indent, content.Trim()));
+                    }
+                }
+
+                if (header is Line last)
+                {
+                    FinishBlock(context, last, body, blockComment, messages, enums);
+                }
+
+                return new SpecFile(path, messages.ToEquatableArray(), enums.ToEquatableArray(), diagnostics.ToEquatableArray());
+            }
+
+            private static int IndentOf(string line)
+            {
+                int indent = 0;
+                foreach (char c in line)
+                {
+                    if (c == ' ')
+                    {
+                        indent++;
+                    }
+                    else if (c == '\t')
+                    {
+                        indent += 4;
+                    }
+                    else
+                    {
+                        break;
+                    }
+                }
+
+                return indent;
+            }
+
+            private static string StripComment(string line, out string comment)
+            {
+                bool inQuote = false;
+                for (int i = 0; i < line.Length; i++)
+                {
+                    char c = line[i];
+                    if (c == '\'')
+                    {
+                        inQuote = !inQuote;
+                    }
+                    else if (c == '#' && !inQuote)
+                    {
+                        comment = line.Substring(i + 1).Trim();
+                        return line.Substring(0, i);
+                    }
+                }
+
+                comment = "";
+                return line;
+            }
+
+            private sealed class ParseContext
+            {
+                private readonly ImmutableArray<DiagnosticInfo>.Builder _diagnostics;
+
+                public ParseContext(string path, ImmutableArray<DiagnosticInfo>.Builder diagnostics)
+                {
+                    Path = path;
+                    _diagnostics = diagnostics;
+                }
+
+                public string Path { get; }
+
+                public bool HasErrors { get; set; }
+
+                public void Report(string id, string message, int line, int column = 1, int length = 0)
+                {
+                    HasErrors = true;
+                    _diagnostics.Add(new DiagnosticInfo(id, message, Path, line, column, length));
+                }
+            }
+
+            private static void FinishBlock(
+                ParseContext context,
+                Line header,
+                List<Line> body,
+                string comment,
+                ImmutableArray<MessageSpec>.Builder messages,
+                ImmutableArray<EnumSpec>.Builder enums)
+            {
+                Match enumMatch = s_enumHeader.Match(header.Text);
+                if (enumMatch.Success)
+                {
+                    EnumSpec? spec = ParseEnum(context, header, enumMatch, body);
+                    if (spec is not null)
+                    {
+                        enums.Add(spec);
+                    }
+
+                    return;
+                }
+
+                Match messageMatch = s_messageHeader.Match(header.Text);
+                if (!messageMatch.Success)
+                {
+                    context.Report("PGSPEC001", $"Expected a message header such as 'Query (F)' or an enum header such as 'enum Name : Byte1', found '{header.Text}'", header.Number, 1, header.Text.Length);
+                    return;
+                }
+
+                bool hadErrors = context.HasErrors;
+                context.HasErrors = false;
+                MessageSpec? message = ParseMessage(context, header, messageMatch, body, comment);
+                if (message is not null && !context.HasErrors)
+                {
+                    messages.Add(message);
+                }
+
+                context.HasErrors |= hadErrors;
+            }
+
+            private static EnumSpec? ParseEnum(ParseContext context, Line header, Match match, List<Line> body)
+            {
+                string name = match.Groups["name"].Value;
+                WireType type;
+                switch (match.Groups["type"].Value)
+                {
+                    case "Byte1": type = WireType.Byte1; break;
+                    case "Int8": type = WireType.Int8; break;
+                    default:
+                        context.Report("PGSPEC009", $"Enum '{name}' must be based on Byte1 or Int8, not '{match.Groups["type"].Value}'", header.Number, 1, header.Text.Length);
+                        return null;
+                }
+
+                var members = ImmutableArray.CreateBuilder<EnumMemberSpec>();
+                var seenNames = new HashSet<string>(StringComparer.Ordinal);
+                var seenValues = new HashSet<long>();
+                foreach (Line line in body)
+                {
+                    string[] tokens = Tokens(line.Text);
+                    if (tokens.Length != 2 || !s_typeName.IsMatch(tokens[1]))
+                    {
+                        context.Report("PGSPEC009", $"An enum member is a value and a name, such as 'S' Statement; found '{line.Text}'", line.Number, line.Indent + 1, line.Text.Length);
+                        continue;
+                    }
+
+                    if (!TryParseLiteral(tokens[0], out long value, out bool isChar) || value < 0 || value > 255)
+                    {
+                        context.Report("PGSPEC007", $"'{tokens[0]}' is not a one-byte value", line.Number, line.Indent + 1, tokens[0].Length);
+                        continue;
+                    }
+
+                    if (!seenNames.Add(tokens[1]) || !seenValues.Add(value))
+                    {
+                        context.Report("PGSPEC004", $"Enum '{name}' has '{tokens[1]}' or its value twice", line.Number, line.Indent + 1, line.Text.Length);
+                        continue;
+                    }
+
+                    members.Add(new EnumMemberSpec(tokens[1], value, isChar));
+                }
+
+                if (members.Count == 0)
+                {
+                    context.Report("PGSPEC009", $"Enum '{name}' has no members", header.Number, 1, header.Text.Length);
+                    return null;
+                }
+
+                return new EnumSpec(name, type, members.ToEquatableArray(), context.Path, header.Number);
+            }
+
+            private static string[] Tokens(string text)
+                => text.Split(new[] { ' ', '\t' }, StringSplitOptions.RemoveEmptyEntries);
+
+            internal static bool TryParseLiteral(string token, out long value, out bool isChar)
+            {
+                isChar = false;
+                value = 0;
+                if (token.Length == 3 && token[0] == '\'' && token[2] == '\'' && token[1] >= 0x20 && token[1] < 0x7f)
+                {
+                    value = token[1];
+                    isChar = true;
+                    return true;
+                }
+
+                if (token.StartsWith("0x", StringComparison.OrdinalIgnoreCase))
+                {
+                    return long.TryParse(token.Substring(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out value);
+                }
+
+                return long.TryParse(token, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out value);
+            }
+
+            private static MessageSpec? ParseMessage(ParseContext context, Line header, Match match, List<Line> body, string comment)
+            {
+                string name = match.Groups["name"].Value;
+                string dir = match.Groups["dir"].Value;
+                Direction direction = dir == "F" ? Direction.Frontend : dir == "B" ? Direction.Backend : Direction.Both;
+
+                long max = 0x3FFFFFFE;
+                bool byContext = false;
+                bool maskedLength = false;
+                string[] options = Tokens(match.Groups["options"].Value);
+                for (int i = 0; i < options.Length; i++)
+                {
+                    if (options[i] == "max" && i + 1 < options.Length && TryParseLiteral(options[i + 1], out long value, out bool isChar) && !isChar && value >= 4 && value <= int.MaxValue)
+                    {
+                        max = value;
+                        i++;
+                    }
+                    else if (options[i] == "by-context")
+                    {
+                        byContext = true;
+                    }
+                    else if (options[i] == "masked-length")
+                    {
+                        maskedLength = true;
+                    }
+                    else
+                    {
+                        context.Report("PGSPEC008", $"Unknown message option '{options[i]}' (expected 'max N' with 4 <= N < 2^31, 'by-context' or 'masked-length')", header.Number, 1, header.Text.Length);
+                    }
+                }
+
+                if (body.Count == 0)
+                {
+                    context.Report("PGSPEC008", $"Message '{name}' has no fields", header.Number, 1, header.Text.Length);
+                    return null;
+                }
+
+                int position = 0;
+                ImmutableArray<FieldSpec> fields = ParseFields(context, body, ref position, body[0].Indent, topLevel: true);
+                if (context.HasErrors)
+                {
+                    return null;
+                }
+
+                int typeByte = -1;
+                int index = 0;
+                if (fields.Length > 0 && fields[0].Kind == FieldKind.TypeByte)
+                {
+                    typeByte = (int)fields[0].Literal!.Value;
+                    index = 1;
+                }
+
+                if (fields.Length <= index || fields[index].Kind != FieldKind.Length)
+                {
+                    context.Report("PGSPEC008", $"Message '{name}' must start with Byte1('x') and 'Int32 length', or for an untyped packet with 'Int32 length'", header.Number, 1, header.Text.Length);
+                    return null;
+                }
+
+                if (typeByte < 0)
+                {
+                    FieldSpec? code = fields.Length > 1 ? fields[1] : null;
+                    bool isCode = code is not null && code.Type == WireType.Int32 && (code.Kind == FieldKind.Literal || (code.Kind == FieldKind.Scalar && code.HasRange));
+                    if (!isCode)
+                    {
+                        context.Report("PGSPEC008", $"Untyped packet '{name}' must follow its length with an Int32 code: a literal, or a field with a range", body[Math.Min(1, body.Count - 1)].Number, 1, 0);
+                        return null;
+                    }
+                }
+
+                if (byContext && typeByte < 0)
+                {
+                    context.Report("PGSPEC008", $"'by-context' applies to typed messages only; '{name}' has no type byte", header.Number, 1, header.Text.Length);
+                    return null;
+                }
+
+                fields = CheckReferences(context, name, fields, topLevel: true);
+                if (context.HasErrors)
+                {
+                    return null;
+                }
+
+                return new MessageSpec
+                {
+                    Name = name,
+                    Direction = direction,
+                    TypeByte = typeByte,
+                    MaxLength = max,
+                    ByContext = byContext,
+                    MaskedLength = maskedLength,
+                    Fields = fields.ToEquatableArray(),
+                    Path = context.Path,
+                    Line = header.Number,
+                    Comment = comment,
+                };
+            }
+
+            private static ImmutableArray<FieldSpec> ParseFields(ParseContext context, List<Line> lines, ref int position, int indent, bool topLevel)
+            {
+                var fields = ImmutableArray.CreateBuilder<FieldSpec>();
+                while (position < lines.Count)
+                {
+                    Line line = lines[position];
+                    if (line.Indent < indent)
+                    {
+                        break;
+                    }
+
+                    if (line.Indent > indent)
+                    {
+                        context.Report("PGSPEC001", "This line is indented deeper than the field above it, which is not a group", line.Number, line.Indent + 1, line.Text.Length);
+                        position++;
+                        continue;
+                    }
+
+                    position++;
+                    FieldSpec? field = ParseField(context, line, topLevel && fields.Count == 0);
+                    if (field is null)
+                    {
+                        // Skip a bad group's children along with it.
+                        while (position < lines.Count && lines[position].Indent > indent)
+                        {
+                            position++;
+                        }
+
+                        continue;
+                    }
+
+                    if (field.Kind == FieldKind.Array && field.GroupName is not null)
+                    {
+                        if (position >= lines.Count || lines[position].Indent <= indent)
+                        {
+                            context.Report("PGSPEC001", $"Group '{field.GroupName}' needs its fields on the following, deeper-indented lines", line.Number, line.Indent + 1, line.Text.Length);
+                            continue;
+                        }
+
+                        ImmutableArray<FieldSpec> children = ParseFields(context, lines, ref position, lines[position].Indent, topLevel: false);
+                        field = field with { Children = children.ToEquatableArray() };
+                    }
+
+                    fields.Add(field);
+                }
+
+                return fields.ToImmutable();
+            }
+
+            private static FieldSpec? ParseField(ParseContext context, Line line, bool first)
+            {
+                string[] tokens = Tokens(line.Text);
+                int column = line.Indent + 1;
+                Match type = s_typeExpression.Match(tokens[0]);
+                if (!type.Success)
+                {
+                    context.Report("PGSPEC002", $"'{tokens[0]}' is not a field type (Byte1, Int8, Int16, Int32, Int64, ByteN, Byten, String, an enum, or a group such as Field[count])", line.Number, column, tokens[0].Length);
+                    return null;
+                }
+
+                string baseType = type.Groups["base"].Value;
+                bool hasArg = type.Groups["arg"].Success;
+                string arg = type.Groups["arg"].Value;
+                bool isArray = type.Groups["count"].Success;
+                string count = type.Groups["count"].Value;
+
+                int next = 1;
+                string name = "";
+                if (tokens.Length > 1 && s_identifier.IsMatch(tokens[1]) && !IsAttribute(tokens[1]))
+                {
+                    name = tokens[1];
+                    next = 2;
+                }
+
+                var field = new FieldSpec { Name = name, Line = line.Number };
+
+                // Attributes.
+                for (int i = next; i < tokens.Length; i++)
+                {
+                    string attribute = tokens[i];
+                    switch (attribute)
+                    {
+                        case "oid":
+                            field = field with { Oid = true };
+                            break;
+                        case "nullable":
+                            field = field with { Nullable = true };
+                            break;
+                        case "masked":
+                            field = field with { TraceMasked = true };
+                            break;
+                        case "untraced":
+                            field = field with { Untraced = true };
+                            break;
+                        case "traced-as-int32":
+                            field = field with { TracedAsInt32 = true };
+                            break;
+                        case "trace-end":
+                            field = field with { TraceEnd = true };
+                            break;
+                        case "until":
+                            if (i + 1 >= tokens.Length || tokens[i + 1] != "0")
+                            {
+                                context.Report("PGSPEC011", "A terminated list is written 'until 0': it ends at a zero byte where the next item would start", line.Number, column, line.Text.Length);
+                                return null;
+                            }
+
+                            field = field with { Terminated = true };
+                            i++;
+                            break;
+                        case "range":
+                        {
+                            if (i + 1 >= tokens.Length || !TryParseRange(tokens[i + 1], out long min, out long max))
+                            {
+                                context.Report("PGSPEC010", "A range is written 'range MIN..MAX'", line.Number, column, line.Text.Length);
+                                return null;
+                            }
+
+                            field = field with { HasRange = true, RangeMin = min, RangeMax = max };
+                            i++;
+                            break;
+                        }
+
+                        case "size":
+                        {
+                            int consumed = 0;
+                            bool ok = false;
+                            while (i + 1 < tokens.Length && tokens[i + 1].IndexOf(':') > 0)
+                            {
+                                string[] parts = tokens[i + 1].Split(':');
+                                if (parts.Length != 2 || !TryParseRange(parts[1], out long min, out long max) || min < 0)
+                                {
+                                    ok = false;
+                                    break;
+                                }
+
+                                if (parts[0] == "3.0")
+                                {
+                                    field = field with { MinSize30 = (int)min, MaxSize30 = (int)max };
+                                    ok = true;
+                                }
+                                else if (parts[0] == "3.2")
+                                {
+                                    field = field with { MinSize32 = (int)min, MaxSize32 = (int)max };
+                                    ok = true;
+                                }
+                                else
+                                {
+                                    ok = false;
+                                    break;
+                                }
+
+                                consumed++;
+                                i++;
+                            }
+
+                            if (!ok || consumed != 2)
+                            {
+                                context.Report("PGSPEC010", "Sizes by protocol version are written 'size 3.0:N 3.2:MIN..MAX'", line.Number, column, line.Text.Length);
+                                return null;
+                            }
+
+                            field = field with { HasVersionSizes = true };
+                            break;
+                        }
+
+                        default:
+                            if (attribute.StartsWith("masked-if-code=", StringComparison.Ordinal) && attribute.Length > "masked-if-code=".Length)
+                            {
+                                field = field with { MaskIfCodes = attribute.Substring("masked-if-code=".Length) };
+                                break;
+                            }
+
+                            context.Report("PGSPEC010", $"Unknown attribute '{attribute}' (expected oid, nullable, until 0, range MIN..MAX, size 3.0:N 3.2:MIN..MAX, masked, masked-if-code=XYZ, untraced, traced-as-int32, trace-end)", line.Number, column, line.Text.Length);
+                            return null;
+                    }
+                }
+
+                WireType scalar = ScalarType(baseType);
+                Match fixedBytes = s_fixedBytes.Match(baseType);
+
+                if (baseType == "Byte1" && hasArg)
+                {
+                    if (!first || isArray || !TryParseLiteral(arg, out long value, out _) || value <= 0 || value > 255)
+                    {
+                        context.Report("PGSPEC008", "Byte1('x') is the type byte and must be a message's first field, with a non-zero byte", line.Number, column, tokens[0].Length);
+                        return null;
+                    }
+
+                    return field with { Kind = FieldKind.TypeByte, Type = WireType.Byte1, Literal = value, Name = "type" };
+                }
+
+                if (scalar != WireType.None && scalar != WireType.String)
+                {
+                    if (hasArg)
+                    {
+                        if (!TryParseLiteral(arg, out long value, out _) || !FitsIn(scalar, value) || isArray)
+                        {
+                            context.Report("PGSPEC007", $"'{arg}' is not a valid {baseType} literal", line.Number, column, tokens[0].Length);
+                            return null;
+                        }
+
+                        if (name == "length")
+                        {
+                            if (scalar != WireType.Int32)
+                            {
+                                context.Report("PGSPEC008", "The length field is an Int32", line.Number, column, tokens[0].Length);
+                                return null;
+                            }
+
+                            return field with { Kind = FieldKind.Length, Type = scalar, Literal = value };
+                        }
+
+                        return field with { Kind = FieldKind.Literal, Type = scalar, Name = name.Length == 0 ? "code" : name, Literal = value };
+                    }
+
+                    if (name.Length == 0)
+                    {
+                        context.Report("PGSPEC001", $"A {baseType} field needs a name, such as '{baseType} processId'", line.Number, column, line.Text.Length);
+                        return null;
+                    }
+
+                    if (name == "length")
+                    {
+                        if (scalar != WireType.Int32 || isArray)
+                        {
+                            context.Report("PGSPEC008", "The length field is an Int32", line.Number, column, tokens[0].Length);
+                            return null;
+                        }
+
+                        return field with { Kind = FieldKind.Length, Type = scalar };
+                    }
+
+                    if (isArray)
+                    {
+                        return field with { Kind = FieldKind.Array, ElementKind = FieldKind.Scalar, Type = scalar, CountField = EmptyToNull(count) };
+                    }
+
+                    return field with { Kind = FieldKind.Scalar, Type = scalar };
+                }
+
+                if (name.Length == 0)
+                {
+                    context.Report("PGSPEC001", $"A {baseType} field needs a name", line.Number, column, line.Text.Length);
+                    return null;
+                }
+
+                if (name == "length")
+                {
+                    context.Report("PGSPEC008", "'length' is reserved for the Int32 length word", line.Number, column, line.Text.Length);
+                    return null;
+                }
+
+                if (baseType == "String")
+                {
+                    if (hasArg)
+                    {
+                        context.Report("PGSPEC002", "String takes no argument", line.Number, column, tokens[0].Length);
+                        return null;
+                    }
+
+                    return isArray
+                        ? field with { Kind = FieldKind.Array, ElementKind = FieldKind.String, Type = WireType.String, CountField = EmptyToNull(count) }
+                        : field with { Kind = FieldKind.String, Type = WireType.String };
+                }
+
+                if (baseType == "Byten")
+                {
+                    if (isArray)
+                    {
+                        context.Report("PGSPEC002", "Byten cannot repeat; repeat a group holding it", line.Number, column, tokens[0].Length);
+                        return null;
+                    }
+
+                    return hasArg
+                        ? field with { Kind = FieldKind.SizedBytes, Type = WireType.Bytes, LengthField = arg }
+                        : field with { Kind = FieldKind.RestBytes, Type = WireType.Bytes };
+                }
+
+                if (fixedBytes.Success)
+                {
+                    if (hasArg || isArray)
+                    {
+                        context.Report("PGSPEC002", $"{baseType} takes no argument and cannot repeat", line.Number, column, tokens[0].Length);
+                        return null;
+                    }
+
+                    return field with { Kind = FieldKind.FixedBytes, Type = WireType.Bytes, FixedSize = int.Parse(fixedBytes.Groups["n"].Value, CultureInfo.InvariantCulture) };
+                }
+
+                if (s_typeName.IsMatch(baseType) && !hasArg)
+                {
+                    if (isArray)
+                    {
+                        // A group: its fields follow on deeper-indented lines.
+                        return field with { Kind = FieldKind.Array, ElementKind = FieldKind.Array, GroupName = baseType, CountField = EmptyToNull(count) };
+                    }
+
+                    // An enum, resolved against every file later.
+                    return field with { Kind = FieldKind.Enum, EnumName = baseType };
+                }
+
+                context.Report("PGSPEC002", $"'{tokens[0]}' is not a field type (Byte1, Int8, Int16, Int32, Int64, ByteN, Byten, String, an enum, or a group such as Field[count])", line.Number, column, tokens[0].Length);
+                return null;
+            }
+
+            private static string? EmptyToNull(string value) => value.Length == 0 ? null : value;
+
+            private static bool IsAttribute(string token)
+                => token == "oid" || token == "nullable" || token == "until" || token == "range" || token == "size"
+                || token == "masked" || token == "untraced" || token == "trace-end";
+
+            private static bool TryParseRange(string text, out long min, out long max)
+            {
+                int dots = text.IndexOf("..", StringComparison.Ordinal);
+                if (dots < 0)
+                {
+                    bool single = TryParseLiteral(text, out min, out bool isChar) && !isChar;
+                    max = min;
+                    return single;
+                }
+
+                max = 0;
+                return TryParseLiteral(text.Substring(0, dots), out min, out bool c1) && !c1
+                    && TryParseLiteral(text.Substring(dots + 2), out max, out bool c2) && !c2
+                    && min <= max;
+            }
+
+            private static WireType ScalarType(string baseType)
+            {
+                switch (baseType)
+                {
+                    case "Byte1": return WireType.Byte1;
+                    case "Int8": return WireType.Int8;
+                    case "Int16": return WireType.Int16;
+                    case "Int32": return WireType.Int32;
+                    case "Int64": return WireType.Int64;
+                    case "String": return WireType.String;
+                    default: return WireType.None;
+                }
+            }
+
+            internal static bool FitsIn(WireType type, long value)
+            {
+                switch (type)
+                {
+                    case WireType.Byte1: return value >= 0 && value <= 255;
+                    case WireType.Int8: return value >= sbyte.MinValue && value <= 255;
+                    case WireType.Int16: return value >= short.MinValue && value <= ushort.MaxValue;
+                    case WireType.Int32: return value >= int.MinValue && value <= uint.MaxValue;
+                    case WireType.Int64: return true;
+                    default: return false;
+                }
+            }
+
+            /// <summary>
+            /// Checks what fields say of each other within one level: counts and value lengths
+            /// name an earlier integer, Byten comes last, names are unique; marks the roles.
+            /// </summary>
+            private static ImmutableArray<FieldSpec> CheckReferences(ParseContext context, string owner, ImmutableArray<FieldSpec> fields, bool topLevel)
+            {
+                var result = fields.ToBuilder();
+                var names = new HashSet<string>(StringComparer.Ordinal);
+                for (int i = 0; i < result.Count; i++)
+                {
+                    FieldSpec field = result[i];
+                    if (field.Kind != FieldKind.TypeByte && field.Kind != FieldKind.Length && !names.Add(field.Name))
+                    {
+                        context.Report("PGSPEC004", $"'{owner}' has two fields named '{field.Name}'", field.Line);
+                    }
+
+                    if (topLevel && s_reservedNames.Contains(field.Name))
+                    {
+                        context.Report("PGSPEC004", $"Field name '{field.Name}' is taken by a member every message has; choose another", field.Line);
+                    }
+
+                    if (string.Equals(Pascal(field.Name), owner, StringComparison.Ordinal))
+                    {
+                        context.Report("PGSPEC004", $"Field '{field.Name}' would have the name of its message '{owner}'; choose another", field.Line);
+                    }
+
+                    if (!topLevel && (field.Kind == FieldKind.TypeByte || field.Kind == FieldKind.Length || field.Kind == FieldKind.RestBytes))
+                    {
+                        context.Report("PGSPEC006", $"'{field.Name}' cannot stand inside a group", field.Line);
+                    }
+
+                    if (field.Kind == FieldKind.RestBytes && i != result.Count - 1)
+                    {
+                        context.Report("PGSPEC006", $"Byten '{field.Name}' runs to the end of the message, so it must be the last field", field.Line);
+                    }
+
+                    if (field.Kind == FieldKind.Array)
+                    {
+                        if (field.CountField is null && !field.Terminated)
+                        {
+                            context.Report("PGSPEC011", $"'{field.Name}' repeats with neither a count ([count]) nor 'until 0'", field.Line);
+                        }
+                        else if (field.CountField is not null && field.Terminated)
+                        {
+                            context.Report("PGSPEC011", $"'{field.Name}' has both a count and 'until 0'", field.Line);
+                        }
+                        else if (field.CountField is not null)
+                        {
+                            int countIndex = IndexOf(result, field.CountField, i);
+                            if (countIndex < 0 || result[countIndex].Kind != FieldKind.Scalar || (result[countIndex].Type != WireType.Int16 && result[countIndex].Type != WireType.Int32))
+                            {
+                                context.Report("PGSPEC003", $"The count of '{field.Name}' names '{field.CountField}', which is no earlier Int16 or Int32 field of '{owner}'", field.Line);
+                            }
+                            else if (result[countIndex].Role != FieldRole.Value)
+                            {
+                                context.Report("PGSPEC003", $"'{field.CountField}' already counts or sizes another field", field.Line);
+                            }
+                            else
+                            {
+                                result[countIndex] = result[countIndex] with { Role = FieldRole.Count };
+                            }
+                        }
+
+                        if (field.Terminated)
+                        {
+                            bool startsNonZero = field.ElementKind == FieldKind.String
+                                || (field.ElementKind == FieldKind.Array && field.Children.Count > 0
+                                    && (field.Children[0].Type == WireType.String || (field.Children[0].Kind == FieldKind.Scalar && field.Children[0].Type == WireType.Byte1)));
+                            if (!startsNonZero)
+                            {
+                                context.Report("PGSPEC011", $"Items of '{field.Name}' must start with a String or a Byte1, so that a zero byte can end the list", field.Line);
+                            }
+                        }
+
+                        if (field.GroupName is not null)
+                        {
+                            ImmutableArray<FieldSpec> children = CheckReferences(context, field.GroupName, field.Children.Items, topLevel: false);
+                            result[i] = field with { Children = children.ToEquatableArray() };
+                        }
+                    }
+
+                    if (field.Kind == FieldKind.SizedBytes)
+                    {
+                        if (i == 0 || result[i - 1].Name != field.LengthField || result[i - 1].Kind != FieldKind.Scalar || result[i - 1].Type != WireType.Int32)
+                        {
+                            context.Report("PGSPEC003", $"Byten({field.LengthField}) must follow the Int32 field '{field.LengthField}' that gives its length", field.Line);
+                        }
+                        else
+                        {
+                            result[i - 1] = result[i - 1] with { Role = FieldRole.ValueLength };
+                            result[i] = field with { Nullable = result[i - 1].Nullable };
+                        }
+                    }
+
+                    if (field.Kind != FieldKind.Scalar && field.Nullable)
+                    {
+                        context.Report("PGSPEC010", $"'nullable' belongs on the Int32 length before a Byten(len) field, not on '{field.Name}'", field.Line);
+                    }
+
+                    if (field.HasVersionSizes && field.Kind != FieldKind.RestBytes)
+                    {
+                        context.Report("PGSPEC010", "'size 3.0:... 3.2:...' applies to a Byten field", field.Line);
+                    }
+
+                    if (field.Oid && !((field.Kind == FieldKind.Scalar || (field.Kind == FieldKind.Array && field.ElementKind == FieldKind.Scalar)) && field.Type == WireType.Int32))
+                    {
+                        context.Report("PGSPEC010", "'oid' applies to Int32 fields", field.Line);
+                    }
+                }
+
+                for (int i = 0; i < result.Count; i++)
+                {
+                    if (result[i].Nullable && result[i].Kind == FieldKind.Scalar && result[i].Role != FieldRole.ValueLength)
+                    {
+                        context.Report("PGSPEC012", $"'{result[i].Name}' is nullable but no Byten({result[i].Name}) follows it", result[i].Line);
+                    }
+                }
+
+                return result.ToImmutable();
+            }
+
+            private static int IndexOf(IList<FieldSpec> fields, string name, int before)
+            {
+                for (int i = 0; i < before; i++)
+                {
+                    if (fields[i].Name == name)
+                    {
+                        return i;
+                    }
+                }
+
+                return -1;
+            }
+
+            internal static string Pascal(string name)
+                => name.Length == 0 ? name : char.ToUpperInvariant(name[0]) + name.Substring(1);
+        }
+    }
+}

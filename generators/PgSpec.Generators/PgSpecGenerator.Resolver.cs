@@ -1,0 +1,249 @@
+using System;
+using System.Collections.Generic;
+using System.Collections.Immutable;
+using System.Linq;
+using System.Threading;
+using PgSpec.Generators.Model;
+
+namespace PgSpec.Generators
+{
+    public sealed partial class PgSpecGenerator
+    {
+        /// <summary>Checks what only all files together can tell, and resolves enum references.</summary>
+        internal static class Resolver
+        {
+            public static ProtocolSpec Resolve(ImmutableArray<SpecFile> files, string ns, CancellationToken cancellationToken)
+            {
+                var diagnostics = ImmutableArray.CreateBuilder<DiagnosticInfo>();
+                var enums = new Dictionary<string, EnumSpec>(StringComparer.Ordinal);
+                var messages = new List<MessageSpec>();
+
+                // Files in path order, so the output never depends on the order they came in.
+                foreach (SpecFile file in files.OrderBy(f => f.Path, StringComparer.Ordinal))
+                {
+                    diagnostics.AddRange(file.Diagnostics);
+                    foreach (EnumSpec e in file.Enums)
+                    {
+                        if (enums.ContainsKey(e.Name))
+                        {
+                            diagnostics.Add(new DiagnosticInfo("PGSPEC004", $"Enum '{e.Name}' is defined twice", e.Path, e.Line, 1, 0));
+                        }
+                        else
+                        {
+                            enums.Add(e.Name, e);
+                        }
+                    }
+                }
+
+                var names = new HashSet<string>(StringComparer.Ordinal);
+                foreach (SpecFile file in files.OrderBy(f => f.Path, StringComparer.Ordinal))
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    foreach (MessageSpec message in file.Messages)
+                    {
+                        if (!names.Add(message.Name) || enums.ContainsKey(message.Name))
+                        {
+                            diagnostics.Add(new DiagnosticInfo("PGSPEC004", $"'{message.Name}' is defined twice", message.Path, message.Line, 1, message.Name.Length));
+                            continue;
+                        }
+
+                        MessageSpec? resolved = ResolveEnums(message, enums, diagnostics);
+                        if (resolved is not null)
+                        {
+                            messages.Add(resolved);
+                        }
+                    }
+                }
+
+                CheckTypeBytes(messages, Direction.Frontend, diagnostics);
+                CheckTypeBytes(messages, Direction.Backend, diagnostics);
+                CheckUntyped(messages, diagnostics);
+
+                return new ProtocolSpec(
+                    messages.OrderBy(m => m.Name, StringComparer.Ordinal).ToEquatableArray(),
+                    enums.Values.OrderBy(e => e.Name, StringComparer.Ordinal).ToEquatableArray(),
+                    ns,
+                    diagnostics.ToEquatableArray());
+            }
+
+            public static ImmutableArray<ResolvedMessage> PerMessage(ProtocolSpec spec)
+            {
+                if (spec.Diagnostics.Count > 0)
+                {
+                    return ImmutableArray<ResolvedMessage>.Empty;
+                }
+
+                var result = ImmutableArray.CreateBuilder<ResolvedMessage>();
+                foreach (MessageSpec message in spec.Messages)
+                {
+                    var used = new HashSet<string>(StringComparer.Ordinal);
+                    CollectEnums(message.Fields, used);
+                    EquatableArray<EnumSpec> enums = spec.Enums.Where(e => used.Contains(e.Name)).ToEquatableArray();
+                    string? family = null;
+                    if (message.TypeByte >= 0 && spec.Messages.Count(m => m.TypeByte == message.TypeByte && Overlaps(m.Direction, message.Direction)) > 1)
+                    {
+                        family = message.ByContext ? "context" : "code";
+                    }
+
+                    result.Add(new ResolvedMessage(message, enums, spec.Namespace, family));
+                }
+
+                return result.ToImmutable();
+            }
+
+            private static void CollectEnums(EquatableArray<FieldSpec> fields, HashSet<string> used)
+            {
+                foreach (FieldSpec field in fields)
+                {
+                    if (field.EnumName is not null)
+                    {
+                        used.Add(field.EnumName);
+                    }
+
+                    CollectEnums(field.Children, used);
+                }
+            }
+
+            internal static bool Overlaps(Direction a, Direction b)
+                => a == Direction.Both || b == Direction.Both || a == b;
+
+            private static MessageSpec? ResolveEnums(MessageSpec message, Dictionary<string, EnumSpec> enums, ImmutableArray<DiagnosticInfo>.Builder diagnostics)
+            {
+                bool ok = true;
+                EquatableArray<FieldSpec> fields = ResolveFields(message, message.Fields, enums, diagnostics, ref ok);
+                return ok ? message with { Fields = fields } : null;
+            }
+
+            private static EquatableArray<FieldSpec> ResolveFields(MessageSpec message, EquatableArray<FieldSpec> fields, Dictionary<string, EnumSpec> enums, ImmutableArray<DiagnosticInfo>.Builder diagnostics, ref bool ok)
+            {
+                var result = ImmutableArray.CreateBuilder<FieldSpec>(fields.Count);
+                foreach (FieldSpec field in fields)
+                {
+                    FieldSpec f = field;
+                    if (f.Kind == FieldKind.Enum)
+                    {
+                        if (f.EnumName is null || !enums.TryGetValue(f.EnumName, out EnumSpec? e))
+                        {
+                            diagnostics.Add(new DiagnosticInfo("PGSPEC002", $"'{f.EnumName}' is neither a field type nor an enum defined in any spec file", message.Path, f.Line, 1, 0));
+                            ok = false;
+                            continue;
+                        }
+
+                        f = f with { EnumType = e.Type, Type = e.Type, EnumValues = e.Members.Select(x => x.Value).ToEquatableArray() };
+                    }
+
+                    if (f.Kind == FieldKind.Array && f.GroupName is not null)
+                    {
+                        if (enums.ContainsKey(f.GroupName))
+                        {
+                            diagnostics.Add(new DiagnosticInfo("PGSPEC002", $"Arrays of enum '{f.GroupName}' are not supported; use a group", message.Path, f.Line, 1, 0));
+                            ok = false;
+                            continue;
+                        }
+
+                        f = f with { Children = ResolveFields(message, f.Children, enums, diagnostics, ref ok) };
+                    }
+
+                    if (f.Kind == FieldKind.Array && f.ElementKind == FieldKind.Scalar && f.Type != WireType.Int16 && f.Type != WireType.Int32)
+                    {
+                        diagnostics.Add(new DiagnosticInfo("PGSPEC002", $"Arrays of {f.Type} are not supported (Int16 and Int32 are)", message.Path, f.Line, 1, 0));
+                        ok = false;
+                        continue;
+                    }
+
+                    result.Add(f);
+                }
+
+                return result.ToEquatableArray();
+            }
+
+            /// <summary>Messages sharing a type byte in one direction need a sub-code or the decode context.</summary>
+            private static void CheckTypeBytes(List<MessageSpec> messages, Direction direction, ImmutableArray<DiagnosticInfo>.Builder diagnostics)
+            {
+                foreach (IGrouping<int, MessageSpec> group in messages
+                    .Where(m => m.TypeByte >= 0 && Overlaps(m.Direction, direction) && m.Direction != (direction == Direction.Frontend ? Direction.Backend : Direction.Frontend))
+                    .GroupBy(m => m.TypeByte))
+                {
+                    if (group.Count() < 2)
+                    {
+                        continue;
+                    }
+
+                    var members = group.ToList();
+                    bool allContext = members.All(m => m.ByContext);
+                    bool allCoded = members.All(m => m.Fields.Count > 2 && m.Fields[2].Kind == FieldKind.Literal && m.Fields[2].Type == WireType.Int32);
+                    string dir = direction == Direction.Frontend ? "frontend" : "backend";
+                    if (!allContext && !allCoded)
+                    {
+                        MessageSpec second = members[1];
+                        diagnostics.Add(new DiagnosticInfo(
+                            "PGSPEC005",
+                            $"'{second.Name}' shares the {dir} type byte '{(char)group.Key}' with '{members[0].Name}', but they are told apart neither by a literal Int32 code after the length nor by 'by-context' on all of them",
+                            second.Path, second.Line, 1, second.Name.Length));
+                        continue;
+                    }
+
+                    if (allCoded)
+                    {
+                        var codes = new HashSet<long>();
+                        foreach (MessageSpec m in members)
+                        {
+                            if (!codes.Add(m.Fields[2].Literal!.Value))
+                            {
+                                diagnostics.Add(new DiagnosticInfo("PGSPEC005", $"'{m.Name}' has the same type byte '{(char)group.Key}' and code {m.Fields[2].Literal} as another {dir} message", m.Path, m.Line, 1, m.Name.Length));
+                            }
+                        }
+                    }
+
+                    if (members.Select(m => m.MaxLength).Distinct().Count() > 1)
+                    {
+                        MessageSpec m = members[1];
+                        diagnostics.Add(new DiagnosticInfo("PGSPEC005", $"Messages sharing the {dir} type byte '{(char)group.Key}' must share one 'max' (the limit is checked before the body is read)", m.Path, m.Line, 1, m.Name.Length));
+                    }
+                }
+            }
+
+            /// <summary>Untyped packets are told apart by the code after the length: literal codes unique, one range at most.</summary>
+            private static void CheckUntyped(List<MessageSpec> messages, ImmutableArray<DiagnosticInfo>.Builder diagnostics)
+            {
+                var codes = new Dictionary<long, string>();
+                MessageSpec? ranged = null;
+                foreach (MessageSpec m in messages.Where(m => m.TypeByte < 0))
+                {
+                    FieldSpec code = m.Fields[1];
+                    if (code.Kind == FieldKind.Literal)
+                    {
+                        if (codes.ContainsKey(code.Literal!.Value))
+                        {
+                            diagnostics.Add(new DiagnosticInfo("PGSPEC005", $"Untyped packet '{m.Name}' has the code {code.Literal} of '{codes[code.Literal.Value]}'", m.Path, m.Line, 1, m.Name.Length));
+                        }
+                        else
+                        {
+                            codes.Add(code.Literal.Value, m.Name);
+                        }
+                    }
+                    else if (ranged is not null)
+                    {
+                        diagnostics.Add(new DiagnosticInfo("PGSPEC005", $"Untyped packets '{ranged.Name}' and '{m.Name}' are both told apart by a range; only one may be", m.Path, m.Line, 1, m.Name.Length));
+                    }
+                    else
+                    {
+                        ranged = m;
+                    }
+                }
+
+                if (ranged is not null)
+                {
+                    FieldSpec range = ranged.Fields[1];
+                    foreach (KeyValuePair<long, string> pair in codes)
+                    {
+                        if (pair.Key >= range.RangeMin && pair.Key <= range.RangeMax)
+                        {
+                            diagnostics.Add(new DiagnosticInfo("PGSPEC005", $"The range of '{ranged.Name}' contains the code of '{pair.Value}'", ranged.Path, range.Line, 1, 0));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

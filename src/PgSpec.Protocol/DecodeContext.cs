@@ -1,0 +1,145 @@
+using System.Buffers.Binary;
+
+namespace PgSpec.Protocol;
+
+/// <summary>Where a connection is in the protocol: decides what the next bytes can be.</summary>
+public enum PgSessionPhase
+{
+    /// <summary>Before StartupMessage: the frontend sends untyped packets (SSLRequest, GSSENCRequest, StartupMessage, CancelRequest).</summary>
+    Startup,
+
+    /// <summary>After StartupMessage, until AuthenticationOk.</summary>
+    Authentication,
+
+    /// <summary>Authenticated: simple and extended query, function calls.</summary>
+    Normal,
+
+    /// <summary>COPY FROM STDIN: the frontend sends CopyData, then CopyDone or CopyFail.</summary>
+    CopyIn,
+
+    /// <summary>COPY TO STDOUT: the backend sends CopyData, then CopyDone.</summary>
+    CopyOut,
+
+    /// <summary>Replication: CopyData both ways.</summary>
+    CopyBoth,
+}
+
+/// <summary>
+/// What the bytes alone cannot say: the negotiated protocol version (the width of cancel keys),
+/// the phase (typed messages or startup packets), which 'p' message the frontend sends (decided by
+/// the last authentication request), and the size limits. Feed it every message of both
+/// directions with <see cref="ObserveFrontend"/> and <see cref="ObserveBackend"/>.
+/// </summary>
+public class DecodeContext
+{
+    /// <summary>The protocol version in force. Until the startup packet says otherwise, the newest.</summary>
+    public PgProtocolVersion ProtocolVersion { get; set; } = PgProtocolVersion.Latest;
+
+    /// <summary>The phase of the connection.</summary>
+    public PgSessionPhase Phase { get; set; } = PgSessionPhase.Startup;
+
+    /// <summary>Which 'p' message the frontend sends next; Unknown when no authentication request is pending.</summary>
+    public FrontendMessageKind ExpectedPasswordMessage { get; set; } = FrontendMessageKind.Unknown;
+
+    /// <summary>True after an SSLRequest or GSSENCRequest: the backend answers with one byte.</summary>
+    public bool ExpectEncryptionAnswer { get; set; }
+
+    /// <summary>The last SSLRequest or GSSENCRequest seen (names the one-byte answer in traces).</summary>
+    public FrontendMessageKind LastEncryptionRequest { get; set; }
+
+    /// <summary>The size limits.</summary>
+    public PgLimits Limits { get; set; } = PgLimits.Default;
+
+    /// <summary>Names the frontend message of a type byte that only the context can tell apart.</summary>
+    public virtual FrontendMessageKind ResolveFrontendByContext(byte typeByte)
+        => typeByte == (byte)'p' ? ExpectedPasswordMessage : FrontendMessageKind.Unknown;
+
+    /// <summary>Names the backend message of a type byte that only the context can tell apart (none in protocol 3.2).</summary>
+    public virtual BackendMessageKind ResolveBackendByContext(byte typeByte) => BackendMessageKind.Unknown;
+
+    /// <summary>Learns from a frontend message (its body is the bytes after the length word).</summary>
+    public virtual void ObserveFrontend(FrontendMessageKind kind, ReadOnlySpan<byte> body)
+    {
+        switch (kind)
+        {
+            case FrontendMessageKind.StartupMessage:
+                if (body.Length >= 4)
+                {
+                    var requested = new PgProtocolVersion(BinaryPrimitives.ReadInt32BigEndian(body));
+                    ProtocolVersion = requested.Code > PgProtocolVersion.Latest.Code ? PgProtocolVersion.Latest : requested;
+                }
+
+                Phase = PgSessionPhase.Authentication;
+                break;
+            case FrontendMessageKind.SSLRequest:
+            case FrontendMessageKind.GSSENCRequest:
+                ExpectEncryptionAnswer = true;
+                LastEncryptionRequest = kind;
+                break;
+            case FrontendMessageKind.PasswordMessage:
+            case FrontendMessageKind.SASLInitialResponse:
+            case FrontendMessageKind.SASLResponse:
+            case FrontendMessageKind.GSSResponse:
+                ExpectedPasswordMessage = FrontendMessageKind.Unknown;
+                break;
+            case FrontendMessageKind.CopyDone:
+            case FrontendMessageKind.CopyFail:
+                if (Phase == PgSessionPhase.CopyIn)
+                {
+                    Phase = PgSessionPhase.Normal;
+                }
+
+                break;
+        }
+    }
+
+    /// <summary>Learns from a backend message (its body is the bytes after the length word).</summary>
+    public virtual void ObserveBackend(BackendMessageKind kind, ReadOnlySpan<byte> body)
+    {
+        switch (kind)
+        {
+            case BackendMessageKind.AuthenticationCleartextPassword:
+            case BackendMessageKind.AuthenticationMD5Password:
+                ExpectedPasswordMessage = FrontendMessageKind.PasswordMessage;
+                break;
+            case BackendMessageKind.AuthenticationSASL:
+                ExpectedPasswordMessage = FrontendMessageKind.SASLInitialResponse;
+                break;
+            case BackendMessageKind.AuthenticationSASLContinue:
+                ExpectedPasswordMessage = FrontendMessageKind.SASLResponse;
+                break;
+            case BackendMessageKind.AuthenticationGSS:
+            case BackendMessageKind.AuthenticationSSPI:
+            case BackendMessageKind.AuthenticationGSSContinue:
+                ExpectedPasswordMessage = FrontendMessageKind.GSSResponse;
+                break;
+            case BackendMessageKind.AuthenticationOk:
+                ExpectedPasswordMessage = FrontendMessageKind.Unknown;
+                Phase = PgSessionPhase.Normal;
+                break;
+            case BackendMessageKind.NegotiateProtocolVersion:
+                if (body.Length >= 4)
+                {
+                    var offered = new PgProtocolVersion(BinaryPrimitives.ReadInt32BigEndian(body));
+                    if (offered.Code < ProtocolVersion.Code)
+                    {
+                        ProtocolVersion = offered;
+                    }
+                }
+
+                break;
+            case BackendMessageKind.CopyInResponse:
+                Phase = PgSessionPhase.CopyIn;
+                break;
+            case BackendMessageKind.CopyOutResponse:
+                Phase = PgSessionPhase.CopyOut;
+                break;
+            case BackendMessageKind.CopyBothResponse:
+                Phase = PgSessionPhase.CopyBoth;
+                break;
+            case BackendMessageKind.ReadyForQuery:
+                Phase = PgSessionPhase.Normal;
+                break;
+        }
+    }
+}

@@ -1,0 +1,239 @@
+using System.Buffers;
+
+namespace PgSpec.Protocol;
+
+/// <summary>
+/// One received message, borrowed: its body is a view over the receive buffer (or the reader's
+/// scratch buffer), valid until the next read.
+/// </summary>
+public readonly ref struct PgReceivedMessage
+{
+    internal PgReceivedMessage(PgDirection direction, PgFrameKind frameKind, int typeByte, int length, int kind, ReadOnlySpan<byte> body, long offset)
+    {
+        Direction = direction;
+        FrameKind = frameKind;
+        TypeByte = typeByte;
+        Length = length;
+        KindValue = kind;
+        Body = body;
+        Offset = offset;
+    }
+
+    /// <summary>Who sent it.</summary>
+    public PgDirection Direction { get; }
+
+    /// <summary>Typed message, startup packet or encryption answer.</summary>
+    public PgFrameKind FrameKind { get; }
+
+    /// <summary>The type byte (-1 for startup packets; the answer byte for an encryption answer).</summary>
+    public int TypeByte { get; }
+
+    /// <summary>The length word.</summary>
+    public int Length { get; }
+
+    private int KindValue { get; }
+
+    /// <summary>For frontend messages: which one (Unknown for encryption answers and unknown types).</summary>
+    public FrontendMessageKind FrontendKind => Direction == PgDirection.Frontend ? (FrontendMessageKind)KindValue : FrontendMessageKind.Unknown;
+
+    /// <summary>For backend messages: which one.</summary>
+    public BackendMessageKind BackendKind => Direction == PgDirection.Backend ? (BackendMessageKind)KindValue : BackendMessageKind.Unknown;
+
+    /// <summary>True when no spec names the message (it can still be forwarded as <see cref="UnknownMessage"/>).</summary>
+    public bool IsUnknown => FrameKind != PgFrameKind.EncryptionAnswer && KindValue == 0;
+
+    /// <summary>The bytes after the length word.</summary>
+    public ReadOnlySpan<byte> Body { get; }
+
+    /// <summary>The offset of the message's first byte in the stream.</summary>
+    public long Offset { get; }
+
+    /// <summary>The documented name.</summary>
+    public string Name => FrameKind == PgFrameKind.EncryptionAnswer
+        ? "EncryptionAnswer"
+        : Direction == PgDirection.Frontend ? FrontendMessages.NameOf(FrontendKind) : BackendMessages.NameOf(BackendKind);
+
+    /// <summary>Copies the message into an owned one (an <see cref="UnknownMessage"/> for unknown types).</summary>
+    public IPgMessage ToMessage(DecodeContext? context = null)
+    {
+        if (FrameKind == PgFrameKind.EncryptionAnswer)
+        {
+            throw new InvalidOperationException("an encryption answer is a single byte, not a message");
+        }
+
+        if (IsUnknown)
+        {
+            return new UnknownMessage((byte)TypeByte, Body.ToArray());
+        }
+
+        if (Direction == PgDirection.Frontend)
+        {
+            return FrontendMessages.TryDecode(FrontendKind, Body, context, out IFrontendMessage? f, out PgDecodeError e) ? f : throw new PgProtocolException(e.Shift(Offset));
+        }
+
+        return BackendMessages.TryDecode(BackendKind, Body, context, out IBackendMessage? b, out PgDecodeError error) ? b : throw new PgProtocolException(error.Shift(Offset));
+    }
+
+    /// <summary>Writes libpq's trace line(s) for the message.</summary>
+    public void Trace(PgTraceWriter trace, DecodeContext? context)
+    {
+        ArgumentNullException.ThrowIfNull(trace);
+        switch (FrameKind)
+        {
+            case PgFrameKind.EncryptionAnswer:
+                trace.CharResponse(TypeByte == 'G' || context?.LastEncryptionRequest == FrontendMessageKind.GSSENCRequest ? "GSSENCResponse" : "SSLResponse", (byte)TypeByte);
+                break;
+            case PgFrameKind.StartupPacket:
+                PgTrace.TryTraceStartup(Body, context, trace, out _);
+                break;
+            default:
+                PgTrace.TryTrace(Direction, (byte)TypeByte, Body, context, trace, out _);
+                break;
+        }
+    }
+}
+
+/// <summary>The outcome of <see cref="PgMessageReader.TryRead"/>.</summary>
+public enum PgReadStatus
+{
+    /// <summary>More bytes are needed; nothing was consumed.</summary>
+    Incomplete,
+
+    /// <summary>A message was read, validated and consumed.</summary>
+    Message,
+
+    /// <summary>The bytes break the protocol; the connection should end.</summary>
+    Malformed,
+}
+
+/// <summary>
+/// Reads the messages of one direction from a byte stream: decides from the decode context
+/// whether the next frame is a startup packet, an encryption answer or a typed message, checks
+/// the length against the limits before the body arrives, validates the body strictly, names it,
+/// and lets the context learn from it. Allocates nothing per message; a body that spans
+/// segments is copied into a scratch buffer that is reused.
+/// </summary>
+public sealed class PgMessageReader
+{
+    private byte[] _scratch = [];
+
+    /// <summary>Reads messages sent by <paramref name="direction"/>.</summary>
+    public PgMessageReader(PgDirection direction, DecodeContext? context = null)
+    {
+        Direction = direction;
+        Context = context ?? new DecodeContext();
+    }
+
+    /// <summary>The side whose messages are read.</summary>
+    public PgDirection Direction { get; }
+
+    /// <summary>The shared decode context (share one between the two directions of a connection).</summary>
+    public DecodeContext Context { get; }
+
+    /// <summary>The stream offset of the next message.</summary>
+    public long Position { get; private set; }
+
+    /// <summary>When false, messages are named and framed but their bodies are not validated.</summary>
+    public bool Validate { get; init; } = true;
+
+    /// <summary>Reads the next message. On Malformed the error's offset is the stream offset.</summary>
+    public PgReadStatus TryRead(ref ReadOnlySequence<byte> buffer, out PgReceivedMessage message, out PgDecodeError error)
+    {
+        message = default;
+        ReadOnlySequence<byte> original = buffer;
+        PgFrame frame;
+        PgFrameStatus status;
+        if (Direction == PgDirection.Frontend && Context.Phase == PgSessionPhase.Startup)
+        {
+            status = PgFramer.TryReadStartupPacket(ref buffer, Context.Limits, out frame, out error);
+        }
+        else if (Direction == PgDirection.Backend && Context.ExpectEncryptionAnswer)
+        {
+            status = PgFramer.TryReadEncryptionAnswer(ref buffer, out frame, out error);
+        }
+        else
+        {
+            status = PgFramer.TryReadMessage(ref buffer, Direction, Context.Limits, out frame, out error);
+        }
+
+        if (status == PgFrameStatus.Incomplete)
+        {
+            return PgReadStatus.Incomplete;
+        }
+
+        if (status == PgFrameStatus.Malformed)
+        {
+            error = error.Shift(Position);
+            return PgReadStatus.Malformed;
+        }
+
+        ReadOnlySpan<byte> body = Contiguous(frame.Body);
+        int kind = Classify(frame, body);
+        if (Validate && kind != 0 && !TryValidate(kind, body, out error))
+        {
+            buffer = original;
+            error = error.Shift(Position);
+            return PgReadStatus.Malformed;
+        }
+
+        message = new PgReceivedMessage(Direction, frame.Kind, frame.TypeByte, frame.Length, kind, body, Position);
+        Observe(frame, kind, body);
+        Position += frame.WireLength;
+        return PgReadStatus.Message;
+    }
+
+    private int Classify(in PgFrame frame, ReadOnlySpan<byte> body)
+    {
+        switch (frame.Kind)
+        {
+            case PgFrameKind.EncryptionAnswer:
+                return 0;
+            case PgFrameKind.StartupPacket:
+                return (int)FrontendMessages.ClassifyStartup(body);
+            default:
+                return Direction == PgDirection.Frontend
+                    ? (int)FrontendMessages.Classify((byte)frame.TypeByte, body, Context)
+                    : (int)BackendMessages.Classify((byte)frame.TypeByte, body, Context);
+        }
+    }
+
+    private bool TryValidate(int kind, ReadOnlySpan<byte> body, out PgDecodeError error)
+        => Direction == PgDirection.Frontend
+            ? FrontendMessages.TryValidate((FrontendMessageKind)kind, body, Context, out error)
+            : BackendMessages.TryValidate((BackendMessageKind)kind, body, Context, out error);
+
+    private void Observe(in PgFrame frame, int kind, ReadOnlySpan<byte> body)
+    {
+        if (frame.Kind == PgFrameKind.EncryptionAnswer)
+        {
+            Context.ExpectEncryptionAnswer = false;
+            return;
+        }
+
+        if (Direction == PgDirection.Frontend)
+        {
+            Context.ObserveFrontend((FrontendMessageKind)kind, body);
+        }
+        else
+        {
+            Context.ObserveBackend((BackendMessageKind)kind, body);
+        }
+    }
+
+    private ReadOnlySpan<byte> Contiguous(in ReadOnlySequence<byte> body)
+    {
+        if (body.IsSingleSegment)
+        {
+            return body.FirstSpan;
+        }
+
+        int length = checked((int)body.Length);
+        if (_scratch.Length < length)
+        {
+            _scratch = new byte[Math.Max(length, Math.Min(2 * _scratch.Length, Array.MaxLength))];
+        }
+
+        body.CopyTo(_scratch);
+        return _scratch.AsSpan(0, length);
+    }
+}

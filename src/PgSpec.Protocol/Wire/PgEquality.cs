@@ -1,0 +1,108 @@
+using System.Collections.Immutable;
+using System.ComponentModel;
+using System.Text;
+
+namespace PgSpec.Protocol;
+
+/// <summary>Value equality, hashing and display of field values, for generated message types.</summary>
+[EditorBrowsable(EditorBrowsableState.Never)]
+public static class PgEquality
+{
+    /// <summary>Byte-wise equality.</summary>
+    public static bool Equal(ReadOnlyMemory<byte> a, ReadOnlyMemory<byte> b) => a.Span.SequenceEqual(b.Span);
+
+    /// <summary>Byte-wise equality; NULL equals only NULL.</summary>
+    public static bool Equal(ReadOnlyMemory<byte>? a, ReadOnlyMemory<byte>? b)
+        => a.HasValue == b.HasValue && (!a.HasValue || a.GetValueOrDefault().Span.SequenceEqual(b.GetValueOrDefault().Span));
+
+    /// <summary>Item-wise equality.</summary>
+    public static bool Equal<T>(ImmutableArray<T> a, ImmutableArray<T> b)
+    {
+        if (a.Length != b.Length)
+        {
+            return false;
+        }
+
+        EqualityComparer<T> comparer = EqualityComparer<T>.Default;
+        for (int i = 0; i < a.Length; i++)
+        {
+            if (!comparer.Equals(a[i], b[i]))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Item-wise equality of values.</summary>
+    public static bool Equal(ImmutableArray<ReadOnlyMemory<byte>?> a, ImmutableArray<ReadOnlyMemory<byte>?> b)
+    {
+        if (a.Length != b.Length)
+        {
+            return false;
+        }
+
+        for (int i = 0; i < a.Length; i++)
+        {
+            if (!Equal(a[i], b[i]))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Hash of a plain value.</summary>
+    public static int Hash<T>(T value) => value is null ? 0 : EqualityComparer<T>.Default.GetHashCode(value);
+
+    /// <summary>Hash of bytes.</summary>
+    public static int Hash(ReadOnlyMemory<byte> value)
+    {
+        var hash = new HashCode();
+        hash.AddBytes(value.Span);
+        return hash.ToHashCode();
+    }
+
+    /// <summary>Hash of a value that may be NULL.</summary>
+    public static int Hash(ReadOnlyMemory<byte>? value) => value.HasValue ? Hash(value.GetValueOrDefault()) : -1;
+
+    /// <summary>Hash of a list.</summary>
+    public static int Hash<T>(ImmutableArray<T> values)
+    {
+        var hash = new HashCode();
+        hash.Add(values.Length);
+        foreach (T v in values)
+        {
+            hash.Add(Hash(v));
+        }
+
+        return hash.ToHashCode();
+    }
+
+    /// <summary>Hash of a list of values.</summary>
+    public static int Hash(ImmutableArray<ReadOnlyMemory<byte>?> values)
+    {
+        var hash = new HashCode();
+        hash.Add(values.Length);
+        foreach (ReadOnlyMemory<byte>? v in values)
+        {
+            hash.Add(Hash(v));
+        }
+
+        return hash.ToHashCode();
+    }
+
+    /// <summary>Text for a plain value.</summary>
+    public static string Show<T>(T value) => value?.ToString() ?? "null";
+
+    /// <summary>Text for a string.</summary>
+    public static string Show(string value) => "\"" + value + "\"";
+
+    /// <summary>Text for bytes.</summary>
+    public static string Show(ReadOnlyMemory<byte> value) => PgTraceWriter.FormatBytes(value.Span);
+
+    /// <summary>Text for a value that may be NULL.</summary>
+    public static string Show(ReadOnlyMemory<byte>? value) => value.HasValue ? Show(value.GetValueOrDefault()) : "NULL";
+}

@@ -1,0 +1,368 @@
+using System.Buffers.Binary;
+using System.ComponentModel;
+using System.Text;
+using System.Text.Unicode;
+
+namespace PgSpec.Protocol;
+
+/// <summary>
+/// Reads a message body for generated decoders. The checked methods (Read*, Expect*, Check*)
+/// return false and record a <see cref="PgDecodeError"/> instead of throwing; the Next* methods
+/// are for bodies already validated.
+/// </summary>
+[EditorBrowsable(EditorBrowsableState.Never)]
+public ref struct PgSpanReader
+{
+    private readonly ReadOnlySpan<byte> _span;
+    private readonly string _message;
+    private readonly int _origin;
+    private int _position;
+    private PgDecodeError _error;
+
+    /// <summary>Reads <paramref name="span"/>, reporting offsets as <paramref name="origin"/> + position.</summary>
+    public PgSpanReader(ReadOnlySpan<byte> span, string message, int origin)
+    {
+        _span = span;
+        _message = message;
+        _origin = origin;
+        _position = 0;
+        _error = default;
+    }
+
+    /// <summary>Bytes read so far.</summary>
+    public readonly int Position => _position;
+
+    /// <summary>Bytes left.</summary>
+    public readonly int Remaining => _span.Length - _position;
+
+    /// <summary>The first error met.</summary>
+    public readonly PgDecodeError Error => _error;
+
+    /// <summary>Records an error at the current position and returns false.</summary>
+    public bool Fail(string? field, string reason) => FailAt(field, _position, reason);
+
+    private bool FailAt(string? field, int position, string reason)
+    {
+        _error = new PgDecodeError(_message, field, _origin + position, reason);
+        return false;
+    }
+
+    private bool Need(string field, int count, string what)
+        => Remaining >= count || Fail(field, $"{what} needs {count} bytes but only {Remaining} remain");
+
+    // ---------------------------------------------------------------- checked reads
+
+    /// <summary>Reads a Byte1.</summary>
+    public bool ReadByte1(string field, out byte value)
+    {
+        value = 0;
+        if (!Need(field, 1, "Byte1"))
+        {
+            return false;
+        }
+
+        value = _span[_position++];
+        return true;
+    }
+
+    /// <summary>Reads an Int8.</summary>
+    public bool ReadInt8(string field, out sbyte value)
+    {
+        bool ok = ReadByte1(field, out byte b);
+        value = unchecked((sbyte)b);
+        return ok;
+    }
+
+    /// <summary>Reads an Int16.</summary>
+    public bool ReadInt16(string field, out short value)
+    {
+        value = 0;
+        if (!Need(field, 2, "Int16"))
+        {
+            return false;
+        }
+
+        value = BinaryPrimitives.ReadInt16BigEndian(_span.Slice(_position));
+        _position += 2;
+        return true;
+    }
+
+    /// <summary>Reads an Int32.</summary>
+    public bool ReadInt32(string field, out int value)
+    {
+        value = 0;
+        if (!Need(field, 4, "Int32"))
+        {
+            return false;
+        }
+
+        value = BinaryPrimitives.ReadInt32BigEndian(_span.Slice(_position));
+        _position += 4;
+        return true;
+    }
+
+    /// <summary>Reads an Int64.</summary>
+    public bool ReadInt64(string field, out long value)
+    {
+        value = 0;
+        if (!Need(field, 8, "Int64"))
+        {
+            return false;
+        }
+
+        value = BinaryPrimitives.ReadInt64BigEndian(_span.Slice(_position));
+        _position += 8;
+        return true;
+    }
+
+    /// <summary>Reads a Byte1 that must have a fixed value.</summary>
+    public bool ExpectByte1(string field, byte expected)
+        => ReadByte1(field, out byte v) && (v == expected || FailAt(field, _position - 1, $"expected {expected}, found {v}"));
+
+    /// <summary>Reads an Int8 that must have a fixed value.</summary>
+    public bool ExpectInt8(string field, sbyte expected)
+        => ReadInt8(field, out sbyte v) && (v == expected || FailAt(field, _position - 1, $"expected {expected}, found {v}"));
+
+    /// <summary>Reads an Int16 that must have a fixed value.</summary>
+    public bool ExpectInt16(string field, short expected)
+        => ReadInt16(field, out short v) && (v == expected || FailAt(field, _position - 2, $"expected {expected}, found {v}"));
+
+    /// <summary>Reads an Int32 that must have a fixed value.</summary>
+    public bool ExpectInt32(string field, int expected)
+        => ReadInt32(field, out int v) && (v == expected || FailAt(field, _position - 4, $"expected {expected}, found {v}"));
+
+    /// <summary>Reads an Int64 that must have a fixed value.</summary>
+    public bool ExpectInt64(string field, long expected)
+        => ReadInt64(field, out long v) && (v == expected || FailAt(field, _position - 8, $"expected {expected}, found {v}"));
+
+    /// <summary>Checks that a value just read (of <paramref name="size"/> bytes) lies in [min, max].</summary>
+    public bool CheckRange(string field, long value, long min, long max, int size)
+        => (value >= min && value <= max) || FailAt(field, _position - size, $"{value} is outside {min}..{max}");
+
+    /// <summary>Reads an Int16 count. PostgreSQL reads these as unsigned, so 0..65535.</summary>
+    public bool ReadCount16(string field, out int count)
+    {
+        bool ok = ReadInt16(field, out short raw);
+        count = (ushort)raw;
+        return ok;
+    }
+
+    /// <summary>Reads an Int32 count, which must not be negative.</summary>
+    public bool ReadCount32(string field, out int count)
+        => ReadInt32(field, out count) && (count >= 0 || FailAt(field, _position - 4, $"negative count {count}"));
+
+    /// <summary>Checks, before anything is allocated, that <paramref name="count"/> items of at least <paramref name="minItemSize"/> bytes fit in what remains.</summary>
+    public bool CheckItems(string field, int count, int minItemSize)
+        => (long)count * minItemSize <= Remaining
+            || Fail(field, $"count {count} needs at least {(long)count * minItemSize} bytes but only {Remaining} remain");
+
+    /// <summary>Reads the Int32 length of a value: -1 (NULL, if allowed) or 0..remaining.</summary>
+    public bool ReadValueLength(string field, bool nullable, out int length)
+    {
+        if (!ReadInt32(field, out length))
+        {
+            return false;
+        }
+
+        if (length == -1 && nullable)
+        {
+            return true;
+        }
+
+        if (length < 0)
+        {
+            return FailAt(field, _position - 4, nullable ? $"negative length {length} (only -1, NULL, is allowed)" : $"negative length {length}");
+        }
+
+        return length <= Remaining || FailAt(field, _position - 4, $"length {length} is more than the {Remaining} bytes that remain");
+    }
+
+    /// <summary>Reads the bytes of a value whose length was read by <see cref="ReadValueLength"/>; -1 gives an empty span.</summary>
+    public bool ReadValue(string field, int length, out ReadOnlySpan<byte> value)
+    {
+        if (length < 0)
+        {
+            value = default;
+            return true;
+        }
+
+        return ReadBytes(field, length, out value);
+    }
+
+    /// <summary>Reads a Byte1 or Int8 that must be one of <paramref name="allowed"/>.</summary>
+    public bool ReadEnum(string field, ReadOnlySpan<byte> allowed, out byte value)
+    {
+        if (!ReadByte1(field, out value))
+        {
+            return false;
+        }
+
+        if (allowed.IndexOf(value) >= 0)
+        {
+            return true;
+        }
+
+        var expected = new StringBuilder();
+        foreach (byte b in allowed)
+        {
+            expected.Append(expected.Length == 0 ? "" : ", ").Append(Show(b));
+        }
+
+        return FailAt(field, _position - 1, $"{Show(value)} is not one of {expected}");
+    }
+
+    private static string Show(byte b) => b is >= 0x20 and < 0x7f ? $"'{(char)b}'" : $"0x{b:x2}";
+
+    /// <summary>Reads <paramref name="count"/> bytes.</summary>
+    public bool ReadBytes(string field, int count, out ReadOnlySpan<byte> value)
+    {
+        value = default;
+        if (!Need(field, count, "the value"))
+        {
+            return false;
+        }
+
+        value = _span.Slice(_position, count);
+        _position += count;
+        return true;
+    }
+
+    /// <summary>Reads everything that is left.</summary>
+    public ReadOnlySpan<byte> ReadRest()
+    {
+        ReadOnlySpan<byte> rest = _span.Slice(_position);
+        _position = _span.Length;
+        return rest;
+    }
+
+    /// <summary>Checks the size of a field whose allowed size depends on the protocol version.</summary>
+    public bool CheckVersionSize(string field, int size, PgProtocolVersion version, int min30, int max30, int min32, int max32)
+    {
+        (int min, int max) = version.HasVariableCancelKey ? (min32, max32) : (min30, max30);
+        if (size >= min && size <= max)
+        {
+            return true;
+        }
+
+        string allowed = min == max ? $"exactly {min}" : $"{min} to {max}";
+        return FailAt(field, _position - size, $"is {size} bytes; protocol {version} allows {allowed}");
+    }
+
+    /// <summary>Reads a NUL-terminated string as bytes (without the NUL).</summary>
+    public bool ReadStringSpan(string field, out ReadOnlySpan<byte> value)
+    {
+        int nul = _span.Slice(_position).IndexOf((byte)0);
+        if (nul < 0)
+        {
+            value = default;
+            return Fail(field, "String has no terminating NUL before the end of the message");
+        }
+
+        value = _span.Slice(_position, nul);
+        _position += nul + 1;
+        return true;
+    }
+
+    /// <summary>Reads a NUL-terminated string, which must be valid UTF-8.</summary>
+    public bool ReadString(string field, out string value)
+    {
+        int start = _position;
+        if (!ReadStringSpan(field, out ReadOnlySpan<byte> bytes))
+        {
+            value = "";
+            return false;
+        }
+
+        if (!Utf8.IsValid(bytes))
+        {
+            value = "";
+            return FailAt(field, start, "String is not valid UTF-8 (use the message's View for raw bytes in other encodings)");
+        }
+
+        value = Encoding.UTF8.GetString(bytes);
+        return true;
+    }
+
+    /// <summary>For lists that end at a zero byte: true in <paramref name="end"/> (and the zero consumed) at the end.</summary>
+    public bool ReadListEnd(string field, out bool end)
+    {
+        end = false;
+        if (Remaining == 0)
+        {
+            return Fail(field, "the list has no terminating zero byte");
+        }
+
+        if (_span[_position] == 0)
+        {
+            _position++;
+            end = true;
+        }
+
+        return true;
+    }
+
+    /// <summary>Checks that no bytes are left over.</summary>
+    public bool End()
+        => Remaining == 0 || Fail(null, $"{Remaining} bytes left over after the last field");
+
+    // ---------------------------------------------------------------- reads of validated bodies
+
+    /// <summary>Reads a byte.</summary>
+    public byte NextByte() => _span[_position++];
+
+    /// <summary>Reads an Int16.</summary>
+    public short NextInt16()
+    {
+        short v = BinaryPrimitives.ReadInt16BigEndian(_span.Slice(_position));
+        _position += 2;
+        return v;
+    }
+
+    /// <summary>Reads an Int32.</summary>
+    public int NextInt32()
+    {
+        int v = BinaryPrimitives.ReadInt32BigEndian(_span.Slice(_position));
+        _position += 4;
+        return v;
+    }
+
+    /// <summary>Reads an Int64.</summary>
+    public long NextInt64()
+    {
+        long v = BinaryPrimitives.ReadInt64BigEndian(_span.Slice(_position));
+        _position += 8;
+        return v;
+    }
+
+    /// <summary>Reads a NUL-terminated string as bytes.</summary>
+    public ReadOnlySpan<byte> NextString()
+    {
+        int nul = _span.Slice(_position).IndexOf((byte)0);
+        ReadOnlySpan<byte> s = _span.Slice(_position, nul);
+        _position += nul + 1;
+        return s;
+    }
+
+    /// <summary>Reads <paramref name="count"/> bytes.</summary>
+    public ReadOnlySpan<byte> NextBytes(int count)
+    {
+        ReadOnlySpan<byte> s = _span.Slice(_position, count);
+        _position += count;
+        return s;
+    }
+
+    /// <summary>Skips <paramref name="count"/> bytes.</summary>
+    public void Skip(int count) => _position += count;
+
+    /// <summary>At a zero byte that ends a list: consumes it and returns true.</summary>
+    public bool NextIsListEnd()
+    {
+        if (_position >= _span.Length || _span[_position] == 0)
+        {
+            _position = Math.Min(_position + 1, _span.Length);
+            return true;
+        }
+
+        return false;
+    }
+}

@@ -1,0 +1,220 @@
+using System.Buffers.Binary;
+
+namespace PgSpec.Protocol;
+
+/// <summary>A received value that may be NULL (length -1), read in place.</summary>
+public readonly ref struct PgValue
+{
+    private readonly ReadOnlySpan<byte> _bytes;
+
+    /// <summary>A non-NULL value.</summary>
+    public PgValue(ReadOnlySpan<byte> bytes)
+    {
+        _bytes = bytes;
+        IsNull = false;
+    }
+
+    private PgValue(bool isNull)
+    {
+        _bytes = default;
+        IsNull = isNull;
+    }
+
+    /// <summary>The NULL value.</summary>
+    public static PgValue Null => new(isNull: true);
+
+    /// <summary>True for NULL.</summary>
+    public bool IsNull { get; }
+
+    /// <summary>The value's bytes (empty for NULL).</summary>
+    public ReadOnlySpan<byte> Bytes => _bytes;
+
+    /// <summary>A copy, or null for NULL.</summary>
+    public ReadOnlyMemory<byte>? ToMemory() => IsNull ? null : _bytes.ToArray();
+}
+
+/// <summary>Length-prefixed values (DataRow columns, Bind parameters), read in place.</summary>
+public readonly ref struct PgValueList
+{
+    private readonly ReadOnlySpan<byte> _items;
+
+    /// <summary>Wraps <paramref name="count"/> validated items.</summary>
+    public PgValueList(ReadOnlySpan<byte> items, int count)
+    {
+        _items = items;
+        Count = count;
+    }
+
+    /// <summary>The number of values.</summary>
+    public int Count { get; }
+
+    /// <summary>Enumerates the values.</summary>
+    public Enumerator GetEnumerator() => new(_items);
+
+    /// <summary>Enumerates a <see cref="PgValueList"/>.</summary>
+    public ref struct Enumerator
+    {
+        private readonly ReadOnlySpan<byte> _items;
+        private int _position;
+        private PgValue _current;
+
+        internal Enumerator(ReadOnlySpan<byte> items)
+        {
+            _items = items;
+            _position = 0;
+            _current = default;
+        }
+
+        /// <summary>The current value.</summary>
+        public readonly PgValue Current => _current;
+
+        /// <summary>Moves to the next value.</summary>
+        public bool MoveNext()
+        {
+            if (_position >= _items.Length)
+            {
+                return false;
+            }
+
+            int length = BinaryPrimitives.ReadInt32BigEndian(_items.Slice(_position));
+            _position += 4;
+            if (length < 0)
+            {
+                _current = PgValue.Null;
+            }
+            else
+            {
+                _current = new PgValue(_items.Slice(_position, length));
+                _position += length;
+            }
+
+            return true;
+        }
+    }
+}
+
+/// <summary>NUL-terminated strings, read in place (without their NULs).</summary>
+public readonly ref struct PgStringList
+{
+    private readonly ReadOnlySpan<byte> _items;
+    private readonly int _count;
+
+    /// <summary>Wraps validated strings; <paramref name="count"/> is -1 when not known.</summary>
+    public PgStringList(ReadOnlySpan<byte> items, int count)
+    {
+        _items = items;
+        _count = count;
+    }
+
+    /// <summary>The number of strings.</summary>
+    public int Count
+    {
+        get
+        {
+            if (_count >= 0)
+            {
+                return _count;
+            }
+
+            int n = 0;
+            foreach (ReadOnlySpan<byte> _ in this)
+            {
+                n++;
+            }
+
+            return n;
+        }
+    }
+
+    /// <summary>Enumerates the strings.</summary>
+    public Enumerator GetEnumerator() => new(_items);
+
+    /// <summary>Enumerates a <see cref="PgStringList"/>.</summary>
+    public ref struct Enumerator
+    {
+        private readonly ReadOnlySpan<byte> _items;
+        private int _position;
+        private ReadOnlySpan<byte> _current;
+
+        internal Enumerator(ReadOnlySpan<byte> items)
+        {
+            _items = items;
+            _position = 0;
+            _current = default;
+        }
+
+        /// <summary>The current string's bytes.</summary>
+        public readonly ReadOnlySpan<byte> Current => _current;
+
+        /// <summary>Moves to the next string.</summary>
+        public bool MoveNext()
+        {
+            if (_position >= _items.Length)
+            {
+                return false;
+            }
+
+            int nul = _items.Slice(_position).IndexOf((byte)0);
+            _current = _items.Slice(_position, nul);
+            _position += nul + 1;
+            return true;
+        }
+    }
+}
+
+/// <summary>Int16 values, read in place.</summary>
+public readonly ref struct PgInt16List
+{
+    private readonly ReadOnlySpan<byte> _bytes;
+
+    /// <summary>Wraps validated bytes.</summary>
+    public PgInt16List(ReadOnlySpan<byte> bytes) => _bytes = bytes;
+
+    /// <summary>The number of values.</summary>
+    public int Count => _bytes.Length / 2;
+
+    /// <summary>The value at <paramref name="index"/>.</summary>
+    public short this[int index] => BinaryPrimitives.ReadInt16BigEndian(_bytes.Slice(checked(index * 2), 2));
+
+    /// <summary>Copies the values.</summary>
+    public short[] ToArray()
+    {
+        var values = new short[Count];
+        for (int i = 0; i < values.Length; i++)
+        {
+            values[i] = this[i];
+        }
+
+        return values;
+    }
+}
+
+/// <summary>Int32 values, read in place.</summary>
+public readonly ref struct PgInt32List
+{
+    private readonly ReadOnlySpan<byte> _bytes;
+
+    /// <summary>Wraps validated bytes.</summary>
+    public PgInt32List(ReadOnlySpan<byte> bytes) => _bytes = bytes;
+
+    /// <summary>The number of values.</summary>
+    public int Count => _bytes.Length / 4;
+
+    /// <summary>The value at <paramref name="index"/>.</summary>
+    public int this[int index] => BinaryPrimitives.ReadInt32BigEndian(_bytes.Slice(checked(index * 4), 4));
+}
+
+/// <summary>OIDs (unsigned Int32), read in place.</summary>
+public readonly ref struct PgOidList
+{
+    private readonly ReadOnlySpan<byte> _bytes;
+
+    /// <summary>Wraps validated bytes.</summary>
+    public PgOidList(ReadOnlySpan<byte> bytes) => _bytes = bytes;
+
+    /// <summary>The number of OIDs.</summary>
+    public int Count => _bytes.Length / 4;
+
+    /// <summary>The OID at <paramref name="index"/>.</summary>
+    public uint this[int index] => BinaryPrimitives.ReadUInt32BigEndian(_bytes.Slice(checked(index * 4), 4));
+}
