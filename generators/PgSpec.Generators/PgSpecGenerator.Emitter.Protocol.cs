@@ -17,6 +17,7 @@ namespace PgSpec.Generators
                 yield return ("FrontendMessages.g.cs", EmitDirection(spec, Direction.Frontend));
                 yield return ("BackendMessages.g.cs", EmitDirection(spec, Direction.Backend));
                 yield return ("ProtocolDictionary.g.cs", EmitDictionary(spec));
+                yield return ("PgProtocolSpec.g.cs", EmitDescriptors(spec));
             }
 
             private static string EmitEnums(ProtocolSpec spec)
