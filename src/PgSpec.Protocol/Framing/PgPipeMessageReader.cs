@@ -1,0 +1,210 @@
+using System.Buffers;
+using System.IO.Pipelines;
+
+namespace PgSpec.Protocol;
+
+/// <summary>
+/// Reads messages from a <see cref="PipeReader"/>. Each <see cref="ReadAsync"/> makes the next
+/// message available as <see cref="Current"/>, a borrowed view that stays valid until the next
+/// read: the pipe is advanced past a message only when the next one is requested.
+/// A malformed message, or a stream that ends inside a message, throws
+/// <see cref="PgProtocolException"/>; a stream that ends between messages returns false.
+/// </summary>
+public sealed class PgPipeMessageReader
+{
+    private readonly PipeReader _input;
+    private ReadOnlySequence<byte> _buffer;
+    private SequencePosition _consumed;
+    private bool _holding;
+    private bool _hasCurrent;
+    private PgDirection _direction;
+    private PgFrameKind _frameKind;
+    private int _typeByte;
+    private int _length;
+    private int _kind;
+    private long _offset;
+    private ReadOnlySequence<byte> _body;
+    private ReadOnlySequence<byte> _raw;
+    private byte[] _scratch = [];
+    private bool _scratchFilled;
+
+    /// <summary>Reads the messages <paramref name="direction"/> sends from <paramref name="input"/>.</summary>
+    public PgPipeMessageReader(PipeReader input, PgDirection direction, DecodeContext? context = null)
+    {
+        _input = input ?? throw new ArgumentNullException(nameof(input));
+        Reader = new PgMessageReader(direction, context);
+    }
+
+    /// <summary>The framing reader (its context and position).</summary>
+    public PgMessageReader Reader { get; }
+
+    /// <summary>The current message; valid until the next <see cref="ReadAsync"/>.</summary>
+    public PgReceivedMessage Current
+    {
+        get
+        {
+            if (!_hasCurrent)
+            {
+                throw new InvalidOperationException("no message has been read");
+            }
+
+            return new PgReceivedMessage(_direction, _frameKind, _typeByte, _length, _kind, BodySpan(), _offset);
+        }
+    }
+
+    /// <summary>The current message's bytes as they came off the wire (type byte, length and body).</summary>
+    public ReadOnlySequence<byte> CurrentRaw => _hasCurrent ? _raw : throw new InvalidOperationException("no message has been read");
+
+    /// <summary>Reads the next message. False when the stream ended cleanly between messages.</summary>
+    public async ValueTask<bool> ReadAsync(CancellationToken cancellationToken = default)
+    {
+        Release();
+        while (true)
+        {
+            ReadResult result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            ReadOnlySequence<byte> buffer = result.Buffer;
+            if (TryTake(buffer, out PgDecodeError error, out bool malformed))
+            {
+                return true;
+            }
+
+            if (malformed)
+            {
+                _input.AdvanceTo(buffer.Start);
+                throw new PgProtocolException(error);
+            }
+
+            if (result.IsCompleted || result.IsCanceled)
+            {
+                long pending = buffer.Length;
+                _input.AdvanceTo(buffer.End);
+                if (pending == 0)
+                {
+                    return false;
+                }
+
+                throw new PgProtocolException(new PgDecodeError("frame", null, Reader.Position + pending, result.IsCanceled
+                    ? $"reading was cancelled inside a message ({pending} bytes of it received)"
+                    : $"the connection closed inside a message ({pending} bytes of it received)"));
+            }
+
+            // Nothing consumed; everything examined: wait for more bytes.
+            _input.AdvanceTo(buffer.Start, buffer.End);
+        }
+    }
+
+    private bool TryTake(ReadOnlySequence<byte> buffer, out PgDecodeError error, out bool malformed)
+    {
+        ReadOnlySequence<byte> rest = buffer;
+        long offset = Reader.Position;
+        PgReadStatus status = Reader.TryRead(ref rest, out PgReceivedMessage message, out error);
+        malformed = status == PgReadStatus.Malformed;
+        if (status != PgReadStatus.Message)
+        {
+            return false;
+        }
+
+        _buffer = buffer;
+        _consumed = rest.Start;
+        _holding = true;
+        _hasCurrent = true;
+        _direction = message.Direction;
+        _frameKind = message.FrameKind;
+        _typeByte = message.TypeByte;
+        _length = message.Length;
+        _kind = message.Direction == PgDirection.Frontend ? (int)message.FrontendKind : (int)message.BackendKind;
+        _offset = offset;
+        _raw = buffer.Slice(0, rest.Start);
+        int header = _frameKind switch
+        {
+            PgFrameKind.Typed => 5,
+            PgFrameKind.StartupPacket => 4,
+            _ => 1,
+        };
+        _body = _raw.Slice(header);
+        _scratchFilled = false;
+        return true;
+    }
+
+    private ReadOnlySpan<byte> BodySpan()
+    {
+        if (_body.IsSingleSegment)
+        {
+            return _body.FirstSpan;
+        }
+
+        int length = (int)_body.Length;
+        if (!_scratchFilled)
+        {
+            if (_scratch.Length < length)
+            {
+                _scratch = new byte[Math.Max(length, Math.Min(_scratch.Length * 2, Array.MaxLength))];
+            }
+
+            _body.CopyTo(_scratch);
+            _scratchFilled = true;
+        }
+
+        return _scratch.AsSpan(0, length);
+    }
+
+    private void Release()
+    {
+        if (_holding)
+        {
+            _input.AdvanceTo(_consumed, _buffer.End);
+            _holding = false;
+        }
+
+        _hasCurrent = false;
+    }
+}
+
+/// <summary>Encodes messages into a <see cref="PipeWriter"/>; nothing is sent until <see cref="FlushAsync"/>, so many messages go out in one write.</summary>
+public sealed class PgPipeMessageWriter
+{
+    private readonly PipeWriter _output;
+
+    /// <summary>Writes to <paramref name="output"/> with the given protocol version and limits.</summary>
+    public PgPipeMessageWriter(PipeWriter output, PgProtocolVersion version = default, PgLimits? limits = null)
+    {
+        _output = output ?? throw new ArgumentNullException(nameof(output));
+        Version = version;
+        Limits = limits;
+    }
+
+    /// <summary>The protocol version messages are encoded for (cancel key widths).</summary>
+    public PgProtocolVersion Version { get; set; }
+
+    /// <summary>The limits messages are checked against; null for the defaults.</summary>
+    public PgLimits? Limits { get; set; }
+
+    /// <summary>Bytes written since the last flush.</summary>
+    public long UnflushedBytes { get; private set; }
+
+    /// <summary>Validates and encodes a message into the pipe's buffer.</summary>
+    public void Write(IPgMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        message.Encode(_output, Version, Limits);
+        UnflushedBytes += message.EncodedLength;
+    }
+
+    /// <summary>Copies bytes as they are (a proxy forwarding what it received).</summary>
+    public void WriteRaw(ReadOnlySequence<byte> bytes)
+    {
+        foreach (ReadOnlyMemory<byte> segment in bytes)
+        {
+            _output.Write(segment.Span);
+        }
+
+        UnflushedBytes += bytes.Length;
+    }
+
+    /// <summary>Sends what was written.</summary>
+    public ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
+    {
+        UnflushedBytes = 0;
+        return _output.FlushAsync(cancellationToken);
+    }
+}

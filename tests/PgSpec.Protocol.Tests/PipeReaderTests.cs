@@ -1,0 +1,107 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Text;
+using PgSpec.Protocol;
+
+namespace PgSpec.Protocol.Tests;
+
+public class PipeReaderTests
+{
+    private static IBackendMessage[] Conversation() =>
+    [
+        new AuthenticationOk(),
+        new ParameterStatus("server_version", "18.4"),
+        new BackendKeyData(4242, new byte[32]),
+        new ReadyForQuery(TransactionStatus.Idle),
+        new RowDescription([new RowDescription.Field("a", 0, 0, 23, 4, -1, 0)]),
+        new DataRow([(ReadOnlyMemory<byte>?)Encoding.ASCII.GetBytes("1"), null]),
+        new CommandComplete("SELECT 1"),
+        new ReadyForQuery(TransactionStatus.Idle),
+    ];
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(7)]
+    [InlineData(4096)]
+    public async Task ReadAsync_MessagesArrivingInChunks_YieldsEachMessageOnce(int chunk)
+    {
+        IBackendMessage[] sent = Conversation();
+        byte[] bytes = sent.SelectMany(m => m.ToArray()).ToArray();
+        var pipe = new Pipe();
+        Task writer = Task.Run(async () =>
+        {
+            for (int i = 0; i < bytes.Length; i += chunk)
+            {
+                await pipe.Writer.WriteAsync(bytes.AsMemory(i, Math.Min(chunk, bytes.Length - i)));
+            }
+
+            await pipe.Writer.CompleteAsync();
+        });
+
+        var reader = new PgPipeMessageReader(pipe.Reader, PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Authentication });
+        var received = new List<IPgMessage>();
+        var raw = new List<byte>();
+        while (await reader.ReadAsync())
+        {
+            received.Add(reader.Current.ToMessage());
+            raw.AddRange(reader.CurrentRaw.ToArray());
+        }
+
+        await writer;
+        Assert.Equal(sent.Cast<IPgMessage>(), received);
+        Assert.Equal(bytes, raw);
+    }
+
+    [Fact]
+    public async Task ReadAsync_StreamEndsInsideMessage_ThrowsProtocolException()
+    {
+        byte[] bytes = new CommandComplete("SELECT 1").ToArray();
+        var pipe = new Pipe();
+        await pipe.Writer.WriteAsync(bytes.AsMemory(0, bytes.Length - 3));
+        await pipe.Writer.CompleteAsync();
+        var reader = new PgPipeMessageReader(pipe.Reader, PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        PgProtocolException e = await Assert.ThrowsAsync<PgProtocolException>(async () => await reader.ReadAsync());
+        Assert.Contains("closed inside a message", e.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ReadAsync_MalformedBody_ThrowsWithStreamOffset()
+    {
+        byte[] good = new ReadyForQuery(TransactionStatus.Idle).ToArray();
+        byte[] bad = [(byte)'Z', 0, 0, 0, 5, (byte)'X'];
+        var pipe = new Pipe();
+        await pipe.Writer.WriteAsync(good.Concat(bad).ToArray());
+        await pipe.Writer.CompleteAsync();
+        var reader = new PgPipeMessageReader(pipe.Reader, PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        Assert.True(await reader.ReadAsync());
+        PgProtocolException e = await Assert.ThrowsAsync<PgProtocolException>(async () => await reader.ReadAsync());
+        Assert.Equal("ReadyForQuery", e.MessageName);
+        Assert.Equal("transactionStatus", e.Field);
+        Assert.Equal(good.Length + 5, e.Offset);
+    }
+
+    [Fact]
+    public async Task PipeMessageWriter_BatchesUntilFlush_ThenReaderSeesAll()
+    {
+        var pipe = new Pipe();
+        var writer = new PgPipeMessageWriter(pipe.Writer);
+        writer.Write(new Parse("", "SELECT $1", [23]));
+        writer.Write(new Bind("", "", [], [(ReadOnlyMemory<byte>?)Encoding.ASCII.GetBytes("7")], []));
+        writer.Write(new Execute("", 0));
+        writer.Write(new Sync());
+        Assert.True(writer.UnflushedBytes > 0);
+        Assert.False(pipe.Reader.TryRead(out _));
+        await writer.FlushAsync();
+        await pipe.Writer.CompleteAsync();
+
+        var reader = new PgPipeMessageReader(pipe.Reader, PgDirection.Frontend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        var kinds = new List<FrontendMessageKind>();
+        while (await reader.ReadAsync())
+        {
+            kinds.Add(reader.Current.FrontendKind);
+        }
+
+        Assert.Equal([FrontendMessageKind.Parse, FrontendMessageKind.Bind, FrontendMessageKind.Execute, FrontendMessageKind.Sync], kinds);
+    }
+}
