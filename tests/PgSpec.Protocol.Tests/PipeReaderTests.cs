@@ -54,6 +54,21 @@ public class PipeReaderTests
     }
 
     [Fact]
+    public async Task ReadAsync_SeveralMessagesInOneWriteWithPipeStillOpen_YieldsAllWithoutWaiting()
+    {
+        IBackendMessage[] sent = Conversation();
+        var pipe = new Pipe();
+        await pipe.Writer.WriteAsync(sent.SelectMany(m => m.ToArray()).ToArray());
+        var reader = new PgPipeMessageReader(pipe.Reader, PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Authentication });
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        foreach (IBackendMessage expected in sent)
+        {
+            Assert.True(await reader.ReadAsync(timeout.Token));
+            Assert.Equal<IPgMessage>(expected, reader.Current.ToMessage());
+        }
+    }
+
+    [Fact]
     public async Task ReadAsync_StreamEndsInsideMessage_ThrowsProtocolException()
     {
         byte[] bytes = new CommandComplete("SELECT 1").ToArray();

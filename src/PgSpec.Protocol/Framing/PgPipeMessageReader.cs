@@ -13,7 +13,6 @@ namespace PgSpec.Protocol;
 public sealed class PgPipeMessageReader
 {
     private readonly PipeReader _input;
-    private ReadOnlySequence<byte> _buffer;
     private SequencePosition _consumed;
     private bool _holding;
     private bool _hasCurrent;
@@ -104,7 +103,6 @@ public sealed class PgPipeMessageReader
             return false;
         }
 
-        _buffer = buffer;
         _consumed = rest.Start;
         _holding = true;
         _hasCurrent = true;
@@ -152,7 +150,7 @@ public sealed class PgPipeMessageReader
     {
         if (_holding)
         {
-            _input.AdvanceTo(_consumed, _buffer.End);
+            _input.AdvanceTo(_consumed);
             _holding = false;
         }
 

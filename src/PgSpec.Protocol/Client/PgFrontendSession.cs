@@ -1,0 +1,658 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+
+namespace PgSpec.Protocol.Client;
+
+/// <summary>One message (or one-byte answer) that crossed the connection, with its exact bytes.</summary>
+/// <param name="Direction">Who sent it.</param>
+/// <param name="Name">The message name ("SSLResponse" or "GSSENCResponse" for one-byte answers).</param>
+/// <param name="Message">The decoded message; null for one-byte answers.</param>
+/// <param name="Raw">The bytes as they crossed the wire.</param>
+public sealed record PgTraffic(PgDirection Direction, string Name, IPgMessage? Message, ReadOnlyMemory<byte> Raw);
+
+/// <summary>
+/// The frontend (client) role of the protocol: TCP or Unix sockets, TLS (SSLRequest or direct),
+/// protocol 3.0/3.2 with NegotiateProtocolVersion, trust/cleartext/MD5/SCRAM-SHA-256(-PLUS)
+/// authentication, simple and extended query, COPY, function calls, notifications, cancel.
+/// Every message sent and received is reported, with its raw bytes, to the traffic callback given to <see cref="ConnectAsync"/>.
+/// A violation of the protocol by the server ends the session with <see cref="PgProtocolException"/>;
+/// a dropped or stalled connection with <see cref="PgConnectionException"/>.
+/// </summary>
+public sealed partial class PgFrontendSession : IAsyncDisposable
+{
+    private readonly Socket _socket;
+    private readonly Stream _stream;
+    private readonly PipeReader _input;
+    private readonly PipeWriter _output;
+    private readonly PgPipeMessageReader _reader;
+    private readonly DecodeContext _context;
+    private readonly Dictionary<string, string> _parameters = new(StringComparer.Ordinal);
+    private readonly Queue<NotificationResponse> _notifications = new();
+    private readonly Action<PgTraffic>? _traffic;
+    private bool _broken;
+    private bool _disposed;
+
+    private PgFrontendSession(PgConnectOptions options, Socket socket, Stream stream, DecodeContext context, Action<PgTraffic>? traffic)
+    {
+        Options = options;
+        _socket = socket;
+        _stream = stream;
+        _context = context;
+        _traffic = traffic;
+        _input = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
+        _output = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
+        _reader = new PgPipeMessageReader(_input, PgDirection.Backend, context);
+    }
+
+    /// <summary>The options the session was opened with.</summary>
+    public PgConnectOptions Options { get; }
+
+    /// <summary>The protocol version in force (after NegotiateProtocolVersion).</summary>
+    public PgProtocolVersion ProtocolVersion => _context.ProtocolVersion;
+
+    /// <summary>The server's NegotiateProtocolVersion, if it sent one.</summary>
+    public NegotiateProtocolVersion? Negotiation { get; private set; }
+
+    /// <summary>The backend's process ID (BackendKeyData).</summary>
+    public int ProcessId { get; private set; }
+
+    /// <summary>The cancel key (4 bytes in 3.0, up to 256 in 3.2).</summary>
+    public ReadOnlyMemory<byte> SecretKey { get; private set; }
+
+    /// <summary>The authentication the server asked for ("trust", "cleartext", "md5", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS").</summary>
+    public string AuthenticationMethod { get; private set; } = "trust";
+
+    /// <summary>Whether TLS is on, and how it started.</summary>
+    public string? Tls { get; private set; }
+
+    /// <summary>The server's certificate, when TLS is on.</summary>
+    public X509Certificate2? ServerCertificate { get; private set; }
+
+    /// <summary>The latest value of each ParameterStatus.</summary>
+    public IReadOnlyDictionary<string, string> Parameters => _parameters;
+
+    /// <summary>The transaction status from the last ReadyForQuery.</summary>
+    public TransactionStatus TransactionStatus { get; private set; } = TransactionStatus.Idle;
+
+    /// <summary>Notices (NoticeResponse) as they arrive, also while idle.</summary>
+    public event Action<NoticeResponse>? Notice;
+
+    /// <summary>Notifications (NotificationResponse) as they arrive, also while idle.</summary>
+    public event Action<NotificationResponse>? Notification;
+
+    /// <summary>Connects, negotiates TLS and the protocol version, authenticates and waits for ReadyForQuery.</summary>
+    public static async Task<PgFrontendSession> ConnectAsync(PgConnectOptions options, Action<PgTraffic>? traffic = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.ConnectTimeout);
+        try
+        {
+            try
+            {
+                return await ConnectOnceAsync(options, traffic, plainOnly: false, timeout.Token).ConfigureAwait(false);
+            }
+            catch (SslRefusedException) when (options.SslMode is PgSslMode.Prefer or PgSslMode.Allow)
+            {
+                // The server answered SSLRequest with an error ('E'): try again without TLS, as libpq does.
+                return await ConnectOnceAsync(options, traffic, plainOnly: true, timeout.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new PgConnectionException($"connecting to {Describe(options)} timed out after {options.ConnectTimeout.TotalSeconds:0.#} s");
+        }
+        catch (SslRefusedException e)
+        {
+            throw new PgConnectionException(e.Message);
+        }
+    }
+
+    private static string Describe(PgConnectOptions options) => options.UnixSocketPath ?? $"{options.Host}:{options.Port}";
+
+    private sealed class SslRefusedException(string message) : Exception(message);
+
+    private static async Task<PgFrontendSession> ConnectOnceAsync(PgConnectOptions options, Action<PgTraffic>? traffic, bool plainOnly, CancellationToken cancellationToken)
+    {
+        Socket socket = await OpenSocketAsync(options, cancellationToken).ConfigureAwait(false);
+        var context = new DecodeContext();
+        Stream stream = new NetworkStream(socket, ownsSocket: false);
+        string? tls = null;
+        X509Certificate2? serverCertificate = null;
+        try
+        {
+            if (options.RequestGssEncryption)
+            {
+                await RequestEncryptionAsync(stream, socket, new GSSENCRequest(), "GSSENCResponse", traffic, context, cancellationToken).ConfigureAwait(false);
+                // Only 'N' gets here; GSSAPI encryption itself is not supported.
+            }
+
+            bool wantTls = !plainOnly && options.SslMode is not (PgSslMode.Disable or PgSslMode.Allow);
+            if (wantTls && options.SslNegotiation == PgSslNegotiation.Direct)
+            {
+                if (options.SslMode is PgSslMode.Prefer)
+                {
+                    throw new PgConnectionException("sslnegotiation=direct needs sslmode=require, verify-ca or verify-full");
+                }
+
+                (stream, serverCertificate) = await StartTlsAsync(stream, options, direct: true, cancellationToken).ConfigureAwait(false);
+                tls = "direct";
+            }
+            else if (wantTls)
+            {
+                byte answer = await RequestEncryptionAsync(stream, socket, new SSLRequest(), "SSLResponse", traffic, context, cancellationToken).ConfigureAwait(false);
+                if (answer == (byte)'S')
+                {
+                    (stream, serverCertificate) = await StartTlsAsync(stream, options, direct: false, cancellationToken).ConfigureAwait(false);
+                    tls = "SSLRequest";
+                }
+                else if (options.SslMode >= PgSslMode.Require)
+                {
+                    throw new PgConnectionException($"the server at {Describe(options)} does not support SSL, but sslmode={options.SslMode} requires it");
+                }
+            }
+
+            var session = new PgFrontendSession(options, socket, stream, context, traffic)
+            {
+                Tls = tls,
+                ServerCertificate = serverCertificate,
+            };
+            try
+            {
+                await session.StartupAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                await session.CloseAsync().ConfigureAwait(false);
+                throw;
+            }
+
+            return session;
+        }
+        catch
+        {
+            stream.Dispose();
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private static async Task<Socket> OpenSocketAsync(PgConnectOptions options, CancellationToken cancellationToken)
+    {
+        Socket socket;
+        EndPoint endPoint;
+        if (options.UnixSocketPath is not null)
+        {
+            socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            endPoint = new UnixDomainSocketEndPoint(options.UnixSocketPath);
+        }
+        else
+        {
+            IPAddress address = IPAddress.TryParse(options.Host, out IPAddress? parsed)
+                ? parsed
+                : (await Dns.GetHostAddressesAsync(options.Host, cancellationToken).ConfigureAwait(false)).FirstOrDefault()
+                    ?? throw new PgConnectionException($"cannot resolve {options.Host}");
+            socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            endPoint = new IPEndPoint(address, options.Port);
+        }
+
+        try
+        {
+            await socket.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
+            return socket;
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new PgConnectionException($"cannot connect to {Describe(options)}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Sends SSLRequest or GSSENCRequest and reads exactly one byte back, nothing more.</summary>
+    private static async Task<byte> RequestEncryptionAsync(Stream stream, Socket socket, IFrontendMessage request, string answerName, Action<PgTraffic>? traffic, DecodeContext context, CancellationToken cancellationToken)
+    {
+        byte[] bytes = request.ToArray();
+        traffic?.Invoke(new PgTraffic(PgDirection.Frontend, ((IPgMessage)request).Name, request, bytes));
+        context.ObserveFrontend(request.FrontendKind, bytes.AsSpan(4));
+        await stream.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
+        byte[] answer = new byte[1];
+        int n = await stream.ReadAsync(answer, cancellationToken).ConfigureAwait(false);
+        if (n == 0)
+        {
+            throw new PgConnectionException($"the server closed the connection instead of answering {request.Name}");
+        }
+
+        context.ExpectEncryptionAnswer = false;
+        traffic?.Invoke(new PgTraffic(PgDirection.Backend, answerName, null, answer));
+        switch (answer[0])
+        {
+            case (byte)'S' when request is SSLRequest:
+            case (byte)'G' when request is GSSENCRequest:
+                // Bytes that arrived with the answer were not encrypted: a man in the middle could
+                // have injected them (CVE-2021-23222).
+                if (socket.Available > 0)
+                {
+                    throw new PgConnectionException($"received unencrypted data after the answer to {request.Name}");
+                }
+
+                if (request is GSSENCRequest)
+                {
+                    throw new PgConnectionException("the server accepted GSSAPI encryption, which this client does not support; connect without RequestGssEncryption");
+                }
+
+                return answer[0];
+            case (byte)'N':
+                return answer[0];
+            case (byte)'E':
+                // An error message from a server that does not know the request. It is not read or
+                // shown: it was sent before any encryption (CVE-2024-10977).
+                throw new SslRefusedException($"the server does not support {(request is SSLRequest ? "SSL" : "GSSAPI encryption")} (it answered {request.Name} with an error)");
+            default:
+                throw new PgProtocolException(new PgDecodeError(answerName, null, 0, $"expected 'S', 'G' or 'N', received {PgTraceWriter.FormatByte(answer[0])}"));
+        }
+    }
+
+    private static async Task<(Stream, X509Certificate2)> StartTlsAsync(Stream stream, PgConnectOptions options, bool direct, CancellationToken cancellationToken)
+    {
+        var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
+        var authentication = new SslClientAuthenticationOptions
+        {
+            TargetHost = options.UnixSocketPath is null ? options.Host : "localhost",
+            RemoteCertificateValidationCallback = (_, certificate, chain, errors) => Validate(options, certificate, errors),
+            EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+        };
+        if (direct)
+        {
+            authentication.ApplicationProtocols = [new SslApplicationProtocol("postgresql")];
+        }
+
+        try
+        {
+            await ssl.AuthenticateAsClientAsync(authentication, cancellationToken).ConfigureAwait(false);
+        }
+        catch (AuthenticationException e)
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            throw new PgConnectionException($"TLS handshake failed: {e.Message}", e);
+        }
+        catch (IOException e)
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            throw new PgConnectionException($"TLS handshake failed: {e.Message}{(direct ? " (direct TLS needs PostgreSQL 17 or later)" : "")}", e);
+        }
+
+        if (direct && ssl.NegotiatedApplicationProtocol != new SslApplicationProtocol("postgresql"))
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            throw new PgConnectionException("the server did not agree to ALPN \"postgresql\" for direct TLS");
+        }
+
+        X509Certificate2 certificate = X509CertificateLoader.LoadCertificate(ssl.RemoteCertificate!.GetRawCertData());
+        return (ssl, certificate);
+    }
+
+    private static bool Validate(PgConnectOptions options, X509Certificate? certificate, SslPolicyErrors errors)
+    {
+        if (options.SslMode is PgSslMode.Prefer or PgSslMode.Require or PgSslMode.Allow)
+        {
+            return certificate is not null;
+        }
+
+        if (certificate is null || (errors & SslPolicyErrors.RemoteCertificateNotAvailable) != 0)
+        {
+            return false;
+        }
+
+        using var chain = new X509Chain();
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        if (options.RootCertificates is { Count: > 0 } roots)
+        {
+            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.AddRange(roots);
+        }
+
+        using X509Certificate2 leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+        if (!chain.Build(leaf))
+        {
+            return false;
+        }
+
+        return options.SslMode != PgSslMode.VerifyFull || (errors & SslPolicyErrors.RemoteCertificateNameMismatch) == 0;
+    }
+
+    private async Task StartupAsync(CancellationToken cancellationToken)
+    {
+        var parameters = new List<StartupMessage.Parameter> { new("user", Options.User) };
+        if (Options.Database is not null)
+        {
+            parameters.Add(new("database", Options.Database));
+        }
+
+        foreach (KeyValuePair<string, string> pair in Options.Parameters)
+        {
+            parameters.Add(new(pair.Key, pair.Value));
+        }
+
+        Send(new StartupMessage(Options.ProtocolVersion.Code, [.. parameters]));
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+
+        ScramSha256Client? scram = null;
+        while (true)
+        {
+            IBackendMessage message = await ReceiveAsync(cancellationToken).ConfigureAwait(false);
+            switch (message)
+            {
+                case AuthenticationOk:
+                    if (Options.ChannelBinding == PgChannelBinding.Require && AuthenticationMethod != "SCRAM-SHA-256-PLUS")
+                    {
+                        throw new PgConnectionException($"channel_binding=require, but the server authenticated with {AuthenticationMethod}");
+                    }
+
+                    await FinishStartupAsync(cancellationToken).ConfigureAwait(false);
+                    return;
+                case AuthenticationCleartextPassword:
+                    AuthenticationMethod = "cleartext";
+                    Send(new PasswordMessage(RequirePassword()));
+                    break;
+                case AuthenticationMD5Password md5:
+                    AuthenticationMethod = "md5";
+                    Send(new PasswordMessage(Md5Password(Options.User, RequirePassword(), md5.Salt.Span)));
+                    break;
+                case AuthenticationSASL sasl:
+                    scram = StartScram(sasl);
+                    Send(new SASLInitialResponse(scram.Mechanism, scram.ClientFirst()));
+                    break;
+                case AuthenticationSASLContinue next:
+                    Send(new SASLResponse((scram ?? throw Violation("AuthenticationSASLContinue before AuthenticationSASL")).ClientFinal(next.Data.Span)));
+                    break;
+                case AuthenticationSASLFinal final:
+                    (scram ?? throw Violation("AuthenticationSASLFinal before AuthenticationSASL")).VerifyServerFinal(final.Data.Span);
+                    continue;
+                case AuthenticationKerberosV5:
+                case AuthenticationGSS:
+                case AuthenticationGSSContinue:
+                case AuthenticationSSPI:
+                    throw new PgConnectionException($"the server asks for {((IPgMessage)message).Name}: GSSAPI, SSPI and Kerberos authentication are not supported");
+                case NegotiateProtocolVersion negotiation:
+                    Negotiate(negotiation);
+                    continue;
+                case ErrorResponse error:
+                    throw ServerError(error);
+                case NoticeResponse:
+                    continue;
+                default:
+                    throw Violation($"unexpected {message.Name} during authentication");
+            }
+
+            await FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private void Negotiate(NegotiateProtocolVersion negotiation)
+    {
+        Negotiation = negotiation;
+        var offered = new PgProtocolVersion(negotiation.NewestProtocolVersion);
+        if (offered.Major != Options.ProtocolVersion.Major || offered.Code > Options.ProtocolVersion.Code)
+        {
+            throw Violation($"NegotiateProtocolVersion offers {offered}, which is not below the requested {Options.ProtocolVersion}");
+        }
+
+        if (Options.RequireProtocolVersion && offered.Code < Options.ProtocolVersion.Code)
+        {
+            throw new PgConnectionException($"the server supports protocol {offered} at most, but {Options.ProtocolVersion} is required");
+        }
+    }
+
+    private async Task FinishStartupAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            IBackendMessage message = await ReceiveAsync(cancellationToken).ConfigureAwait(false);
+            switch (message)
+            {
+                case BackendKeyData key:
+                    ProcessId = key.ProcessId;
+                    SecretKey = key.SecretKey;
+                    break;
+                case ReadyForQuery:
+                    return;
+                case ErrorResponse error:
+                    throw ServerError(error);
+                case ParameterStatus or NoticeResponse or NegotiateProtocolVersion:
+                    break;
+                default:
+                    throw Violation($"unexpected {message.Name} after authentication");
+            }
+        }
+    }
+
+    private string RequirePassword()
+        => Options.Password ?? throw new PgConnectionException($"the server asks for a password for user {Options.User}, and none was given");
+
+    /// <summary>"md5" + md5(md5(password + user) + salt), in lower-case hex.</summary>
+    public static string Md5Password(string user, string password, ReadOnlySpan<byte> salt)
+    {
+        ArgumentNullException.ThrowIfNull(user);
+        ArgumentNullException.ThrowIfNull(password);
+        string inner = Convert.ToHexStringLower(MD5.HashData(Encoding.UTF8.GetBytes(password + user)));
+        byte[] salted = [.. Encoding.ASCII.GetBytes(inner), .. salt];
+        return "md5" + Convert.ToHexStringLower(MD5.HashData(salted));
+    }
+
+    private ScramSha256Client StartScram(AuthenticationSASL sasl)
+    {
+        bool tls = ServerCertificate is not null;
+        bool offersPlus = sasl.Mechanisms.Contains("SCRAM-SHA-256-PLUS");
+        bool offersPlain = sasl.Mechanisms.Contains("SCRAM-SHA-256");
+        string password = RequirePassword();
+        if (tls && offersPlus && Options.ChannelBinding != PgChannelBinding.Disable)
+        {
+            AuthenticationMethod = "SCRAM-SHA-256-PLUS";
+            return new ScramSha256Client(password, plus: true, ScramSha256Client.TlsServerEndPoint(ServerCertificate!), clientSupportsBinding: true);
+        }
+
+        if (Options.ChannelBinding == PgChannelBinding.Require)
+        {
+            throw new PgConnectionException(tls
+                ? "channel_binding=require, but the server does not offer SCRAM-SHA-256-PLUS"
+                : "channel_binding=require needs TLS");
+        }
+
+        if (!offersPlain)
+        {
+            throw new PgConnectionException($"none of the server's SASL mechanisms is supported: {string.Join(", ", sasl.Mechanisms)}");
+        }
+
+        AuthenticationMethod = "SCRAM-SHA-256";
+        return new ScramSha256Client(password, plus: false, null, clientSupportsBinding: tls && Options.ChannelBinding != PgChannelBinding.Disable);
+    }
+
+    // ------------------------------------------------------------------ sending and receiving
+
+    /// <summary>Encodes a message into the send buffer (nothing goes out until <see cref="FlushAsync"/>).</summary>
+    public void Send(IFrontendMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ThrowIfBroken();
+        byte[] bytes = message.ToArray(_context.ProtocolVersion);
+        _context.ObserveFrontend(message.FrontendKind, bytes.AsSpan(message.TypeByte < 0 ? 4 : 5));
+        _output.Write(bytes);
+        _traffic?.Invoke(new PgTraffic(PgDirection.Frontend, message.Name, message, bytes));
+    }
+
+    /// <summary>Sends what was written.</summary>
+    public async Task FlushAsync(CancellationToken cancellationToken = default)
+    {
+        ThrowIfBroken();
+        try
+        {
+            FlushResult result = await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+            if (result.IsCompleted)
+            {
+                throw Broken(new PgConnectionException("the connection is closed"));
+            }
+        }
+        catch (IOException e)
+        {
+            throw Broken(new PgConnectionException("sending failed: " + e.Message, e));
+        }
+    }
+
+    /// <summary>
+    /// Receives the next message, whatever it is (notices and notifications too, which are also
+    /// raised as events). ParameterStatus and the transaction status are tracked.
+    /// </summary>
+    public async Task<IBackendMessage> ReceiveAsync(CancellationToken cancellationToken = default)
+    {
+        ThrowIfBroken();
+        bool any;
+        try
+        {
+            any = await _reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (PgProtocolException e)
+        {
+            throw Broken(e);
+        }
+        catch (IOException e)
+        {
+            throw Broken(new PgConnectionException("the connection failed: " + e.Message, e));
+        }
+        catch (OperationCanceledException)
+        {
+            _broken = true;
+            throw;
+        }
+
+        if (!any)
+        {
+            throw Broken(new PgConnectionException("the server closed the connection"));
+        }
+
+        PgReceivedMessage received = _reader.Current;
+        var message = (IBackendMessage)received.ToMessage(_context);
+        byte[] raw = _reader.CurrentRaw.ToArray();
+        _traffic?.Invoke(new PgTraffic(PgDirection.Backend, received.IsUnknown ? "Unknown" : message.Name, message, raw));
+        switch (message)
+        {
+            case ParameterStatus status:
+                _parameters[status.Name] = status.Value;
+                break;
+            case ReadyForQuery ready:
+                TransactionStatus = ready.TransactionStatus;
+                break;
+            case NoticeResponse notice:
+                Notice?.Invoke(notice);
+                break;
+            case NotificationResponse notification:
+                _notifications.Enqueue(notification);
+                Notification?.Invoke(notification);
+                break;
+        }
+
+        return message;
+    }
+
+    private void ThrowIfBroken()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_broken)
+        {
+            throw new PgConnectionException("the connection is broken by an earlier error");
+        }
+    }
+
+    private Exception Broken(Exception e)
+    {
+        _broken = true;
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (SocketException)
+        {
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
+        return e;
+    }
+
+    private PgProtocolException Violation(string reason)
+        => (PgProtocolException)Broken(new PgProtocolException(new PgDecodeError("session", null, _reader.Reader.Position, reason)));
+
+    internal static PgServerException ServerError(ErrorResponse error)
+        => new(PgErrorFields.From(error.Fields.Select(f => (f.Code, f.Value))), error);
+
+    /// <summary>Sends Terminate and closes the connection.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        if (!_broken)
+        {
+            try
+            {
+                Send(new Terminate());
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                await _output.FlushAsync(timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException or PgException or ObjectDisposedException or InvalidOperationException)
+            {
+                // Closing anyway.
+            }
+        }
+
+        await CloseAsync().ConfigureAwait(false);
+    }
+
+    private async Task CloseAsync()
+    {
+        _disposed = true;
+        await _input.CompleteAsync().ConfigureAwait(false);
+        await _output.CompleteAsync().ConfigureAwait(false);
+        await _stream.DisposeAsync().ConfigureAwait(false);
+        _socket.Dispose();
+    }
+
+    /// <summary>Asks the server to cancel what this session runs, over a new connection (CancelRequest with this session's key).</summary>
+    public async Task CancelAsync(CancellationToken cancellationToken = default)
+    {
+        using Socket socket = await OpenSocketAsync(Options, cancellationToken).ConfigureAwait(false);
+        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        var request = new CancelRequest(ProcessId, SecretKey);
+        byte[] bytes = request.ToArray(ProtocolVersion);
+        _traffic?.Invoke(new PgTraffic(PgDirection.Frontend, CancelRequest.MessageName, request, bytes));
+        await stream.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
+        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        socket.Shutdown(SocketShutdown.Send);
+
+        // The server closes the connection when it has processed the request.
+        byte[] sink = new byte[16];
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(5));
+        try
+        {
+            while (await stream.ReadAsync(sink, timeout.Token).ConfigureAwait(false) > 0)
+            {
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException)
+        {
+            // The request was sent; waiting for the close is a courtesy.
+        }
+    }
+}
