@@ -145,6 +145,7 @@ public sealed class LocalPgServerProvider : IPgServerProvider
         }
 
         sql.AppendLine("GRANT ALL ON SCHEMA public TO PUBLIC;");
+        sql.AppendLine("GRANT CREATE ON DATABASE postgres TO PUBLIC;");
         return sql.ToString();
     }
 

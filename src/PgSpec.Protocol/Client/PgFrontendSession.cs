@@ -100,6 +100,14 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
             {
                 return await ConnectOnceAsync(options, traffic, plainOnly: false, timeout.Token).ConfigureAwait(false);
             }
+            catch (GssAcceptedException)
+            {
+                // The server would do GSSAPI encryption, which this client lacks: start over
+                // without asking, as libpq does when it has no GSSAPI credentials.
+                PgFrontendSession session = await ConnectOnceAsync(options with { RequestGssEncryption = false }, traffic, plainOnly: false, timeout.Token).ConfigureAwait(false);
+                session.GssEncryptionAnswer = (byte)'G';
+                return session;
+            }
             catch (SslRefusedException) when (options.SslMode is PgSslMode.Prefer or PgSslMode.Allow)
             {
                 // The server answered SSLRequest with an error ('E'): try again without TLS, as libpq does.
@@ -120,6 +128,11 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
 
     private sealed class SslRefusedException(string message) : Exception(message);
 
+    private sealed class GssAcceptedException() : Exception("the server accepted GSSAPI encryption");
+
+    /// <summary>The server's answer to GSSENCRequest ('N' or 'G'), if one was sent.</summary>
+    public byte? GssEncryptionAnswer { get; private set; }
+
     private static async Task<PgFrontendSession> ConnectOnceAsync(PgConnectOptions options, Action<PgTraffic>? traffic, bool plainOnly, CancellationToken cancellationToken)
     {
         Socket socket = await OpenSocketAsync(options, cancellationToken).ConfigureAwait(false);
@@ -129,10 +142,11 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         X509Certificate2? serverCertificate = null;
         try
         {
+            byte? gssAnswer = null;
             if (options.RequestGssEncryption)
             {
-                await RequestEncryptionAsync(stream, socket, new GSSENCRequest(), "GSSENCResponse", traffic, context, cancellationToken).ConfigureAwait(false);
-                // Only 'N' gets here; GSSAPI encryption itself is not supported.
+                // Only 'N' returns; 'G' throws GssAcceptedException, since GSSAPI encryption is not supported.
+                gssAnswer = await RequestEncryptionAsync(stream, socket, new GSSENCRequest(), "GSSENCResponse", traffic, context, cancellationToken).ConfigureAwait(false);
             }
 
             bool wantTls = !plainOnly && options.SslMode is not (PgSslMode.Disable or PgSslMode.Allow);
@@ -164,6 +178,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
             {
                 Tls = tls,
                 ServerCertificate = serverCertificate,
+                GssEncryptionAnswer = gssAnswer,
             };
             try
             {
@@ -245,7 +260,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
 
                 if (request is GSSENCRequest)
                 {
-                    throw new PgConnectionException("the server accepted GSSAPI encryption, which this client does not support; connect without RequestGssEncryption");
+                    throw new GssAcceptedException();
                 }
 
                 return answer[0];

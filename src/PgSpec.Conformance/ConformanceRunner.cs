@@ -1,0 +1,224 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using PgSpec.Protocol;
+using PgSpec.Protocol.Client;
+
+namespace PgSpec.Conformance;
+
+/// <summary>The outcome of a run.</summary>
+public sealed class ConformanceReport
+{
+    /// <summary>The servers.</summary>
+    public required IReadOnlyList<Target> Targets { get; init; }
+
+    /// <summary>Every scenario against every server.</summary>
+    public required IReadOnlyList<ScenarioResult> Results { get; init; }
+
+    /// <summary>What the codec saw.</summary>
+    public required Coverage Coverage { get; init; }
+
+    /// <summary>Every message of the spec, in name order.</summary>
+    public static IReadOnlyList<PgMessageDescriptor> Messages => PgProtocolSpec.Messages;
+
+    /// <summary>Why the run failed; empty when it passed.</summary>
+    public IReadOnlyList<string> Problems
+    {
+        get
+        {
+            var problems = new List<string>();
+            foreach (ScenarioResult result in Results.Where(r => r.Status == ScenarioStatus.Failed))
+            {
+                problems.Add($"{result.Server}: scenario {result.Scenario} failed: {result.Detail}");
+            }
+
+            foreach (((string server, string message), MessageTally tally) in Coverage.All.OrderBy(p => p.Key))
+            {
+                if (!tally.RoundTripped && tally.Seen > 0)
+                {
+                    problems.Add($"{server}: {message} did not round-trip: {string.Join("; ", tally.Failures)}");
+                }
+            }
+
+            foreach (Target target in Targets.Where(t => t.Managed))
+            {
+                foreach (PgMessageDescriptor message in Messages)
+                {
+                    if (!Coverage.Unreachable.ContainsKey(message.Name) && !Coverage.All.ContainsKey((target.Key, message.Name)))
+                    {
+                        problems.Add($"{target.Key}: {message.Name} was never seen");
+                    }
+                }
+            }
+
+            return problems;
+        }
+    }
+
+    /// <summary>True when every scenario passed (or was refused by a server PgSpec did not start) and every reachable message round-tripped.</summary>
+    public bool Passed => Problems.Count == 0;
+
+    /// <summary>The coverage table.</summary>
+    public string ToTable()
+    {
+        var text = new StringBuilder();
+        text.AppendLine("Servers:");
+        foreach (Target target in Targets)
+        {
+            text.AppendLine($"  {target.Key,-4} {target.Description}");
+        }
+
+        text.AppendLine();
+        text.AppendLine("Scenarios:");
+        foreach (IGrouping<string, ScenarioResult> scenario in Results.GroupBy(r => r.Scenario))
+        {
+            text.Append("  ").Append(scenario.Key.PadRight(22));
+            foreach (ScenarioResult r in scenario)
+            {
+                text.Append($" {r.Server}:{Mark(r.Status)}");
+            }
+
+            string details = string.Join("; ", scenario.Where(r => r.Status != ScenarioStatus.Passed).Select(r => $"{r.Server}: {r.Detail}"));
+            text.AppendLine(details.Length > 0 ? "   " + details : "");
+        }
+
+        text.AppendLine();
+        text.AppendLine("Messages (seen/decoded/re-encoded identical, per server):");
+        text.Append("  ").Append("message".PadRight(34)).Append("dir  ");
+        foreach (Target target in Targets)
+        {
+            text.Append(target.Key.PadRight(16));
+        }
+
+        text.AppendLine("scenarios");
+        foreach (PgMessageDescriptor message in Messages)
+        {
+            string direction = message.Frontend && message.Backend ? "F&B" : message.Frontend ? "F" : "B";
+            text.Append("  ").Append(message.Name.PadRight(34)).Append(direction.PadRight(5));
+            if (Coverage.Unreachable.TryGetValue(message.Name, out string? reason))
+            {
+                text.AppendLine("unreachable: " + reason);
+                continue;
+            }
+
+            var scenarios = new SortedSet<string>(StringComparer.Ordinal);
+            foreach (Target target in Targets)
+            {
+                if (Coverage.All.TryGetValue((target.Key, message.Name), out MessageTally? tally))
+                {
+                    string cell = $"{(tally.RoundTripped ? "ok" : "FAIL")} {tally.Seen}/{tally.Decoded}/{tally.Reencoded}";
+                    text.Append(cell.PadRight(16));
+                    scenarios.UnionWith(tally.Scenarios);
+                }
+                else
+                {
+                    text.Append((target.Managed ? "NOT SEEN" : "-").PadRight(16));
+                }
+            }
+
+            text.AppendLine(Shorten(scenarios));
+        }
+
+        text.AppendLine();
+        IReadOnlyList<string> problems = Problems;
+        text.AppendLine(problems.Count == 0
+            ? $"PASSED: {Results.Count(r => r.Status == ScenarioStatus.Passed)} scenario runs passed; every reachable message round-tripped byte for byte."
+            : $"FAILED: {problems.Count} problem(s):");
+        foreach (string problem in problems)
+        {
+            text.AppendLine("  " + problem);
+        }
+
+        return text.ToString();
+    }
+
+    private static string Shorten(SortedSet<string> scenarios)
+        => scenarios.Count <= 4 ? string.Join(", ", scenarios) : string.Join(", ", scenarios.Take(4)) + $", +{scenarios.Count - 4}";
+
+    private static string Mark(ScenarioStatus status) => status switch
+    {
+        ScenarioStatus.Passed => "ok",
+        ScenarioStatus.Failed => "FAIL",
+        ScenarioStatus.Refused => "refused",
+        _ => "n/a",
+    };
+
+    /// <summary>The same report for machines.</summary>
+    public string ToJson()
+    {
+        var document = new
+        {
+            passed = Passed,
+            problems = Problems,
+            servers = Targets.Select(t => new { key = t.Key, description = t.Description, managed = t.Managed }),
+            scenarios = Results.Select(r => new { server = r.Server, scenario = r.Scenario, status = r.Status.ToString().ToLowerInvariant(), detail = r.Detail, seconds = Math.Round(r.Duration.TotalSeconds, 3) }),
+            messages = Messages.Select(m => new
+            {
+                name = m.Name,
+                frontend = m.Frontend,
+                backend = m.Backend,
+                unreachable = Coverage.Unreachable.TryGetValue(m.Name, out string? reason) ? reason : null,
+                servers = Targets.ToDictionary(
+                    t => t.Key,
+                    t => Coverage.All.TryGetValue((t.Key, m.Name), out MessageTally? tally)
+                        ? new { seen = tally.Seen, decoded = tally.Decoded, reencoded = tally.Reencoded, roundTripped = tally.RoundTripped, scenarios = tally.Scenarios.ToArray(), failures = tally.Failures.ToArray() }
+                        : null),
+            }),
+        };
+        return JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true });
+    }
+}
+
+/// <summary>Runs the scenarios against the servers.</summary>
+public static class ConformanceRunner
+{
+    /// <summary>Runs every scenario (or those named) against every target; reports progress line by line.</summary>
+    public static async Task<ConformanceReport> RunAsync(IReadOnlyList<Target> targets, Action<string>? progress, IReadOnlyCollection<string>? only = null, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(targets);
+        var coverage = new Coverage();
+        var results = new List<ScenarioResult>();
+        foreach ((string name, Func<ScenarioContext, Task> run) in Scenarios.All)
+        {
+            if (only is { Count: > 0 } && !only.Contains(name))
+            {
+                continue;
+            }
+
+            foreach (Target target in targets)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var context = new ScenarioContext(target, coverage, name, timeout ?? TimeSpan.FromSeconds(30));
+                var watch = Stopwatch.StartNew();
+                ScenarioResult result;
+                try
+                {
+                    await run(context).WaitAsync(cancellationToken).ConfigureAwait(false);
+                    result = new ScenarioResult(target.Key, name, ScenarioStatus.Passed, "", watch.Elapsed);
+                }
+                catch (NotApplicableException e)
+                {
+                    result = new ScenarioResult(target.Key, name, ScenarioStatus.NotApplicable, e.Message, watch.Elapsed);
+                }
+                catch (PgServerException e) when (!target.Managed)
+                {
+                    result = new ScenarioResult(target.Key, name, ScenarioStatus.Refused, $"{e.SqlState}: {e.Fields.Message}", watch.Elapsed);
+                }
+                catch (PgConnectionException e) when (!target.Managed && e.Message.Contains("does not support", StringComparison.Ordinal))
+                {
+                    result = new ScenarioResult(target.Key, name, ScenarioStatus.Refused, e.Message, watch.Elapsed);
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    result = new ScenarioResult(target.Key, name, ScenarioStatus.Failed, $"{e.GetType().Name}: {e.Message}", watch.Elapsed);
+                }
+
+                results.Add(result);
+                progress?.Invoke($"{result.Server,-4} {name,-22} {result.Status.ToString().ToLowerInvariant(),-13} {result.Duration.TotalSeconds.ToString("0.00", CultureInfo.InvariantCulture)} s {(result.Detail.Length > 0 ? "  " + result.Detail : "")}");
+            }
+        }
+
+        return new ConformanceReport { Targets = targets, Results = results, Coverage = coverage };
+    }
+}
