@@ -7,16 +7,18 @@ namespace PgSpec.Cli.Tests;
 /// The real check: decoding the bytes of a real PostgreSQL session gives, line for line, what
 /// libpq 18's own PQtrace printed for that session.
 /// </summary>
-public class RealSessionTraceTests : IClassFixture<LibpqSession>
+public class RealSessionTraceTests : IClassFixture<LibpqSessions>
 {
-    private readonly LibpqSession _session;
+    private readonly LibpqSessions _sessions;
 
-    public RealSessionTraceTests(LibpqSession session) => _session = session;
+    public RealSessionTraceTests(LibpqSessions sessions) => _sessions = sessions;
+
+    public static TheoryData<string> Sessions => new(LibpqSessions.Names);
 
     [Fact]
-    public void LibpqTrace_OfTheSession_CoversWhatTheComparisonIsAbout()
+    public void LibpqTrace_OfTheFullSession_CoversWhatTheComparisonIsAbout()
     {
-        (List<string> frontend, List<string> backend) = SplitByDirection(_session.LibpqTrace);
+        (List<string> frontend, List<string> backend) = SplitByDirection(_sessions[LibpqSessions.Full].LibpqTrace);
 
         foreach (string name in new[] { "StartupMessage", "Query", "Parse", "Bind", "Describe", "Execute", "Sync", "CopyData", "CopyDone", "Terminate" })
         {
@@ -31,51 +33,68 @@ public class RealSessionTraceTests : IClassFixture<LibpqSession>
         Assert.Contains(backend, line => line.StartsWith("B\t", StringComparison.Ordinal) && line.Split('\t')[2] == "DataRow" && line.EndsWith(" -1", StringComparison.Ordinal));
     }
 
-    [Fact]
-    public void Decode_FrontendBytesWithBackendPeer_PrintsLibpqsFrontendLines()
+    [Theory]
+    [InlineData("password", "PasswordMessage")]
+    [InlineData("md5", "PasswordMessage")]
+    [InlineData("scram-sha-256", "SASLInitialResponse")]
+    [InlineData("scram-sha-256", "SASLResponse")]
+    public void LibpqTrace_OfALoginWithAPassword_HasTheAnswerMessage(string session, string name)
     {
-        (List<string> expected, _) = SplitByDirection(_session.LibpqTrace);
+        (List<string> frontend, _) = SplitByDirection(_sessions[session].LibpqTrace);
 
-        CliResult result = Decode("frontend");
+        Assert.Contains(frontend, line => line.Split('\t')[2] == name);
+    }
+
+    [Theory]
+    [MemberData(nameof(Sessions))]
+    public void Decode_FrontendBytesWithBackendPeer_PrintsLibpqsFrontendLines(string session)
+    {
+        (List<string> expected, _) = SplitByDirection(_sessions[session].LibpqTrace);
+
+        CliResult result = Decode(_sessions[session], "frontend");
 
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Equal(string.Join('\n', expected), string.Join('\n', result.Lines));
     }
 
-    [Fact]
-    public void Decode_BackendBytesWithFrontendPeer_PrintsLibpqsBackendLines()
+    [Theory]
+    [MemberData(nameof(Sessions))]
+    public void Decode_BackendBytesWithFrontendPeer_PrintsLibpqsBackendLines(string session)
     {
-        (_, List<string> expected) = SplitByDirection(_session.LibpqTrace);
+        (_, List<string> expected) = SplitByDirection(_sessions[session].LibpqTrace);
 
-        CliResult result = Decode("backend");
+        CliResult result = Decode(_sessions[session], "backend");
 
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Equal(string.Join('\n', expected), string.Join('\n', result.Lines));
     }
 
-    [Fact]
-    public void Decode_BothDirectionsAsJson_GivesOneObjectPerMessageAtIncreasingOffsets()
+    [Theory]
+    [MemberData(nameof(Sessions))]
+    public void Decode_BothDirectionsAsJson_GivesOneObjectPerMessageUpToTheLastByte(string session)
     {
-        (List<string> frontendTrace, List<string> backendTrace) = SplitByDirection(_session.LibpqTrace);
+        RecordedSession recorded = _sessions[session];
+        (List<string> frontendTrace, List<string> backendTrace) = SplitByDirection(recorded.LibpqTrace);
 
+        // libpq traces every message but AuthenticationOk.
         foreach ((string side, List<string> trace, int untraced) in new[] { ("frontend", frontendTrace, 0), ("backend", backendTrace, 1) })
         {
-            CliResult result = Decode(side, "--format", "json");
+            CliResult result = Decode(recorded, side, "--format", "json");
 
             Assert.True(result.ExitCode == 0, result.ToString());
             JsonElement[] messages = result.Lines.Select(line => JsonDocument.Parse(line).RootElement).ToArray();
             Assert.Equal(trace.Count(line => !line.StartsWith("mismatched", StringComparison.Ordinal)) + untraced, messages.Length);
             Assert.Equal(0, messages[0].GetProperty("offset").GetInt64());
             long end = messages[^1].GetProperty("offset").GetInt64() + messages[^1].GetProperty("length").GetInt64() + (messages[^1].GetProperty("type").ValueKind == JsonValueKind.Null ? 0 : 1);
-            Assert.Equal(side == "frontend" ? _session.FrontendBytes.Length : _session.BackendBytes.Length, end);
+            Assert.Equal(side == "frontend" ? recorded.FrontendBytes.Length : recorded.BackendBytes.Length, end);
         }
     }
 
-    private CliResult Decode(string side, params string[] options)
+    private static CliResult Decode(RecordedSession session, string side, params string[] options)
     {
         using var dir = new TempDirectory();
-        string frontend = dir.Write("frontend.bin", _session.FrontendBytes);
-        string backend = dir.Write("backend.bin", _session.BackendBytes);
+        string frontend = dir.Write("frontend.bin", session.FrontendBytes);
+        string backend = dir.Write("backend.bin", session.BackendBytes);
         string[] regress = options.Length == 0 ? ["--regress"] : [];
         return side == "frontend"
             ? CliRunner.Run(["decode", "--from", "frontend", "--peer", backend, .. regress, .. options, frontend])

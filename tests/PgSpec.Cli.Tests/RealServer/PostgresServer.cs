@@ -5,9 +5,10 @@ using System.Runtime.InteropServices;
 namespace PgSpec.Cli.Tests.RealServer;
 
 /// <summary>
-/// A throwaway PostgreSQL server: a fresh cluster in a temporary folder (no fsync, trust
-/// authentication, listening on a free loopback port and its own socket folder), started on
-/// construction, stopped and deleted on dispose. As root the server tools run as the
+/// A throwaway PostgreSQL server: a fresh cluster in a temporary folder (no fsync, listening on
+/// a free loopback port and its own socket folder), started on construction, stopped and
+/// deleted on dispose. <see cref="TestRole"/> logs in by trust; one role per password method
+/// (<see cref="PasswordRoles"/>) logs in with <see cref="Password"/>. As root the server tools run as the
 /// 'postgres' user (PostgreSQL refuses to run as root). The binaries come from
 /// PGSPEC_PG_BIN, or from the Debian package postgresql-15. Missing binaries are an error,
 /// never a reason to skip.
@@ -16,6 +17,17 @@ public sealed class PostgresServer : IDisposable
 {
     /// <summary>A login role that trust authentication lets in without a password.</summary>
     public const string TestRole = "pgspec_test";
+
+    /// <summary>The password of the <see cref="PasswordRoles"/>.</summary>
+    public const string Password = "pgspec-secret";
+
+    /// <summary>The role for each password authentication method (password, md5, scram-sha-256).</summary>
+    public static readonly IReadOnlyDictionary<string, string> PasswordRoles = new Dictionary<string, string>
+    {
+        ["password"] = "pgspec_password",
+        ["md5"] = "pgspec_md5",
+        ["scram-sha-256"] = "pgspec_scram",
+    };
 
     private const string DefaultBinDirectory = "/usr/lib/postgresql/15/bin";
     private const string ServiceUser = "postgres";
@@ -55,8 +67,17 @@ public sealed class PostgresServer : IDisposable
             }
 
             RunTool("initdb", ["-D", _data, "--no-sync", "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C"]);
+
+            // The first matching line wins: the password roles' lines go before initdb's trust lines.
+            string hba = Path.Combine(_data, "pg_hba.conf");
+            string methods = string.Concat(PasswordRoles.Select(r => $"host all {r.Value} {Host}/32 {r.Key}\n"));
+            File.WriteAllText(hba, methods + File.ReadAllText(hba));
             Start(sockets);
-            RunTool("psql", ["-h", Host, "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", $"CREATE ROLE {TestRole} LOGIN"]);
+
+            // md5 needs an MD5-hashed password; the others work with the default SCRAM hash.
+            string sql = $"CREATE ROLE {TestRole} LOGIN; "
+                + string.Concat(PasswordRoles.Select(r => $"SET password_encryption = '{(r.Key == "md5" ? "md5" : "scram-sha-256")}'; CREATE ROLE {r.Value} LOGIN PASSWORD '{Password}'; "));
+            RunTool("psql", ["-h", Host, "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql]);
         }
         catch
         {

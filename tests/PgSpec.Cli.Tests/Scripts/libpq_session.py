@@ -1,6 +1,9 @@
 """A short session through libpq 18, traced by libpq's own PQtrace in regress mode.
 
-Usage: libpq_session.py HOST PORT USER TRACE_FILE
+Usage: libpq_session.py HOST PORT USER PASSWORD full|login TRACE_FILE
+
+"full" runs queries of every kind; "login" only logs in, runs one query and leaves (for the
+authentication exchanges). An empty PASSWORD sends none.
 
 Run with PSYCOPG_IMPL=python and LD_LIBRARY_PATH pointing at libpq 18. Exit code 3 means the
 environment is wrong (no psycopg, wrong libpq), with the reason on stderr.
@@ -25,14 +28,16 @@ if not 180000 <= pq.version() < 190000:
     print(f"psycopg loaded libpq {pq.version()}, not libpq 18; check LD_LIBRARY_PATH", file=sys.stderr)
     sys.exit(3)
 
-host, port, user, trace_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+host, port, user, password, mode, trace_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 
 trace_file = open(trace_path, "w")
 
 # Trace from the very first packet: start the connection by hand, trace, then poll.
-pgconn = pq.PGconn.connect_start(
-    f"host={host} port={port} user={user} dbname=postgres sslmode=disable gssencmode=disable "
-    f"application_name=pgspec".encode())
+conninfo = (f"host={host} port={port} user={user} dbname=postgres sslmode=disable gssencmode=disable "
+            f"application_name=pgspec")
+if password:
+    conninfo += f" password={password}"
+pgconn = pq.PGconn.connect_start(conninfo.encode())
 pgconn.trace(trace_file.fileno())
 pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
 while True:
@@ -54,6 +59,12 @@ cur = conn.cursor()
 # Simple queries, a notice, an error.
 cur.execute("SELECT 1 AS a, 'x' AS b")
 cur.fetchall()
+if mode == "login":
+    conn.close()
+    ctypes.CDLL(None).fflush(None)
+    trace_file.close()
+    sys.exit(0)
+
 cur.execute("DO $$ BEGIN RAISE NOTICE 'x'; END $$")
 try:
     cur.execute("SELECT 1/0")
