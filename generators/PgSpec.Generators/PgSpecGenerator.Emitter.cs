@@ -717,6 +717,16 @@ namespace PgSpec.Generators
                 bool typed = m.TypeByte >= 0;
                 List<FieldSpec> body = m.Fields.Skip(typed ? 2 : 1).ToList();
                 bool hasFields = HasTracedFields(body, typed);
+                if (m.Untraced)
+                {
+                    w.Line("/// <summary>Writes nothing: libpq never traces this message (the spec marks it 'untraced').</summary>");
+                    w.Open("public static void Trace(" + Span + " body, " + Rt + ".PgTraceWriter trace, char direction)");
+                    w.Line("global::System.ArgumentNullException.ThrowIfNull(trace);");
+                    w.Close();
+                    w.Line();
+                    return;
+                }
+
                 w.Line("/// <summary>Writes libpq's PQtrace line for a valid body of this message (see <see cref=\"TryValidate\"/>).</summary>");
                 w.Open("public static void Trace(" + Span + " body, " + Rt + ".PgTraceWriter trace, char direction)");
                 w.Line("global::System.ArgumentNullException.ThrowIfNull(trace);");

@@ -301,6 +301,7 @@ namespace PgSpec.Generators
                 long max = 0x3FFFFFFE;
                 bool byContext = false;
                 bool maskedLength = false;
+                bool untraced = false;
                 string[] options = Tokens(match.Groups["options"].Value);
                 for (int i = 0; i < options.Length; i++)
                 {
@@ -317,9 +318,13 @@ namespace PgSpec.Generators
                     {
                         maskedLength = true;
                     }
+                    else if (options[i] == "untraced")
+                    {
+                        untraced = true;
+                    }
                     else
                     {
-                        context.Report("PGSPEC008", $"Unknown message option '{options[i]}' (expected 'max N' with 4 <= N < 2^31, 'by-context' or 'masked-length')", header.Number, 1, header.Text.Length);
+                        context.Report("PGSPEC008", $"Unknown message option '{options[i]}' (expected 'max N' with 4 <= N < 2^31, 'by-context', 'masked-length' or 'untraced')", header.Number, 1, header.Text.Length);
                     }
                 }
 
@@ -381,6 +386,7 @@ namespace PgSpec.Generators
                     MaxLength = max,
                     ByContext = byContext,
                     MaskedLength = maskedLength,
+                    Untraced = untraced,
                     Fields = fields.ToEquatableArray(),
                     Path = context.Path,
                     Line = header.Number,

@@ -133,6 +133,9 @@ namespace PgSpec.Generators.Model
 
         /// <summary>Trace: libpq's regress mode prints the length as NN.</summary>
         public bool MaskedLength { get; init; }
+
+        /// <summary>Trace: libpq never prints this message.</summary>
+        public bool Untraced { get; init; }
         public EquatableArray<FieldSpec> Fields { get; init; } = EquatableArray<FieldSpec>.Empty;
         public string Path { get; init; } = "";
         public int Line { get; init; }

@@ -74,21 +74,39 @@ public readonly ref struct PgReceivedMessage
         return BackendMessages.TryDecode(BackendKind, Body, context, out IBackendMessage? b, out PgDecodeError error) ? b : throw new PgProtocolException(error.Shift(Offset));
     }
 
-    /// <summary>Writes libpq's trace line(s) for the message.</summary>
+    /// <summary>
+    /// Writes libpq's trace line(s) for the message. The message is traced as the kind the reader
+    /// named it, not re-classified: by the time the caller sees it, the reader's context has
+    /// already learnt from it (a 'p' message has reset the expected password message, say).
+    /// </summary>
     public void Trace(PgTraceWriter trace, DecodeContext? context)
     {
         ArgumentNullException.ThrowIfNull(trace);
-        switch (FrameKind)
+        if (FrameKind == PgFrameKind.EncryptionAnswer)
         {
-            case PgFrameKind.EncryptionAnswer:
-                trace.CharResponse(TypeByte == 'G' || context?.LastEncryptionRequest == FrontendMessageKind.GSSENCRequest ? "GSSENCResponse" : "SSLResponse", (byte)TypeByte);
-                break;
-            case PgFrameKind.StartupPacket:
-                PgTrace.TryTraceStartup(Body, context, trace, out _);
-                break;
-            default:
-                PgTrace.TryTrace(Direction, (byte)TypeByte, Body, context, trace, out _);
-                break;
+            trace.CharResponse(TypeByte == 'G' || context?.LastEncryptionRequest == FrontendMessageKind.GSSENCRequest ? "GSSENCResponse" : "SSLResponse", (byte)TypeByte);
+            return;
+        }
+
+        if (IsUnknown)
+        {
+            // No context: what the reader could not name is printed as libpq prints an unknown message.
+            _ = FrameKind == PgFrameKind.StartupPacket
+                ? PgTrace.TryTraceStartup(Body, null, trace, out _)
+                : PgTrace.TryTrace(Direction, (byte)TypeByte, Body, null, trace, out _);
+            return;
+        }
+
+        if (Direction == PgDirection.Frontend)
+        {
+            if (FrontendMessages.TryValidate(FrontendKind, Body, context, out _))
+            {
+                FrontendMessages.Trace(FrontendKind, Body, trace);
+            }
+        }
+        else if (BackendMessages.TryValidate(BackendKind, Body, context, out _))
+        {
+            BackendMessages.Trace(BackendKind, Body, trace);
         }
     }
 }

@@ -115,6 +115,7 @@ public static class PgTrace
         bool ok = message.TypeByte < 0
             ? TryTraceStartup(bytes.AsSpan(4), context, writer, out _)
             : TryTrace(direction, (byte)message.TypeByte, bytes.AsSpan(5), context, writer, out _);
-        return ok ? Encoding.UTF8.GetString(output.ToArray()).TrimEnd('\n') : message.Name;
+        string text = ok ? Encoding.UTF8.GetString(output.ToArray()).TrimEnd('\n') : "";
+        return text.Length > 0 ? text : message.Name; // a message libpq does not trace, or cannot
     }
 }
