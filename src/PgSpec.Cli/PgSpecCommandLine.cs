@@ -42,7 +42,7 @@ public static class PgSpecCommandLine
                     stderr.WriteLine("pgspec: " + error.Message);
                 }
 
-                stderr.WriteLine("Run 'pgspec --help' or 'pgspec decode --help' for usage.");
+                stderr.WriteLine("Run 'pgspec --help' or 'pgspec <command> --help' for usage.");
                 return ExitUsage;
             }
 
@@ -59,6 +59,7 @@ public static class PgSpecCommandLine
     {
         var root = new RootCommand("pgspec: tools for the PostgreSQL frontend/backend protocol (3.0 and 3.2), built from its spec.");
         root.Subcommands.Add(DecodeCommand.Create(stdin, stdout, stderr));
+        root.Subcommands.Add(ConformCommand.Create(stdout, stderr));
         return root;
     }
 }

