@@ -6,7 +6,11 @@ namespace PgSpec.Protocol;
 [EditorBrowsable(EditorBrowsableState.Never)]
 public static class PgEncoding
 {
-    /// <summary>A String must not contain NUL: it would end the string early and smuggle what follows as other fields.</summary>
+    /// <summary>
+    /// A String must not contain NUL: it would end the string early and smuggle what follows as
+    /// other fields. Nor an unpaired surrogate: UTF-8 cannot encode it, and writing U+FFFD in its
+    /// place would send another string than the one given.
+    /// </summary>
     public static void CheckString(string message, string field, string value)
     {
         ArgumentNullException.ThrowIfNull(value, field);
@@ -14,6 +18,27 @@ public static class PgEncoding
         if (nul >= 0)
         {
             throw new PgEncodeException(message, field, $"contains a NUL character at index {nul}");
+        }
+
+        int first = value.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF');
+        if (first >= 0)
+        {
+            CheckSurrogates(message, field, value, first);
+        }
+    }
+
+    private static void CheckSurrogates(string message, string field, string value, int first)
+    {
+        for (int i = first; i < value.Length; i++)
+        {
+            if (char.IsHighSurrogate(value[i]) && i + 1 < value.Length && char.IsLowSurrogate(value[i + 1]))
+            {
+                i++;
+            }
+            else if (char.IsSurrogate(value[i]))
+            {
+                throw new PgEncodeException(message, field, $"contains an unpaired surrogate at index {i}, which UTF-8 cannot encode");
+            }
         }
     }
 
