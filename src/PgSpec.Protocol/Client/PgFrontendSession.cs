@@ -653,9 +653,10 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         _traffic?.Invoke(new PgTraffic(PgDirection.Frontend, CancelRequest.MessageName, request, bytes));
         await stream.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
         await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
-        socket.Shutdown(SocketShutdown.Send);
 
-        // The server closes the connection when it has processed the request.
+        // The server closes the connection when it has processed the request. Like libpq, wait
+        // for that rather than half-closing first: a pooler may still be forwarding the request
+        // (pgbouncer 1.18 aborts on a client EOF at that moment).
         byte[] sink = new byte[16];
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(TimeSpan.FromSeconds(5));

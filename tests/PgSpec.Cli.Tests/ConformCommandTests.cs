@@ -1,0 +1,59 @@
+using System.Text.Json;
+
+namespace PgSpec.Cli.Tests;
+
+/// <summary>`pgspec conform` end to end: it starts its own servers, runs, prints and exits as documented.</summary>
+public class ConformCommandTests
+{
+    [Fact]
+    public void Conform_Default_StartsPostgres15And18AndExitsZeroWithEveryReachableMessageRoundTripped()
+    {
+        CliResult result = CliRunner.Run("conform");
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("PASSED", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("starting PostgreSQL 15", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("starting PostgreSQL 18", result.Stderr, StringComparison.Ordinal);
+        foreach (string message in new[] { "Bind", "CopyBothResponse", "NegotiateProtocolVersion", "FunctionCall", "CancelRequest", "AuthenticationMD5Password" })
+        {
+            string row = result.Lines.Single(l => l.TrimStart().StartsWith(message + " ", StringComparison.Ordinal));
+            Assert.DoesNotContain("NOT SEEN", row, StringComparison.Ordinal);
+            Assert.DoesNotContain("FAIL", row, StringComparison.Ordinal);
+        }
+
+        Assert.Contains("unreachable", result.Lines.Single(l => l.TrimStart().StartsWith("AuthenticationSSPI ", StringComparison.Ordinal)), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Conform_JsonFormatWithChosenScenarios_PrintsMachineReadableReport()
+    {
+        CliResult result = CliRunner.Run("conform", "--pg", "15", "--scenario", "simple-query", "--scenario", "copy-out", "--format", "json");
+        Assert.True(result.ExitCode == 0, result.ToString());
+        using JsonDocument json = JsonDocument.Parse(result.Stdout);
+        Assert.True(json.RootElement.GetProperty("passed").GetBoolean());
+        Assert.Equal(2, json.RootElement.GetProperty("scenarios").GetArrayLength());
+        JsonElement query = json.RootElement.GetProperty("messages").EnumerateArray().Single(m => m.GetProperty("name").GetString() == "Query");
+        Assert.True(query.GetProperty("servers").GetProperty("15").GetProperty("roundTripped").GetBoolean());
+        Assert.Equal(52, json.RootElement.GetProperty("messages").GetArrayLength());
+    }
+
+    [Fact]
+    public void Conform_UnreachableServer_FailsWithExitOneAndSaysWhy()
+    {
+        CliResult result = CliRunner.Run("conform", "--server", "postgres://nobody:x@127.0.0.1:1/db", "--scenario", "simple-query", "--timeout", "5");
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("cannot connect to 127.0.0.1:1", result.Stdout, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--pg", "fifteen")]
+    [InlineData("--scenario", "no-such-scenario")]
+    [InlineData("--server", "http://example")]
+    [InlineData("--format", "xml")]
+    public void Conform_BadArguments_ExitTwoWithMessage(string option, string value)
+    {
+        CliResult result = CliRunner.Run("conform", option, value);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("pgspec", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
+    }
+}
