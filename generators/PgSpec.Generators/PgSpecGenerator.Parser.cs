@@ -350,6 +350,15 @@ namespace PgSpec.Generators
                     return null;
                 }
 
+                for (int i = index + 1; i < fields.Length; i++)
+                {
+                    if (fields[i].Kind == FieldKind.Length)
+                    {
+                        context.Report("PGSPEC008", $"Message '{name}' has a second length word; 'Int32 length' comes once, right after the type byte", fields[i].Line, 1, 0);
+                        return null;
+                    }
+                }
+
                 if (typeByte < 0)
                 {
                     FieldSpec? code = fields.Length > 1 ? fields[1] : null;
