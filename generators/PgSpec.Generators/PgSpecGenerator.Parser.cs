@@ -30,6 +30,14 @@ namespace PgSpec.Generators
             {
                 "messageName", "typeCode", "typeByte", "packetCode", "subCode", "defaultMaxLength", "encodedLength",
                 "frontendKind", "backendKind", "view", "equals", "validate", "encode", "decode", "trace", "toArray",
+                "getHashCode", "toString", "tryDecode", "tryValidate", "computeLength", "writeUnchecked",
+                "body", "tryRead", "read", "toMessage",
+            };
+
+            // The members every group class (and its view) has.
+            private static readonly HashSet<string> s_reservedGroupNames = new HashSet<string>(StringComparer.Ordinal)
+            {
+                "equals", "getHashCode", "toString", "skipItem", "view", "list", "bytes",
             };
 
             private static readonly Regex s_identifier = new Regex(@"^[a-z][A-Za-z0-9]*$", RegexOptions.CultureInvariant);
@@ -377,6 +385,7 @@ namespace PgSpec.Generators
                 }
 
                 fields = CheckReferences(context, name, fields, topLevel: true);
+                CheckGroupNames(context, name, fields);
                 if (context.HasErrors)
                 {
                     return null;
@@ -773,6 +782,11 @@ namespace PgSpec.Generators
                         context.Report("PGSPEC004", $"Field name '{field.Name}' is taken by a member every message has; choose another", field.Line);
                     }
 
+                    if (!topLevel && s_reservedGroupNames.Contains(field.Name))
+                    {
+                        context.Report("PGSPEC004", $"Field name '{field.Name}' is taken by a member every group has; choose another", field.Line);
+                    }
+
                     if (string.Equals(Pascal(field.Name), owner, StringComparison.Ordinal))
                     {
                         context.Report("PGSPEC004", $"Field '{field.Name}' would have the name of its message '{owner}'; choose another", field.Line);
@@ -871,6 +885,52 @@ namespace PgSpec.Generators
                 }
 
                 return result.ToImmutable();
+            }
+
+            /// <summary>
+            /// Every group, however deep, becomes a class nested in the message's class, so its name
+            /// must differ from the message, its members, any field's property, its enums and the other groups.
+            /// </summary>
+            private static void CheckGroupNames(ParseContext context, string message, ImmutableArray<FieldSpec> fields)
+            {
+                var members = new HashSet<string>(StringComparer.Ordinal) { message, "View", "List", "Length" };
+                foreach (string reserved in s_reservedNames)
+                {
+                    members.Add(Pascal(reserved));
+                }
+
+                var groups = new List<FieldSpec>();
+                CollectGroups(fields, groups, members);
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                foreach (FieldSpec group in groups)
+                {
+                    if (members.Contains(group.GroupName!) || !seen.Add(group.GroupName!))
+                    {
+                        context.Report("PGSPEC004", $"Group name '{group.GroupName}' is taken in '{message}' (by the message, a member, a field at any depth, an enum or another group); choose another", group.Line);
+                    }
+                }
+            }
+
+            private static void CollectGroups(EquatableArray<FieldSpec> fields, List<FieldSpec> groups, HashSet<string> members)
+                => CollectGroups(fields.Items, groups, members);
+
+            private static void CollectGroups(ImmutableArray<FieldSpec> fields, List<FieldSpec> groups, HashSet<string> members)
+            {
+                foreach (FieldSpec field in fields)
+                {
+                    // Views name nested groups from inside other groups, where any field's property would hide them.
+                    members.Add(Pascal(field.Name));
+                    if (field.EnumName is not null)
+                    {
+                        members.Add(field.EnumName);
+                    }
+
+                    if (field.GroupName is not null)
+                    {
+                        groups.Add(field);
+                        CollectGroups(field.Children, groups, members);
+                    }
+                }
             }
 
             private static int IndexOf(IList<FieldSpec> fields, string name, int before)
