@@ -254,9 +254,9 @@ namespace PgSpec.Generators
                         continue;
                     }
 
-                    if (!TryParseLiteral(tokens[0], out long value, out bool isChar) || value < 0 || value > 255)
+                    if (!TryParseLiteral(tokens[0], out long value, out bool isChar) || value < 0 || value > (type == WireType.Int8 ? sbyte.MaxValue : byte.MaxValue))
                     {
-                        context.Report("PGSPEC007", $"'{tokens[0]}' is not a one-byte value", line.Number, line.Indent + 1, tokens[0].Length);
+                        context.Report("PGSPEC007", $"'{tokens[0]}' is not a one-byte value (0 to {(type == WireType.Int8 ? sbyte.MaxValue : byte.MaxValue)} for {match.Groups["type"].Value})", line.Number, line.Indent + 1, tokens[0].Length);
                         continue;
                     }
 
@@ -370,10 +370,11 @@ namespace PgSpec.Generators
                 if (typeByte < 0)
                 {
                     FieldSpec? code = fields.Length > 1 ? fields[1] : null;
-                    bool isCode = code is not null && code.Type == WireType.Int32 && (code.Kind == FieldKind.Literal || (code.Kind == FieldKind.Scalar && code.HasRange));
+                    bool isCode = code is not null && code.Type == WireType.Int32 && (code.Kind == FieldKind.Literal
+                        || (code.Kind == FieldKind.Scalar && code.HasRange && code.RangeMin >= int.MinValue && code.RangeMax <= int.MaxValue));
                     if (!isCode)
                     {
-                        context.Report("PGSPEC008", $"Untyped packet '{name}' must follow its length with an Int32 code: a literal, or a field with a range", body[Math.Min(1, body.Count - 1)].Number, 1, 0);
+                        context.Report("PGSPEC008", $"Untyped packet '{name}' must follow its length with an Int32 code: a literal, or a field with a range within the Int32 values", body[Math.Min(1, body.Count - 1)].Number, 1, 0);
                         return null;
                     }
                 }
@@ -602,7 +603,9 @@ namespace PgSpec.Generators
                 {
                     if (hasArg)
                     {
-                        if (!TryParseLiteral(arg, out long value, out _) || !FitsIn(scalar, value) || isArray)
+                        // Literals become C# constants of the signed type (an Int32 code is an int).
+                        if (!TryParseLiteral(arg, out long value, out _) || !FitsIn(scalar, value) || isArray
+                            || (scalar == WireType.Int32 && (value < int.MinValue || value > int.MaxValue)))
                         {
                             context.Report("PGSPEC007", $"'{arg}' is not a valid {baseType} literal", line.Number, column, tokens[0].Length);
                             return null;
@@ -881,6 +884,11 @@ namespace PgSpec.Generators
                     if (result[i].Nullable && result[i].Kind == FieldKind.Scalar && result[i].Role != FieldRole.ValueLength)
                     {
                         context.Report("PGSPEC012", $"'{result[i].Name}' is nullable but no Byten({result[i].Name}) follows it", result[i].Line);
+                    }
+
+                    if (result[i].HasRange && (result[i].Kind != FieldKind.Scalar || result[i].Role != FieldRole.Value))
+                    {
+                        context.Report("PGSPEC010", $"'range' applies to integer fields that carry a value, not to '{result[i].Name}'", result[i].Line);
                     }
                 }
 
