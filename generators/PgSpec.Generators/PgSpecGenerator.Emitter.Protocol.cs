@@ -101,12 +101,17 @@ namespace PgSpec.Generators
                 w.Line("/// <summary>Whether any spec defines this type byte in this direction.</summary>");
                 w.Open("public static bool IsDefinedTypeByte(byte typeByte)");
                 w.Open("switch (typeByte)");
-                foreach (int b in typed.Select(m => m.TypeByte).Distinct().OrderBy(x => x))
+                int[] typeBytes = typed.Select(m => m.TypeByte).Distinct().OrderBy(x => x).ToArray();
+                foreach (int b in typeBytes)
                 {
                     w.Line("case " + ByteLit(b) + ":");
                 }
 
-                w.Line("    return true;");
+                if (typeBytes.Length > 0)
+                {
+                    w.Line("    return true;");
+                }
+
                 w.Line("default:");
                 w.Line("    return false;");
                 w.Close();

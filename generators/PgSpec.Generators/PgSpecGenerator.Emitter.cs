@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
+using Microsoft.CodeAnalysis.CSharp;
 using PgSpec.Generators.Model;
 
 namespace PgSpec.Generators
@@ -45,7 +46,7 @@ namespace PgSpec.Generators
             }
 
             private static bool IsKeyword(string s)
-                => s == "value" || s == "string" || s == "object" || s == "default" || s == "event" || s == "params" || s == "base" || s == "this" || s == "class" || s == "operator";
+                => s == "value" || SyntaxFacts.GetKeywordKind(s) != SyntaxKind.None;
 
             private static string Lit(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
 
@@ -311,7 +312,7 @@ namespace PgSpec.Generators
                     string prop = Pascal(f.Name);
                     if (f.Kind == FieldKind.String)
                     {
-                        w.Line(prop + " = " + p + " ?? throw new global::System.ArgumentNullException(nameof(" + p.TrimStart('@') + "));");
+                        w.Line(prop + " = " + p + " ?? throw new global::System.ArgumentNullException(nameof(" + p + "));");
                     }
                     else if (f.Kind == FieldKind.Array)
                     {

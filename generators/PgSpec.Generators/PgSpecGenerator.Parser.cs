@@ -30,6 +30,14 @@ namespace PgSpec.Generators
             {
                 "messageName", "typeCode", "typeByte", "packetCode", "subCode", "defaultMaxLength", "encodedLength",
                 "frontendKind", "backendKind", "view", "equals", "validate", "encode", "decode", "trace", "toArray",
+                "getHashCode", "toString", "tryDecode", "tryValidate", "computeLength", "writeUnchecked",
+                "body", "tryRead", "read", "toMessage",
+            };
+
+            // The members every group class (and its view) has.
+            private static readonly HashSet<string> s_reservedGroupNames = new HashSet<string>(StringComparer.Ordinal)
+            {
+                "equals", "getHashCode", "toString", "skipItem", "view", "list", "bytes",
             };
 
             private static readonly Regex s_identifier = new Regex(@"^[a-z][A-Za-z0-9]*$", RegexOptions.CultureInvariant);
@@ -246,9 +254,9 @@ namespace PgSpec.Generators
                         continue;
                     }
 
-                    if (!TryParseLiteral(tokens[0], out long value, out bool isChar) || value < 0 || value > 255)
+                    if (!TryParseLiteral(tokens[0], out long value, out bool isChar) || value < 0 || value > (type == WireType.Int8 ? sbyte.MaxValue : byte.MaxValue))
                     {
-                        context.Report("PGSPEC007", $"'{tokens[0]}' is not a one-byte value", line.Number, line.Indent + 1, tokens[0].Length);
+                        context.Report("PGSPEC007", $"'{tokens[0]}' is not a one-byte value (0 to {(type == WireType.Int8 ? sbyte.MaxValue : byte.MaxValue)} for {match.Groups["type"].Value})", line.Number, line.Indent + 1, tokens[0].Length);
                         continue;
                     }
 
@@ -355,13 +363,23 @@ namespace PgSpec.Generators
                     return null;
                 }
 
+                for (int i = index + 1; i < fields.Length; i++)
+                {
+                    if (fields[i].Kind == FieldKind.Length)
+                    {
+                        context.Report("PGSPEC008", $"Message '{name}' has a second length word; 'Int32 length' comes once, right after the type byte", fields[i].Line, 1, 0);
+                        return null;
+                    }
+                }
+
                 if (typeByte < 0)
                 {
                     FieldSpec? code = fields.Length > 1 ? fields[1] : null;
-                    bool isCode = code is not null && code.Type == WireType.Int32 && (code.Kind == FieldKind.Literal || (code.Kind == FieldKind.Scalar && code.HasRange));
+                    bool isCode = code is not null && code.Type == WireType.Int32 && (code.Kind == FieldKind.Literal
+                        || (code.Kind == FieldKind.Scalar && code.HasRange && code.RangeMin >= int.MinValue && code.RangeMax <= int.MaxValue));
                     if (!isCode)
                     {
-                        context.Report("PGSPEC008", $"Untyped packet '{name}' must follow its length with an Int32 code: a literal, or a field with a range", body[Math.Min(1, body.Count - 1)].Number, 1, 0);
+                        context.Report("PGSPEC008", $"Untyped packet '{name}' must follow its length with an Int32 code: a literal, or a field with a range within the Int32 values", body[Math.Min(1, body.Count - 1)].Number, 1, 0);
                         return null;
                     }
                 }
@@ -373,6 +391,7 @@ namespace PgSpec.Generators
                 }
 
                 fields = CheckReferences(context, name, fields, topLevel: true);
+                CheckGroupNames(context, name, fields);
                 if (context.HasErrors)
                 {
                     return null;
@@ -590,7 +609,9 @@ namespace PgSpec.Generators
                 {
                     if (hasArg)
                     {
-                        if (!TryParseLiteral(arg, out long value, out _) || !FitsIn(scalar, value) || isArray)
+                        // Literals become C# constants of the signed type (an Int32 code is an int).
+                        if (!TryParseLiteral(arg, out long value, out _) || !FitsIn(scalar, value) || isArray
+                            || (scalar == WireType.Int32 && (value < int.MinValue || value > int.MaxValue)))
                         {
                             context.Report("PGSPEC007", $"'{arg}' is not a valid {baseType} literal", line.Number, column, tokens[0].Length);
                             return null;
@@ -770,6 +791,11 @@ namespace PgSpec.Generators
                         context.Report("PGSPEC004", $"Field name '{field.Name}' is taken by a member every message has; choose another", field.Line);
                     }
 
+                    if (!topLevel && s_reservedGroupNames.Contains(field.Name))
+                    {
+                        context.Report("PGSPEC004", $"Field name '{field.Name}' is taken by a member every group has; choose another", field.Line);
+                    }
+
                     if (string.Equals(Pascal(field.Name), owner, StringComparison.Ordinal))
                     {
                         context.Report("PGSPEC004", $"Field '{field.Name}' would have the name of its message '{owner}'; choose another", field.Line);
@@ -865,9 +891,60 @@ namespace PgSpec.Generators
                     {
                         context.Report("PGSPEC012", $"'{result[i].Name}' is nullable but no Byten({result[i].Name}) follows it", result[i].Line);
                     }
+
+                    if (result[i].HasRange && (result[i].Kind != FieldKind.Scalar || result[i].Role != FieldRole.Value))
+                    {
+                        context.Report("PGSPEC010", $"'range' applies to integer fields that carry a value, not to '{result[i].Name}'", result[i].Line);
+                    }
                 }
 
                 return result.ToImmutable();
+            }
+
+            /// <summary>
+            /// Every group, however deep, becomes a class nested in the message's class, so its name
+            /// must differ from the message, its members, any field's property, its enums and the other groups.
+            /// </summary>
+            private static void CheckGroupNames(ParseContext context, string message, ImmutableArray<FieldSpec> fields)
+            {
+                var members = new HashSet<string>(StringComparer.Ordinal) { message, "View", "List", "Length" };
+                foreach (string reserved in s_reservedNames)
+                {
+                    members.Add(Pascal(reserved));
+                }
+
+                var groups = new List<FieldSpec>();
+                CollectGroups(fields, groups, members);
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                foreach (FieldSpec group in groups)
+                {
+                    if (members.Contains(group.GroupName!) || !seen.Add(group.GroupName!))
+                    {
+                        context.Report("PGSPEC004", $"Group name '{group.GroupName}' is taken in '{message}' (by the message, a member, a field at any depth, an enum or another group); choose another", group.Line);
+                    }
+                }
+            }
+
+            private static void CollectGroups(EquatableArray<FieldSpec> fields, List<FieldSpec> groups, HashSet<string> members)
+                => CollectGroups(fields.Items, groups, members);
+
+            private static void CollectGroups(ImmutableArray<FieldSpec> fields, List<FieldSpec> groups, HashSet<string> members)
+            {
+                foreach (FieldSpec field in fields)
+                {
+                    // Views name nested groups from inside other groups, where any field's property would hide them.
+                    members.Add(Pascal(field.Name));
+                    if (field.EnumName is not null)
+                    {
+                        members.Add(field.EnumName);
+                    }
+
+                    if (field.GroupName is not null)
+                    {
+                        groups.Add(field);
+                        CollectGroups(field.Children, groups, members);
+                    }
+                }
             }
 
             private static int IndexOf(IList<FieldSpec> fields, string name, int before)

@@ -1,0 +1,494 @@
+using Microsoft.CodeAnalysis;
+
+namespace PgSpec.Generators.Tests;
+
+/// <summary>
+/// Every kind of spec mistake is a compiler error at its file and line, and a spec with
+/// errors generates nothing (so that no half-built protocol compiles).
+/// </summary>
+public class DiagnosticTests
+{
+    [Fact]
+    public void IndentedLineWithoutHeader_ReportsPgSpec001AtThatLine()
+    {
+        string spec = """
+            # Nothing above the field owns it.
+                Int32 orphan
+            """;
+
+        AssertError("PGSPEC001", "orphan", spec, line: 2);
+    }
+
+    [Fact]
+    public void HeaderThatIsNeitherMessageNorEnum_ReportsPgSpec001AtTheHeader()
+    {
+        string spec = """
+            Query (F)
+                Byte1('Q')
+                Int32 length
+                String queryString
+
+            Query has no direction
+                Int32 length
+            """;
+
+        AssertError("PGSPEC001", "header", spec, line: 6);
+    }
+
+    [Fact]
+    public void UnknownFieldType_ReportsPgSpec002AtTheField()
+    {
+        string spec = """
+            Query (F)
+                Byte1('Q')
+                Int32 length
+                Strin queryString
+            """;
+
+        AssertError("PGSPEC002", "types", spec, line: 4);
+    }
+
+    [Fact]
+    public void FieldTypeThatIsNoTypeName_ReportsPgSpec002AtTheField()
+    {
+        string spec = """
+            Query (F)
+                Byte1('Q')
+                Int32 length
+                string queryString
+            """;
+
+        AssertError("PGSPEC002", "types", spec, line: 4);
+    }
+
+    [Fact]
+    public void EnumFieldNamingNoEnum_ReportsPgSpec002AtTheField()
+    {
+        string enums = """
+            enum StatementOrPortal : Byte1
+                'S' Statement
+                'P' Portal
+            """;
+        string messages = """
+            # Close: the enum is misspelled.
+            Close (F)
+                Byte1('C')
+                Int32 length
+                StatementOrPortl kind
+                String name
+            """;
+
+        AssertError("PGSPEC002", "messages", [GeneratorHarness.Spec("enums", enums), GeneratorHarness.Spec("messages", messages)], line: 5);
+    }
+
+    [Fact]
+    public void CountNamingNoField_ReportsPgSpec003AtTheList()
+    {
+        string spec = """
+            NegotiateProtocolVersion (B)
+                Byte1('v')
+                Int32 length
+                Int32 newestProtocolVersion
+                Int32 optionCount
+                String[optionCnt] options
+            """;
+
+        AssertError("PGSPEC003", "counts", spec, line: 6);
+    }
+
+    [Fact]
+    public void SizedBytesNotAfterItsLength_ReportsPgSpec003AtTheBytes()
+    {
+        string spec = """
+            FunctionCallResponse (B)
+                Byte1('V')
+                Int32 length
+                Int32 resultLength
+                Int16 padding
+                Byten(resultLength) result
+            """;
+
+        AssertError("PGSPEC003", "sizes", spec, line: 6);
+    }
+
+    [Fact]
+    public void MessageNameDefinedInTwoFiles_ReportsPgSpec004AtTheSecondDefinition()
+    {
+        string first = """
+            Query (F)
+                Byte1('Q')
+                Int32 length
+                String queryString
+            """;
+        string second = """
+            Sync (F)
+                Byte1('S')
+                Int32(4) length
+
+            Query (F)
+                Byte1('Q')
+                Int32 length
+                String sql
+            """;
+
+        AssertError("PGSPEC004", "b", [GeneratorHarness.Spec("a", first), GeneratorHarness.Spec("b", second)], line: 5);
+    }
+
+    [Fact]
+    public void FieldNameUsedTwice_ReportsPgSpec004AtTheSecondField()
+    {
+        string spec = """
+            ParameterStatus (B)
+                Byte1('S')
+                Int32 length
+                String name
+                String name
+            """;
+
+        AssertError("PGSPEC004", "fields", spec, line: 5);
+    }
+
+    [Fact]
+    public void TwoMessagesShareTypeByteWithoutDiscriminator_ReportsPgSpec005AtTheSecond()
+    {
+        string spec = """
+            Query (F)
+                Byte1('Q')
+                Int32 length
+                String queryString
+
+            # Same type byte, same direction, no code and no by-context.
+            QueryAgain (F)
+                Byte1('Q')
+                Int32 length
+                String text
+            """;
+
+        AssertError("PGSPEC005", "bytes", spec, line: 7);
+    }
+
+    [Fact]
+    public void FieldNamedLikeGeneratedMember_ReportsPgSpec004AtTheField()
+    {
+        string spec = """
+            ParameterStatus (B)
+                Byte1('S')
+                Int32 length
+                String name
+                String toString
+            """;
+
+        AssertError("PGSPEC004", "fields", spec, line: 5);
+    }
+
+    [Fact]
+    public void GroupFieldNamedLikeGroupMember_ReportsPgSpec004AtTheField()
+    {
+        string spec = """
+            RowDescription (B)
+                Byte1('T')
+                Int32 length
+                Int16 fieldCount
+                Field[fieldCount] fields
+                    String name
+                    Byte4 bytes
+            """;
+
+        AssertError("PGSPEC004", "groups", spec, line: 7);
+    }
+
+    [Fact]
+    public void GroupNamedLikeFieldProperty_ReportsPgSpec004AtTheGroup()
+    {
+        // The group's class and the property of 'items' would both be named Items.
+        string spec = """
+            RowDescription (B)
+                Byte1('T')
+                Int32 length
+                Int16 count
+                Items[count] items
+                    String name
+            """;
+
+        AssertError("PGSPEC004", "groups", spec, line: 5);
+    }
+
+    [Fact]
+    public void SameGroupNameAtTwoDepths_ReportsPgSpec004AtTheSecondGroup()
+    {
+        // Every group is a class nested in the message's class, however deep it is written.
+        string spec = """
+            Catalog (B)
+                Byte1('t')
+                Int32 length
+                Int16 entryCount
+                Entry[entryCount] entries
+                    String name
+                    Int16 partCount
+                    Entry[partCount] parts
+                        String text
+            """;
+
+        AssertError("PGSPEC004", "groups", spec, line: 8);
+    }
+
+    [Fact]
+    public void SameTypeByteInOppositeDirections_ReportsNothing()
+    {
+        // 'D' is Describe from the frontend and DataRow from the backend: that is no conflict.
+        string spec = """
+            Describe (F)
+                Byte1('D')
+                Int32 length
+                String name
+
+            DataRowLike (B)
+                Byte1('D')
+                Int32 length
+                String value
+            """;
+
+        GeneratorRunResult result = GeneratorHarness.Run(GeneratorHarness.Spec("bytes", spec));
+        Assert.Null(result.Exception);
+        Assert.True(result.Diagnostics.IsEmpty, GeneratorHarness.Describe(result.Diagnostics));
+        Assert.Contains(result.GeneratedSources, source => source.HintName == "DataRowLike.g.cs");
+    }
+
+    [Fact]
+    public void RestBytesBeforeAnotherField_ReportsPgSpec006AtTheBytes()
+    {
+        string spec = """
+            CopyData (F & B)
+                Byte1('d')
+                Int32 length
+                Byten data
+                Int32 trailer
+            """;
+
+        AssertError("PGSPEC006", "copy", spec, line: 4);
+    }
+
+    [Fact]
+    public void LiteralTooLargeForItsType_ReportsPgSpec007AtTheField()
+    {
+        string spec = """
+            AuthenticationOk (B)
+                Byte1('R')
+                Int32 length
+                Int16(70000) code
+            """;
+
+        AssertError("PGSPEC007", "literals", spec, line: 4);
+    }
+
+    [Fact]
+    public void Int32LiteralAboveIntMax_ReportsPgSpec007AtTheField()
+    {
+        string spec = """
+            AuthenticationOk (B)
+                Byte1('R')
+                Int32 length
+                Int32(4294967295) code
+            """;
+
+        AssertError("PGSPEC007", "literals", spec, line: 4);
+    }
+
+    [Fact]
+    public void Int8EnumValueAbove127_ReportsPgSpec007AtTheMember()
+    {
+        string spec = """
+            enum CopyFormat : Int8
+                0 Text
+                200 Binary
+            """;
+
+        AssertError("PGSPEC007", "enums", spec, line: 3);
+    }
+
+    [Fact]
+    public void UnknownMessageOption_ReportsPgSpec008AtTheHeader()
+    {
+        string spec = """
+            # The option is misspelled.
+            Query (F) fast
+                Byte1('Q')
+                Int32 length
+                String queryString
+            """;
+
+        AssertError("PGSPEC008", "headers", spec, line: 2);
+    }
+
+    [Fact]
+    public void MessageWithoutLengthWord_ReportsPgSpec008AtTheHeader()
+    {
+        string spec = """
+            Sync (F)
+                Byte1('S')
+                String note
+            """;
+
+        AssertError("PGSPEC008", "headers", spec, line: 1);
+    }
+
+    [Fact]
+    public void SecondLengthWord_ReportsPgSpec008AtTheSecondLength()
+    {
+        string spec = """
+            CommandComplete (B)
+                Byte1('C')
+                Int32 length
+                Int32 length
+                String commandTag
+            """;
+
+        AssertError("PGSPEC008", "headers", spec, line: 4);
+    }
+
+    [Fact]
+    public void UntypedCodeRangeBeyondInt32_ReportsPgSpec008AtTheCode()
+    {
+        string spec = """
+            StartupMessage (F)
+                Int32 length
+                Int32 protocolVersion range 196608..4294967295
+                String[] parameters until 0
+            """;
+
+        AssertError("PGSPEC008", "startup", spec, line: 3);
+    }
+
+    [Fact]
+    public void EnumOnAnInt16_ReportsPgSpec009AtTheEnum()
+    {
+        string spec = """
+            # Enums are one byte wide.
+            enum FormatCode : Int16
+                0 Text
+                1 Binary
+            """;
+
+        AssertError("PGSPEC009", "enums", spec, line: 2);
+    }
+
+    [Fact]
+    public void EnumMemberWithoutName_ReportsPgSpec009AtTheMember()
+    {
+        string spec = """
+            enum TransactionStatus : Byte1
+                'I' Idle
+                'T'
+            """;
+
+        AssertError("PGSPEC009", "enums", spec, line: 3);
+    }
+
+    [Fact]
+    public void UnknownAttribute_ReportsPgSpec010AtTheField()
+    {
+        string spec = """
+            BackendKeyData (B)
+                Byte1('K')
+                Int32 length
+                Int32 processId secret
+                Byten secretKey
+            """;
+
+        AssertError("PGSPEC010", "attributes", spec, line: 4);
+    }
+
+    [Fact]
+    public void NullableOnAString_ReportsPgSpec010AtTheField()
+    {
+        string spec = """
+            ParameterStatus (B)
+                Byte1('S')
+                Int32 length
+                String name
+                String value nullable
+            """;
+
+        AssertError("PGSPEC010", "attributes", spec, line: 5);
+    }
+
+    [Fact]
+    public void RangeOnAString_ReportsPgSpec010AtTheField()
+    {
+        string spec = """
+            ParameterStatus (B)
+                Byte1('S')
+                Int32 length
+                String name range 1..10
+                String value
+            """;
+
+        AssertError("PGSPEC010", "attributes", spec, line: 4);
+    }
+
+    [Fact]
+    public void TerminatedListWhoseItemsCanStartWithZero_ReportsPgSpec011AtTheList()
+    {
+        string spec = """
+            StartupMessage (F)
+                Int32 length
+                Int32 protocolVersion range 196608..262143
+                Parameter[] parameters until 0
+                    Int16 key
+                    String value
+            """;
+
+        AssertError("PGSPEC011", "startup", spec, line: 4);
+    }
+
+    [Fact]
+    public void ListWithNeitherCountNorTerminator_ReportsPgSpec011AtTheList()
+    {
+        string spec = """
+            NegotiateProtocolVersion (B)
+                Byte1('v')
+                Int32 length
+                Int32 newestProtocolVersion
+                String[] options
+            """;
+
+        AssertError("PGSPEC011", "lists", spec, line: 5);
+    }
+
+    [Fact]
+    public void NullableLengthThatSizesNothing_ReportsPgSpec012AtTheLength()
+    {
+        string spec = """
+            FunctionCallResponse (B)
+                Byte1('V')
+                Int32 length
+                Int32 resultLength nullable
+                Int32 result
+            """;
+
+        AssertError("PGSPEC012", "nullable", spec, line: 4);
+    }
+
+    private static void AssertError(string id, string fileName, string spec, int line)
+        => AssertError(id, fileName, [GeneratorHarness.Spec(fileName, spec)], line);
+
+    /// <summary>The files give exactly one diagnostic: an error with this id, in this file, at this 1-based line.</summary>
+    private static void AssertError(string id, string fileName, AdditionalText[] files, int line)
+    {
+        GeneratorRunResult result = GeneratorHarness.Run(files);
+        Assert.Null(result.Exception);
+
+        Diagnostic diagnostic = Assert.Single(result.Diagnostics);
+        string described = GeneratorHarness.Describe(result.Diagnostics);
+        Assert.True(id == diagnostic.Id, $"expected {id}, got: {described}");
+        Assert.Equal(DiagnosticSeverity.Error, diagnostic.Severity);
+
+        FileLinePositionSpan span = diagnostic.Location.GetLineSpan();
+        Assert.Equal(files.Single(file => file.Path.EndsWith("/" + fileName + ".txt", StringComparison.Ordinal)).Path, span.Path);
+        Assert.True(line == span.StartLinePosition.Line + 1, $"expected line {line}, got: {described}");
+        Assert.False(string.IsNullOrWhiteSpace(diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture)));
+
+        // Nothing is generated from a protocol with errors.
+        Assert.Empty(result.GeneratedSources);
+    }
+}

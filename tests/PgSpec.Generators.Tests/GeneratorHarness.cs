@@ -1,0 +1,80 @@
+using System.Collections.Immutable;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+
+namespace PgSpec.Generators.Tests;
+
+/// <summary>Runs <see cref="PgSpecGenerator"/> in memory and finds the repository's files.</summary>
+internal static class GeneratorHarness
+{
+    private static readonly Lazy<string> s_repositoryRoot = new(FindRepositoryRoot);
+
+    /// <summary>The folder holding PgSpec.sln.</summary>
+    public static string RepositoryRoot => s_repositoryRoot.Value;
+
+    public static string SpecDirectory => Path.Combine(RepositoryRoot, "spec");
+
+    /// <summary>The protocol specs, as the build passes them: every spec/*.txt.</summary>
+    public static ImmutableArray<AdditionalText> LoadRealSpecs()
+    {
+        string[] paths = Directory.GetFiles(SpecDirectory, "*.txt");
+        Array.Sort(paths, StringComparer.Ordinal);
+        Assert.NotEmpty(paths);
+        return paths
+            .Select(path => (AdditionalText)new InMemoryAdditionalText(path, File.ReadAllText(path)))
+            .ToImmutableArray();
+    }
+
+    /// <summary>An in-memory spec file named like the build names them (a .txt under a spec folder).</summary>
+    public static AdditionalText Spec(string name, string text)
+        => new InMemoryAdditionalText("memory/spec/" + name + ".txt", text);
+
+    /// <summary>A compilation for the generator to run against; it reads only the additional files.</summary>
+    public static CSharpCompilation EmptyCompilation()
+        => CSharpCompilation.Create(
+            "PgSpec.Generators.Tests.Input",
+            options: new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary));
+
+    public static GeneratorDriver CreateDriver(IEnumerable<AdditionalText> texts, bool trackSteps = false)
+        => CSharpGeneratorDriver.Create(
+            [new PgSpecGenerator().AsSourceGenerator()],
+            additionalTexts: texts,
+            driverOptions: new GeneratorDriverOptions(IncrementalGeneratorOutputKind.None, trackIncrementalGeneratorSteps: trackSteps));
+
+    /// <summary>Runs a fresh driver once over the given files.</summary>
+    public static GeneratorRunResult Run(IEnumerable<AdditionalText> texts)
+    {
+        GeneratorDriver driver = CreateDriver(texts).RunGenerators(EmptyCompilation());
+        GeneratorDriverRunResult result = driver.GetRunResult();
+        return Assert.Single(result.Results);
+    }
+
+    public static GeneratorRunResult Run(params AdditionalText[] texts) => Run((IEnumerable<AdditionalText>)texts);
+
+    /// <summary>The generated files as hint name and text, in the order the generator added them; line ends normalized to '\n'.</summary>
+    public static ImmutableArray<KeyValuePair<string, string>> Sources(GeneratorRunResult result)
+        => result.GeneratedSources
+            .Select(source => KeyValuePair.Create(source.HintName, Normalize(source.SourceText.ToString())))
+            .ToImmutableArray();
+
+    public static string Normalize(string text) => text.Replace("\r\n", "\n", StringComparison.Ordinal);
+
+    /// <summary>One line per diagnostic: id, severity, file, line and message.</summary>
+    public static string Describe(IEnumerable<Diagnostic> diagnostics)
+        => string.Join(
+            Environment.NewLine,
+            diagnostics.Select(d => d.Id + " " + d.Severity + " " + d.Location.GetLineSpan().Path + ":" + (d.Location.GetLineSpan().StartLinePosition.Line + 1) + " " + d.GetMessage(System.Globalization.CultureInfo.InvariantCulture)));
+
+    private static string FindRepositoryRoot()
+    {
+        for (DirectoryInfo? directory = new(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "PgSpec.sln")))
+            {
+                return directory.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("PgSpec.sln was not found above " + AppContext.BaseDirectory);
+    }
+}
