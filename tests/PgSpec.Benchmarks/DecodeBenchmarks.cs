@@ -1,0 +1,143 @@
+using System.Buffers;
+using BenchmarkDotNet.Attributes;
+using PgSpec.Protocol;
+
+namespace PgSpec.Benchmarks;
+
+/// <summary>
+/// Frames and decodes the 64 MiB DataRow stream with <see cref="PgMessageReader"/>, reading each
+/// row either in place (<see cref="DataRow.View"/>) or into an owned <see cref="DataRow"/>.
+/// Times and allocations are per message.
+/// </summary>
+[MemoryDiagnoser]
+[Config(typeof(BenchmarkConfig))]
+public class DecodeBenchmarks
+{
+    private byte[] _stream = [];
+    private ReadOnlySequence<byte> _singleSegment;
+    private ReadOnlySequence<byte> _multiSegment;
+    private DecodeContext _context = new();
+    private PgMessageReader _reader = null!;
+    private PgMessageReader _framingOnlyReader = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _stream = DataRowStream.CreateStream(DataRowStream.CreateRows());
+        _singleSegment = DataRowStream.SingleSegment(_stream);
+        _multiSegment = DataRowStream.MultiSegment(_stream, DataRowStream.SegmentSize);
+        _context = new DecodeContext { Phase = PgSessionPhase.Normal };
+        _reader = new PgMessageReader(PgDirection.Backend, _context);
+        _framingOnlyReader = new PgMessageReader(PgDirection.Backend, _context) { Validate = false };
+    }
+
+    /// <summary>Reader validates; the view validates again (the only public way to get a view).</summary>
+    [Benchmark(OperationsPerInvoke = DataRowStream.MessageCount)]
+    public long BorrowedSingleSegment() => ReadBorrowed(_reader, _singleSegment);
+
+    /// <summary>As <see cref="BorrowedSingleSegment"/>, over 4 KiB segments: straddling bodies go through the reader's scratch buffer.</summary>
+    [Benchmark(OperationsPerInvoke = DataRowStream.MessageCount)]
+    public long BorrowedMultiSegment() => ReadBorrowed(_reader, _multiSegment);
+
+    /// <summary>The reader only frames and names; <see cref="DataRow.View.TryRead"/> does the one validation.</summary>
+    [Benchmark(OperationsPerInvoke = DataRowStream.MessageCount)]
+    public long BorrowedSingleSegmentValidatedOnce() => ReadBorrowed(_framingOnlyReader, _singleSegment);
+
+    /// <summary>Framing and naming only, for comparison: the body is neither validated nor read.</summary>
+    [Benchmark(OperationsPerInvoke = DataRowStream.MessageCount)]
+    public long FrameOnlySingleSegment()
+    {
+        ReadOnlySequence<byte> buffer = _singleSegment;
+        long sum = 0;
+        int count = 0;
+        PgReadStatus status;
+        PgDecodeError error;
+        while ((status = _framingOnlyReader.TryRead(ref buffer, out PgReceivedMessage message, out error)) == PgReadStatus.Message)
+        {
+            sum += message.Body.Length;
+            count++;
+        }
+
+        CheckEnd(status, error, count, buffer);
+        return sum;
+    }
+
+    /// <summary>Each row decoded into an owned <see cref="DataRow"/> (its values copied to arrays).</summary>
+    [Benchmark(OperationsPerInvoke = DataRowStream.MessageCount)]
+    public long OwnedSingleSegment() => ReadOwned(_reader, _singleSegment);
+
+    private long ReadBorrowed(PgMessageReader reader, ReadOnlySequence<byte> buffer)
+    {
+        long sum = 0;
+        int count = 0;
+        PgReadStatus status;
+        PgDecodeError error;
+        while ((status = reader.TryRead(ref buffer, out PgReceivedMessage message, out error)) == PgReadStatus.Message)
+        {
+            if (message.BackendKind != BackendMessageKind.DataRow)
+            {
+                throw Unexpected(message.BackendKind);
+            }
+
+            if (!DataRow.View.TryRead(message.Body, _context, out DataRow.View row, out error))
+            {
+                throw new PgProtocolException(error);
+            }
+
+            foreach (PgValue value in row.Columns)
+            {
+                sum += value.Bytes.Length;
+            }
+
+            count++;
+        }
+
+        CheckEnd(status, error, count, buffer);
+        return sum;
+    }
+
+    private long ReadOwned(PgMessageReader reader, ReadOnlySequence<byte> buffer)
+    {
+        long sum = 0;
+        int count = 0;
+        PgReadStatus status;
+        PgDecodeError error;
+        while ((status = reader.TryRead(ref buffer, out PgReceivedMessage message, out error)) == PgReadStatus.Message)
+        {
+            if (message.BackendKind != BackendMessageKind.DataRow)
+            {
+                throw Unexpected(message.BackendKind);
+            }
+
+            if (!DataRow.TryDecode(message.Body, _context, out DataRow? row, out error))
+            {
+                throw new PgProtocolException(error);
+            }
+
+            foreach (ReadOnlyMemory<byte>? value in row.Columns)
+            {
+                sum += value?.Length ?? 0;
+            }
+
+            count++;
+        }
+
+        CheckEnd(status, error, count, buffer);
+        return sum;
+    }
+
+    private static void CheckEnd(PgReadStatus status, PgDecodeError error, int count, ReadOnlySequence<byte> rest)
+    {
+        if (status == PgReadStatus.Malformed)
+        {
+            throw new PgProtocolException(error);
+        }
+
+        if (count != DataRowStream.MessageCount || !rest.IsEmpty)
+        {
+            throw new InvalidOperationException($"read {count} of {DataRowStream.MessageCount} messages; {rest.Length} bytes left");
+        }
+    }
+
+    private static InvalidOperationException Unexpected(BackendMessageKind kind) => new($"expected DataRow, read {kind}");
+}
