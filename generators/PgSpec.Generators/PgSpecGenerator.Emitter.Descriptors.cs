@@ -32,6 +32,7 @@ namespace PgSpec.Generators
                     w.Line("TypeByte = " + Int(m.TypeByte) + ",");
                     w.Line("MaxLength = " + Int(m.MaxLength) + ",");
                     w.Line("ByContext = " + Bool(m.ByContext) + ",");
+                    w.Line("Untraced = " + Bool(m.Untraced) + ",");
                     w.Line("MessageType = typeof(" + m.Name + "),");
                     w.Line("Source = " + Lit(FileName(m.Path) + ":" + Int(m.Line)) + ",");
                     w.Line("Fields = new " + Rt + ".PgFieldDescriptor[]");

@@ -107,6 +107,9 @@ public sealed record PgMessageDescriptor
     /// <summary>Told apart from others with its type byte by the decode context.</summary>
     public bool ByContext { get; init; }
 
+    /// <summary>libpq's tracer never prints it (AuthenticationOk): its trace is empty.</summary>
+    public bool Untraced { get; init; }
+
     /// <summary>The owned message type.</summary>
     public required Type MessageType { get; init; }
 

@@ -210,6 +210,12 @@ public class CodecPropertyTests
                         : PgTrace.TryTraceStartup(body, context, trace, out error);
                     Assert.True(traced, error.ToString());
                     string text = Encoding.UTF8.GetString(output.ToArray());
+                    if (d.Untraced)
+                    {
+                        // libpq never traces it (AuthenticationOk).
+                        Assert.Equal("", text);
+                        return;
+                    }
 
                     // Regress mode prints the length of errors and notices as NN.
                     bool maskedLength = regress && text.StartsWith(letter + "\tNN\t", StringComparison.Ordinal);
