@@ -1,4 +1,5 @@
 using System.Globalization;
+using PgSpec.Servers;
 
 namespace PgSpec.Cli.Tests.RealServer;
 
@@ -16,34 +17,43 @@ public sealed class LibpqSessions : IDisposable
     /// <summary>The name of the session that runs every kind of query.</summary>
     public const string Full = "trust, every kind of query";
 
-    private readonly PostgresServer _server;
+    /// <summary>The role for each password authentication method, as pg_hba.conf names it.</summary>
+    private static readonly IReadOnlyDictionary<string, PgAuthMethod> s_passwordMethods = new Dictionary<string, PgAuthMethod>
+    {
+        ["password"] = PgAuthMethod.Password,
+        ["md5"] = PgAuthMethod.Md5,
+        ["scram-sha-256"] = PgAuthMethod.ScramSha256,
+    };
+
+    private readonly PgServer _server;
     private readonly Dictionary<string, RecordedSession> _sessions = new(StringComparer.Ordinal);
 
     public LibpqSessions()
     {
-        _server = new PostgresServer();
+        _server = new LocalPgServerProvider().StartAsync(new PgServerOptions { MajorVersion = 15 }, CancellationToken.None).GetAwaiter().GetResult();
         try
         {
             string libpq = Libpq18.LibraryDirectory;
-            _sessions[Full] = Record(Full, libpq, PostgresServer.TestRole, "", "full");
-            foreach ((string method, string role) in PostgresServer.PasswordRoles)
+            _sessions[Full] = Record(Full, libpq, _server.Role(PgAuthMethod.Trust).Name, "", "full");
+            foreach ((string method, PgAuthMethod authentication) in s_passwordMethods)
             {
-                _sessions[method] = Record(method, libpq, role, PostgresServer.Password, "login");
+                PgRole role = _server.Role(authentication);
+                _sessions[method] = Record(method, libpq, role.Name, role.Password, "login");
             }
         }
         catch
         {
-            _server.Dispose();
+            Dispose();
             throw;
         }
     }
 
     /// <summary>The names of the sessions: <see cref="Full"/> and the password methods.</summary>
-    public static IEnumerable<string> Names => [Full, .. PostgresServer.PasswordRoles.Keys];
+    public static IEnumerable<string> Names => [Full, .. s_passwordMethods.Keys];
 
     public RecordedSession this[string name] => _sessions[name];
 
-    public void Dispose() => _server.Dispose();
+    public void Dispose() => _server.DisposeAsync().AsTask().GetAwaiter().GetResult();
 
     private RecordedSession Record(string name, string libpq, string user, string password, string mode)
     {
@@ -62,7 +72,7 @@ public sealed class LibpqSessions : IDisposable
             ProcessOutput client = ExternalProcess.Run(Libpq18.Python, arguments, environment: environment);
             if (client.ExitCode != 0)
             {
-                throw new InvalidOperationException($"the libpq 18 client ({Libpq18.Python} {script}, session '{name}') failed: {client}\n--- server log\n{_server.Log}");
+                throw new InvalidOperationException($"the libpq 18 client ({Libpq18.Python} {script}, session '{name}') failed: {client}\n--- server log\n{_server.LogTail()}");
             }
 
             if (!relay.Completion.Wait(TimeSpan.FromMinutes(1)))
