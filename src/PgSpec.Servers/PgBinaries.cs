@@ -195,7 +195,10 @@ public sealed record PgBinaries(string BinDirectory, int Major, string Version, 
             return null;
         }
 
-        return new PgBinaries(dir, int.Parse(match.Groups["major"].Value, CultureInfo.InvariantCulture), result.Output.Trim(), source);
+        string version = result.Output.Trim();
+        int paren = version.IndexOf("(PostgreSQL)", StringComparison.Ordinal);
+        version = paren >= 0 ? "PostgreSQL" + version[(paren + "(PostgreSQL)".Length)..] : version;
+        return new PgBinaries(dir, int.Parse(match.Groups["major"].Value, CultureInfo.InvariantCulture), version, source);
     }
 
     internal static void MakeReadableByAll(string path)

@@ -24,11 +24,12 @@ public class FailureTests(ServerFixture fixture)
         await using PgFrontendSession session = await PgFrontendSession.ConnectAsync(Options(server) with { CommandTimeout = TimeSpan.FromSeconds(60) });
         Task<IReadOnlyList<PgResult>> sleeping = session.QueryAsync("SELECT pg_sleep(600)");
         await Task.Delay(300);
-        var watch = Stopwatch.StartNew();
         await server.KillAsync();
         PgException e = await Assert.ThrowsAnyAsync<PgException>(() => sleeping);
         Assert.True(e is PgConnectionException or PgServerException, e.ToString());
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(50), "the session hung instead of failing");
+
+        // The loss of the server was noticed, not waited out until the command timeout.
+        Assert.DoesNotContain("did not answer within", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -118,5 +119,26 @@ public class FailureTests(ServerFixture fixture)
         PgServerException syntax = await Assert.ThrowsAsync<PgServerException>(() => session.QueryAsync("SELEC 1"));
         Assert.Equal("1", syntax.Fields.Position);
         Assert.Equal(TransactionStatus.Idle, session.TransactionStatus);
+    }
+}
+
+/// <summary>The Docker provider: a container where an engine runs, a clear error at once where none does.</summary>
+public class DockerProviderTests
+{
+    [Fact]
+    public async Task Docker_StartsAServerOrSaysClearlyThatDockerIsMissing()
+    {
+        try
+        {
+            await using PgServer server = await new DockerPgServerProvider().StartAsync(new PgServerOptions { MajorVersion = 16 }, CancellationToken.None);
+            PgRole role = server.Roles[0];
+            await using PgFrontendSession session = await PgFrontendSession.ConnectAsync(new PgConnectOptions { Host = server.Host, Port = server.Port, User = role.Name, Password = role.Password, Database = "postgres", SslMode = PgSslMode.Disable });
+            Assert.StartsWith("16", session.Parameters["server_version"], StringComparison.Ordinal);
+        }
+        catch (PgProvisionException e)
+        {
+            Assert.Contains("Docker is not available", e.Message, StringComparison.Ordinal);
+            Assert.Contains("local provider", e.Message, StringComparison.Ordinal);
+        }
     }
 }
