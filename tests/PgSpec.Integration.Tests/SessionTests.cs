@@ -88,6 +88,29 @@ public class SessionTests(ServerFixture fixture)
         Assert.Equal(4, session.SecretKey.Length);
     }
 
+    [Fact]
+    public async Task Connect_Protocol32RequiredAgainstPostgres15_FailsClearly()
+    {
+        PgConnectionException e = await Assert.ThrowsAsync<PgConnectionException>(() => ConnectAsync(15, PgAuthMethod.Trust, o => o with { ProtocolVersion = PgProtocolVersion.V3_2, RequireProtocolVersion = true }));
+        Assert.Contains("supports protocol 3.0 at most, but 3.2 is required", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Connect_DirectTlsAgainstPostgres15_FailsClearly()
+    {
+        PgConnectionException e = await Assert.ThrowsAsync<PgConnectionException>(() => ConnectAsync(15, PgAuthMethod.ScramSha256, o => o with { SslMode = PgSslMode.Require, SslNegotiation = PgSslNegotiation.Direct, ConnectTimeout = TimeSpan.FromSeconds(10) }));
+        Assert.Contains("TLS handshake failed", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Connect_UnixSocket_Authenticates()
+    {
+        PgServer server = await fixture.Server(18);
+        await using PgFrontendSession session = await ConnectAsync(18, PgAuthMethod.Trust, o => o with { UnixSocketPath = server.SocketPath });
+        IReadOnlyList<PgResult> results = await session.QueryAsync("SELECT inet_server_addr() IS NULL");
+        Assert.Equal("t", results[0].Text(0, 0));
+    }
+
     [Theory]
     [InlineData(15)]
     [InlineData(18)]
