@@ -67,7 +67,7 @@ public readonly ref struct PgReceivedMessage
 
         if (IsUnknown)
         {
-            return new UnknownMessage((byte)TypeByte, Body.ToArray());
+            return FrameKind == PgFrameKind.StartupPacket ? UnknownMessage.StartupPacket(Body.ToArray()) : new UnknownMessage((byte)TypeByte, Body.ToArray());
         }
 
         if (Direction == PgDirection.Frontend)
