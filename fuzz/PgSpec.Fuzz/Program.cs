@@ -5,9 +5,10 @@ using SharpFuzz;
 // PgSpec.Protocol.dll is instrumented, and its code faults until then.
 return args switch
 {
+    // libfuzzer-dotnet starts "dotnet PgSpec.Fuzz.dll" without arguments; the target comes from the environment.
+    [] when Environment.GetEnvironmentVariable("__LIBFUZZER_SHM_ID") is not null => LibFuzzer(Environment.GetEnvironmentVariable("PGSPEC_FUZZ_TARGET") ?? ""),
     ["list"] => List(),
     ["afl", string name] => Afl(name),
-    ["libfuzzer", string name] => LibFuzzer(name),
     ["replay", string name, .. string[] paths] when paths.Length > 0 => Replay(name, paths),
     ["dictionary", string file] => Dictionary(file),
     ["record-corpus", string dir] => await CorpusRecorder.RunAsync(dir),
@@ -20,7 +21,7 @@ static int Usage()
         usage: PgSpec.Fuzz COMMAND
           list                       the targets, one a line: name and input layout
           afl TARGET                 run TARGET under afl-fuzz (SharpFuzz's out-of-process fork server; input on stdin)
-          libfuzzer TARGET           run TARGET under libfuzzer-dotnet (OSS-Fuzz, ClusterFuzzLite)
+          (no command)               run the target named by PGSPEC_FUZZ_TARGET under libfuzzer-dotnet (OSS-Fuzz, ClusterFuzzLite)
           replay TARGET PATH...      run files, or every file in folders, through TARGET's oracle; exit 1 on a finding
           dictionary FILE            write the AFL++ dictionary derived from the specs
           record-corpus DIR          record seed inputs of every target from conformance runs against a throwaway PostgreSQL 15
