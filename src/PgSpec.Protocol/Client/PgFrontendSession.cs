@@ -114,22 +114,34 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         timeout.CancelAfter(options.ConnectTimeout);
         try
         {
-            try
+            // Each fallback happens at most once, whatever order the server forces them in.
+            PgConnectOptions attempt = options;
+            bool plainOnly = false;
+            bool gssAccepted = false;
+            while (true)
             {
-                return await ConnectOnceAsync(options, transport, traffic, plainOnly: false, timeout.Token).ConfigureAwait(false);
-            }
-            catch (GssAcceptedException)
-            {
-                // The server would do GSSAPI encryption, which this client lacks: start over
-                // without asking, as libpq does when it has no GSSAPI credentials.
-                PgFrontendSession session = await ConnectOnceAsync(options with { RequestGssEncryption = false }, transport, traffic, plainOnly: false, timeout.Token).ConfigureAwait(false);
-                session.GssEncryptionAnswer = (byte)'G';
-                return session;
-            }
-            catch (SslRefusedException) when (options.SslMode is PgSslMode.Prefer or PgSslMode.Allow)
-            {
-                // The server answered SSLRequest with an error ('E'): try again without TLS, as libpq does.
-                return await ConnectOnceAsync(options, transport, traffic, plainOnly: true, timeout.Token).ConfigureAwait(false);
+                try
+                {
+                    PgFrontendSession session = await ConnectOnceAsync(attempt, transport, traffic, plainOnly, timeout.Token).ConfigureAwait(false);
+                    if (gssAccepted)
+                    {
+                        session.GssEncryptionAnswer = (byte)'G';
+                    }
+
+                    return session;
+                }
+                catch (GssAcceptedException) when (attempt.RequestGssEncryption)
+                {
+                    // The server would do GSSAPI encryption, which this client lacks: start over
+                    // without asking, as libpq does when it has no GSSAPI credentials.
+                    attempt = attempt with { RequestGssEncryption = false };
+                    gssAccepted = true;
+                }
+                catch (SslRefusedException) when (!plainOnly && options.SslMode is PgSslMode.Prefer or PgSslMode.Allow)
+                {
+                    // The server answered SSLRequest with an error ('E'): try again without TLS, as libpq does.
+                    plainOnly = true;
+                }
             }
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
