@@ -28,6 +28,12 @@ namespace PgSpec.Generators
                 w.Open("namespace " + spec.Namespace);
                 foreach (EnumSpec e in spec.Enums)
                 {
+                    if (e.Type == WireType.String)
+                    {
+                        EmitStringEnum(w, e);
+                        continue;
+                    }
+
                     w.Line("/// <summary>" + e.Name + ": a " + e.Type + " with the values of " + FileName(e.Path) + " line " + Int(e.Line) + ".</summary>");
                     w.Open("public enum " + e.Name + " : " + (e.Type == WireType.Int8 ? "sbyte" : "byte"));
                     foreach (EnumMemberSpec member in e.Members)
@@ -43,6 +49,24 @@ namespace PgSpec.Generators
 
                 w.Close();
                 return w.ToString();
+            }
+
+            /// <summary>A String enum: the values a String field may carry, as constants and a list (they decode as any string).</summary>
+            private static void EmitStringEnum(IndentedWriter w, EnumSpec e)
+            {
+                w.Line("/// <summary>" + e.Name + ": the String values of " + FileName(e.Path) + " line " + Int(e.Line) + ".</summary>");
+                w.Open("public static partial class " + e.Name);
+                foreach (EnumMemberSpec member in e.Members)
+                {
+                    w.Line("/// <summary>\"" + member.Text + "\".</summary>");
+                    w.Line("public const string " + member.Name + " = " + Lit(member.Text!) + ";");
+                    w.Line();
+                }
+
+                w.Line("/// <summary>Every value, in spec order.</summary>");
+                w.Line("public static global::System.Collections.Generic.IReadOnlyList<string> All { get; } = new string[] { " + string.Join(", ", e.Members.Select(m => m.Name)) + " };");
+                w.Close();
+                w.Line();
             }
 
             private static string EmitDirection(ProtocolSpec spec, Direction direction)
@@ -300,7 +324,17 @@ namespace PgSpec.Generators
                 {
                     foreach (EnumMemberSpec member in e.Members)
                     {
-                        tokens.Add(Hex(new[] { (byte)member.Value }));
+                        if (member.Text is not null)
+                        {
+                            // A String value, and the same with its terminator, as it crosses the wire.
+                            byte[] text = System.Text.Encoding.UTF8.GetBytes(member.Text);
+                            tokens.Add(Hex(text));
+                            tokens.Add(Hex(text.Concat(new byte[] { 0 }).ToArray()));
+                        }
+                        else
+                        {
+                            tokens.Add(Hex(new[] { (byte)member.Value }));
+                        }
                     }
                 }
 

@@ -25,7 +25,7 @@ namespace PgSpec.Generators
                 w.Line("/// <summary>The message body: the bytes after the length word.</summary>");
                 w.Line("public " + Span + " Body => _body;");
                 w.Line();
-                w.Line("/// <summary>Validates <paramref name=\"body\"/> as strictly as <see cref=\"TryDecode\"/> and wraps it without copying.</summary>");
+                w.Line("/// <summary>Validates <paramref name=\"body\"/> as strictly as <see cref=\"TryDecode\"/>, but for Strings, which may be in any encoding, and wraps it without copying.</summary>");
                 w.Open("public static bool TryRead(" + Span + " body, " + Rt + ".DecodeContext? context, out View view, out " + Rt + ".PgDecodeError error)");
                 w.Open("if (!TryValidate(body, context, out error))");
                 w.Line("view = default;");

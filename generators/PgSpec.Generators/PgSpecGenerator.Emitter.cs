@@ -697,7 +697,7 @@ namespace PgSpec.Generators
                 w.Close();
                 w.Line();
 
-                w.Line("/// <summary>Checks a message body with the rules of <see cref=\"TryDecode\"/>, without building anything.</summary>");
+                w.Line("/// <summary>Checks a message body with the rules of <see cref=\"TryDecode\"/>, without building anything, except that Strings may be in any encoding (<see cref=\"TryDecode\"/> needs them in UTF-8).</summary>");
                 w.Open("public static bool TryValidate(" + Span + " body, " + Rt + ".DecodeContext? context, out " + Rt + ".PgDecodeError error)");
                 w.Line("var r = new " + Rt + ".PgSpanReader(body, MessageName, " + origin + ");");
                 w.Line(Rt + ".PgProtocolVersion version = context?.ProtocolVersion ?? " + Rt + ".PgProtocolVersion.Latest;");

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Collections.Immutable;
 using System.Globalization;
+using System.Linq;
 using System.Text.RegularExpressions;
 using System.Threading;
 using Microsoft.CodeAnalysis.Text;
@@ -237,20 +238,43 @@ namespace PgSpec.Generators
                 {
                     case "Byte1": type = WireType.Byte1; break;
                     case "Int8": type = WireType.Int8; break;
+                    case "String": type = WireType.String; break;
                     default:
-                        context.Report("PGSPEC009", $"Enum '{name}' must be based on Byte1 or Int8, not '{match.Groups["type"].Value}'", header.Number, 1, header.Text.Length);
+                        context.Report("PGSPEC009", $"Enum '{name}' must be based on Byte1, Int8 or String, not '{match.Groups["type"].Value}'", header.Number, 1, header.Text.Length);
                         return null;
                 }
 
                 var members = ImmutableArray.CreateBuilder<EnumMemberSpec>();
                 var seenNames = new HashSet<string>(StringComparer.Ordinal);
                 var seenValues = new HashSet<long>();
+                var seenTexts = new HashSet<string>(StringComparer.Ordinal);
                 foreach (Line line in body)
                 {
                     string[] tokens = Tokens(line.Text);
                     if (tokens.Length != 2 || !s_typeName.IsMatch(tokens[1]))
                     {
-                        context.Report("PGSPEC009", $"An enum member is a value and a name, such as 'S' Statement; found '{line.Text}'", line.Number, line.Indent + 1, line.Text.Length);
+                        string example = type == WireType.String ? "\"SCRAM-SHA-256\" ScramSha256" : "'S' Statement";
+                        context.Report("PGSPEC009", $"An enum member is a value and a name, such as {example}; found '{line.Text}'", line.Number, line.Indent + 1, line.Text.Length);
+                        continue;
+                    }
+
+                    if (type == WireType.String)
+                    {
+                        string token = tokens[0];
+                        if (token.Length < 3 || token[0] != '"' || token[token.Length - 1] != '"' || token.Substring(1, token.Length - 2).Any(c => c < 0x21 || c >= 0x7f || c == '"' || c == '\\'))
+                        {
+                            context.Report("PGSPEC007", $"'{token}' is not a quoted string of printable ASCII without spaces, quotes or backslashes", line.Number, line.Indent + 1, token.Length);
+                            continue;
+                        }
+
+                        string text = token.Substring(1, token.Length - 2);
+                        if (!seenNames.Add(tokens[1]) || !seenTexts.Add(text))
+                        {
+                            context.Report("PGSPEC004", $"Enum '{name}' has '{tokens[1]}' or its value twice", line.Number, line.Indent + 1, line.Text.Length);
+                            continue;
+                        }
+
+                        members.Add(new EnumMemberSpec(tokens[1], 0, false, text));
                         continue;
                     }
 

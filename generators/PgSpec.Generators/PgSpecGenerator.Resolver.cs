@@ -129,6 +129,13 @@ namespace PgSpec.Generators
                             continue;
                         }
 
+                        if (e.Type == WireType.String)
+                        {
+                            diagnostics.Add(new DiagnosticInfo("PGSPEC009", $"Enum '{e.Name}' lists String values: it names values a field may carry, it is not a field type (use String)", message.Path, f.Line, 1, 0));
+                            ok = false;
+                            continue;
+                        }
+
                         f = f with { EnumType = e.Type, Type = e.Type, EnumValues = e.Members.Select(x => x.Value).ToEquatableArray() };
                     }
 

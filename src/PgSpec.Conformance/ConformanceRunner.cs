@@ -176,8 +176,12 @@ public sealed class ConformanceReport
 /// <summary>Runs the scenarios against the servers.</summary>
 public static class ConformanceRunner
 {
-    /// <summary>Runs every scenario (or those named) against every target; reports progress line by line.</summary>
-    public static async Task<ConformanceReport> RunAsync(IReadOnlyList<Target> targets, Action<string>? progress, IReadOnlyCollection<string>? only = null, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Runs every scenario (or those named) against every target; reports progress line by line.
+    /// <paramref name="observe"/>, given a scenario's name, gives a callback for the traffic of each
+    /// session the scenario opens (to record it).
+    /// </summary>
+    public static async Task<ConformanceReport> RunAsync(IReadOnlyList<Target> targets, Action<string>? progress, IReadOnlyCollection<string>? only = null, TimeSpan? timeout = null, Func<string, Action<PgTraffic>>? observe = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(targets);
         var coverage = new Coverage();
@@ -192,7 +196,7 @@ public static class ConformanceRunner
             foreach (Target target in targets)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var context = new ScenarioContext(target, coverage, name, timeout ?? TimeSpan.FromSeconds(30));
+                var context = new ScenarioContext(target, coverage, name, timeout ?? TimeSpan.FromSeconds(30)) { Observe = observe };
                 var watch = Stopwatch.StartNew();
                 ScenarioResult result;
                 try

@@ -114,6 +114,9 @@ public sealed class ScenarioContext(Target target, Coverage coverage, string sce
     /// <summary>The scenario's name.</summary>
     public string Scenario { get; } = scenario;
 
+    /// <summary>Gives a further traffic callback for each session opened (given the scenario's name), or null.</summary>
+    public Func<string, Action<PgTraffic>>? Observe { get; init; }
+
     /// <summary>Connection options for a role.</summary>
     public PgConnectOptions Options(PgRole? role = null)
     {
@@ -136,7 +139,18 @@ public sealed class ScenarioContext(Target target, Coverage coverage, string sce
     public async Task<PgFrontendSession> ConnectAsync(PgConnectOptions options)
     {
         PgFrontendSession? session = null;
-        PgFrontendSession result = await PgFrontendSession.ConnectAsync(options, coverage.Recorder(Target.Key, Scenario, () => session?.ProtocolVersion ?? options.ProtocolVersion)).ConfigureAwait(false);
+        Action<PgTraffic> recorder = coverage.Recorder(Target.Key, Scenario, () => session?.ProtocolVersion ?? options.ProtocolVersion);
+        if (Observe?.Invoke(Scenario) is { } observer)
+        {
+            Action<PgTraffic> coverageRecorder = recorder;
+            recorder = traffic =>
+            {
+                coverageRecorder(traffic);
+                observer(traffic);
+            };
+        }
+
+        PgFrontendSession result = await PgFrontendSession.ConnectAsync(options, recorder).ConfigureAwait(false);
         session = result;
         if (Target.Major == 0 && result.Parameters.TryGetValue("server_version", out string? version))
         {

@@ -4,20 +4,33 @@ using System.Buffers.Binary;
 namespace PgSpec.Protocol;
 
 /// <summary>
-/// A typed message no spec defines (or a sub-code or 'p' message the context cannot name),
-/// kept as its raw body so a proxy can forward it unchanged.
+/// A typed message no spec defines (or a sub-code or 'p' message the context cannot name), or
+/// an untyped startup packet whose code no spec defines, kept as its raw body so a proxy can
+/// forward it unchanged.
 /// </summary>
 public sealed class UnknownMessage : IFrontendMessage, IBackendMessage, IEquatable<UnknownMessage>
 {
-    /// <summary>Creates the message.</summary>
+    /// <summary>Creates a typed message.</summary>
     public UnknownMessage(byte typeCode, ReadOnlyMemory<byte> body)
     {
         TypeCode = typeCode;
         Body = body;
     }
 
-    /// <summary>The type byte.</summary>
+    private UnknownMessage(ReadOnlyMemory<byte> body)
+    {
+        IsStartupPacket = true;
+        Body = body;
+    }
+
+    /// <summary>Creates an untyped startup packet: <paramref name="body"/> is what follows its length word, from its code on.</summary>
+    public static UnknownMessage StartupPacket(ReadOnlyMemory<byte> body) => new(body);
+
+    /// <summary>The type byte (0 for a startup packet).</summary>
     public byte TypeCode { get; }
+
+    /// <summary>True for an untyped startup packet, which has no type byte.</summary>
+    public bool IsStartupPacket { get; }
 
     /// <summary>The bytes after the length word.</summary>
     public ReadOnlyMemory<byte> Body { get; }
@@ -26,7 +39,7 @@ public sealed class UnknownMessage : IFrontendMessage, IBackendMessage, IEquatab
     public string Name => "Unknown";
 
     /// <inheritdoc/>
-    public int TypeByte => TypeCode;
+    public int TypeByte => IsStartupPacket ? -1 : TypeCode;
 
     /// <inheritdoc/>
     public FrontendMessageKind FrontendKind => FrontendMessageKind.Unknown;
@@ -38,7 +51,7 @@ public sealed class UnknownMessage : IFrontendMessage, IBackendMessage, IEquatab
     public int Length => Body.Length + 4;
 
     /// <inheritdoc/>
-    public int EncodedLength => Body.Length + 5;
+    public int EncodedLength => Body.Length + (IsStartupPacket ? 4 : 5);
 
     /// <inheritdoc/>
     public void Validate(PgProtocolVersion version = default, PgLimits? limits = null)
@@ -82,20 +95,30 @@ public sealed class UnknownMessage : IFrontendMessage, IBackendMessage, IEquatab
 
     private void Write(Span<byte> span)
     {
+        if (IsStartupPacket)
+        {
+            BinaryPrimitives.WriteInt32BigEndian(span, Length);
+            Body.Span.CopyTo(span.Slice(4));
+            return;
+        }
+
         span[0] = TypeCode;
         BinaryPrimitives.WriteInt32BigEndian(span.Slice(1), Length);
         Body.Span.CopyTo(span.Slice(5));
     }
 
     /// <inheritdoc/>
-    public bool Equals(UnknownMessage? other) => other is not null && other.TypeCode == TypeCode && PgEquality.Equal(Body, other.Body);
+    public bool Equals(UnknownMessage? other) => other is not null && other.TypeCode == TypeCode && other.IsStartupPacket == IsStartupPacket && PgEquality.Equal(Body, other.Body);
 
     /// <inheritdoc/>
     public override bool Equals(object? obj) => obj is UnknownMessage other && Equals(other);
 
     /// <inheritdoc/>
-    public override int GetHashCode() => HashCode.Combine(TypeCode, PgEquality.Hash(Body));
+    public override int GetHashCode() => HashCode.Combine(TypeCode, IsStartupPacket, PgEquality.Hash(Body));
 
     /// <inheritdoc/>
-    public override string ToString() => $"Unknown message '{PgTraceWriter.FormatByte(TypeCode)}' {PgTraceWriter.FormatBytes(Body.Span)}";
+    public override string ToString()
+        => IsStartupPacket
+            ? $"Unknown startup packet {PgTraceWriter.FormatBytes(Body.Span)}"
+            : $"Unknown message '{PgTraceWriter.FormatByte(TypeCode)}' {PgTraceWriter.FormatBytes(Body.Span)}";
 }

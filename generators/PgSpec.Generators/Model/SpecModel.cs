@@ -65,7 +65,8 @@ namespace PgSpec.Generators.Model
 
     internal sealed record DiagnosticInfo(string Id, string Message, string Path, int Line, int Column, int Length);
 
-    internal sealed record EnumMemberSpec(string Name, long Value, bool IsChar);
+    /// <summary>One value of an enum: a byte (Value, IsChar) or, for a String enum, Text.</summary>
+    internal sealed record EnumMemberSpec(string Name, long Value, bool IsChar, string? Text = null);
 
     internal sealed record EnumSpec(string Name, WireType Type, EquatableArray<EnumMemberSpec> Members, string Path, int Line);
 

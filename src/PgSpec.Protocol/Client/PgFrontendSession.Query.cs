@@ -194,7 +194,13 @@ public sealed partial class PgFrontendSession
             [new FunctionCall(functionOid, [.. argumentFormats ?? []], [.. arguments], resultFormat)],
             cancellationToken).ConfigureAwait(false);
         ThrowFirstError(replies);
-        return replies.OfType<FunctionCallResponse>().Single().Value;
+        FunctionCallResponse[] responses = [.. replies.OfType<FunctionCallResponse>()];
+        if (responses.Length != 1)
+        {
+            throw Violation($"{responses.Length} FunctionCallResponse messages in answer to FunctionCall, not one");
+        }
+
+        return responses[0].Value;
     }
 
     /// <summary>Returns the next notification: one already received, or the next to arrive while idle.</summary>

@@ -22,13 +22,15 @@ public sealed record PgTraffic(PgDirection Direction, string Name, IPgMessage? M
 /// The frontend (client) role of the protocol: TCP or Unix sockets, TLS (SSLRequest or direct),
 /// protocol 3.0/3.2 with NegotiateProtocolVersion, trust/cleartext/MD5/SCRAM-SHA-256(-PLUS)
 /// authentication, simple and extended query, COPY, function calls, notifications, cancel.
-/// Every message sent and received is reported, with its raw bytes, to the traffic callback given to <see cref="ConnectAsync"/>.
+/// Every message sent and received is reported, with its raw bytes, to the traffic callback given to <see cref="ConnectAsync(PgConnectOptions, Action{PgTraffic}?, CancellationToken)"/>.
 /// A violation of the protocol by the server ends the session with <see cref="PgProtocolException"/>;
 /// a dropped or stalled connection with <see cref="PgConnectionException"/>.
+/// The connection is a socket the session opens, or a stream the caller opens (a tunnel, an in-memory pipe).
 /// </summary>
 public sealed partial class PgFrontendSession : IAsyncDisposable
 {
-    private readonly Socket _socket;
+    private readonly Socket? _socket;
+    private readonly Func<CancellationToken, ValueTask<Stream>>? _transport;
     private readonly Stream _stream;
     private readonly PipeReader _input;
     private readonly PipeWriter _output;
@@ -40,10 +42,11 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     private bool _broken;
     private bool _disposed;
 
-    private PgFrontendSession(PgConnectOptions options, Socket socket, Stream stream, DecodeContext context, Action<PgTraffic>? traffic)
+    private PgFrontendSession(PgConnectOptions options, Socket? socket, Func<CancellationToken, ValueTask<Stream>>? transport, Stream stream, DecodeContext context, Action<PgTraffic>? traffic)
     {
         Options = options;
         _socket = socket;
+        _transport = transport;
         _stream = stream;
         _context = context;
         _traffic = traffic;
@@ -89,29 +92,56 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     public event Action<NotificationResponse>? Notification;
 
     /// <summary>Connects, negotiates TLS and the protocol version, authenticates and waits for ReadyForQuery.</summary>
-    public static async Task<PgFrontendSession> ConnectAsync(PgConnectOptions options, Action<PgTraffic>? traffic = null, CancellationToken cancellationToken = default)
+    public static Task<PgFrontendSession> ConnectAsync(PgConnectOptions options, Action<PgTraffic>? traffic = null, CancellationToken cancellationToken = default)
+        => ConnectCoreAsync(options, null, traffic, cancellationToken);
+
+    /// <summary>
+    /// Runs the protocol over streams the caller opens instead of a socket (a tunnel, an in-memory
+    /// pipe): <paramref name="transport"/> is called for each connection (the session's, a retry
+    /// without TLS, a CancelRequest's), and the session disposes what it returns. Host, port and
+    /// socket path of <paramref name="options"/> are not used.
+    /// </summary>
+    public static Task<PgFrontendSession> ConnectAsync(PgConnectOptions options, Func<CancellationToken, ValueTask<Stream>> transport, Action<PgTraffic>? traffic = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transport);
+        return ConnectCoreAsync(options, transport, traffic, cancellationToken);
+    }
+
+    private static async Task<PgFrontendSession> ConnectCoreAsync(PgConnectOptions options, Func<CancellationToken, ValueTask<Stream>>? transport, Action<PgTraffic>? traffic, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.ConnectTimeout);
         try
         {
-            try
+            // Each fallback happens at most once, whatever order the server forces them in.
+            PgConnectOptions attempt = options;
+            bool plainOnly = false;
+            bool gssAccepted = false;
+            while (true)
             {
-                return await ConnectOnceAsync(options, traffic, plainOnly: false, timeout.Token).ConfigureAwait(false);
-            }
-            catch (GssAcceptedException)
-            {
-                // The server would do GSSAPI encryption, which this client lacks: start over
-                // without asking, as libpq does when it has no GSSAPI credentials.
-                PgFrontendSession session = await ConnectOnceAsync(options with { RequestGssEncryption = false }, traffic, plainOnly: false, timeout.Token).ConfigureAwait(false);
-                session.GssEncryptionAnswer = (byte)'G';
-                return session;
-            }
-            catch (SslRefusedException) when (options.SslMode is PgSslMode.Prefer or PgSslMode.Allow)
-            {
-                // The server answered SSLRequest with an error ('E'): try again without TLS, as libpq does.
-                return await ConnectOnceAsync(options, traffic, plainOnly: true, timeout.Token).ConfigureAwait(false);
+                try
+                {
+                    PgFrontendSession session = await ConnectOnceAsync(attempt, transport, traffic, plainOnly, timeout.Token).ConfigureAwait(false);
+                    if (gssAccepted)
+                    {
+                        session.GssEncryptionAnswer = (byte)'G';
+                    }
+
+                    return session;
+                }
+                catch (GssAcceptedException) when (attempt.RequestGssEncryption)
+                {
+                    // The server would do GSSAPI encryption, which this client lacks: start over
+                    // without asking, as libpq does when it has no GSSAPI credentials.
+                    attempt = attempt with { RequestGssEncryption = false };
+                    gssAccepted = true;
+                }
+                catch (SslRefusedException) when (!plainOnly && options.SslMode is PgSslMode.Prefer or PgSslMode.Allow)
+                {
+                    // The server answered SSLRequest with an error ('E'): try again without TLS, as libpq does.
+                    plainOnly = true;
+                }
             }
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
@@ -133,11 +163,10 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     /// <summary>The server's answer to GSSENCRequest ('N' or 'G'), if one was sent.</summary>
     public byte? GssEncryptionAnswer { get; private set; }
 
-    private static async Task<PgFrontendSession> ConnectOnceAsync(PgConnectOptions options, Action<PgTraffic>? traffic, bool plainOnly, CancellationToken cancellationToken)
+    private static async Task<PgFrontendSession> ConnectOnceAsync(PgConnectOptions options, Func<CancellationToken, ValueTask<Stream>>? transport, Action<PgTraffic>? traffic, bool plainOnly, CancellationToken cancellationToken)
     {
-        Socket socket = await OpenSocketAsync(options, cancellationToken).ConfigureAwait(false);
+        (Socket? socket, Stream stream) = await OpenAsync(options, transport, cancellationToken).ConfigureAwait(false);
         var context = new DecodeContext();
-        Stream stream = new NetworkStream(socket, ownsSocket: false);
         string? tls = null;
         X509Certificate2? serverCertificate = null;
         try
@@ -174,7 +203,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
                 }
             }
 
-            var session = new PgFrontendSession(options, socket, stream, context, traffic)
+            var session = new PgFrontendSession(options, socket, transport, stream, context, traffic)
             {
                 Tls = tls,
                 ServerCertificate = serverCertificate,
@@ -194,10 +223,23 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         }
         catch
         {
-            stream.Dispose();
-            socket.Dispose();
+            await stream.DisposeAsync().ConfigureAwait(false);
+            socket?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Opens a connection: the caller's transport stream, or a socket.</summary>
+    private static async Task<(Socket? Socket, Stream Stream)> OpenAsync(PgConnectOptions options, Func<CancellationToken, ValueTask<Stream>>? transport, CancellationToken cancellationToken)
+    {
+        if (transport is not null)
+        {
+            Stream opened = await transport(cancellationToken).ConfigureAwait(false);
+            return (null, opened ?? throw new InvalidOperationException("the transport returned no stream"));
+        }
+
+        Socket socket = await OpenSocketAsync(options, cancellationToken).ConfigureAwait(false);
+        return (socket, new NetworkStream(socket, ownsSocket: false));
     }
 
     private static async Task<Socket> OpenSocketAsync(PgConnectOptions options, CancellationToken cancellationToken)
@@ -232,7 +274,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     }
 
     /// <summary>Sends SSLRequest or GSSENCRequest and reads exactly one byte back, nothing more.</summary>
-    private static async Task<byte> RequestEncryptionAsync(Stream stream, Socket socket, IFrontendMessage request, string answerName, Action<PgTraffic>? traffic, DecodeContext context, CancellationToken cancellationToken)
+    private static async Task<byte> RequestEncryptionAsync(Stream stream, Socket? socket, IFrontendMessage request, string answerName, Action<PgTraffic>? traffic, DecodeContext context, CancellationToken cancellationToken)
     {
         byte[] bytes = request.ToArray();
         traffic?.Invoke(new PgTraffic(PgDirection.Frontend, ((IPgMessage)request).Name, request, bytes));
@@ -252,8 +294,9 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
             case (byte)'S' when request is SSLRequest:
             case (byte)'G' when request is GSSENCRequest:
                 // Bytes that arrived with the answer were not encrypted: a man in the middle could
-                // have injected them (CVE-2021-23222).
-                if (socket.Available > 0)
+                // have injected them (CVE-2021-23222). Over a caller's stream they cannot be seen
+                // here; they are never read as plain data, and the TLS handshake rejects them.
+                if (socket is { Available: > 0 })
                 {
                     throw new PgConnectionException($"received unencrypted data after the answer to {request.Name}");
                 }
@@ -591,7 +634,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         _broken = true;
         try
         {
-            _socket.Shutdown(SocketShutdown.Both);
+            _socket?.Shutdown(SocketShutdown.Both);
         }
         catch (SocketException)
         {
@@ -640,14 +683,15 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         await _input.CompleteAsync().ConfigureAwait(false);
         await _output.CompleteAsync().ConfigureAwait(false);
         await _stream.DisposeAsync().ConfigureAwait(false);
-        _socket.Dispose();
+        _socket?.Dispose();
     }
 
     /// <summary>Asks the server to cancel what this session runs, over a new connection (CancelRequest with this session's key).</summary>
     public async Task CancelAsync(CancellationToken cancellationToken = default)
     {
-        using Socket socket = await OpenSocketAsync(Options, cancellationToken).ConfigureAwait(false);
-        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        (Socket? socket, Stream stream) = await OpenAsync(Options, _transport, cancellationToken).ConfigureAwait(false);
+        using Socket? owned = socket;
+        await using Stream closing = stream;
         var request = new CancelRequest(ProcessId, SecretKey);
         byte[] bytes = request.ToArray(ProtocolVersion);
         _traffic?.Invoke(new PgTraffic(PgDirection.Frontend, CancelRequest.MessageName, request, bytes));

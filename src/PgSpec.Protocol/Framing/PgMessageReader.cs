@@ -53,7 +53,11 @@ public readonly ref struct PgReceivedMessage
         ? "EncryptionAnswer"
         : Direction == PgDirection.Frontend ? FrontendMessages.NameOf(FrontendKind) : BackendMessages.NameOf(BackendKind);
 
-    /// <summary>Copies the message into an owned one (an <see cref="UnknownMessage"/> for unknown types).</summary>
+    /// <summary>
+    /// Copies the message into an owned one (an <see cref="UnknownMessage"/> for unknown types).
+    /// Throws <see cref="PgProtocolException"/> if a String is not UTF-8: the reader takes Strings
+    /// in any encoding, as views do, and the owned form needs UTF-8.
+    /// </summary>
     public IPgMessage ToMessage(DecodeContext? context = null)
     {
         if (FrameKind == PgFrameKind.EncryptionAnswer)
@@ -63,7 +67,7 @@ public readonly ref struct PgReceivedMessage
 
         if (IsUnknown)
         {
-            return new UnknownMessage((byte)TypeByte, Body.ToArray());
+            return FrameKind == PgFrameKind.StartupPacket ? UnknownMessage.StartupPacket(Body.ToArray()) : new UnknownMessage((byte)TypeByte, Body.ToArray());
         }
 
         if (Direction == PgDirection.Frontend)

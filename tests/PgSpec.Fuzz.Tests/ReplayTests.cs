@@ -1,0 +1,68 @@
+namespace PgSpec.Fuzz.Tests;
+
+/// <summary>
+/// Every seed of fuzz/corpus and every finding kept in fuzz/regressions, replayed through its
+/// target's oracle on the uninstrumented build: one test case per file.
+/// </summary>
+public sealed class ReplayTests
+{
+    private static readonly string s_inputs = Path.Combine(AppContext.BaseDirectory, "inputs");
+
+    public static TheoryData<string, string> CorpusInputs() => Inputs("corpus");
+
+    public static TheoryData<string, string> RegressionInputs() => Inputs("regressions");
+
+    [Theory]
+    [MemberData(nameof(CorpusInputs))]
+    public void CorpusSeed_ReplayedThroughItsTarget_PassesTheOracle(string target, string input) => Replay("corpus", target, input);
+
+    [Theory]
+    [MemberData(nameof(RegressionInputs))]
+    public void KeptFinding_ReplayedThroughItsTarget_PassesTheOracle(string target, string input) => Replay("regressions", target, input);
+
+    [Fact]
+    public void EveryTarget_HasSeedsInTheCorpus()
+    {
+        foreach (string name in FuzzTargets.Names)
+        {
+            string folder = Path.Combine(s_inputs, "corpus", name);
+            Assert.True(Directory.Exists(folder) && Directory.EnumerateFiles(folder).Any(), $"fuzz/corpus/{name} has no seed");
+        }
+    }
+
+    [Fact]
+    public void EveryInputFolder_IsNamedAfterATarget()
+    {
+        foreach (string kind in new[] { "corpus", "regressions" })
+        {
+            string root = Path.Combine(s_inputs, kind);
+            foreach (string folder in Directory.Exists(root) ? Directory.GetDirectories(root) : [])
+            {
+                Assert.Contains(Path.GetFileName(folder), FuzzTargets.Names);
+            }
+        }
+    }
+
+    private static TheoryData<string, string> Inputs(string kind)
+    {
+        var data = new TheoryData<string, string>();
+        string root = Path.Combine(s_inputs, kind);
+        foreach (string folder in Directory.Exists(root) ? Directory.GetDirectories(root).Order(StringComparer.Ordinal).ToArray() : [])
+        {
+            foreach (string file in Directory.GetFiles(folder).Order(StringComparer.Ordinal))
+            {
+                data.Add(Path.GetFileName(folder), Path.GetFileName(file));
+            }
+        }
+
+        return data;
+    }
+
+    private static void Replay(string kind, string target, string input)
+    {
+        FuzzTarget? fuzzTarget = FuzzTargets.Find(target);
+        Assert.True(fuzzTarget is not null, $"no target named {target}");
+        byte[] bytes = File.ReadAllBytes(Path.Combine(s_inputs, kind, target, input));
+        fuzzTarget.Run(bytes);
+    }
+}
