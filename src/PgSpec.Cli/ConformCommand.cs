@@ -131,7 +131,7 @@ internal static class ConformCommand
             }
 
             stderr.WriteLine($"pgspec conform: running {(only.Length > 0 ? only.Length : Scenarios.All.Count)} scenarios against {targets.Count} server(s)");
-            ConformanceReport report = await ConformanceRunner.RunAsync(targets, line => stderr.WriteLine("  " + line), only, TimeSpan.FromSeconds(timeoutSeconds), cancel.Token).ConfigureAwait(false);
+            ConformanceReport report = await ConformanceRunner.RunAsync(targets, line => stderr.WriteLine("  " + line), only, TimeSpan.FromSeconds(timeoutSeconds), cancellationToken: cancel.Token).ConfigureAwait(false);
             stdout.Write(format == "json" ? report.ToJson() + "\n" : report.ToTable());
             return report.Passed ? PgSpecCommandLine.ExitOk : PgSpecCommandLine.ExitMalformed;
         }
