@@ -14,7 +14,7 @@ public class GoldenBytesTests
     public void StartupMessage_UserVonngProtocol30_EncodesAsDocumented()
     {
         var message = new StartupMessage(196608, [new StartupMessage.Parameter("user", "vonng")]);
-        byte[] expected = Hex("00000014 00030000 7573657200 766f6e676700 00");
+        byte[] expected = Hex("00000014 00030000 7573657200 766f6e6e6700 00");
         Assert.Equal(expected, message.ToArray());
         Assert.Equal(message, StartupMessage.Decode(expected.AsSpan(4)));
     }
