@@ -10,6 +10,8 @@ namespace PgSpec.Cli;
 /// <summary>Builds the <c>proxy</c> command.</summary>
 internal static class ProxyCommand
 {
+    private const string InlineCompletions = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+
     private const string Description = """
         A logging proxy: clients connect to --listen, and each connection is relayed to the
         server at --upstream. Every message of both directions is decoded and validated by the
@@ -158,6 +160,14 @@ internal static class ProxyCommand
         {
             context.Cancel = true;
             stop.Cancel();
+        }
+
+        if (options.Trace is null && Environment.GetEnvironmentVariable(InlineCompletions) is null)
+        {
+            // Without a trace nothing on the relay path blocks, so socket continuations may run on
+            // the event thread instead of hopping to the thread pool (read when the first socket
+            // operation starts; an explicit setting wins).
+            Environment.SetEnvironmentVariable(InlineCompletions, "1");
         }
 
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
