@@ -155,6 +155,33 @@ public class RobustnessTests
         Assert.Contains("cancel request forwarded", proxy.Log);
     }
 
+    [Theory]
+    [InlineData(15, "NegotiateProtocolVersion")]
+    [InlineData(18, "BackendKeyData")]
+    public async Task Libpq18_AskingForProtocol32_QueriesAndCancelsThroughTheProxy(int major, string expectedLine)
+    {
+        PgServer server = await _servers.Server(major);
+        await using var proxy = new ProxyHarness(server);
+        string script = Path.Combine(AppContext.BaseDirectory, "Scripts", "cancel_session.py");
+        PgRole role = server.Role(PgAuthMethod.Trust);
+        var environment = new Dictionary<string, string> { ["PSYCOPG_IMPL"] = "python", ["LD_LIBRARY_PATH"] = Libpq18.LibraryDirectory };
+
+        ProcessOutput client = ExternalProcess.Run(Libpq18.Python, [script, $"host=127.0.0.1 port={proxy.PortText} user={role.Name} dbname=postgres sslmode=disable max_protocol_version=3.2"], environment: environment);
+
+        Assert.True(client.ExitCode == 0, client.ToString());
+        Assert.Contains("cancelled", client.Stdout);
+        await proxy.WaitIdleAsync();
+        Assert.Equal(1, proxy.Proxy.Statistics.CancelRequests);
+        Assert.Contains("\tStartupMessage\t 3 2 ", proxy.Trace);
+        Assert.Contains("\t" + expectedLine + "\t", proxy.Trace);
+        if (major == 18)
+        {
+            // A 3.2 key is 32 bytes: libpq 18's tracer prints the first 4 and a length mismatch.
+            Assert.Contains("B\t40\tBackendKeyData\t NNNN NNNN\nmismatched message length: consumed 12, expected 40\n", proxy.Trace);
+            Assert.Contains("F\t44\tCancelRequest\t 1234 5678 NNNN NNNN\n", proxy.Trace);
+        }
+    }
+
     [Fact]
     public async Task CancelRequest_WithAKeyTheProxyDidNotIssue_IsNotForwarded()
     {
