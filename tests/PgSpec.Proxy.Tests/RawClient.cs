@@ -58,6 +58,13 @@ public sealed class RawClient : IDisposable
         await _stream.FlushAsync();
     }
 
+    /// <summary>Reads one byte (the answer to SSLRequest or GSSENCRequest); -1 at the end of the stream.</summary>
+    public async Task<int> ReadByteAsync()
+    {
+        byte[] one = new byte[1];
+        return await _stream.ReadAsync(one) == 1 ? one[0] : -1;
+    }
+
     /// <summary>Reads the next typed message; null at the end of the stream.</summary>
     public async Task<(char Type, byte[] Body)?> ReadAsync()
     {

@@ -40,6 +40,25 @@ public class RobustnessTests
     }
 
     [Fact]
+    public async Task GssencRequest_IsAnsweredNoAndTheStartupGoesOn()
+    {
+        PgServer server = await _servers.Server(18);
+        await using var proxy = new ProxyHarness(server);
+        using RawClient client = await RawClient.ConnectAsync(proxy.Port);
+
+        await client.SendAsync([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30]);
+        int answer = await client.ReadByteAsync();
+        await client.SendAsync(RawClient.Startup(server.Role(PgAuthMethod.Trust).Name));
+
+        Assert.Equal('N', answer);
+        Assert.NotNull(await client.ReadUntilAsync('Z'));
+        await client.SendAsync(RawClient.Message('X', ""));
+        Assert.True(await client.ClosedAsync());
+        await proxy.WaitIdleAsync();
+        Assert.StartsWith("F\t8\tGSSENCRequest\t 1234 5680\nB\t1\tGSSENCResponse\t N\nF\t", proxy.Trace, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task InvalidStartupPacket_GetsFatal08P01()
     {
         PgServer server = await _servers.Server(18);
