@@ -154,6 +154,7 @@ internal sealed class ProxyConnection
                 throw ProtocolViolation("the client sent an invalid startup packet: " + error.ToString(), fromClient: true);
             }
 
+            _proxy.Statistics.OnMessages(frontend: true, 1, packet.Length);
             Trace(message);
             switch (message.FrontendKind)
             {
@@ -193,6 +194,7 @@ internal sealed class ProxyConnection
         }
 
         _context.ExpectEncryptionAnswer = false;
+        _proxy.Statistics.OnMessages(frontend: false, 1, 1);
         await client.WriteAsync(new[] { answer }, cancellationToken).ConfigureAwait(false);
         await client.FlushAsync(cancellationToken).ConfigureAwait(false);
     }

@@ -32,6 +32,7 @@ public class NodePgTests
         Assert.True(direct.ExitCode == 0, direct.ToString());
         Assert.Contains("22012", direct.Stdout);
         Assert.Contains("after the error", direct.Stdout);
+        Assert.Contains("[3000003,\"zzend\"]", direct.Stdout); // a 3 MB DataRow
         Assert.Equal(direct.ToString(), proxied.ToString());
         await proxy.WaitIdleAsync();
         Assert.Equal(0, proxy.Proxy.Statistics.Failed);

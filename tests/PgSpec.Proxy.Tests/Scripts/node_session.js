@@ -13,6 +13,8 @@ async function main() {
   out.push((await client.query({ name: "named", text: "SELECT length($1::text) AS len", values: ["x".repeat(500000)] })).rows);
   out.push((await client.query({ name: "named", text: "SELECT length($1::text) AS len", values: ["yy"] })).rows);
   out.push((await client.query("SELECT g FROM generate_series(1, 1000) g")).rowCount);
+  const big = (await client.query("SELECT repeat('z', 3000000) || 'end' AS big")).rows[0].big;
+  out.push([big.length, big.slice(-5)]);
   try {
     await client.query("SELECT 1/0");
   } catch (e) {
