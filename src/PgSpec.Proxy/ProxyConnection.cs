@@ -490,11 +490,11 @@ internal sealed class ProxyConnection
         Field('C', code);
         Field('M', message);
         body.WriteByte(0);
-        byte[] message2 = new byte[5 + body.Length];
-        message2[0] = (byte)'E';
-        BinaryPrimitives.WriteInt32BigEndian(message2.AsSpan(1), 4 + (int)body.Length);
-        body.ToArray().CopyTo(message2, 5);
-        return message2;
+        byte[] bytes = new byte[5 + body.Length];
+        bytes[0] = (byte)'E';
+        BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(1), 4 + (int)body.Length);
+        body.ToArray().CopyTo(bytes, 5);
+        return bytes;
     }
 
     private static async Task TrySendAsync(Stream stream, byte[] bytes)
