@@ -92,6 +92,12 @@ internal sealed class ProxyConnection
             failed = true;
             _proxy.Note(_id, "closed: " + e.Message);
         }
+        catch (Exception e)
+        {
+            // Whatever goes wrong ends this connection only.
+            failed = true;
+            _proxy.Note(_id, "closed after an unexpected error: " + e);
+        }
         finally
         {
             if (_issuedKey is not null)
