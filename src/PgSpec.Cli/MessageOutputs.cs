@@ -60,18 +60,41 @@ internal sealed class JsonOutput : IMessageOutput
     private static readonly JsonSerializerOptions s_options = CreateOptions();
 
     private readonly Stream _output;
+    private readonly long? _connection;
+    private readonly bool _hideSecrets;
+    private readonly bool _timestamps;
 
-    public JsonOutput(Stream output) => _output = output;
+    public JsonOutput(Stream output, long? connection = null, bool hideSecrets = false, bool timestamps = false)
+    {
+        _output = output;
+        _connection = connection;
+        _hideSecrets = hideSecrets;
+        _timestamps = timestamps;
+    }
 
     public void Write(PgReceivedMessage message, DecodeContext context)
     {
-        var line = new JsonObject
+        var line = new JsonObject();
+        if (_connection is { } connection)
+        {
+            line["connection"] = connection;
+        }
+
+        if (_timestamps)
+        {
+            line["time"] = DateTime.Now.ToString("yyyy-MM-dd HH:mm:ss.ffffff", System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        foreach ((string key, JsonNode? value) in new JsonObject
         {
             ["offset"] = message.Offset,
             ["direction"] = message.Direction == PgDirection.Frontend ? "F" : "B",
             ["type"] = message.FrameKind == PgFrameKind.Typed ? PgTraceWriter.FormatByte((byte)message.TypeByte) : null,
             ["length"] = message.FrameKind == PgFrameKind.EncryptionAnswer ? 1 : message.Length,
-        };
+        })
+        {
+            line[key] = value?.DeepClone();
+        }
 
         if (message.FrameKind == PgFrameKind.EncryptionAnswer)
         {
@@ -83,6 +106,11 @@ internal sealed class JsonOutput : IMessageOutput
         {
             line["name"] = message.FrameKind == PgFrameKind.Typed && message.TypeByte == 'p' ? "p" : "Unknown";
             line["fields"] = new JsonObject { ["body"] = BytesNode(message.Body) };
+        }
+        else if (_hideSecrets && PgSpec.Proxy.ProxySecrets.IsSecret(message))
+        {
+            line["name"] = message.Name;
+            line["fields"] = new JsonObject { ["redacted"] = true };
         }
         else
         {

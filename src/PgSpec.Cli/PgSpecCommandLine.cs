@@ -60,6 +60,7 @@ public static class PgSpecCommandLine
         var root = new RootCommand("pgspec: tools for the PostgreSQL frontend/backend protocol (3.0 and 3.2), built from its spec.");
         root.Subcommands.Add(DecodeCommand.Create(stdin, stdout, stderr));
         root.Subcommands.Add(ConformCommand.Create(stdout, stderr));
+        root.Subcommands.Add(ProxyCommand.Create(stdout, stderr));
         return root;
     }
 }

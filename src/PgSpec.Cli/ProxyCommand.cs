@@ -1,0 +1,252 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography.X509Certificates;
+using PgSpec.Protocol;
+using PgSpec.Proxy;
+
+namespace PgSpec.Cli;
+
+/// <summary>Builds the <c>proxy</c> command.</summary>
+internal static class ProxyCommand
+{
+    private const string InlineCompletions = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+
+    private const string Description = """
+        A logging proxy: clients connect to --listen, and each connection is relayed to the
+        server at --upstream. Every message of both directions is decoded and validated by the
+        protocol's context rules and forwarded as the bytes received, unchanged (unknown message
+        types too). The one exception is BackendKeyData: clients get a cancel key of the proxy's
+        own (same process id and key width), and a CancelRequest with it is forwarded to the
+        right server connection with the server's key.
+
+        Endpoints: HOST:PORT, or the path of a Unix-domain socket (starting with '/' or 'unix:'),
+        e.g. --upstream /var/run/postgresql/.s.PGSQL.5432.
+
+        Startup: SSLRequest is answered 'S' and TLS is terminated when --tls-cert/--tls-key are
+        given (direct TLS, PostgreSQL 17's sslnegotiation=direct, too), 'N' otherwise;
+        GSSENCRequest is answered 'N'. The server is spoken to in plain text, or over TLS with
+        --upstream-tls. Authentication (cleartext, MD5, SCRAM-SHA-256), protocol 3.2 and
+        NegotiateProtocolVersion pass through. SCRAM-SHA-256-PLUS (channel binding) cannot work
+        when the proxy terminates TLS: a client choosing it gets FATAL 28000.
+
+        Robustness: connections are independent. A connection whose client or server breaks the
+        protocol is closed (the client gets FATAL 08P01 first) and the others go on. Messages
+        longer than the protocol's limits are refused before their bodies are buffered.
+        SIGINT/SIGTERM stop accepting, give open connections --shutdown-grace seconds, close
+        the rest, and print a summary of connections and messages to standard error.
+
+        Trace: --trace FILE (or '-' for standard output) prints one line per message in libpq
+        18's PQtrace format (F: client to server, B: server to client), or JSON lines with
+        --format json. Passwords, SASL and GSS data are hidden unless --show-secrets.
+
+        Examples:
+          pgspec proxy --listen 127.0.0.1:6432 --upstream 127.0.0.1:5432 --trace -
+          pgspec proxy --listen 127.0.0.1:6432 --upstream /run/postgresql/.s.PGSQL.5432 --trace session.trace --regress
+          pgspec proxy --listen 0.0.0.0:6432 --upstream db:5432 --tls-cert proxy.crt --tls-key proxy.key --upstream-tls
+        """;
+
+    public static Command Create(Stream stdout, TextWriter stderr)
+    {
+        var listen = new Option<string>("--listen") { Description = "Where clients connect: HOST:PORT or a Unix socket path.", HelpName = "HOST:PORT|PATH", Required = true };
+        var upstream = new Option<string>("--upstream") { Description = "The PostgreSQL server: HOST:PORT or a Unix socket path.", HelpName = "HOST:PORT|PATH", Required = true };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate for TLS towards clients (needs --tls-key).", HelpName = "FILE" };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert.", HelpName = "FILE" };
+        var upstreamTls = new Option<bool>("--upstream-tls") { Description = "Speak TLS to the server (its certificate is not verified)." };
+        var trace = new Option<string?>("--trace") { Description = "Write a line per message to FILE, or to standard output with '-'.", HelpName = "FILE|-" };
+        var format = new Option<string>("--format") { Description = "trace: libpq 18's PQtrace lines. json: one JSON object per message and line.", HelpName = "trace|json", DefaultValueFactory = _ => "trace" };
+        format.AcceptOnlyFromAmong("trace", "json");
+        var regress = new Option<bool>("--regress") { Description = "libpq's regress mode: OIDs and process ids as NNNN, error/notice lengths as NN, file/line/routine as \"SSSS\", COPY and SASL data as 'BBBB'." };
+        var connectionIds = new Option<bool>("--connection-ids") { Description = "Start each trace line with the connection's number and a TAB." };
+        var timestamps = new Option<bool>("--timestamps") { Description = "Start each trace line with the local time, as libpq does without PQTRACE_SUPPRESS_TIMESTAMPS." };
+        var showSecrets = new Option<bool>("--show-secrets") { Description = "Print passwords and SASL/GSS data instead of hiding them." };
+        var handshakeTimeout = new Option<double>("--handshake-timeout") { Description = "Seconds a client has to send its startup message.", HelpName = "SECONDS", DefaultValueFactory = _ => 30 };
+        var idleTimeout = new Option<double>("--idle-timeout") { Description = "Close a connection with no traffic for this many seconds; 0 never.", HelpName = "SECONDS", DefaultValueFactory = _ => 0 };
+        var shutdownGrace = new Option<double>("--shutdown-grace") { Description = "Seconds open connections may go on after SIGINT/SIGTERM.", HelpName = "SECONDS", DefaultValueFactory = _ => 5 };
+        var quiet = new Option<bool>("--quiet") { Description = "No notes about connections on standard error (the summary is still printed)." };
+
+        var command = new Command("proxy", Description)
+        {
+            listen, upstream, tlsCert, tlsKey, upstreamTls, trace, format, regress, connectionIds, timestamps, showSecrets, handshakeTimeout, idleTimeout, shutdownGrace, quiet,
+        };
+
+        command.Validators.Add(result =>
+        {
+            if ((result.GetValue(tlsCert) is null) != (result.GetValue(tlsKey) is null))
+            {
+                result.AddError("--tls-cert and --tls-key go together.");
+            }
+
+            if (result.GetValue(regress) && result.GetValue(format) == "json")
+            {
+                result.AddError("--regress applies to --format trace only.");
+            }
+
+            foreach (Option<string> endpoint in new[] { listen, upstream })
+            {
+                if (result.GetValue(endpoint) is { } text && !ProxyEndpoint.TryParse(text, out _, out string error))
+                {
+                    result.AddError(endpoint.Name + ": " + error);
+                }
+            }
+
+            foreach (Option<double> seconds in new[] { handshakeTimeout, idleTimeout, shutdownGrace })
+            {
+                if (result.GetValue(seconds) < 0)
+                {
+                    result.AddError(seconds.Name + " cannot be negative.");
+                }
+            }
+        });
+
+        command.SetAction(result =>
+        {
+            X509Certificate2? certificate = null;
+            if (result.GetValue(tlsCert) is { } certFile)
+            {
+                try
+                {
+                    certificate = X509Certificate2.CreateFromPemFile(certFile, result.GetValue(tlsKey));
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+                {
+                    stderr.WriteLine($"pgspec: cannot load --tls-cert/--tls-key: {e.Message}");
+                    return PgSpecCommandLine.ExitUsage;
+                }
+            }
+
+            Stream? traceStream = null;
+            if (result.GetValue(trace) is { } tracePath)
+            {
+                try
+                {
+                    traceStream = tracePath == "-" ? stdout : new FileStream(tracePath, FileMode.Create, FileAccess.Write, FileShare.Read);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    stderr.WriteLine($"pgspec: cannot write the trace to '{tracePath}': {e.Message}");
+                    return PgSpecCommandLine.ExitUsage;
+                }
+            }
+
+            bool hide = !result.GetValue(showSecrets);
+            IProxyTraceSink? sink = traceStream is null ? null
+                : result.GetValue(format) == "json" ? new JsonTraceSink(traceStream, result.GetValue(connectionIds), hide, result.GetValue(timestamps))
+                : new PqTraceSink(traceStream, new PgTraceOptions { Regress = result.GetValue(regress), Timestamps = result.GetValue(timestamps) }, result.GetValue(connectionIds), !hide);
+            bool notes = !result.GetValue(quiet);
+            var options = new PgProxyOptions
+            {
+                Listen = ProxyEndpoint.Parse(result.GetValue(listen)!),
+                Upstream = ProxyEndpoint.Parse(result.GetValue(upstream)!),
+                TlsCertificate = certificate,
+                UpstreamTls = result.GetValue(upstreamTls),
+                Trace = sink,
+                HandshakeTimeout = TimeSpan.FromSeconds(result.GetValue(handshakeTimeout)),
+                IdleTimeout = result.GetValue(idleTimeout) == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(result.GetValue(idleTimeout)),
+                ShutdownGrace = TimeSpan.FromSeconds(result.GetValue(shutdownGrace)),
+                Log = notes ? text => Note(stderr, text) : null,
+            };
+
+            return Run(options, traceStream != stdout ? traceStream : null, stderr);
+        });
+
+        return command;
+    }
+
+    private static int Run(PgProxyOptions options, Stream? ownedTrace, TextWriter stderr)
+    {
+        using var stop = new CancellationTokenSource();
+        void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        }
+
+        if (options.Trace is null && Environment.GetEnvironmentVariable(InlineCompletions) is null)
+        {
+            // Without a trace nothing on the relay path blocks, so socket continuations may run on
+            // the event thread instead of hopping to the thread pool (read when the first socket
+            // operation starts; an explicit setting wins).
+            Environment.SetEnvironmentVariable(InlineCompletions, "1");
+        }
+
+        using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        var proxy = new PgProxy(options);
+        try
+        {
+            proxy.Start();
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            stderr.WriteLine($"pgspec: cannot listen on {options.Listen}: {e.Message}");
+            return PgSpecCommandLine.ExitUsage;
+        }
+
+        Note(stderr, $"listening on {options.Listen} ({proxy.LocalEndPoint}), forwarding to {options.Upstream}");
+        try
+        {
+            proxy.RunAsync(stop.Token).GetAwaiter().GetResult();
+        }
+        finally
+        {
+            proxy.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            ownedTrace?.Dispose();
+            Note(stderr, "stopped; " + proxy.Statistics);
+        }
+
+        return PgSpecCommandLine.ExitOk;
+    }
+
+    private static void Note(TextWriter stderr, string text)
+    {
+        lock (stderr)
+        {
+            stderr.WriteLine("pgspec proxy: " + text);
+            stderr.Flush();
+        }
+    }
+}
+
+/// <summary>JSON lines for the proxy: the decode command's objects, with the connection number first.</summary>
+internal sealed class JsonTraceSink : IProxyTraceSink
+{
+    private readonly Stream _output;
+    private readonly bool _connectionIds;
+    private readonly bool _hideSecrets;
+    private readonly bool _timestamps;
+    private readonly Dictionary<long, JsonOutput> _outputs = new();
+    private readonly Lock _lock = new();
+
+    public JsonTraceSink(Stream output, bool connectionIds, bool hideSecrets, bool timestamps)
+    {
+        _output = output;
+        _connectionIds = connectionIds;
+        _hideSecrets = hideSecrets;
+        _timestamps = timestamps;
+    }
+
+    public void Write(long connectionId, PgReceivedMessage message, DecodeContext context)
+    {
+        lock (_lock)
+        {
+            if (!_outputs.TryGetValue(connectionId, out JsonOutput? output))
+            {
+                output = new JsonOutput(_output, _connectionIds ? connectionId : null, _hideSecrets, _timestamps);
+                _outputs[connectionId] = output;
+            }
+
+            output.Write(message, context);
+            _output.Flush();
+        }
+    }
+
+    public void EndConnection(long connectionId)
+    {
+        lock (_lock)
+        {
+            _outputs.Remove(connectionId);
+            _output.Flush();
+        }
+    }
+}

@@ -1,0 +1,97 @@
+using System.Globalization;
+using PgSpec.Protocol;
+
+namespace PgSpec.Proxy;
+
+/// <summary>Receives every message the proxy forwards, already validated, with its connection's decode context.</summary>
+public interface IProxyTraceSink
+{
+    /// <summary>One message of connection <paramref name="connectionId"/>; called from the connection's two directions concurrently.</summary>
+    void Write(long connectionId, PgReceivedMessage message, DecodeContext context);
+
+    /// <summary>The connection ended; nothing more comes for it.</summary>
+    void EndConnection(long connectionId);
+}
+
+/// <summary>Whether a message carries a password or authentication exchange data.</summary>
+public static class ProxySecrets
+{
+    /// <summary>True for PasswordMessage, the SASL and GSS messages of both directions.</summary>
+    public static bool IsSecret(PgReceivedMessage message) => message.Direction == PgDirection.Frontend
+        ? message.FrontendKind is FrontendMessageKind.PasswordMessage or FrontendMessageKind.SASLInitialResponse or FrontendMessageKind.SASLResponse or FrontendMessageKind.GSSResponse
+        : message.BackendKind is BackendMessageKind.AuthenticationSASLContinue or BackendMessageKind.AuthenticationSASLFinal or BackendMessageKind.AuthenticationGSSContinue;
+}
+
+/// <summary>
+/// Trace lines in libpq 18's PQtrace format, one per message, written whole (a line and its
+/// "mismatched message length" line together) so connections never interleave within a line.
+/// With connection ids, each line starts with the id and a TAB.
+/// </summary>
+public sealed class PqTraceSink : IProxyTraceSink
+{
+    private static readonly byte[] s_hiddenPassword = "********"u8.ToArray();
+    private readonly Stream _output;
+    private readonly PgTraceOptions _options;
+    private readonly bool _connectionIds;
+    private readonly bool _showSecrets;
+    private readonly Dictionary<long, (PgTraceWriter Plain, PgTraceWriter Masked)> _writers = new();
+    private readonly Lock _lock = new();
+
+    /// <summary>
+    /// Writes to <paramref name="output"/>. <paramref name="options"/> gives regress mode and
+    /// timestamps (its prefix is replaced by the connection id when <paramref name="connectionIds"/>);
+    /// passwords and SASL/GSS data are hidden unless <paramref name="showSecrets"/>.
+    /// </summary>
+    public PqTraceSink(Stream output, PgTraceOptions? options = null, bool connectionIds = false, bool showSecrets = false)
+    {
+        _output = output ?? throw new ArgumentNullException(nameof(output));
+        _options = options ?? new PgTraceOptions();
+        _connectionIds = connectionIds;
+        _showSecrets = showSecrets;
+    }
+
+    /// <inheritdoc/>
+    public void Write(long connectionId, PgReceivedMessage message, DecodeContext context)
+    {
+        lock (_lock)
+        {
+            if (!_writers.TryGetValue(connectionId, out var writers))
+            {
+                PgTraceOptions options = _connectionIds ? _options with { Prefix = connectionId.ToString(CultureInfo.InvariantCulture) } : _options;
+                writers = (new PgTraceWriter(_output, options), new PgTraceWriter(_output, options with { Regress = true }));
+                _writers[connectionId] = writers;
+            }
+
+            if (!_showSecrets && ProxySecrets.IsSecret(message))
+            {
+                if (message.FrontendKind == FrontendMessageKind.PasswordMessage)
+                {
+                    writers.Plain.BeginMessage('F', message.Length, "PasswordMessage", maskLength: false, hasFields: true);
+                    writers.Plain.String(s_hiddenPassword, masked: false);
+                    writers.Plain.EndMessage(message.Length, message.Length, checkLength: false);
+                }
+                else
+                {
+                    // Regress mode prints the SASL and GSS data as 'BBBB' and masks nothing else in these messages.
+                    message.Trace(writers.Masked, context);
+                }
+            }
+            else
+            {
+                message.Trace(writers.Plain, context);
+            }
+
+            _output.Flush();
+        }
+    }
+
+    /// <inheritdoc/>
+    public void EndConnection(long connectionId)
+    {
+        lock (_lock)
+        {
+            _writers.Remove(connectionId);
+            _output.Flush();
+        }
+    }
+}

@@ -1,0 +1,174 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using PgSpec.Cli;
+using PgSpec.Cli.Tests.RealServer;
+using PgSpec.Servers;
+
+namespace PgSpec.Proxy.Tests;
+
+/// <summary>The <c>pgspec proxy</c> command, as a process and in-process.</summary>
+[Collection(ServerCollection.Name)]
+public class ProxyCommandTests
+{
+    private readonly ServerFixture _servers;
+
+    public ProxyCommandTests(ServerFixture servers) => _servers = servers;
+
+    [Fact]
+    public async Task ProxyProcess_TracesToStandardOutputHidesThePasswordAndSummarizesOnSigterm()
+    {
+        PgServer server = await _servers.Server(18);
+        PgRole role = server.Role(PgAuthMethod.Md5);
+        int port = FreePort();
+
+        (ProcessOutput proxy, ProcessOutput psql) = await RunWithProxyAsync(
+            ["--listen", "127.0.0.1:" + port.ToString(CultureInfo.InvariantCulture), "--upstream", $"{server.Host}:{server.Port}", "--trace", "-", "--connection-ids", "--regress"],
+            port,
+            role);
+
+        Assert.True(psql.ExitCode == 0, psql.ToString());
+        Assert.Equal(0, proxy.ExitCode);
+        Assert.Contains("1\tF\t", proxy.Stdout);
+        Assert.Contains("1\tF\t40\tPasswordMessage\t \"********\"", proxy.Stdout); // "md5" and 32 hex digits
+        Assert.DoesNotContain(role.Password, proxy.Stdout);
+        Assert.Contains("1\tB\t5\tReadyForQuery\t I", proxy.Stdout);
+        Assert.Contains("connections: 1 accepted, 1 closed, 0 failed", proxy.Stderr);
+    }
+
+    [Fact]
+    public async Task ProxyProcess_WritesJsonLinesWithConnectionIdsAndRedactedSaslData()
+    {
+        PgServer server = await _servers.Server(15);
+        PgRole role = server.Role(PgAuthMethod.ScramSha256);
+        int port = FreePort();
+        string trace = Path.Combine(Path.GetTempPath(), "pgspec-proxy-json-" + Guid.NewGuid().ToString("N") + ".jsonl");
+        try
+        {
+            (ProcessOutput proxy, ProcessOutput psql) = await RunWithProxyAsync(
+                ["--listen", "127.0.0.1:" + port.ToString(CultureInfo.InvariantCulture), "--upstream", $"{server.Host}:{server.Port}", "--trace", trace, "--format", "json", "--connection-ids"],
+                port,
+                role);
+
+            Assert.True(psql.ExitCode == 0, psql.ToString());
+            Assert.Equal(0, proxy.ExitCode);
+            JsonElement[] lines = File.ReadAllLines(trace).Select(line => JsonDocument.Parse(line).RootElement).ToArray();
+            Assert.All(lines, line => Assert.Equal(1, line.GetProperty("connection").GetInt64()));
+            JsonElement sasl = Assert.Single(lines, line => line.GetProperty("name").GetString() == "SASLInitialResponse");
+            Assert.True(sasl.GetProperty("fields").GetProperty("redacted").GetBoolean());
+            Assert.Contains(lines, line => line.GetProperty("name").GetString() == "DataRow");
+        }
+        finally
+        {
+            File.Delete(trace);
+        }
+    }
+
+    [Theory]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "nowhere")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--tls-cert", "a.pem")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--format", "json", "--regress")]
+    public void ProxyCommand_WithBadArguments_ExitsWithUsageError(params string[] args)
+    {
+        using var output = new MemoryStream();
+        using var error = new StringWriter();
+
+        int exit = PgSpecCommandLine.Run(args, new MemoryStream(), output, error);
+
+        Assert.Equal(PgSpecCommandLine.ExitUsage, exit);
+        Assert.Contains("pgspec: ", error.ToString());
+    }
+
+    [Fact]
+    public void ProxyHelp_DescribesTheOptions()
+    {
+        using var output = new MemoryStream();
+        using var error = new StringWriter();
+
+        int exit = PgSpecCommandLine.Run(["proxy", "--help"], new MemoryStream(), output, error);
+
+        string help = Encoding.UTF8.GetString(output.ToArray());
+        Assert.Equal(0, exit);
+        foreach (string option in new[] { "--listen", "--upstream", "--tls-cert", "--tls-key", "--trace", "--regress", "--format", "--show-secrets", "--connection-ids", "--timestamps", "--idle-timeout", "SCRAM-SHA-256-PLUS" })
+        {
+            Assert.Contains(option, help);
+        }
+    }
+
+    private static async Task<(ProcessOutput Proxy, ProcessOutput Psql)> RunWithProxyAsync(string[] arguments, int port, PgRole role)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "pgspec.dll"));
+        start.ArgumentList.Add("proxy");
+        foreach (string argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using var process = Process.Start(start)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = new StringBuilder();
+        var listening = new TaskCompletionSource();
+        Task readErrors = Task.Run(async () =>
+        {
+            while (await process.StandardError.ReadLineAsync() is { } line)
+            {
+                lock (stderr)
+                {
+                    stderr.AppendLine(line);
+                }
+
+                if (line.Contains("listening on", StringComparison.Ordinal))
+                {
+                    listening.TrySetResult();
+                }
+            }
+
+            listening.TrySetResult();
+        });
+        ProcessOutput psql;
+        try
+        {
+            await listening.Task.WaitAsync(TimeSpan.FromMinutes(2));
+            string script = Path.Combine(Path.GetTempPath(), "pgspec-proxy-cli-" + Guid.NewGuid().ToString("N") + ".sql");
+            await File.WriteAllTextAsync(script, "SELECT 'through the command' AS answer;\n");
+            try
+            {
+                psql = ClientTests.Psql("127.0.0.1", port.ToString(CultureInfo.InvariantCulture), role, script);
+            }
+            finally
+            {
+                File.Delete(script);
+            }
+
+            ExternalProcess.RunChecked("/bin/kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)]);
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(1));
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+
+        await readErrors;
+        return (new ProcessOutput(process.ExitCode, await stdout, stderr.ToString()), psql);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

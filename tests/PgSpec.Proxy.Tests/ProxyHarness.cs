@@ -1,0 +1,73 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using PgSpec.Protocol;
+using PgSpec.Servers;
+
+namespace PgSpec.Proxy.Tests;
+
+/// <summary>An in-process proxy on 127.0.0.1 in front of a server, tracing into memory.</summary>
+public sealed class ProxyHarness : IAsyncDisposable
+{
+    private readonly MemoryStream _trace = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _run;
+    private readonly StringBuilder _log = new();
+
+    public ProxyHarness(PgServer server, Func<PgProxyOptions, PgProxyOptions>? configure = null, bool regress = true, bool showSecrets = true)
+    {
+        var options = new PgProxyOptions
+        {
+            Listen = ProxyEndpoint.Parse("127.0.0.1:0"),
+            Upstream = ProxyEndpoint.Parse(server.Host + ":" + server.Port.ToString(CultureInfo.InvariantCulture)),
+            Trace = new PqTraceSink(_trace, new PgTraceOptions { Regress = regress }, connectionIds: false, showSecrets: showSecrets),
+            Log = text =>
+            {
+                lock (_log)
+                {
+                    _log.AppendLine(text);
+                }
+            },
+        };
+        Proxy = new PgProxy(configure is null ? options : configure(options));
+        Proxy.Start();
+        _run = Proxy.RunAsync(_stop.Token);
+    }
+
+    public PgProxy Proxy { get; }
+
+    public int Port => ((IPEndPoint)Proxy.LocalEndPoint!).Port;
+
+    public string PortText => Port.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>The trace so far.</summary>
+    public string Trace => Encoding.UTF8.GetString(_trace.ToArray());
+
+    /// <summary>The proxy's notes so far.</summary>
+    public string Log
+    {
+        get
+        {
+            lock (_log)
+            {
+                return _log.ToString();
+            }
+        }
+    }
+
+    /// <summary>Waits until no connection is open (the proxy has seen every client leave).</summary>
+    public async Task WaitIdleAsync()
+    {
+        for (int i = 0; i < 600 && Proxy.ActiveConnections > 0; i++)
+        {
+            await Task.Delay(100);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await _run;
+        await Proxy.DisposeAsync();
+    }
+}

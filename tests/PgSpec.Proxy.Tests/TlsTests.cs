@@ -1,0 +1,122 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using PgSpec.Cli.Tests.RealServer;
+using PgSpec.Servers;
+
+namespace PgSpec.Proxy.Tests;
+
+/// <summary>TLS terminated at the proxy, towards plain or TLS servers.</summary>
+[Collection(ServerCollection.Name)]
+public class TlsTests
+{
+    private readonly ServerFixture _servers;
+
+    public TlsTests(ServerFixture servers) => _servers = servers;
+
+    [Theory]
+    [InlineData(15, false)]
+    [InlineData(18, false)]
+    [InlineData(18, true)]
+    public async Task Psql_WithSslmodeRequire_TalksTlsToTheProxy(int major, bool upstreamTls)
+    {
+        PgServer server = await _servers.Server(major);
+        using X509Certificate2 certificate = SelfSigned();
+        await using var proxy = new ProxyHarness(server, options => options with { TlsCertificate = certificate, UpstreamTls = upstreamTls });
+        string script = WriteScript("SELECT 'over tls' AS answer;\n");
+        try
+        {
+            ProcessOutput output = ClientTests.Psql("127.0.0.1", proxy.PortText, server.Role(PgAuthMethod.Md5), script, "sslmode=require");
+
+            Assert.True(output.ExitCode == 0, output.ToString());
+            Assert.Contains("over tls", output.Stdout);
+            await proxy.WaitIdleAsync();
+            Assert.StartsWith("F\t8\tSSLRequest\t 1234 5679\nB\t1\tSSLResponse\t S\nF\t", proxy.Trace, StringComparison.Ordinal);
+            Assert.Contains("\tPasswordMessage\t", proxy.Trace);
+        }
+        finally
+        {
+            File.Delete(script);
+        }
+    }
+
+    [Fact]
+    public async Task Psql_WithoutAProxyCertificate_GetsNoAndCanGoOnInPlainText()
+    {
+        PgServer server = await _servers.Server(18);
+        await using var proxy = new ProxyHarness(server);
+        string script = WriteScript("SELECT 'plain' AS answer;\n");
+        try
+        {
+            ProcessOutput output = ClientTests.Psql("127.0.0.1", proxy.PortText, server.Role(PgAuthMethod.Trust), script, "sslmode=prefer");
+
+            Assert.True(output.ExitCode == 0, output.ToString());
+            Assert.Contains("plain", output.Stdout);
+            await proxy.WaitIdleAsync();
+            Assert.StartsWith("F\t8\tSSLRequest\t 1234 5679\nB\t1\tSSLResponse\t N\nF\t", proxy.Trace, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(script);
+        }
+    }
+
+    [Fact]
+    public async Task ScramPlus_ThroughTlsTermination_IsRefusedWithAClearError()
+    {
+        PgServer server = await _servers.Server(18);
+        using X509Certificate2 certificate = SelfSigned();
+        await using var proxy = new ProxyHarness(server, options => options with { TlsCertificate = certificate, UpstreamTls = true });
+        string script = WriteScript("SELECT 1;\n");
+        try
+        {
+            ProcessOutput output = ClientTests.Psql("127.0.0.1", proxy.PortText, server.Role(PgAuthMethod.ScramSha256), script, "sslmode=require channel_binding=require");
+
+            Assert.NotEqual(0, output.ExitCode);
+            Assert.Contains("SCRAM-SHA-256-PLUS (channel binding) cannot work through pgspec proxy", output.Stderr);
+            await proxy.WaitIdleAsync();
+            Assert.Contains("\tAuthenticationSASL\t \"SCRAM-SHA-256-PLUS\"", proxy.Trace);
+        }
+        finally
+        {
+            File.Delete(script);
+        }
+    }
+
+    [Fact]
+    public async Task DirectTls_FromLibpq18_IsTerminated()
+    {
+        PgServer server = await _servers.Server(18);
+        using X509Certificate2 certificate = SelfSigned();
+        await using var proxy = new ProxyHarness(server, options => options with { TlsCertificate = certificate });
+        string script = Path.Combine(AppContext.BaseDirectory, "Scripts", "query.py");
+        var environment = new Dictionary<string, string> { ["PSYCOPG_IMPL"] = "python", ["LD_LIBRARY_PATH"] = Libpq18.LibraryDirectory };
+
+        ProcessOutput output = ExternalProcess.Run(Libpq18.Python, [script, $"host=127.0.0.1 port={proxy.PortText} user={server.Role(PgAuthMethod.Trust).Name} dbname=postgres sslmode=require sslnegotiation=direct", "SELECT 'direct'"], environment: environment);
+
+        Assert.True(output.ExitCode == 0, output.ToString());
+        Assert.Contains("direct", output.Stdout);
+        await proxy.WaitIdleAsync();
+        Assert.StartsWith("F\t", proxy.Trace, StringComparison.Ordinal);
+        Assert.DoesNotContain("SSLRequest", proxy.Trace);
+        Assert.Contains("\tStartupMessage\t", proxy.Trace);
+    }
+
+    internal static X509Certificate2 SelfSigned()
+    {
+        using var key = RSA.Create(2048);
+        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddDnsName("localhost");
+        names.AddIpAddress(System.Net.IPAddress.Loopback);
+        request.CertificateExtensions.Add(names.Build());
+        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+    }
+
+    private static string WriteScript(string text)
+    {
+        string path = Path.Combine(Path.GetTempPath(), "pgspec-proxy-tls-" + Guid.NewGuid().ToString("N") + ".sql");
+        File.WriteAllText(path, text);
+        return path;
+    }
+}
