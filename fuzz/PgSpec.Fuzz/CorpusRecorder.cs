@@ -8,28 +8,74 @@ namespace PgSpec.Fuzz;
 
 /// <summary>
 /// Records seed inputs for every target from real traffic: runs the conformance scenarios against
-/// a throwaway PostgreSQL 15, keeps each session's messages of both directions with their exact
-/// bytes, and writes a few small seeds per target (the smallest of each message for the body
-/// targets, the beginnings of whole sessions for the stream, segmentation and session targets).
+/// a throwaway PostgreSQL 15 and a PostgreSQL 18, keeps each session's messages of both directions
+/// with their exact bytes, and writes a few small seeds per target (the smallest of each message for
+/// the body targets, the beginnings of whole sessions for the stream, segmentation and session
+/// targets). PostgreSQL 15 answers a request for protocol 3.2 with NegotiateProtocolVersion;
+/// PostgreSQL 18 speaks 3.2 itself, with a 32-byte cancel key: its sessions are the "-pg18" seeds.
+/// Seeds already in the folder are kept (their bytes hold nonces and process ids that change from
+/// run to run), unless <c>replace</c> is set.
 /// </summary>
 internal static class CorpusRecorder
 {
     /// <summary>The longest stream seed: the beginning of a session, cut at a message boundary.</summary>
     private const int MaxStreamSeed = 2048;
 
-    private sealed record Session(string Scenario, List<PgTraffic> Traffic);
+    private sealed record Session(string Scenario, int Major, List<PgTraffic> Traffic)
+    {
+        /// <summary>The seed name of the session: the scenario, with the server's version unless it is 15.</summary>
+        public string Name => Major == 15 ? Scenario : $"{Scenario}-pg{Major}";
+    }
 
-    public static async Task<int> RunAsync(string directory)
+    /// <summary>The servers recorded: 15 for protocol 3.0 and its negotiation, 18 for 3.2 itself.</summary>
+    private static readonly int[] s_majors = [15, 18];
+
+    /// <summary>Scenarios whose PostgreSQL 18 sessions differ from 15's in what the codec reads (3.2, wide keys).</summary>
+    private static readonly string[] s_pg18Scenarios = ["protocol-3.2"];
+
+    public static async Task<int> RunAsync(string directory, bool replace)
     {
         var sessions = new List<Session>();
-        await using (PgServer server = await new LocalPgServerProvider().StartAsync(new PgServerOptions { MajorVersion = 15, Progress = Console.WriteLine }, CancellationToken.None))
+        foreach (int major in s_majors)
+        {
+            await RecordAsync(major, sessions);
+        }
+
+        sessions.RemoveAll(s => s.Major != 15 && !s_pg18Scenarios.Contains(s.Scenario));
+
+        var seeds = new SortedDictionary<string, byte[]>(StringComparer.Ordinal);
+        BodySeeds(sessions, seeds);
+        StreamSeeds(sessions, seeds);
+        SessionSeeds(sessions, seeds);
+        int written = 0, kept = 0;
+        foreach ((string path, byte[] bytes) in seeds)
+        {
+            string file = Path.Combine(directory, path);
+            if (!replace && File.Exists(file))
+            {
+                kept++;
+                continue;
+            }
+
+            Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+            await File.WriteAllBytesAsync(file, bytes);
+            written++;
+        }
+
+        Console.WriteLine($"{seeds.Count} seeds, {seeds.Values.Sum(s => s.Length)} bytes: {written} written, {kept} kept as they were, in {directory}");
+        return 0;
+    }
+
+    private static async Task RecordAsync(int major, List<Session> sessions)
+    {
+        await using (PgServer server = await new LocalPgServerProvider().StartAsync(new PgServerOptions { MajorVersion = major, Progress = Console.WriteLine }, CancellationToken.None))
         {
             ConformanceReport report = await ConformanceRunner.RunAsync(
                 [Target.From(server)],
                 Console.WriteLine,
                 observe: scenario =>
                 {
-                    var session = new Session(scenario, []);
+                    var session = new Session(scenario, major, []);
                     lock (sessions)
                     {
                         sessions.Add(session);
@@ -43,22 +89,8 @@ internal static class CorpusRecorder
                         }
                     };
                 });
-            Console.WriteLine(report.Passed ? "conformance passed" : "conformance problems: " + string.Join("; ", report.Problems));
+            Console.WriteLine(report.Passed ? $"conformance passed on {major}" : $"conformance problems on {major}: " + string.Join("; ", report.Problems));
         }
-
-        var seeds = new SortedDictionary<string, byte[]>(StringComparer.Ordinal);
-        BodySeeds(sessions, seeds);
-        StreamSeeds(sessions, seeds);
-        SessionSeeds(sessions, seeds);
-        foreach ((string path, byte[] bytes) in seeds)
-        {
-            string file = Path.Combine(directory, path);
-            Directory.CreateDirectory(Path.GetDirectoryName(file)!);
-            await File.WriteAllBytesAsync(file, bytes);
-        }
-
-        Console.WriteLine($"{seeds.Count} seeds, {seeds.Values.Sum(s => s.Length)} bytes, in {directory}");
-        return 0;
     }
 
     /// <summary>The smallest body of every message seen, for the body and startup packet targets.</summary>
@@ -96,7 +128,7 @@ internal static class CorpusRecorder
                         BackendKeyData when raw.Length > 13 => 1,
                         _ => 0,
                     };
-                    path = target + "/" + traffic.Message.Name;
+                    path = target + "/" + traffic.Message.Name + (selector == 1 ? "-3.2" : "");
                     seed = [selector, raw[0], .. raw.AsSpan(5)];
                 }
 
@@ -130,27 +162,22 @@ internal static class CorpusRecorder
 
     private static void StreamSeeds(List<Session> sessions, SortedDictionary<string, byte[]> seeds)
     {
-        foreach (string scenario in s_streamScenarios)
+        foreach (Session session in sessions.Where(s => s_streamScenarios.Contains(s.Scenario) && s.Traffic.Count > 0).DistinctBy(s => s.Name))
         {
-            Session? session = sessions.FirstOrDefault(s => s.Scenario == scenario && s.Traffic.Count > 0);
-            if (session is null)
-            {
-                continue;
-            }
-
+            string scenario = session.Scenario;
             bool v32 = scenario == "protocol-3.2";
             byte[] frontend = Stream(session, PgDirection.Frontend, includeAnswers: false);
             byte[] backend = Stream(session, PgDirection.Backend, includeAnswers: false);
             foreach (string version in v32 || s_alsoFor32.Contains(scenario) ? ["3.2", "3.0"] : new[] { "3.0" })
             {
-                seeds[$"stream-frontend-{version}/{scenario}"] = frontend;
-                seeds[$"stream-backend-{version}/{scenario}"] = backend;
+                seeds[$"stream-frontend-{version}/{session.Name}"] = frontend;
+                seeds[$"stream-backend-{version}/{session.Name}"] = backend;
             }
 
             if (scenario is "extended-query" or "auth-scram" or "protocol-3.2" or "copy-in")
             {
-                seeds[$"segmentation/{scenario}-backend"] = Segmented(backend, backend: true, v32);
-                seeds[$"segmentation/{scenario}-frontend"] = Segmented(frontend, backend: false, v32);
+                seeds[$"segmentation/{session.Name}-backend"] = Segmented(backend, backend: true, v32);
+                seeds[$"segmentation/{session.Name}-frontend"] = Segmented(frontend, backend: false, v32);
             }
         }
     }
@@ -212,10 +239,9 @@ internal static class CorpusRecorder
     {
         foreach ((string scenario, byte a, byte b) in s_sessionScenarios)
         {
-            Session? session = sessions.FirstOrDefault(s => s.Scenario == scenario && s.Traffic.Count > 0);
-            if (session is not null)
+            foreach (Session session in sessions.Where(s => s.Scenario == scenario && s.Traffic.Count > 0).DistinctBy(s => s.Name))
             {
-                seeds[$"session/{scenario}"] = [a, b, .. Stream(session, PgDirection.Backend, includeAnswers: true)];
+                seeds[$"session/{session.Name}"] = [a, b, .. Stream(session, PgDirection.Backend, includeAnswers: true)];
             }
         }
     }

@@ -11,7 +11,8 @@ return args switch
     ["afl", string name] => Afl(name),
     ["replay", string name, .. string[] paths] when paths.Length > 0 => Replay(name, paths),
     ["dictionary", string file] => Dictionary(file),
-    ["record-corpus", string dir] => await CorpusRecorder.RunAsync(dir),
+    ["record-corpus", string dir] => await CorpusRecorder.RunAsync(dir, replace: false),
+    ["record-corpus", string dir, "--replace"] => await CorpusRecorder.RunAsync(dir, replace: true),
     _ => Usage(),
 };
 
@@ -24,7 +25,9 @@ static int Usage()
           (no command)               run the target named by PGSPEC_FUZZ_TARGET under libfuzzer-dotnet (OSS-Fuzz, ClusterFuzzLite)
           replay TARGET PATH...      run files, or every file in folders, through TARGET's oracle; exit 1 on a finding
           dictionary FILE            write the AFL++ dictionary derived from the specs
-          record-corpus DIR          record seed inputs of every target from conformance runs against a throwaway PostgreSQL 15
+          record-corpus DIR [--replace]
+                                     record seed inputs of every target from conformance runs against throwaway
+                                     PostgreSQL 15 and 18 servers; seeds already in DIR are kept unless --replace
         """);
     return 2;
 }
