@@ -28,11 +28,18 @@ internal static class ProxyCommand
         GSSENCRequest is answered 'N'. The server is spoken to in plain text, or over TLS with
         --upstream-tls. Authentication (cleartext, MD5, SCRAM-SHA-256), protocol 3.2 and
         NegotiateProtocolVersion pass through. SCRAM-SHA-256-PLUS (channel binding) cannot work
-        when the proxy terminates TLS: a client choosing it gets FATAL 28000.
+        when the proxy terminates TLS: a client choosing it gets FATAL 28000. With
+        --tls-passthrough the proxy terminates nothing: SSLRequest goes to the server, and once
+        the server answers 'S' (or a client starts direct TLS) the connection is copied unread
+        both ways, so channel binding works; its cancel requests carry the server's own keys and
+        are forwarded as they are. Only the startup packets of such connections are traced.
 
         Robustness: connections are independent. A connection whose client or server breaks the
         protocol is closed (the client gets FATAL 08P01 first) and the others go on. Messages
-        longer than the protocol's limits are refused before their bodies are buffered.
+        longer than the protocol's limits are refused before their bodies are buffered. Without
+        a trace, a DataRow or CopyData of --stream-threshold bytes or more is checked and
+        forwarded as it arrives rather than held whole; with a trace, messages are held whole
+        (up to the limits), since a trace line shows the whole message.
         SIGINT/SIGTERM stop accepting, give open connections --shutdown-grace seconds, close
         the rest, and print a summary of connections and messages to standard error.
 
@@ -44,6 +51,7 @@ internal static class ProxyCommand
           pgspec proxy --listen 127.0.0.1:6432 --upstream 127.0.0.1:5432 --trace -
           pgspec proxy --listen 127.0.0.1:6432 --upstream /run/postgresql/.s.PGSQL.5432 --trace session.trace --regress
           pgspec proxy --listen 0.0.0.0:6432 --upstream db:5432 --tls-cert proxy.crt --tls-key proxy.key --upstream-tls
+          pgspec proxy --listen 0.0.0.0:6432 --upstream db:5432 --tls-passthrough
         """;
 
     public static Command Create(Stream stdout, TextWriter stderr)
@@ -53,6 +61,8 @@ internal static class ProxyCommand
         var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate for TLS towards clients (needs --tls-key).", HelpName = "FILE" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert.", HelpName = "FILE" };
         var upstreamTls = new Option<bool>("--upstream-tls") { Description = "Speak TLS to the server (its certificate is not verified)." };
+        var tlsPassthrough = new Option<bool>("--tls-passthrough") { Description = "Pass clients' TLS through to the server unread (SCRAM-SHA-256-PLUS works; only startup is traced)." };
+        var streamThreshold = new Option<int>("--stream-threshold") { Description = "Forward a DataRow or CopyData of this many bytes or more as it arrives (when not tracing).", HelpName = "BYTES", DefaultValueFactory = _ => 64 * 1024 };
         var trace = new Option<string?>("--trace") { Description = "Write a line per message to FILE, or to standard output with '-'.", HelpName = "FILE|-" };
         var format = new Option<string>("--format") { Description = "trace: libpq 18's PQtrace lines. json: one JSON object per message and line.", HelpName = "trace|json", DefaultValueFactory = _ => "trace" };
         format.AcceptOnlyFromAmong("trace", "json");
@@ -67,7 +77,7 @@ internal static class ProxyCommand
 
         var command = new Command("proxy", Description)
         {
-            listen, upstream, tlsCert, tlsKey, upstreamTls, trace, format, regress, connectionIds, timestamps, showSecrets, handshakeTimeout, idleTimeout, shutdownGrace, quiet,
+            listen, upstream, tlsCert, tlsKey, upstreamTls, tlsPassthrough, streamThreshold, trace, format, regress, connectionIds, timestamps, showSecrets, handshakeTimeout, idleTimeout, shutdownGrace, quiet,
         };
 
         command.Validators.Add(result =>
@@ -75,6 +85,16 @@ internal static class ProxyCommand
             if ((result.GetValue(tlsCert) is null) != (result.GetValue(tlsKey) is null))
             {
                 result.AddError("--tls-cert and --tls-key go together.");
+            }
+
+            if (result.GetValue(tlsPassthrough) && (result.GetValue(tlsCert) is not null || result.GetValue(upstreamTls)))
+            {
+                result.AddError("--tls-passthrough excludes --tls-cert/--tls-key and --upstream-tls: the client's TLS session goes to the server as it is.");
+            }
+
+            if (result.GetResult(streamThreshold) is { Implicit: false } && result.GetValue(streamThreshold) < 5)
+            {
+                result.AddError("--stream-threshold is at least 5 (a message's header).");
             }
 
             if (result.GetValue(regress) && result.GetValue(format) == "json")
@@ -140,6 +160,8 @@ internal static class ProxyCommand
                 Upstream = ProxyEndpoint.Parse(result.GetValue(upstream)!),
                 TlsCertificate = certificate,
                 UpstreamTls = result.GetValue(upstreamTls),
+                TlsPassthrough = result.GetValue(tlsPassthrough),
+                StreamThreshold = result.GetValue(streamThreshold),
                 Trace = sink,
                 HandshakeTimeout = TimeSpan.FromSeconds(result.GetValue(handshakeTimeout)),
                 IdleTimeout = result.GetValue(idleTimeout) == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(result.GetValue(idleTimeout)),

@@ -21,6 +21,12 @@ public sealed class PgProxy : IAsyncDisposable
     public PgProxy(PgProxyOptions options)
     {
         Options = options ?? throw new ArgumentNullException(nameof(options));
+        if (options.TlsPassthrough && (options.TlsCertificate is not null || options.UpstreamTls))
+        {
+            throw new ArgumentException("TLS passthrough excludes a certificate of the proxy's own and TLS to the server", nameof(options));
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.StreamThreshold, 5, nameof(options.StreamThreshold));
     }
 
     /// <summary>The options.</summary>

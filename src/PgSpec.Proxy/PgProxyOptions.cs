@@ -18,6 +18,20 @@ public sealed record PgProxyOptions
     /// <summary>Speak TLS to the server (SSLRequest; the server's certificate is not verified).</summary>
     public bool UpstreamTls { get; init; }
 
+    /// <summary>
+    /// Pass TLS through instead of terminating it: a client's SSLRequest goes to the server, and
+    /// once the server says 'S' (or the client starts direct TLS) the connection's bytes are copied
+    /// both ways without being read, so SCRAM-SHA-256-PLUS works and nothing after the startup is
+    /// traced. Excludes <see cref="TlsCertificate"/> and <see cref="UpstreamTls"/>.
+    /// </summary>
+    public bool TlsPassthrough { get; init; }
+
+    /// <summary>
+    /// A DataRow or CopyData at least this long (its length word) is checked and forwarded piece by
+    /// piece as it arrives, instead of being held whole, when nothing is traced. 64 KiB by default.
+    /// </summary>
+    public int StreamThreshold { get; init; } = 64 * 1024;
+
     /// <summary>Where message traces go; null traces nothing.</summary>
     public IProxyTraceSink? Trace { get; init; }
 

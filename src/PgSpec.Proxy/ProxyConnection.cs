@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.IO.Pipelines;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
@@ -35,6 +34,7 @@ internal sealed class ProxyConnection
     private readonly IProxyTraceSink? _trace;
     private Socket? _upstream;
     private bool _clientTls;
+    private bool _clientStreamBroken;
     private int _issuedProcessId;
     private byte[]? _issuedKey;
 
@@ -63,7 +63,15 @@ internal sealed class ProxyConnection
             }
 
             cancel.CancelAfter(Options.HandshakeTimeout);
-            (client, byte[]? startup) = await StartupAsync(client, cancel.Token).ConfigureAwait(false);
+            (client, byte[]? startup, bool tunnel) = await StartupAsync(client, cancel.Token).ConfigureAwait(false);
+            if (tunnel)
+            {
+                upstream = new NetworkStream(_upstream!, ownsSocket: false);
+                cancel.CancelAfter(Options.IdleTimeout);
+                await TunnelAsync(client, upstream, cancel).ConfigureAwait(false);
+                return;
+            }
+
             if (startup is null)
             {
                 return;
@@ -77,7 +85,7 @@ internal sealed class ProxyConnection
         {
             failed = true;
             _proxy.Note(_id, e.Message);
-            if (e.ClientError is not null)
+            if (e.ClientError is not null && !_clientStreamBroken)
             {
                 await TrySendAsync(client, e.ClientError).ConfigureAwait(false);
             }
@@ -122,17 +130,25 @@ internal sealed class ProxyConnection
     }
 
     /// <summary>
-    /// The startup phase: SSLRequest (answered 'S' with a certificate, else 'N'), direct TLS,
-    /// GSSENCRequest (answered 'N'), CancelRequest (forwarded, then the connection ends), and the
-    /// StartupMessage, whose bytes are returned for the server.
+    /// The startup phase: SSLRequest (answered 'S' with a certificate, else 'N'; with TLS passthrough,
+    /// passed to the server, whose answer the client gets), direct TLS, GSSENCRequest (answered 'N'),
+    /// CancelRequest (forwarded, then the connection ends), and the StartupMessage, whose bytes are
+    /// returned for the server. Tunnel is true when TLS is passed through: the rest is copied as is.
     /// </summary>
-    private async Task<(Stream Client, byte[]? Startup)> StartupAsync(Stream client, CancellationToken cancellationToken)
+    private async Task<(Stream Client, byte[]? Startup, bool Tunnel)> StartupAsync(Stream client, CancellationToken cancellationToken)
     {
         byte[] first = new byte[1];
         int peeked = await _client.ReceiveAsync(first, SocketFlags.Peek, cancellationToken).ConfigureAwait(false);
         if (peeked == 0)
         {
-            return (client, null);
+            return (client, null, false);
+        }
+
+        if (first[0] == TlsHandshakeRecord && Options.TlsPassthrough)
+        {
+            // Direct TLS (PostgreSQL 17+): the whole connection goes to the server unread.
+            await ConnectSocketAsync(cancellationToken).ConfigureAwait(false);
+            return (client, null, true);
         }
 
         if (first[0] == TlsHandshakeRecord)
@@ -151,7 +167,7 @@ internal sealed class ProxyConnection
             byte[]? packet = await ReadStartupPacketAsync(client, cancellationToken).ConfigureAwait(false);
             if (packet is null)
             {
-                return (client, null);
+                return (client, null, false);
             }
 
             var buffer = new ReadOnlySequence<byte>(packet);
@@ -164,6 +180,15 @@ internal sealed class ProxyConnection
             Trace(message);
             switch (message.FrontendKind)
             {
+                case FrontendMessageKind.SSLRequest when Options.TlsPassthrough:
+                    byte answer = await PassEncryptionRequestAsync(packet, cancellationToken).ConfigureAwait(false);
+                    await AnswerEncryptionRequestAsync(client, answer, cancellationToken).ConfigureAwait(false);
+                    if (answer == (byte)'S')
+                    {
+                        return (client, null, true);
+                    }
+
+                    break;
                 case FrontendMessageKind.SSLRequest:
                 case FrontendMessageKind.GSSENCRequest:
                     bool tls = message.FrontendKind == FrontendMessageKind.SSLRequest && Options.TlsCertificate is not null && !_clientTls;
@@ -176,9 +201,9 @@ internal sealed class ProxyConnection
                     break;
                 case FrontendMessageKind.CancelRequest:
                     await ForwardCancelAsync(packet, cancellationToken).ConfigureAwait(false);
-                    return (client, null);
+                    return (client, null, false);
                 case FrontendMessageKind.StartupMessage:
-                    return (client, packet);
+                    return (client, packet, false);
                 default:
                     throw ProtocolViolation("the client asked for an unsupported protocol version", fromClient: true);
             }
@@ -249,16 +274,25 @@ internal sealed class ProxyConnection
     {
         _proxy.Statistics.OnCancelRequest();
         int processId = BinaryPrimitives.ReadInt32BigEndian(packet.AsSpan(8));
-        if (!_proxy.CancelKeys.TryGetUpstreamKey(processId, packet.AsSpan(12), out byte[] upstreamKey))
+        byte[] request;
+        if (_proxy.CancelKeys.TryGetUpstreamKey(processId, packet.AsSpan(12), out byte[] upstreamKey))
+        {
+            request = new byte[12 + upstreamKey.Length];
+            BinaryPrimitives.WriteInt32BigEndian(request, request.Length);
+            packet.AsSpan(4, 8).CopyTo(request.AsSpan(4));
+            upstreamKey.CopyTo(request, 12);
+        }
+        else if (Options.TlsPassthrough)
+        {
+            // A connection whose TLS was passed through showed the client the server's own key.
+            request = packet;
+        }
+        else
         {
             _proxy.Note(_id, $"a cancel request for process {processId} with a key the proxy did not issue was ignored");
             return;
         }
 
-        byte[] request = new byte[12 + upstreamKey.Length];
-        BinaryPrimitives.WriteInt32BigEndian(request, request.Length);
-        packet.AsSpan(4, 8).CopyTo(request.AsSpan(4));
-        upstreamKey.CopyTo(request, 12);
         using Socket socket = Options.Upstream.CreateSocket();
         await socket.ConnectAsync(Options.Upstream.EndPoint, cancellationToken).ConfigureAwait(false);
         await socket.SendAsync(request, SocketFlags.None, cancellationToken).ConfigureAwait(false);
@@ -273,8 +307,14 @@ internal sealed class ProxyConnection
         _proxy.Note(_id, $"cancel request forwarded to process {processId}");
     }
 
-    private async Task<Stream> ConnectUpstreamAsync(byte[] startup, CancellationToken cancellationToken)
+    /// <summary>Connects to the server, once per client connection.</summary>
+    private async Task ConnectSocketAsync(CancellationToken cancellationToken)
     {
+        if (_upstream is not null)
+        {
+            return;
+        }
+
         _upstream = Options.Upstream.CreateSocket();
         try
         {
@@ -285,7 +325,96 @@ internal sealed class ProxyConnection
             throw new ProxyConnectionException($"cannot connect to the server {Options.Upstream}: {e.Message}", ErrorResponse("FATAL", "08006", $"pgspec proxy cannot connect to the server {Options.Upstream}: {e.Message}"));
         }
 
-        Stream upstream = new NetworkStream(_upstream, ownsSocket: false);
+        if (!Options.Upstream.IsUnix)
+        {
+            _upstream.NoDelay = true;
+        }
+    }
+
+    /// <summary>TLS passthrough: the client's SSLRequest goes to the server; returns the server's one-byte answer.</summary>
+    private async Task<byte> PassEncryptionRequestAsync(byte[] request, CancellationToken cancellationToken)
+    {
+        await ConnectSocketAsync(cancellationToken).ConfigureAwait(false);
+        await _upstream!.SendAsync(request, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        byte[] answer = new byte[1];
+        if (await _upstream.ReceiveAsync(answer, SocketFlags.None, cancellationToken).ConfigureAwait(false) == 0)
+        {
+            throw new ProxyConnectionException("the server closed the connection instead of answering SSLRequest", ErrorResponse("FATAL", "08006", "the server behind pgspec proxy closed the connection instead of answering SSLRequest"));
+        }
+
+        if (answer[0] is not ((byte)'S' or (byte)'N'))
+        {
+            throw ProtocolViolation($"the server answered SSLRequest with {PgTraceWriter.FormatByte(answer[0])}, not 'S' or 'N'", fromClient: false);
+        }
+
+        if (_upstream.Available > 0)
+        {
+            // CVE-2021-23222: nothing may follow the answer before the TLS handshake.
+            throw ProtocolViolation("the server sent bytes after its answer to SSLRequest", fromClient: false);
+        }
+
+        return answer[0];
+    }
+
+    /// <summary>TLS passed through: bytes are copied both ways, unread, until both sides are done.</summary>
+    private async Task TunnelAsync(Stream client, Stream upstream, CancellationTokenSource cancel)
+    {
+        _proxy.Note(_id, "TLS passed through to the server; the rest of the connection is not decoded");
+        Task clientToServer = CopyRawAsync(client, upstream, _upstream!, fromClient: true, cancel);
+        Task serverToClient = CopyRawAsync(upstream, client, _client, fromClient: false, cancel);
+        await Task.WhenAny(clientToServer, serverToClient).ConfigureAwait(false);
+        cancel.CancelAfter(Options.ShutdownGrace);
+        try
+        {
+            await Task.WhenAll(clientToServer, serverToClient).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (clientToServer.IsCompletedSuccessfully || serverToClient.IsCompletedSuccessfully)
+        {
+            // One side finished and the other did not follow within the grace period.
+        }
+    }
+
+    private async Task CopyRawAsync(Stream input, Stream output, Socket outputSocket, bool fromClient, CancellationTokenSource cancel)
+    {
+        bool idleTimeout = Options.IdleTimeout != Timeout.InfiniteTimeSpan;
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(InitialBufferSize);
+        try
+        {
+            while (true)
+            {
+                int read = await input.ReadAsync(buffer, cancel.Token).ConfigureAwait(false);
+                if (idleTimeout)
+                {
+                    cancel.CancelAfter(Options.IdleTimeout);
+                }
+
+                if (read == 0)
+                {
+                    try
+                    {
+                        outputSocket.Shutdown(SocketShutdown.Send);
+                    }
+                    catch (SocketException)
+                    {
+                    }
+
+                    return;
+                }
+
+                await output.WriteAsync(buffer.AsMemory(0, read), cancel.Token).ConfigureAwait(false);
+                _proxy.Statistics.OnMessages(fromClient, 0, read);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private async Task<Stream> ConnectUpstreamAsync(byte[] startup, CancellationToken cancellationToken)
+    {
+        await ConnectSocketAsync(cancellationToken).ConfigureAwait(false);
+        Stream upstream = new NetworkStream(_upstream!, ownsSocket: false);
         if (Options.UpstreamTls)
         {
             await upstream.WriteAsync(s_sslRequest, cancellationToken).ConfigureAwait(false);
@@ -310,18 +439,23 @@ internal sealed class ProxyConnection
         return upstream;
     }
 
+    /// <summary>The receive buffer each direction starts with; it grows to hold one whole message, up to the limits.</summary>
+    private const int InitialBufferSize = 16 * 1024;
+
+    /// <summary>
+    /// Relays messages both ways until one side closes or breaks the protocol. Reads stop on
+    /// <paramref name="cancel"/> or when the other direction ends; a write in progress is given the
+    /// shutdown grace to finish, so the client never receives half a message followed by an error.
+    /// </summary>
     private async Task RelayAsync(Stream client, Stream upstream, CancellationTokenSource cancel)
     {
-        PipeReader fromClient = PipeReader.Create(client, new StreamPipeReaderOptions(leaveOpen: true));
-        PipeWriter toClient = PipeWriter.Create(client, new StreamPipeWriterOptions(leaveOpen: true));
-        PipeReader fromServer = PipeReader.Create(upstream, new StreamPipeReaderOptions(leaveOpen: true));
-        PipeWriter toServer = PipeWriter.Create(upstream, new StreamPipeWriterOptions(leaveOpen: true));
+        using var stopReads = CancellationTokenSource.CreateLinkedTokenSource(cancel.Token);
 
         // The frontend reader is past the startup packet; the context is shared by both directions.
         var frontend = new PgMessageReader(PgDirection.Frontend, _context);
         var backend = new PgMessageReader(PgDirection.Backend, _context);
-        Task clientToServer = PumpAsync(fromClient, toServer, frontend, cancel);
-        Task serverToClient = PumpAsync(fromServer, toClient, backend, cancel);
+        Task clientToServer = PumpAsync(client, upstream, frontend, stopReads.Token, cancel);
+        Task serverToClient = PumpAsync(upstream, client, backend, stopReads.Token, cancel);
 
         Task first = await Task.WhenAny(clientToServer, serverToClient).ConfigureAwait(false);
         if (first == clientToServer && first.IsCompletedSuccessfully && !Options.UpstreamTls)
@@ -339,7 +473,8 @@ internal sealed class ProxyConnection
         }
         else
         {
-            await cancel.CancelAsync().ConfigureAwait(false);
+            await stopReads.CancelAsync().ConfigureAwait(false);
+            cancel.CancelAfter(Options.ShutdownGrace);
         }
 
         Exception? failure = null;
@@ -365,94 +500,237 @@ internal sealed class ProxyConnection
     }
 
     /// <summary>
-    /// Reads what arrives, splits it into messages (validating each and tracing it), and forwards
-    /// every whole message as received; a partial message waits for the rest, bounded by the limits.
+    /// Reads what arrives, splits it into messages (validating and tracing each) and forwards every
+    /// whole message as received, in one write per read. A partial message waits for the rest in a
+    /// buffer that grows to its declared length, which the limits bound; a DataRow or CopyData of
+    /// <see cref="PgProxyOptions.StreamThreshold"/> bytes or more is instead checked and forwarded
+    /// piece by piece as it arrives, when nothing is traced (a trace line needs the whole message).
     /// </summary>
-    private async Task PumpAsync(PipeReader input, PipeWriter output, PgMessageReader reader, CancellationTokenSource cancel)
+    private async Task PumpAsync(Stream input, Stream output, PgMessageReader reader, CancellationToken readToken, CancellationTokenSource cancel)
     {
         bool fromClient = reader.Direction == PgDirection.Frontend;
         bool idleTimeout = Options.IdleTimeout != Timeout.InfiniteTimeSpan;
-        CancellationToken cancellationToken = cancel.Token;
-        while (true)
+        int streamThreshold = _trace is null ? Options.StreamThreshold : int.MaxValue;
+        var state = new PumpState(reader, ArrayPool<byte>.Shared.Rent(InitialBufferSize));
+        try
         {
-            ReadResult result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
-            if (idleTimeout)
-            {
-                cancel.CancelAfter(Options.IdleTimeout);
-            }
-
-            ReadOnlySequence<byte> buffer = result.Buffer;
-            ReadOnlySequence<byte> rest = buffer;
-            SequencePosition forwardFrom = buffer.Start;
-            long messages = 0;
-            ProxyConnectionException? violation = null;
             while (true)
             {
-                SequencePosition start = rest.Start;
-                PgReadStatus status = reader.TryRead(ref rest, out PgReceivedMessage message, out PgDecodeError error);
-                if (status == PgReadStatus.Incomplete)
+                if (state.End == state.Buffer.Length)
                 {
-                    break;
+                    state.MakeRoom(0);
+                    _proxy.Statistics.OnBuffer(state.Buffer.Length);
                 }
 
-                if (status == PgReadStatus.Malformed)
+                int read = await input.ReadAsync(state.Buffer.AsMemory(state.End), readToken).ConfigureAwait(false);
+                if (idleTimeout)
                 {
-                    violation = ProtocolViolation((fromClient ? "the client" : "the server") + " sent a malformed message: " + error.ToString(), fromClient);
-                    break;
+                    cancel.CancelAfter(Options.IdleTimeout);
                 }
 
-                messages++;
-                Trace(message);
-                if (fromClient)
+                if (read == 0)
                 {
-                    if (_clientTls && message.FrontendKind == FrontendMessageKind.SASLInitialResponse && message.Body.StartsWith(s_scramPlus))
+                    if (state.End > state.Start || state.Streamed.Active)
                     {
-                        violation = new ProxyConnectionException(
-                            "the client chose SCRAM-SHA-256-PLUS, which cannot work through TLS termination",
-                            ErrorResponse("FATAL", "28000", "SCRAM-SHA-256-PLUS (channel binding) cannot work through pgspec proxy, which terminates TLS: connect with channel_binding=disable, or without TLS to the proxy"));
-                        Forward(output, buffer.Slice(forwardFrom, start));
-                        forwardFrom = start;
-                        rest = buffer.Slice(start);
+                        long received = state.Streamed.Active ? 0 : state.End - state.Start;
+                        throw new ProxyConnectionException(
+                            (fromClient ? "the client" : "the server") + $" closed the connection inside a message" + (received > 0 ? $" ({received} bytes of it received)" : ""),
+                            fromClient ? null : ErrorResponse("FATAL", "08006", "the server closed the connection inside a message"));
+                    }
+
+                    return;
+                }
+
+                state.End += read;
+                state.Received += read;
+                while (true)
+                {
+                    int sendFrom = state.Start;
+                    Step step = Scan(state, fromClient, streamThreshold);
+                    if (step.ForwardTo > sendFrom)
+                    {
+                        await WriteAsync(output, state.Buffer.AsMemory(sendFrom, step.ForwardTo - sendFrom), !fromClient, cancel.Token).ConfigureAwait(false);
+                    }
+
+                    if (step.Violation is not null)
+                    {
+                        _proxy.Statistics.OnMessages(fromClient, state.Messages, state.Received);
+                        throw step.Violation;
+                    }
+
+                    if (step.Insert is null)
+                    {
                         break;
                     }
+
+                    // A BackendKeyData with the proxy's key in place of the server's; then go on after it.
+                    await WriteAsync(output, step.Insert, !fromClient, cancel.Token).ConfigureAwait(false);
                 }
-                else if (message.BackendKind == BackendMessageKind.BackendKeyData && message.Body.Length >= 8)
+
+                _proxy.Statistics.OnMessages(fromClient, state.Messages, state.Received);
+                state.Messages = 0;
+                state.Received = 0;
+                if (state.Start == state.End)
                 {
-                    // Forward what came before, then the message with the proxy's key in place of the server's.
-                    Forward(output, buffer.Slice(forwardFrom, start));
-                    output.Write(IssueKey(message.Body));
-                    forwardFrom = rest.Start;
+                    state.Reset();
+                }
+                else if (!state.Streamed.Active)
+                {
+                    state.MakeRoom(PartialLength(state));
+                    _proxy.Statistics.OnBuffer(state.Buffer.Length);
                 }
             }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(state.Buffer);
+        }
+    }
 
-            Forward(output, buffer.Slice(forwardFrom, rest.Start));
-            long consumed = buffer.Slice(0, rest.Start).Length;
-            input.AdvanceTo(rest.Start, buffer.End);
-            _proxy.Statistics.OnMessages(fromClient, messages, consumed);
-            await output.FlushAsync(cancellationToken).ConfigureAwait(false);
-            if (violation is not null)
+    /// <summary>The state of one direction: the buffer (unread bytes are Buffer[Start..End]) and a message being streamed.</summary>
+    private sealed class PumpState(PgMessageReader reader, byte[] buffer)
+    {
+        public PgMessageReader Reader { get; } = reader;
+
+        public byte[] Buffer { get; private set; } = buffer;
+
+        public int Start { get; set; }
+
+        public int End { get; set; }
+
+        public long Messages { get; set; }
+
+        public long Received { get; set; }
+
+        public StreamedMessage Streamed { get; } = new();
+
+        /// <summary>Empties the buffer, and gives back one grown for a large message.</summary>
+        public void Reset()
+        {
+            Start = End = 0;
+            if (Buffer.Length > 4 * InitialBufferSize)
             {
-                throw violation;
+                ArrayPool<byte>.Shared.Return(Buffer);
+                Buffer = ArrayPool<byte>.Shared.Rent(InitialBufferSize);
             }
+        }
 
-            if (result.IsCompleted || result.IsCanceled)
+        /// <summary>Moves the unread bytes to the front, and grows the buffer to hold <paramref name="needed"/> bytes (a message's declared size).</summary>
+        public void MakeRoom(int needed)
+        {
+            int unread = End - Start;
+            if (needed > Buffer.Length || (unread == Buffer.Length && needed == 0))
             {
-                if (rest.Length > 0)
-                {
-                    throw new ProxyConnectionException((fromClient ? "the client" : "the server") + $" closed the connection inside a message ({rest.Length} bytes of it received)", fromClient ? null : ErrorResponse("FATAL", "08006", "the server closed the connection inside a message"));
-                }
-
-                await output.CompleteAsync().ConfigureAwait(false);
+                byte[] larger = ArrayPool<byte>.Shared.Rent(Math.Max(needed, Math.Min(2 * Buffer.Length, Array.MaxLength)));
+                Buffer.AsSpan(Start, unread).CopyTo(larger);
+                ArrayPool<byte>.Shared.Return(Buffer);
+                Buffer = larger;
+            }
+            else if (Start > 0 && (needed == 0 || Buffer.Length - Start < needed))
+            {
+                Buffer.AsSpan(Start, unread).CopyTo(Buffer);
+            }
+            else
+            {
                 return;
+            }
+
+            Start = 0;
+            End = unread;
+        }
+    }
+
+    /// <summary>What to do after a scan: forward Buffer[..ForwardTo], then write Insert and scan on, or fail.</summary>
+    private readonly record struct Step(int ForwardTo, byte[]? Insert, ProxyConnectionException? Violation);
+
+    /// <summary>The wire size of the partial message at the front of the buffer, once its header is in (0 before).</summary>
+    private static int PartialLength(PumpState state)
+        => state.End - state.Start >= 5 ? 1 + BinaryPrimitives.ReadInt32BigEndian(state.Buffer.AsSpan(state.Start + 1)) : 0;
+
+    /// <summary>Validates, traces and passes over the messages in the buffer; stops where a write must come first.</summary>
+    private Step Scan(PumpState state, bool fromClient, int streamThreshold)
+    {
+        StreamedMessage streamed = state.Streamed;
+        PgMessageReader reader = state.Reader;
+        while (true)
+        {
+            if (streamed.Active)
+            {
+                int take = (int)Math.Min(streamed.Remaining, state.End - state.Start);
+                string? problem = streamed.Feed(state.Buffer.AsSpan(state.Start, take));
+                state.Start += take;
+                if (problem is null && streamed.Remaining == 0)
+                {
+                    problem = streamed.End();
+                    state.Messages++;
+                }
+
+                if (problem is not null)
+                {
+                    // The other side has the beginning of this message: no error may follow it there.
+                    _clientStreamBroken |= !fromClient;
+                    return new Step(state.Start - take, null, ProtocolViolation((fromClient ? "the client" : "the server") + " sent a malformed message: " + problem, fromClient));
+                }
+
+                if (streamed.Active)
+                {
+                    return new Step(state.Start, null, null);
+                }
+            }
+
+            int start = state.Start;
+            var buffer = new ReadOnlySequence<byte>(state.Buffer, start, state.End - start);
+            PgReadStatus status = reader.TryRead(ref buffer, out PgReceivedMessage message, out PgDecodeError error);
+            if (status == PgReadStatus.Incomplete)
+            {
+                int length = state.End - start >= 5 ? BinaryPrimitives.ReadInt32BigEndian(state.Buffer.AsSpan(start + 1)) : 0;
+                if (length > 0 && StreamedMessage.Streams(reader.Direction, state.Buffer[start], length, streamThreshold))
+                {
+                    // Too large to hold: check it and forward it as it comes.
+                    streamed.Begin(state.Buffer[start], length);
+                    reader.Skip(1L + length);
+                    state.Start += 5;
+                    continue;
+                }
+
+                return new Step(start, null, null);
+            }
+
+            if (status == PgReadStatus.Malformed)
+            {
+                return new Step(start, null, ProtocolViolation((fromClient ? "the client" : "the server") + " sent a malformed message: " + error.ToString(), fromClient));
+            }
+
+            state.Start = state.End - (int)buffer.Length;
+            state.Messages++;
+            Trace(message);
+            if (fromClient)
+            {
+                if (_clientTls && message.FrontendKind == FrontendMessageKind.SASLInitialResponse && message.Body.StartsWith(s_scramPlus))
+                {
+                    return new Step(start, null, new ProxyConnectionException(
+                        "the client chose SCRAM-SHA-256-PLUS, which cannot work through TLS termination",
+                        ErrorResponse("FATAL", "28000", "SCRAM-SHA-256-PLUS (channel binding) cannot work through pgspec proxy, which terminates TLS: connect with channel_binding=disable, or without TLS to the proxy, or run the proxy with --tls-passthrough")));
+                }
+            }
+            else if (message.BackendKind == BackendMessageKind.BackendKeyData && message.Body.Length >= 8)
+            {
+                return new Step(start, IssueKey(message.Body), null);
             }
         }
     }
 
-    private static void Forward(PipeWriter output, ReadOnlySequence<byte> bytes)
+    /// <summary>Writes to the other side; a write to the client that did not finish means no error may follow it.</summary>
+    private async ValueTask WriteAsync(Stream output, ReadOnlyMemory<byte> bytes, bool toClient, CancellationToken cancellationToken)
     {
-        foreach (ReadOnlyMemory<byte> segment in bytes)
+        try
         {
-            output.Write(segment.Span);
+            await output.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception) when (toClient)
+        {
+            _clientStreamBroken = true;
+            throw;
         }
     }
 

@@ -13,6 +13,7 @@ public sealed class ProxyStatistics
     private long _backendMessages;
     private long _frontendBytes;
     private long _backendBytes;
+    private long _largestBuffer;
 
     /// <summary>Connections accepted.</summary>
     public long Accepted => Interlocked.Read(ref _accepted);
@@ -37,6 +38,27 @@ public sealed class ProxyStatistics
 
     /// <summary>Bytes from servers.</summary>
     public long BackendBytes => Interlocked.Read(ref _backendBytes);
+
+    /// <summary>
+    /// The largest receive buffer a connection has needed, in bytes: a message is held whole until
+    /// it is checked, so this follows the largest message held (streamed messages are not held).
+    /// </summary>
+    public long LargestBuffer => Interlocked.Read(ref _largestBuffer);
+
+    internal void OnBuffer(long size)
+    {
+        long known = Interlocked.Read(ref _largestBuffer);
+        while (size > known)
+        {
+            long seen = Interlocked.CompareExchange(ref _largestBuffer, size, known);
+            if (seen == known)
+            {
+                return;
+            }
+
+            known = seen;
+        }
+    }
 
     internal void OnAccepted() => Interlocked.Increment(ref _accepted);
 
@@ -63,5 +85,5 @@ public sealed class ProxyStatistics
     /// <summary>One line: connections and messages.</summary>
     public override string ToString() => string.Create(
         CultureInfo.InvariantCulture,
-        $"connections: {Accepted} accepted, {Closed} closed, {Failed} failed, {CancelRequests} cancel requests; messages: {FrontendMessages} from clients ({FrontendBytes} bytes), {BackendMessages} from servers ({BackendBytes} bytes)");
+        $"connections: {Accepted} accepted, {Closed} closed, {Failed} failed, {CancelRequests} cancel requests; messages: {FrontendMessages} from clients ({FrontendBytes} bytes), {BackendMessages} from servers ({BackendBytes} bytes); largest buffer {LargestBuffer} bytes");
 }

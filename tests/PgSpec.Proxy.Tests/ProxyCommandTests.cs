@@ -72,6 +72,9 @@ public class ProxyCommandTests
     [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "nowhere")]
     [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--tls-cert", "a.pem")]
     [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--format", "json", "--regress")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--tls-passthrough", "--upstream-tls")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--tls-passthrough", "--tls-cert", "a.pem", "--tls-key", "a.key")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--stream-threshold", "4")]
     public void ProxyCommand_WithBadArguments_ExitsWithUsageError(params string[] args)
     {
         using var output = new MemoryStream();
@@ -93,7 +96,7 @@ public class ProxyCommandTests
 
         string help = Encoding.UTF8.GetString(output.ToArray());
         Assert.Equal(0, exit);
-        foreach (string option in new[] { "--listen", "--upstream", "--tls-cert", "--tls-key", "--trace", "--regress", "--format", "--show-secrets", "--connection-ids", "--timestamps", "--idle-timeout", "SCRAM-SHA-256-PLUS" })
+        foreach (string option in new[] { "--listen", "--upstream", "--tls-cert", "--tls-key", "--trace", "--regress", "--format", "--show-secrets", "--connection-ids", "--timestamps", "--idle-timeout", "--tls-passthrough", "--stream-threshold", "SCRAM-SHA-256-PLUS" })
         {
             Assert.Contains(option, help);
         }

@@ -94,6 +94,21 @@ public sealed class RawClient : IDisposable
         return null;
     }
 
+    /// <summary>Every byte until the peer closes.</summary>
+    public async Task<byte[]> ReadToEndAsync()
+    {
+        var all = new MemoryStream();
+        try
+        {
+            await _stream.CopyToAsync(all);
+        }
+        catch (IOException)
+        {
+        }
+
+        return all.ToArray();
+    }
+
     /// <summary>True once the peer has closed (everything left is drained).</summary>
     public async Task<bool> ClosedAsync()
     {

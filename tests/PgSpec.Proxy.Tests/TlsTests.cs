@@ -102,6 +102,90 @@ public class TlsTests
         Assert.Contains("\tStartupMessage\t", proxy.Trace);
     }
 
+    [Theory]
+    [InlineData(15)]
+    [InlineData(18)]
+    public async Task ScramPlus_ThroughTlsPassthrough_Authenticates(int major)
+    {
+        PgServer server = await _servers.Server(major);
+        await using var proxy = new ProxyHarness(server, options => options with { TlsPassthrough = true });
+        string script = WriteScript("SELECT 'bound to the channel' AS answer;\n");
+        try
+        {
+            ProcessOutput output = ClientTests.Psql("127.0.0.1", proxy.PortText, server.Role(PgAuthMethod.ScramSha256), script, "sslmode=require channel_binding=require");
+
+            Assert.True(output.ExitCode == 0, output.ToString());
+            Assert.Contains("bound to the channel", output.Stdout);
+            await proxy.WaitIdleAsync();
+
+            // Only the request and the server's answer are readable; the rest went through encrypted.
+            Assert.Equal("F\t8\tSSLRequest\t 1234 5679\nB\t1\tSSLResponse\t S\n", proxy.Trace);
+            Assert.Contains("TLS passed through", proxy.Log);
+            Assert.True(proxy.Proxy.Statistics.BackendBytes > 1000, $"{proxy.Proxy.Statistics.BackendBytes} bytes from the server");
+        }
+        finally
+        {
+            File.Delete(script);
+        }
+    }
+
+    [Fact]
+    public async Task DirectTls_ThroughTlsPassthrough_ReachesTheServer()
+    {
+        PgServer server = await _servers.Server(18);
+        await using var proxy = new ProxyHarness(server, options => options with { TlsPassthrough = true });
+        string script = Path.Combine(AppContext.BaseDirectory, "Scripts", "query.py");
+        var environment = new Dictionary<string, string> { ["PSYCOPG_IMPL"] = "python", ["LD_LIBRARY_PATH"] = Libpq18.LibraryDirectory };
+
+        ProcessOutput output = ExternalProcess.Run(Libpq18.Python, [script, $"host=127.0.0.1 port={proxy.PortText} user={server.Role(PgAuthMethod.Trust).Name} dbname=postgres sslmode=require sslnegotiation=direct", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"], environment: environment);
+
+        Assert.True(output.ExitCode == 0, output.ToString());
+        Assert.Contains("True", output.Stdout);
+        await proxy.WaitIdleAsync();
+        Assert.Equal("", proxy.Trace);
+        Assert.Contains("TLS passed through", proxy.Log);
+    }
+
+    [Fact]
+    public async Task PlainClient_ThroughTlsPassthrough_IsStillDecodedAndTraced()
+    {
+        PgServer server = await _servers.Server(18);
+        await using var proxy = new ProxyHarness(server, options => options with { TlsPassthrough = true });
+        string script = WriteScript("SELECT 'in the clear' AS answer;\n");
+        try
+        {
+            ProcessOutput output = ClientTests.Psql("127.0.0.1", proxy.PortText, server.Role(PgAuthMethod.ScramSha256), script, "sslmode=disable");
+
+            Assert.True(output.ExitCode == 0, output.ToString());
+            Assert.Contains("in the clear", output.Stdout);
+            await proxy.WaitIdleAsync();
+            Assert.Contains("\tStartupMessage\t", proxy.Trace);
+            Assert.Contains("\tDataRow\t 1 12 'in the clear'", proxy.Trace);
+        }
+        finally
+        {
+            File.Delete(script);
+        }
+    }
+
+    [Theory]
+    [InlineData(15)]
+    [InlineData(18)]
+    public async Task Cancel_ThroughTlsPassthrough_ReachesTheServerWithItsOwnKey(int major)
+    {
+        PgServer server = await _servers.Server(major);
+        await using var proxy = new ProxyHarness(server, options => options with { TlsPassthrough = true });
+        string script = Path.Combine(AppContext.BaseDirectory, "Scripts", "cancel_session.py");
+        PgRole role = server.Role(PgAuthMethod.Trust);
+
+        ProcessOutput client = ExternalProcess.Run(Libpq18.Python, [script, $"host=127.0.0.1 port={proxy.PortText} user={role.Name} dbname=postgres sslmode=require"]);
+
+        Assert.True(client.ExitCode == 0, client.ToString());
+        Assert.Contains("cancelled", client.Stdout);
+        await proxy.WaitIdleAsync();
+        Assert.Contains("TLS passed through", proxy.Log);
+    }
+
     internal static X509Certificate2 SelfSigned()
     {
         using var key = RSA.Create(2048);

@@ -204,6 +204,17 @@ public sealed class PgMessageReader
         return PgReadStatus.Message;
     }
 
+    /// <summary>
+    /// Counts a message the caller passed on without reading it here (a proxy streaming a large
+    /// CopyData or DataRow through): later messages keep their stream offsets. The caller checks
+    /// such a message itself, and it must be one the context does not learn from.
+    /// </summary>
+    public void Skip(long wireLength)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(wireLength);
+        Position += wireLength;
+    }
+
     private int Classify(in PgFrame frame, ReadOnlySpan<byte> body)
     {
         switch (frame.Kind)
