@@ -216,12 +216,7 @@ internal sealed class ProxyConnection
         {
             // Trace the answer as a backend message of this connection.
             _context.ExpectEncryptionAnswer = true;
-            var reader = new PgMessageReader(PgDirection.Backend, _context);
-            var buffer = new ReadOnlySequence<byte>(new[] { answer });
-            if (reader.TryRead(ref buffer, out PgReceivedMessage message, out _) == PgReadStatus.Message)
-            {
-                Trace(message);
-            }
+            TraceBytes(PgDirection.Backend, [answer]);
         }
 
         _context.ExpectEncryptionAnswer = false;
@@ -703,6 +698,14 @@ internal sealed class ProxyConnection
 
             state.Start = state.End - (int)buffer.Length;
             state.Messages++;
+            if (!fromClient && message.BackendKind == BackendMessageKind.BackendKeyData && message.Body.Length >= 8)
+            {
+                // The client gets (and the trace shows, as the client's own libpq would) the proxy's key.
+                byte[] issued = IssueKey(message.Body);
+                TraceBytes(PgDirection.Backend, issued);
+                return new Step(start, issued, null);
+            }
+
             Trace(message);
             if (fromClient)
             {
@@ -712,10 +715,6 @@ internal sealed class ProxyConnection
                         "the client chose SCRAM-SHA-256-PLUS, which cannot work through TLS termination",
                         ErrorResponse("FATAL", "28000", "SCRAM-SHA-256-PLUS (channel binding) cannot work through pgspec proxy, which terminates TLS: connect with channel_binding=disable, or without TLS to the proxy, or run the proxy with --tls-passthrough")));
                 }
-            }
-            else if (message.BackendKind == BackendMessageKind.BackendKeyData && message.Body.Length >= 8)
-            {
-                return new Step(start, IssueKey(message.Body), null);
             }
         }
     }
@@ -754,6 +753,22 @@ internal sealed class ProxyConnection
     }
 
     private void Trace(PgReceivedMessage message) => _trace?.Write(_id, message, _context);
+
+    /// <summary>Traces a message the proxy itself sends (read back with the connection's context).</summary>
+    private void TraceBytes(PgDirection direction, byte[] bytes)
+    {
+        if (_trace is null)
+        {
+            return;
+        }
+
+        var reader = new PgMessageReader(direction, _context);
+        var buffer = new ReadOnlySequence<byte>(bytes);
+        if (reader.TryRead(ref buffer, out PgReceivedMessage message, out _) == PgReadStatus.Message)
+        {
+            Trace(message);
+        }
+    }
 
     private static ProxyConnectionException ProtocolViolation(string text, bool fromClient)
         => new(text, ErrorResponse("FATAL", "08P01", fromClient ? text : "pgspec proxy: " + text));

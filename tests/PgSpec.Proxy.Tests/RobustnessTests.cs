@@ -202,6 +202,26 @@ public class RobustnessTests
     }
 
     [Fact]
+    public async Task Trace_ShowsTheCancelKeyTheClientGot_NotTheServers()
+    {
+        PgServer server = await _servers.Server(15);
+        await using var proxy = new ProxyHarness(server, regress: false);
+        using RawClient client = await RawClient.ConnectAsync(proxy.Port);
+
+        await client.SendAsync(RawClient.Startup(server.Role(PgAuthMethod.Trust).Name));
+        (char Type, byte[] Body)? key = await client.ReadUntilAsync('K');
+        Assert.NotNull(await client.ReadUntilAsync('Z'));
+        await client.SendAsync(RawClient.Message('X', ""));
+        Assert.True(await client.ClosedAsync());
+        await proxy.WaitIdleAsync();
+
+        Assert.NotNull(key);
+        int processId = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(key.Value.Body);
+        int secret = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(key.Value.Body.AsSpan(4));
+        Assert.Contains(string.Create(CultureInfo.InvariantCulture, $"B\t12\tBackendKeyData\t {processId} {secret}\n"), proxy.Trace);
+    }
+
+    [Fact]
     public async Task CancelRequest_WithAKeyTheProxyDidNotIssue_IsNotForwarded()
     {
         PgServer server = await _servers.Server(18);
