@@ -506,7 +506,7 @@ internal sealed class ProxyConnection
         bool fromClient = reader.Direction == PgDirection.Frontend;
         bool idleTimeout = Options.IdleTimeout != Timeout.InfiniteTimeSpan;
         int streamThreshold = _trace is null ? Options.StreamThreshold : int.MaxValue;
-        var state = new PumpState(reader, ArrayPool<byte>.Shared.Rent(InitialBufferSize));
+        var state = new PumpState(reader, PumpState.Rent(InitialBufferSize));
         try
         {
             while (true)
@@ -527,6 +527,8 @@ internal sealed class ProxyConnection
                 {
                     if (state.End > state.Start || state.Streamed.Active)
                     {
+                        // Part of a streamed message has gone on: no error may follow it.
+                        _clientStreamBroken |= !fromClient && state.Streamed.Active;
                         long received = state.Streamed.Active ? 0 : state.End - state.Start;
                         throw new ProxyConnectionException(
                             (fromClient ? "the client" : "the server") + $" closed the connection inside a message" + (received > 0 ? $" ({received} bytes of it received)" : ""),
@@ -578,7 +580,7 @@ internal sealed class ProxyConnection
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(state.Buffer);
+            PumpState.Return(state.Buffer);
         }
     }
 
@@ -599,14 +601,28 @@ internal sealed class ProxyConnection
 
         public StreamedMessage Streamed { get; } = new();
 
+        /// <summary>Buffers up to 1 MiB come from the shared pool; larger ones (a large message held whole) are the garbage collector's, so none stays cached after its message.</summary>
+        public static byte[] Rent(int size)
+            => size <= PooledLimit ? ArrayPool<byte>.Shared.Rent(size) : GC.AllocateUninitializedArray<byte>(size);
+
+        public static void Return(byte[] buffer)
+        {
+            if (buffer.Length <= PooledLimit)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
+        private const int PooledLimit = 1024 * 1024;
+
         /// <summary>Empties the buffer, and gives back one grown for a large message.</summary>
         public void Reset()
         {
             Start = End = 0;
             if (Buffer.Length > 4 * InitialBufferSize)
             {
-                ArrayPool<byte>.Shared.Return(Buffer);
-                Buffer = ArrayPool<byte>.Shared.Rent(InitialBufferSize);
+                Return(Buffer);
+                Buffer = Rent(InitialBufferSize);
             }
         }
 
@@ -616,9 +632,9 @@ internal sealed class ProxyConnection
             int unread = End - Start;
             if (needed > Buffer.Length || (unread == Buffer.Length && needed == 0))
             {
-                byte[] larger = ArrayPool<byte>.Shared.Rent(Math.Max(needed, Math.Min(2 * Buffer.Length, Array.MaxLength)));
+                byte[] larger = Rent(Math.Max(needed, (int)Math.Min(2L * Buffer.Length, Array.MaxLength)));
                 Buffer.AsSpan(Start, unread).CopyTo(larger);
-                ArrayPool<byte>.Shared.Return(Buffer);
+                Return(Buffer);
                 Buffer = larger;
             }
             else if (Start > 0 && (needed == 0 || Buffer.Length - Start < needed))
