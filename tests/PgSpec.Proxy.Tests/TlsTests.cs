@@ -23,21 +23,13 @@ public class TlsTests
         PgServer server = await _servers.Server(major);
         using X509Certificate2 certificate = SelfSigned();
         await using var proxy = new ProxyHarness(server, options => options with { TlsCertificate = certificate, UpstreamTls = upstreamTls });
-        string script = WriteScript("SELECT 'over tls' AS answer;\n");
-        try
-        {
-            ProcessOutput output = ClientTests.Psql("127.0.0.1", proxy.PortText, server.Role(PgAuthMethod.Md5), script, "sslmode=require");
+        ProcessOutput output = Psql(proxy, server.Role(PgAuthMethod.Md5), "SELECT 'over tls' AS answer;\n", "sslmode=require");
 
-            Assert.True(output.ExitCode == 0, output.ToString());
-            Assert.Contains("over tls", output.Stdout);
-            await proxy.WaitIdleAsync();
-            Assert.StartsWith("F\t8\tSSLRequest\t 1234 5679\nB\t1\tSSLResponse\t S\nF\t", proxy.Trace, StringComparison.Ordinal);
-            Assert.Contains("\tPasswordMessage\t", proxy.Trace);
-        }
-        finally
-        {
-            File.Delete(script);
-        }
+        Assert.True(output.ExitCode == 0, output.ToString());
+        Assert.Contains("over tls", output.Stdout);
+        await proxy.WaitIdleAsync();
+        Assert.StartsWith("F\t8\tSSLRequest\t 1234 5679\nB\t1\tSSLResponse\t S\nF\t", proxy.Trace, StringComparison.Ordinal);
+        Assert.Contains("\tPasswordMessage\t", proxy.Trace);
     }
 
     [Fact]
@@ -45,20 +37,12 @@ public class TlsTests
     {
         PgServer server = await _servers.Server(18);
         await using var proxy = new ProxyHarness(server);
-        string script = WriteScript("SELECT 'plain' AS answer;\n");
-        try
-        {
-            ProcessOutput output = ClientTests.Psql("127.0.0.1", proxy.PortText, server.Role(PgAuthMethod.Trust), script, "sslmode=prefer");
+        ProcessOutput output = Psql(proxy, server.Role(PgAuthMethod.Trust), "SELECT 'plain' AS answer;\n", "sslmode=prefer");
 
-            Assert.True(output.ExitCode == 0, output.ToString());
-            Assert.Contains("plain", output.Stdout);
-            await proxy.WaitIdleAsync();
-            Assert.StartsWith("F\t8\tSSLRequest\t 1234 5679\nB\t1\tSSLResponse\t N\nF\t", proxy.Trace, StringComparison.Ordinal);
-        }
-        finally
-        {
-            File.Delete(script);
-        }
+        Assert.True(output.ExitCode == 0, output.ToString());
+        Assert.Contains("plain", output.Stdout);
+        await proxy.WaitIdleAsync();
+        Assert.StartsWith("F\t8\tSSLRequest\t 1234 5679\nB\t1\tSSLResponse\t N\nF\t", proxy.Trace, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -67,20 +51,12 @@ public class TlsTests
         PgServer server = await _servers.Server(18);
         using X509Certificate2 certificate = SelfSigned();
         await using var proxy = new ProxyHarness(server, options => options with { TlsCertificate = certificate, UpstreamTls = true });
-        string script = WriteScript("SELECT 1;\n");
-        try
-        {
-            ProcessOutput output = ClientTests.Psql("127.0.0.1", proxy.PortText, server.Role(PgAuthMethod.ScramSha256), script, "sslmode=require channel_binding=require");
+        ProcessOutput output = Psql(proxy, server.Role(PgAuthMethod.ScramSha256), "SELECT 1;\n", "sslmode=require channel_binding=require");
 
-            Assert.NotEqual(0, output.ExitCode);
-            Assert.Contains("SCRAM-SHA-256-PLUS (channel binding) cannot work through pgspec proxy", output.Stderr);
-            await proxy.WaitIdleAsync();
-            Assert.Contains("\tAuthenticationSASL\t \"SCRAM-SHA-256-PLUS\"", proxy.Trace);
-        }
-        finally
-        {
-            File.Delete(script);
-        }
+        Assert.NotEqual(0, output.ExitCode);
+        Assert.Contains("SCRAM-SHA-256-PLUS (channel binding) cannot work through pgspec proxy", output.Stderr);
+        await proxy.WaitIdleAsync();
+        Assert.Contains("\tAuthenticationSASL\t \"SCRAM-SHA-256-PLUS\"", proxy.Trace);
     }
 
     [Fact]
@@ -109,24 +85,16 @@ public class TlsTests
     {
         PgServer server = await _servers.Server(major);
         await using var proxy = new ProxyHarness(server, options => options with { TlsPassthrough = true });
-        string script = WriteScript("SELECT 'bound to the channel' AS answer;\n");
-        try
-        {
-            ProcessOutput output = ClientTests.Psql("127.0.0.1", proxy.PortText, server.Role(PgAuthMethod.ScramSha256), script, "sslmode=require channel_binding=require");
+        ProcessOutput output = Psql(proxy, server.Role(PgAuthMethod.ScramSha256), "SELECT 'bound to the channel' AS answer;\n", "sslmode=require channel_binding=require");
 
-            Assert.True(output.ExitCode == 0, output.ToString());
-            Assert.Contains("bound to the channel", output.Stdout);
-            await proxy.WaitIdleAsync();
+        Assert.True(output.ExitCode == 0, output.ToString());
+        Assert.Contains("bound to the channel", output.Stdout);
+        await proxy.WaitIdleAsync();
 
-            // Only the request and the server's answer are readable; the rest went through encrypted.
-            Assert.Equal("F\t8\tSSLRequest\t 1234 5679\nB\t1\tSSLResponse\t S\n", proxy.Trace);
-            Assert.Contains("TLS passed through", proxy.Log);
-            Assert.True(proxy.Proxy.Statistics.BackendBytes > 1000, $"{proxy.Proxy.Statistics.BackendBytes} bytes from the server");
-        }
-        finally
-        {
-            File.Delete(script);
-        }
+        // Only the request and the server's answer are readable; the rest went through encrypted.
+        Assert.Equal("F\t8\tSSLRequest\t 1234 5679\nB\t1\tSSLResponse\t S\n", proxy.Trace);
+        Assert.Contains("TLS passed through", proxy.Log);
+        Assert.True(proxy.Proxy.Statistics.BackendBytes > 1000, $"{proxy.Proxy.Statistics.BackendBytes} bytes from the server");
     }
 
     [Fact]
@@ -151,21 +119,13 @@ public class TlsTests
     {
         PgServer server = await _servers.Server(18);
         await using var proxy = new ProxyHarness(server, options => options with { TlsPassthrough = true });
-        string script = WriteScript("SELECT 'in the clear' AS answer;\n");
-        try
-        {
-            ProcessOutput output = ClientTests.Psql("127.0.0.1", proxy.PortText, server.Role(PgAuthMethod.ScramSha256), script, "sslmode=disable");
+        ProcessOutput output = Psql(proxy, server.Role(PgAuthMethod.ScramSha256), "SELECT 'in the clear' AS answer;\n", "sslmode=disable");
 
-            Assert.True(output.ExitCode == 0, output.ToString());
-            Assert.Contains("in the clear", output.Stdout);
-            await proxy.WaitIdleAsync();
-            Assert.Contains("\tStartupMessage\t", proxy.Trace);
-            Assert.Contains("\tDataRow\t 1 12 'in the clear'", proxy.Trace);
-        }
-        finally
-        {
-            File.Delete(script);
-        }
+        Assert.True(output.ExitCode == 0, output.ToString());
+        Assert.Contains("in the clear", output.Stdout);
+        await proxy.WaitIdleAsync();
+        Assert.Contains("\tStartupMessage\t", proxy.Trace);
+        Assert.Contains("\tDataRow\t 1 12 'in the clear'", proxy.Trace);
     }
 
     [Theory]
@@ -197,10 +157,18 @@ public class TlsTests
         return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
     }
 
-    private static string WriteScript(string text)
+    /// <summary>Runs SQL with psql through the proxy.</summary>
+    private static ProcessOutput Psql(ProxyHarness proxy, PgRole role, string sql, string extra)
     {
-        string path = Path.Combine(Path.GetTempPath(), "pgspec-proxy-tls-" + Guid.NewGuid().ToString("N") + ".sql");
-        File.WriteAllText(path, text);
-        return path;
+        string script = Path.Combine(Path.GetTempPath(), "pgspec-proxy-tls-" + Guid.NewGuid().ToString("N") + ".sql");
+        File.WriteAllText(script, sql);
+        try
+        {
+            return ClientTests.Psql("127.0.0.1", proxy.PortText, role, script, extra);
+        }
+        finally
+        {
+            File.Delete(script);
+        }
     }
 }
