@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs pgbench through `pgspec proxy` for minutes and checks that nothing is lost, altered or
-# leaked: the built-in select-only load (-M prepared) and, beside it, a script that checks every
+# leaked: the built-in select-only load (-M prepared), a client that connects anew for every
+# transaction (-C: connections come and go all the time) and, beside them, a script that checks every
 # answer (arithmetic on the values it sent, and 70 to 270 KB values sent back and forth, past
 # the proxy's streaming threshold) and fails its client at the first wrong byte. The proxy's
 # resident memory is sampled every SAMPLE seconds; at the end, a COPY of pgbench_accounts read
@@ -45,16 +46,19 @@ echo "soak: $DURATION s through pgspec proxy ($PGSPEC_DLL)" >&2
 select_pid=$!
 "$PGBIN/pgbench" -n -M extended -c 2 -j 1 -T "$DURATION" -f "$work/check.sql" -D scale="$SCALE" -h 127.0.0.1 -p "$proxy_port" -U postgres postgres > "$work/check.out" 2>&1 &
 check_pid=$!
+"$PGBIN/pgbench" -n -S -C -c 2 -j 1 -T "$DURATION" -h 127.0.0.1 -p "$proxy_port" -U postgres postgres > "$work/churn.out" 2>&1 &
+churn_pid=$!
 
 : > "$work/rss"
 elapsed=0
-while kill -0 "$select_pid" 2>/dev/null || kill -0 "$check_pid" 2>/dev/null; do
+while kill -0 "$select_pid" 2>/dev/null || kill -0 "$check_pid" 2>/dev/null || kill -0 "$churn_pid" 2>/dev/null; do
     sleep "$SAMPLE"
     elapsed=$((elapsed + SAMPLE))
     echo "$elapsed $(rss_kb)" >> "$work/rss"
 done
 select_status=0; wait "$select_pid" || select_status=$?
 check_status=0; wait "$check_pid" || check_status=$?
+churn_status=0; wait "$churn_pid" || churn_status=$?
 
 copy() { "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "COPY (SELECT * FROM pgbench_accounts ORDER BY aid) TO STDOUT" | sha256sum | cut -d' ' -f1; }
 direct_copy=$(copy "$pg_port")
@@ -65,11 +69,12 @@ summary() { # FILE STATUS LABEL
     local tps errors
     tps=$(awk '/^tps = / { print $3; exit }' "$1")
     errors=$(grep -cE "aborted|error|ERROR" "$1" || true)
-    printf '%-34s exit %s, tps %s, %s error lines\n' "$3" "$2" "${tps:-?}" "$errors"
+    printf '%-42s exit %s, tps %s, %s error lines\n' "$3" "$2" "${tps:-?}" "$errors"
     if [ "$2" != 0 ] || [ "$errors" != 0 ]; then failed=1; sed 's/^/    /' "$1" | grep -E "aborted|error|ERROR" | head -5; fi
 }
 summary "$work/select.out" "$select_status" "select-only, -M prepared, $CLIENTS clients"
 summary "$work/check.out" "$check_status" "checked answers, -M extended, 2 clients"
+summary "$work/churn.out" "$churn_status" "a connection per transaction, 2 clients"
 
 if [ "$direct_copy" = "$proxy_copy" ]; then
     echo "COPY of pgbench_accounts: identical through the proxy ($direct_copy)"
@@ -87,8 +92,8 @@ awk -v w="$window" '
     }' "$work/rss" || { echo "memory grew"; failed=1; }
 
 echo "proxy notes other than connections closing normally:"
-grep -v -e "listening on" -e "stopped;" "$work/proxy.log" | sed 's/^/    /' | head -20
+{ grep -v -e "listening on" -e "stopped;" "$work/proxy.log" || echo "(none)"; } | sed 's/^/    /' | head -20
 kill -TERM "$proxy_pid"; wait "$proxy_pid" 2>/dev/null || true
-echo "proxy summary: $(grep -h "stopped" "$work/proxy.log" | sed 's/^pgspec proxy: //')"
+echo "proxy summary: $(grep -h "stopped" "$work/proxy.log" | sed 's/^pgspec proxy: //' || true)"
 if [ "$failed" = 0 ]; then echo "soak passed"; else echo "soak FAILED"; fi
 exit "$failed"
