@@ -29,25 +29,14 @@ public class ForwardingTests
         ];
         byte[] startup = RawClient.Startup("someone");
 
-        using var fake = new TcpListener(IPAddress.Loopback, 0);
-        fake.Start();
         var serverReceived = new MemoryStream();
-        Task serve = Task.Run(async () =>
+        await using var fake = new FakeServerProxy(async socket =>
         {
-            using Socket socket = await fake.AcceptSocketAsync();
             using var stream = new NetworkStream(socket);
             await stream.WriteAsync(serverSends);
             await stream.CopyToAsync(serverReceived);
         });
-        var options = new PgProxyOptions
-        {
-            Listen = ProxyEndpoint.Parse("127.0.0.1:0"),
-            Upstream = ProxyEndpoint.Parse("127.0.0.1:" + ((IPEndPoint)fake.LocalEndpoint).Port.ToString(CultureInfo.InvariantCulture)),
-        };
-        await using var proxy = new PgProxy(options);
-        proxy.Start();
-        using var stop = new CancellationTokenSource();
-        Task run = proxy.RunAsync(stop.Token);
+        PgProxy proxy = fake.Proxy;
 
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await client.ConnectAsync((IPEndPoint)proxy.LocalEndPoint!);
@@ -59,13 +48,12 @@ public class ForwardingTests
         client.Shutdown(SocketShutdown.Send);
         var rest = new MemoryStream();
         await clientStream.CopyToAsync(rest);
-        await serve;
+        await fake.Served;
 
         Assert.Equal(serverSends, first);
         Assert.Empty(rest.ToArray());
         Assert.Equal([.. startup, .. clientSendsAfterStartup], serverReceived.ToArray());
-        await stop.CancelAsync();
-        await run;
+        await fake.StopAsync();
         Assert.Equal(1, proxy.Statistics.Closed);
         Assert.Equal(4, proxy.Statistics.FrontendMessages);
         Assert.Equal(7, proxy.Statistics.BackendMessages);

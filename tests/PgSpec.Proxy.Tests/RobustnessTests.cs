@@ -125,23 +125,14 @@ public class RobustnessTests
     [Fact]
     public async Task MalformedServer_ClientGetsFatal08P01()
     {
-        using var fake = new TcpListener(IPAddress.Loopback, 0);
-        fake.Start();
-        int fakePort = ((IPEndPoint)fake.LocalEndpoint).Port;
-        Task serve = Task.Run(async () =>
+        await using var fake = new FakeServerProxy(async socket =>
         {
-            using Socket socket = await fake.AcceptSocketAsync();
             byte[] buffer = new byte[1024];
             await socket.ReceiveAsync(buffer);
             await socket.SendAsync(new byte[] { (byte)'R', 0, 0, 0, 1 }); // a length below 4
             await socket.ReceiveAsync(buffer);
         });
-        var options = new PgProxyOptions { Listen = ProxyEndpoint.Parse("127.0.0.1:0"), Upstream = ProxyEndpoint.Parse("127.0.0.1:" + fakePort.ToString(CultureInfo.InvariantCulture)) };
-        await using var proxy = new PgProxy(options);
-        proxy.Start();
-        using var stop = new CancellationTokenSource();
-        Task run = proxy.RunAsync(stop.Token);
-        using RawClient client = await RawClient.ConnectAsync(((IPEndPoint)proxy.LocalEndPoint!).Port);
+        using RawClient client = await RawClient.ConnectAsync(fake.Port);
 
         await client.SendAsync(RawClient.Startup("anyone"));
         (char Type, byte[] Body)? error = await client.ReadUntilAsync('E');
@@ -150,9 +141,7 @@ public class RobustnessTests
         string fields = Encoding.UTF8.GetString(error.Value.Body);
         Assert.Contains("08P01", fields);
         Assert.Contains("server sent a malformed message", fields);
-        await stop.CancelAsync();
-        await run;
-        await serve;
+        await fake.StopAsync();
     }
 
     [Theory]

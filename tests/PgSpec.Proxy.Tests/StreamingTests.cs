@@ -130,11 +130,8 @@ public class StreamingTests
         BinaryPrimitives.WriteInt32BigEndian(row.AsSpan(1), row.Length - 1);
         BinaryPrimitives.WriteUInt16BigEndian(row.AsSpan(5), 1);
         BinaryPrimitives.WriteInt32BigEndian(row.AsSpan(7), (200 * 1024) + 1);
-        using var fake = new TcpListener(IPAddress.Loopback, 0);
-        fake.Start();
-        Task serve = Task.Run(async () =>
+        await using var fake = new FakeServerProxy(async socket =>
         {
-            using Socket socket = await fake.AcceptSocketAsync();
             byte[] buffer = new byte[1024];
             await socket.ReceiveAsync(buffer);
             await socket.SendAsync(new byte[] { (byte)'R', 0, 0, 0, 8, 0, 0, 0, 0, (byte)'Z', 0, 0, 0, 5, (byte)'I' });
@@ -143,13 +140,7 @@ public class StreamingTests
             await socket.SendAsync(row);
             await socket.ReceiveAsync(buffer);
         });
-        var options = new PgProxyOptions { Listen = ProxyEndpoint.Parse("127.0.0.1:0"), Upstream = ProxyEndpoint.Parse("127.0.0.1:" + ((IPEndPoint)fake.LocalEndpoint).Port.ToString(CultureInfo.InvariantCulture)) };
-        var log = new StringBuilder();
-        await using var proxy = new PgProxy(options with { Log = text => { lock (log) { log.AppendLine(text); } } });
-        proxy.Start();
-        using var stop = new CancellationTokenSource();
-        Task run = proxy.RunAsync(stop.Token);
-        using RawClient client = await RawClient.ConnectAsync(((IPEndPoint)proxy.LocalEndPoint!).Port);
+        using RawClient client = await RawClient.ConnectAsync(fake.Port);
 
         await client.SendAsync(RawClient.Startup("anyone"));
         Assert.NotNull(await client.ReadUntilAsync('Z'));
@@ -159,13 +150,8 @@ public class StreamingTests
         // The row's beginning went through before its end was known to be wrong; after it, nothing.
         Assert.True(received.Length > 7 && received.Length < 7 + row.Length, $"{received.Length} bytes received");
         Assert.Equal(row.AsSpan(0, received.Length - 7).ToArray(), received.AsSpan(7).ToArray());
-        await stop.CancelAsync();
-        await run;
-        await serve;
-        lock (log)
-        {
-            Assert.Contains("DataRow: the body ends 1 bytes inside a column value", log.ToString());
-        }
+        await fake.StopAsync();
+        Assert.Contains("DataRow: the body ends 1 bytes inside a column value", fake.Log);
     }
 
     private static Task<PgFrontendSession> ConnectAsync(ProxyHarness proxy, PgServer server)
