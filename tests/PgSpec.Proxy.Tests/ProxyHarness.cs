@@ -15,11 +15,16 @@ public sealed class ProxyHarness : IAsyncDisposable
     private readonly StringBuilder _log = new();
 
     public ProxyHarness(PgServer server, Func<PgProxyOptions, PgProxyOptions>? configure = null, bool regress = true, bool showSecrets = true)
+        : this(ProxyEndpoint.Parse(server.Host + ":" + server.Port.ToString(CultureInfo.InvariantCulture)), configure, regress, showSecrets)
+    {
+    }
+
+    public ProxyHarness(ProxyEndpoint upstream, Func<PgProxyOptions, PgProxyOptions>? configure = null, bool regress = true, bool showSecrets = true)
     {
         var options = new PgProxyOptions
         {
             Listen = ProxyEndpoint.Parse("127.0.0.1:0"),
-            Upstream = ProxyEndpoint.Parse(server.Host + ":" + server.Port.ToString(CultureInfo.InvariantCulture)),
+            Upstream = upstream,
             Trace = new PqTraceSink(_trace, new PgTraceOptions { Regress = regress }, connectionIds: false, showSecrets: showSecrets),
             Log = text =>
             {
@@ -64,10 +69,16 @@ public sealed class ProxyHarness : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
+    /// <summary>Stops accepting; open connections finish within the shutdown grace.</summary>
+    public async Task StopAsync()
     {
         await _stop.CancelAsync();
         await _run;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
         await Proxy.DisposeAsync();
     }
 }

@@ -139,7 +139,7 @@ public class StreamingTests
             await socket.SendAsync(new byte[] { (byte)'T', 0, 0, 0, 6, 0, 0 });
             await socket.SendAsync(row);
             await socket.ReceiveAsync(buffer);
-        });
+        }, options => options with { Trace = null });
         using RawClient client = await RawClient.ConnectAsync(fake.Port);
 
         await client.SendAsync(RawClient.Startup("anyone"));
