@@ -88,6 +88,9 @@ awk -v w="$window" '
     END {
         for (i = 1; i <= NR; i++) { if (i <= w && r[i] > first) first = r[i]; if (i > NR - w && r[i] > last) last = r[i]; if (r[i] > peak) peak = r[i] }
         printf "proxy resident memory: first minute max %.1f MB, last minute max %.1f MB, peak %.1f MB (%d samples)\n", first / 1024, last / 1024, peak / 1024, NR
+        printf "  by minute (MB):"
+        for (i = w; i <= NR; i += w) printf " %.1f", r[i] / 1024
+        printf "\n"
         exit !(last <= first * 1.10 + 8192)
     }' "$work/rss" || { echo "memory grew"; failed=1; }
 
