@@ -73,11 +73,14 @@ internal static class ProxyCommand
         var handshakeTimeout = new Option<double>("--handshake-timeout") { Description = "Seconds a client has to send its startup message.", HelpName = "SECONDS", DefaultValueFactory = _ => 30 };
         var idleTimeout = new Option<double>("--idle-timeout") { Description = "Close a connection with no traffic for this many seconds; 0 never.", HelpName = "SECONDS", DefaultValueFactory = _ => 0 };
         var shutdownGrace = new Option<double>("--shutdown-grace") { Description = "Seconds open connections may go on after SIGINT/SIGTERM.", HelpName = "SECONDS", DefaultValueFactory = _ => 5 };
+        var socketEngine = new Option<string>("--socket-engine") { Description = "epoll: the proxy's own epoll loop (Linux; one receive and one send per message). dotnet: .NET's sockets. auto: epoll on Linux.", HelpName = "auto|epoll|dotnet", DefaultValueFactory = _ => "auto" };
+        socketEngine.AcceptOnlyFromAmong("auto", "epoll", "dotnet");
+        var ioThreads = new Option<int>("--io-threads") { Description = "Event threads of the epoll engine; 0: one per four processors, at least one.", HelpName = "N", DefaultValueFactory = _ => 0 };
         var quiet = new Option<bool>("--quiet") { Description = "No notes about connections on standard error (the summary is still printed)." };
 
         var command = new Command("proxy", Description)
         {
-            listen, upstream, tlsCert, tlsKey, upstreamTls, tlsPassthrough, streamThreshold, trace, format, regress, connectionIds, timestamps, showSecrets, handshakeTimeout, idleTimeout, shutdownGrace, quiet,
+            listen, upstream, tlsCert, tlsKey, upstreamTls, tlsPassthrough, streamThreshold, trace, format, regress, connectionIds, timestamps, showSecrets, handshakeTimeout, idleTimeout, shutdownGrace, socketEngine, ioThreads, quiet,
         };
 
         command.Validators.Add(result =>
@@ -95,6 +98,16 @@ internal static class ProxyCommand
             if (result.GetResult(streamThreshold) is { Implicit: false } && result.GetValue(streamThreshold) < 5)
             {
                 result.AddError("--stream-threshold is at least 5 (a message's header).");
+            }
+
+            if (result.GetValue(ioThreads) < 0)
+            {
+                result.AddError("--io-threads cannot be negative.");
+            }
+
+            if (result.GetValue(socketEngine) == "epoll" && !OperatingSystem.IsLinux())
+            {
+                result.AddError("--socket-engine epoll needs Linux.");
             }
 
             if (result.GetValue(regress) && result.GetValue(format) == "json")
@@ -166,6 +179,13 @@ internal static class ProxyCommand
                 HandshakeTimeout = TimeSpan.FromSeconds(result.GetValue(handshakeTimeout)),
                 IdleTimeout = result.GetValue(idleTimeout) == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(result.GetValue(idleTimeout)),
                 ShutdownGrace = TimeSpan.FromSeconds(result.GetValue(shutdownGrace)),
+                SocketEngine = result.GetValue(socketEngine) switch
+                {
+                    "epoll" => ProxySocketEngine.Epoll,
+                    "dotnet" => ProxySocketEngine.DotNet,
+                    _ => ProxySocketEngine.Auto,
+                },
+                IoThreads = result.GetValue(ioThreads),
                 Log = notes ? text => Note(stderr, text) : null,
             };
 
@@ -184,17 +204,17 @@ internal static class ProxyCommand
             stop.Cancel();
         }
 
-        if (options.Trace is null && Environment.GetEnvironmentVariable(InlineCompletions) is null)
-        {
-            // Without a trace nothing on the relay path blocks, so socket continuations may run on
-            // the event thread instead of hopping to the thread pool (read when the first socket
-            // operation starts; an explicit setting wins).
-            Environment.SetEnvironmentVariable(InlineCompletions, "1");
-        }
-
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         var proxy = new PgProxy(options);
+        if (options.Trace is null && proxy.SocketEngine == ProxySocketEngine.DotNet && Environment.GetEnvironmentVariable(InlineCompletions) is null)
+        {
+            // Without a trace nothing on the relay path blocks, so .NET's socket continuations may
+            // run on its event thread instead of hopping to the thread pool (read when the first
+            // socket operation starts; an explicit setting wins).
+            Environment.SetEnvironmentVariable(InlineCompletions, "1");
+        }
+
         try
         {
             proxy.Start();
@@ -205,7 +225,7 @@ internal static class ProxyCommand
             return PgSpecCommandLine.ExitUsage;
         }
 
-        Note(stderr, $"listening on {options.Listen} ({proxy.LocalEndPoint}), forwarding to {options.Upstream}");
+        Note(stderr, $"listening on {options.Listen} ({proxy.LocalEndPoint}), forwarding to {options.Upstream}; sockets: {proxy.SocketDescription}");
         try
         {
             proxy.RunAsync(stop.Token).GetAwaiter().GetResult();

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using PgSpec.Proxy.Sockets;
 
 namespace PgSpec.Proxy;
 
@@ -27,6 +28,8 @@ public sealed class PgProxy : IAsyncDisposable
         }
 
         ArgumentOutOfRangeException.ThrowIfLessThan(options.StreamThreshold, 5, nameof(options.StreamThreshold));
+        ArgumentOutOfRangeException.ThrowIfNegative(options.IoThreads, nameof(options.IoThreads));
+        Sockets = PgSpec.Proxy.Sockets.SocketEngine.Create(options);
     }
 
     /// <summary>The options.</summary>
@@ -41,7 +44,15 @@ public sealed class PgProxy : IAsyncDisposable
     /// <summary>The number of connections being served.</summary>
     public int ActiveConnections => _connections.Count;
 
+    /// <summary>The socket engine in use: <see cref="ProxySocketEngine.Epoll"/> or <see cref="ProxySocketEngine.DotNet"/>.</summary>
+    public ProxySocketEngine SocketEngine => Sockets is EpollSocketEngine ? ProxySocketEngine.Epoll : ProxySocketEngine.DotNet;
+
+    /// <summary>Which sockets serve the connections, e.g. "epoll, 1 event thread".</summary>
+    public string SocketDescription => Sockets.Description;
+
     internal CancelKeyMap CancelKeys { get; } = new();
+
+    internal SocketEngine Sockets { get; }
 
     /// <summary>Binds and listens.</summary>
     public void Start()
@@ -108,7 +119,25 @@ public sealed class PgProxy : IAsyncDisposable
 
                 long id = Interlocked.Increment(ref _nextId);
                 Statistics.OnAccepted();
-                var connection = new ProxyConnection(this, id, client);
+                ProxySocket socket;
+                try
+                {
+                    if (!Options.Listen.IsUnix)
+                    {
+                        client.NoDelay = true;
+                    }
+
+                    socket = Sockets.Adopt(client);
+                }
+                catch (SocketException e)
+                {
+                    client.Dispose();
+                    Statistics.OnFailed();
+                    Note(id, "closed: " + e.Message);
+                    continue;
+                }
+
+                var connection = new ProxyConnection(this, id, socket);
                 _connections[id] = Task.Run(async () =>
                 {
                     try
@@ -119,6 +148,9 @@ public sealed class PgProxy : IAsyncDisposable
                     {
                         _connections.TryRemove(id, out _);
                     }
+
+                    // The connection may have ended on an event thread: whoever awaits the proxy must not go on there.
+                    await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
                 });
             }
         }
@@ -160,6 +192,7 @@ public sealed class PgProxy : IAsyncDisposable
             // Connections report their own failures.
         }
 
+        Sockets.Dispose();
         _abort.Dispose();
     }
 

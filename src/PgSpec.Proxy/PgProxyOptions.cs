@@ -1,5 +1,6 @@
 using System.Security.Cryptography.X509Certificates;
 using PgSpec.Protocol;
+using PgSpec.Proxy.Sockets;
 
 namespace PgSpec.Proxy;
 
@@ -46,6 +47,12 @@ public sealed record PgProxyOptions
 
     /// <summary>Message size limits (both directions).</summary>
     public PgLimits Limits { get; init; } = PgLimits.Default;
+
+    /// <summary>Which sockets to use: by default the proxy's own epoll loop on Linux, .NET's sockets elsewhere.</summary>
+    public ProxySocketEngine SocketEngine { get; init; } = ProxySocketEngine.Auto;
+
+    /// <summary>The epoll engine's event threads; 0 (the default) is one per four processors, at least one.</summary>
+    public int IoThreads { get; init; }
 
     /// <summary>Notes about connections (failures, closes); null writes none.</summary>
     public Action<string>? Log { get; init; }

@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Text;
 using PgSpec.Protocol;
+using PgSpec.Proxy.Sockets;
 
 namespace PgSpec.Proxy;
 
@@ -29,16 +30,16 @@ internal sealed class ProxyConnection
 
     private readonly PgProxy _proxy;
     private readonly long _id;
-    private readonly Socket _client;
+    private readonly ProxySocket _client;
     private readonly DecodeContext _context;
     private readonly IProxyTraceSink? _trace;
-    private Socket? _upstream;
+    private ProxySocket? _upstream;
     private bool _clientTls;
     private bool _clientStreamBroken;
     private int _issuedProcessId;
     private byte[]? _issuedKey;
 
-    public ProxyConnection(PgProxy proxy, long id, Socket client)
+    public ProxyConnection(PgProxy proxy, long id, ProxySocket client)
     {
         _proxy = proxy;
         _id = id;
@@ -52,21 +53,16 @@ internal sealed class ProxyConnection
     public async Task RunAsync(CancellationToken abort)
     {
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(abort);
-        Stream client = new NetworkStream(_client, ownsSocket: false);
+        Stream client = _client.Stream;
         Stream? upstream = null;
         bool failed = false;
         try
         {
-            if (_client.RemoteEndPoint is not null && !Options.Listen.IsUnix)
-            {
-                _client.NoDelay = true;
-            }
-
             cancel.CancelAfter(Options.HandshakeTimeout);
             (client, byte[]? startup, bool tunnel) = await StartupAsync(client, cancel.Token).ConfigureAwait(false);
             if (tunnel)
             {
-                upstream = new NetworkStream(_upstream!, ownsSocket: false);
+                upstream = _upstream!.Stream;
                 cancel.CancelAfter(Options.IdleTimeout);
                 await TunnelAsync(client, upstream, cancel).ConfigureAwait(false);
                 return;
@@ -138,7 +134,7 @@ internal sealed class ProxyConnection
     private async Task<(Stream Client, byte[]? Startup, bool Tunnel)> StartupAsync(Stream client, CancellationToken cancellationToken)
     {
         byte[] first = new byte[1];
-        int peeked = await _client.ReceiveAsync(first, SocketFlags.Peek, cancellationToken).ConfigureAwait(false);
+        int peeked = await _client.PeekAsync(first, cancellationToken).ConfigureAwait(false);
         if (peeked == 0)
         {
             return (client, null, false);
@@ -288,14 +284,13 @@ internal sealed class ProxyConnection
             return;
         }
 
-        using Socket socket = Options.Upstream.CreateSocket();
-        await socket.ConnectAsync(Options.Upstream.EndPoint, cancellationToken).ConfigureAwait(false);
-        await socket.SendAsync(request, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-        socket.Shutdown(SocketShutdown.Send);
+        using ProxySocket socket = await _proxy.Sockets.ConnectAsync(Options.Upstream, cancellationToken).ConfigureAwait(false);
+        await socket.Stream.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+        socket.ShutdownSend();
 
         // The server closes the connection once it has handled the request.
         byte[] sink = new byte[16];
-        while (await socket.ReceiveAsync(sink, SocketFlags.None, cancellationToken).ConfigureAwait(false) > 0)
+        while (await socket.Stream.ReadAsync(sink, cancellationToken).ConfigureAwait(false) > 0)
         {
         }
 
@@ -310,19 +305,13 @@ internal sealed class ProxyConnection
             return;
         }
 
-        _upstream = Options.Upstream.CreateSocket();
         try
         {
-            await _upstream.ConnectAsync(Options.Upstream.EndPoint, cancellationToken).ConfigureAwait(false);
+            _upstream = await _proxy.Sockets.ConnectAsync(Options.Upstream, cancellationToken).ConfigureAwait(false);
         }
         catch (SocketException e)
         {
             throw new ProxyConnectionException($"cannot connect to the server {Options.Upstream}: {e.Message}", ErrorResponse("FATAL", "08006", $"pgspec proxy cannot connect to the server {Options.Upstream}: {e.Message}"));
-        }
-
-        if (!Options.Upstream.IsUnix)
-        {
-            _upstream.NoDelay = true;
         }
     }
 
@@ -330,9 +319,10 @@ internal sealed class ProxyConnection
     private async Task<byte> PassEncryptionRequestAsync(byte[] request, CancellationToken cancellationToken)
     {
         await ConnectSocketAsync(cancellationToken).ConfigureAwait(false);
-        await _upstream!.SendAsync(request, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        Stream upstream = _upstream!.Stream;
+        await upstream.WriteAsync(request, cancellationToken).ConfigureAwait(false);
         byte[] answer = new byte[1];
-        if (await _upstream.ReceiveAsync(answer, SocketFlags.None, cancellationToken).ConfigureAwait(false) == 0)
+        if (await upstream.ReadAsync(answer, cancellationToken).ConfigureAwait(false) == 0)
         {
             throw new ProxyConnectionException("the server closed the connection instead of answering SSLRequest", ErrorResponse("FATAL", "08006", "the server behind pgspec proxy closed the connection instead of answering SSLRequest"));
         }
@@ -369,7 +359,7 @@ internal sealed class ProxyConnection
         }
     }
 
-    private async Task CopyRawAsync(Stream input, Stream output, Socket outputSocket, bool fromClient, CancellationTokenSource cancel)
+    private async Task CopyRawAsync(Stream input, Stream output, ProxySocket outputSocket, bool fromClient, CancellationTokenSource cancel)
     {
         bool idleTimeout = Options.IdleTimeout != Timeout.InfiniteTimeSpan;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(InitialBufferSize);
@@ -385,13 +375,7 @@ internal sealed class ProxyConnection
 
                 if (read == 0)
                 {
-                    try
-                    {
-                        outputSocket.Shutdown(SocketShutdown.Send);
-                    }
-                    catch (SocketException)
-                    {
-                    }
+                    outputSocket.ShutdownSend();
 
                     return;
                 }
@@ -409,7 +393,7 @@ internal sealed class ProxyConnection
     private async Task<Stream> ConnectUpstreamAsync(byte[] startup, CancellationToken cancellationToken)
     {
         await ConnectSocketAsync(cancellationToken).ConfigureAwait(false);
-        Stream upstream = new NetworkStream(_upstream!, ownsSocket: false);
+        Stream upstream = _upstream!.Stream;
         if (Options.UpstreamTls)
         {
             await upstream.WriteAsync(s_sslRequest, cancellationToken).ConfigureAwait(false);
@@ -456,13 +440,7 @@ internal sealed class ProxyConnection
         if (first == clientToServer && first.IsCompletedSuccessfully && !Options.UpstreamTls)
         {
             // The client is gone: tell the server, and let it close its side.
-            try
-            {
-                _upstream!.Shutdown(SocketShutdown.Send);
-            }
-            catch (SocketException)
-            {
-            }
+            _upstream!.ShutdownSend();
 
             cancel.CancelAfter(Options.ShutdownGrace);
         }

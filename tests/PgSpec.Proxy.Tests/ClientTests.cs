@@ -116,6 +116,39 @@ public class ClientTests
     }
 
     [Theory]
+    [InlineData(ProxySocketEngine.Epoll, true)]
+    [InlineData(ProxySocketEngine.Epoll, false)]
+    [InlineData(ProxySocketEngine.DotNet, true)]
+    [InlineData(ProxySocketEngine.DotNet, false)]
+    public async Task PsqlAndPgbench_ThroughEachSocketEngine_TracedOrNot_GiveWhatADirectConnectionGives(ProxySocketEngine engine, bool traced)
+    {
+        PgServer server = await _servers.Server(15);
+        PgRole role = server.Role(PgAuthMethod.ScramSha256);
+        await using var proxy = new ProxyHarness(server, options => options with { SocketEngine = engine, Trace = traced ? options.Trace : null });
+        string script = Path.Combine(Path.GetTempPath(), "pgspec-proxy-psql-" + Guid.NewGuid().ToString("N") + ".sql");
+        await File.WriteAllTextAsync(script, PsqlScript.Replace("\r\n", "\n") + "\n");
+        try
+        {
+            ProcessOutput direct = Psql(server.Host, server.Port.ToString(CultureInfo.InvariantCulture), role, script);
+            ProcessOutput proxied = Psql("127.0.0.1", proxy.PortText, role, script);
+            ProcessOutput bench = Pgbench("127.0.0.1", proxy.PortText, server.Role(PgAuthMethod.Trust), "prepared");
+
+            Assert.Equal(engine, proxy.Proxy.SocketEngine);
+            Assert.Contains("hello", direct.Stdout);
+            Assert.Equal(direct.ToString(), proxied.ToString());
+            Assert.True(bench.ExitCode == 0, bench.ToString());
+            Assert.Contains("number of transactions actually processed: 100/100", bench.Stdout);
+            await proxy.WaitIdleAsync();
+            Assert.Equal(traced, proxy.Trace.Contains("\tRowDescription\t", StringComparison.Ordinal));
+            Assert.Equal(0, proxy.Proxy.Statistics.Failed);
+        }
+        finally
+        {
+            File.Delete(script);
+        }
+    }
+
+    [Theory]
     [InlineData(15)]
     [InlineData(18)]
     public async Task ProxyTrace_OfAPsycopgSession_EqualsLibpqsOwnTraceLineForLine(int major)

@@ -1,0 +1,298 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using PgSpec.Proxy.Sockets;
+
+namespace PgSpec.Proxy.Tests;
+
+/// <summary>
+/// The epoll socket engine on its own, against .NET sockets as peers: readiness after a drained
+/// read, the end of the stream arriving with the last bytes, back-pressure, cancellation, closing,
+/// connecting, and many connections over two event threads. Each runs with continuations on the
+/// event thread and on the thread pool.
+/// </summary>
+public sealed class EpollSocketTests : IDisposable
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
+    private readonly List<IDisposable> _owned = [];
+
+    public static TheoryData<bool> Inline => new() { true, false };
+
+    [Theory]
+    [MemberData(nameof(Inline))]
+    public async Task Receive_AfterAShortReadDrainedTheSocket_CompletesWhenMoreBytesArrive(bool inline)
+    {
+        (ProxySocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
+        byte[] buffer = new byte[100];
+        peer.Send(new byte[10]);
+        await WaitAvailableAsync(socket, 10);
+
+        int first = await socket.Stream.ReadAsync(buffer).AsTask().WaitAsync(Patience);
+        ValueTask<int> waiting = socket.Stream.ReadAsync(buffer);
+        await Task.Delay(50);
+        bool completedEarly = waiting.IsCompleted;
+        peer.Send([1, 2, 3, 4, 5]);
+        int second = await waiting.AsTask().WaitAsync(Patience);
+
+        Assert.Equal(10, first);
+        Assert.False(completedEarly);
+        Assert.Equal(5, second);
+        Assert.Equal([1, 2, 3, 4, 5], buffer[..5]);
+    }
+
+    [Theory]
+    [MemberData(nameof(Inline))]
+    public async Task Receive_WhenTheLastBytesAndTheEndArriveTogether_GivesTheBytesThenTheEnd(bool inline)
+    {
+        (ProxySocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
+        byte[] buffer = new byte[100];
+        peer.Send(new byte[7]);
+        peer.Shutdown(SocketShutdown.Send);
+        await Task.Delay(50);
+
+        int data = await socket.Stream.ReadAsync(buffer).AsTask().WaitAsync(Patience);
+        int end = await socket.Stream.ReadAsync(buffer).AsTask().WaitAsync(Patience);
+
+        Assert.Equal(7, data);
+        Assert.Equal(0, end);
+    }
+
+    [Theory]
+    [MemberData(nameof(Inline))]
+    public async Task Send_MoreThanTheSocketBuffersHold_WaitsForRoomAndDeliversEveryByte(bool inline)
+    {
+        (ProxySocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
+        byte[] payload = RandomNumberGenerator.GetBytes(24 * 1024 * 1024);
+
+        ValueTask sending = socket.Stream.WriteAsync(payload);
+        await Task.Delay(100);
+        bool waitedForRoom = !sending.IsCompleted;
+        byte[] received = new byte[payload.Length];
+        using var peerStream = new NetworkStream(peer, ownsSocket: false);
+        await peerStream.ReadExactlyAsync(received).AsTask().WaitAsync(Patience);
+        await sending.AsTask().WaitAsync(Patience);
+
+        Assert.True(waitedForRoom);
+        Assert.Equal(SHA256.HashData(payload), SHA256.HashData(received));
+    }
+
+    [Theory]
+    [MemberData(nameof(Inline))]
+    public async Task Receive_Cancelled_EndsWithOperationCanceledAndTheSocketStaysUsable(bool inline)
+    {
+        (ProxySocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
+        byte[] buffer = new byte[16];
+        using var cancel = new CancellationTokenSource();
+
+        ValueTask<int> waiting = socket.Stream.ReadAsync(buffer, cancel.Token);
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting.AsTask().WaitAsync(Patience));
+        peer.Send([42]);
+        int after = await socket.Stream.ReadAsync(buffer).AsTask().WaitAsync(Patience);
+
+        Assert.Equal(1, after);
+        Assert.Equal(42, buffer[0]);
+    }
+
+    [Theory]
+    [MemberData(nameof(Inline))]
+    public async Task Dispose_WithAReceiveWaiting_EndsItWithObjectDisposed(bool inline)
+    {
+        (ProxySocket socket, _) = await AcceptedPairAsync(Engine(inline));
+
+        ValueTask<int> waiting = socket.Stream.ReadAsync(new byte[16]);
+        socket.Dispose();
+
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => waiting.AsTask().WaitAsync(Patience));
+        Assert.Throws<ObjectDisposedException>(() => socket.Stream.ReadAsync(new byte[16]));
+    }
+
+    [Theory]
+    [MemberData(nameof(Inline))]
+    public async Task Peek_LeavesTheBytesForTheNextReceive(bool inline)
+    {
+        (ProxySocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
+        byte[] one = new byte[1];
+        byte[] all = new byte[8];
+
+        ValueTask<int> peeking = socket.PeekAsync(one, CancellationToken.None);
+        peer.Send([7, 8, 9]);
+        int peeked = await peeking.AsTask().WaitAsync(Patience);
+        await WaitAvailableAsync(socket, 3);
+        int read = await socket.Stream.ReadAsync(all).AsTask().WaitAsync(Patience);
+
+        Assert.Equal(1, peeked);
+        Assert.Equal(7, one[0]);
+        Assert.Equal(3, read);
+        Assert.Equal([7, 8, 9], all[..3]);
+    }
+
+    [Fact]
+    public async Task ShutdownSend_GivesThePeerTheEndAndStillReceives()
+    {
+        (ProxySocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline: true));
+        byte[] buffer = new byte[4];
+
+        socket.ShutdownSend();
+        int peerRead = await peer.ReceiveAsync(buffer).WaitAsync(Patience);
+        peer.Send([5]);
+        int read = await socket.Stream.ReadAsync(buffer).AsTask().WaitAsync(Patience);
+
+        Assert.Equal(0, peerRead);
+        Assert.Equal(1, read);
+    }
+
+    [Fact]
+    public async Task Connect_ToAPortNobodyListensOn_IsConnectionRefused()
+    {
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        int port = ((IPEndPoint)probe.LocalEndPoint!).Port;
+
+        SocketException error = await Assert.ThrowsAsync<SocketException>(
+            () => Engine(inline: true).ConnectAsync(ProxyEndpoint.Parse("127.0.0.1:" + port), CancellationToken.None).AsTask());
+
+        Assert.Equal(SocketError.ConnectionRefused, error.SocketErrorCode);
+        Assert.Contains("refused", error.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public async Task Connect_ToAUnixSocketThatIsNotThere_FailsWithTheSystemsReason()
+    {
+        string path = Path.Combine(Path.GetTempPath(), "pgspec-missing-" + Guid.NewGuid().ToString("N") + ".sock");
+
+        SocketException error = await Assert.ThrowsAsync<SocketException>(
+            () => Engine(inline: true).ConnectAsync(ProxyEndpoint.Parse(path), CancellationToken.None).AsTask());
+
+        Assert.Contains("No such file", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("localhost")]
+    [InlineData("[::1]")]
+    [InlineData("unix")]
+    public async Task Connect_ByHostNameIPv6OrUnixPath_ReachesTheListener(string kind)
+    {
+        string? path = kind == "unix" ? Path.Combine(Path.GetTempPath(), "pgspec-epoll-" + Guid.NewGuid().ToString("N") + ".sock") : null;
+        using Socket listener = path is not null
+            ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+            : new Socket(kind == "[::1]" ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(path is not null ? new UnixDomainSocketEndPoint(path) : new IPEndPoint(kind == "[::1]" ? IPAddress.IPv6Loopback : IPAddress.Loopback, 0));
+        listener.Listen();
+        string endpoint = path ?? kind + ":" + ((IPEndPoint)listener.LocalEndPoint!).Port;
+        try
+        {
+            ProxySocket socket = Own(await Engine(inline: true).ConnectAsync(ProxyEndpoint.Parse(endpoint), CancellationToken.None).AsTask().WaitAsync(Patience));
+            using Socket accepted = await listener.AcceptAsync().WaitAsync(Patience);
+            await socket.Stream.WriteAsync(new byte[] { 1, 2, 3 });
+            byte[] buffer = new byte[3];
+            await new NetworkStream(accepted).ReadExactlyAsync(buffer).AsTask().WaitAsync(Patience);
+
+            Assert.Equal([1, 2, 3], buffer);
+        }
+        finally
+        {
+            if (path is not null)
+            {
+                File.Delete(path);
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Inline))]
+    public async Task ManyConnections_OverTwoEventThreads_EchoEveryByteInOrder(bool inline)
+    {
+        SocketEngine engine = Engine(inline, threads: 2);
+        const int Connections = 40;
+        var pairs = new List<(ProxySocket Socket, Socket Peer)>();
+        for (int i = 0; i < Connections; i++)
+        {
+            pairs.Add(await AcceptedPairAsync(engine));
+        }
+
+        // The engine's side echoes; each .NET peer sends random chunks and checks what comes back.
+        Task[] echoes = pairs.Select(pair => EchoAsync(pair.Socket)).ToArray();
+        Task<bool>[] checks = pairs.Select((pair, i) => SendAndCheckAsync(pair.Peer, seed: i)).ToArray();
+        bool[] results = await Task.WhenAll(checks).WaitAsync(TimeSpan.FromSeconds(60));
+        await Task.WhenAll(echoes).WaitAsync(Patience);
+
+        Assert.All(results, Assert.True);
+    }
+
+    public void Dispose()
+    {
+        for (int i = _owned.Count - 1; i >= 0; i--)
+        {
+            _owned[i].Dispose();
+        }
+    }
+
+    private static async Task EchoAsync(ProxySocket socket)
+    {
+        byte[] buffer = new byte[3000];
+        while (true)
+        {
+            int read = await socket.Stream.ReadAsync(buffer);
+            if (read == 0)
+            {
+                socket.ShutdownSend();
+                return;
+            }
+
+            await socket.Stream.WriteAsync(buffer.AsMemory(0, read));
+        }
+    }
+
+    private static async Task<bool> SendAndCheckAsync(Socket peer, int seed)
+    {
+        var random = new Random(seed);
+        byte[] payload = new byte[random.Next(200_000, 600_000)];
+        random.NextBytes(payload);
+        using var stream = new NetworkStream(peer, ownsSocket: false);
+        Task sending = Task.Run(async () =>
+        {
+            for (int offset = 0; offset < payload.Length;)
+            {
+                int chunk = Math.Min(random.Next(1, 9000), payload.Length - offset);
+                await stream.WriteAsync(payload.AsMemory(offset, chunk));
+                offset += chunk;
+            }
+
+            peer.Shutdown(SocketShutdown.Send);
+        });
+        var echoed = new MemoryStream();
+        await stream.CopyToAsync(echoed);
+        await sending;
+        return echoed.ToArray().AsSpan().SequenceEqual(payload);
+    }
+
+    private SocketEngine Engine(bool inline, int threads = 1) => Own<SocketEngine>(new EpollSocketEngine(threads, inline, log: null));
+
+    private T Own<T>(T disposable)
+        where T : IDisposable
+    {
+        _owned.Add(disposable);
+        return disposable;
+    }
+
+    private async Task<(ProxySocket Socket, Socket Peer)> AcceptedPairAsync(SocketEngine engine)
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen();
+        Socket peer = Own(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        Task connecting = peer.ConnectAsync(listener.LocalEndPoint!);
+        Socket accepted = await listener.AcceptAsync().WaitAsync(Patience);
+        await connecting;
+        return (Own(engine.Adopt(accepted)), peer);
+    }
+
+    private static async Task WaitAvailableAsync(ProxySocket socket, int bytes)
+    {
+        for (int i = 0; i < 200 && socket.Available < bytes; i++)
+        {
+            await Task.Delay(10);
+        }
+    }
+}
