@@ -668,8 +668,7 @@ internal sealed class ProxyConnection
             }
 
             int start = state.Start;
-            var buffer = new ReadOnlySequence<byte>(state.Buffer, start, state.End - start);
-            PgReadStatus status = reader.TryRead(ref buffer, out PgReceivedMessage message, out PgDecodeError error);
+            PgReadStatus status = reader.TryRead(state.Buffer.AsSpan(start, state.End - start), out int consumed, out PgReceivedMessage message, out PgDecodeError error);
             if (status == PgReadStatus.Incomplete)
             {
                 int length = state.End - start >= 5 ? BinaryPrimitives.ReadInt32BigEndian(state.Buffer.AsSpan(start + 1)) : 0;
@@ -690,7 +689,7 @@ internal sealed class ProxyConnection
                 return new Step(start, null, ProtocolViolation((fromClient ? "the client" : "the server") + " sent a malformed message: " + error.ToString(), fromClient));
             }
 
-            state.Start = state.End - (int)buffer.Length;
+            state.Start = start + consumed;
             state.Messages++;
             if (!fromClient && message.BackendKind == BackendMessageKind.BackendKeyData && message.Body.Length >= 8)
             {

@@ -88,7 +88,43 @@ public class ReaderPropertyTests
 
             // Segment by segment, as they arrive.
             ReadAll(newReader(), split, expected, incremental: true);
+
+            // From contiguous bytes, growing as they arrive, through the span overload.
+            ReadAllFromSpan(newReader(), data, cuts, expected);
         }));
+    }
+
+    private static void ReadAllFromSpan(PgMessageReader reader, byte[] data, int[] cuts, IPgMessage[] expected)
+    {
+        int[] ends = [.. cuts.Where(c => c > 0).Order(), data.Length];
+        int end = 0;
+        int start = 0;
+        int count = 0;
+        while (true)
+        {
+            reader.Context.ExpectedPasswordMessage = count < expected.Length && expected[count] is IFrontendMessage { TypeByte: 'p' } p ? p.FrontendKind : FrontendMessageKind.Unknown;
+            PgReadStatus status = reader.TryRead(data.AsSpan(start, ends[end] - start), out int consumed, out PgReceivedMessage message, out PgDecodeError error);
+            Assert.True(status != PgReadStatus.Malformed, $"message {count} at {start}: {error}");
+            if (status == PgReadStatus.Incomplete)
+            {
+                Assert.Equal(0, consumed);
+                if (++end == ends.Length)
+                {
+                    break;
+                }
+
+                continue;
+            }
+
+            Assert.Equal(expected[count].Length + (expected[count].TypeByte >= 0 ? 1 : 0), consumed);
+            Assert.Equal<object>(expected[count], message.ToMessage(reader.Context));
+            start += consumed;
+            count++;
+        }
+
+        Assert.Equal(expected.Length, count);
+        Assert.Equal(data.Length, start);
+        Assert.Equal(data.Length, reader.Position);
     }
 
     private static void ReadAll(PgMessageReader reader, ReadOnlySequence<byte> all, IPgMessage[] expected, bool incremental)

@@ -62,99 +62,159 @@ public readonly struct PgFrame
     };
 }
 
+/// <summary>Where a frame lies in contiguous bytes: its kind, type byte, length word, and body.</summary>
+public readonly struct PgFrameHeader
+{
+    /// <summary>Creates a header.</summary>
+    public PgFrameHeader(PgFrameKind kind, int typeByte, int length)
+    {
+        Kind = kind;
+        TypeByte = typeByte;
+        Length = length;
+    }
+
+    /// <summary>The kind of frame.</summary>
+    public PgFrameKind Kind { get; }
+
+    /// <summary>The type byte; -1 for startup packets; the answer byte for an encryption answer.</summary>
+    public int TypeByte { get; }
+
+    /// <summary>The length word (0 for an encryption answer).</summary>
+    public int Length { get; }
+
+    /// <summary>Where the body starts, from the frame's first byte.</summary>
+    public int BodyOffset => Kind switch
+    {
+        PgFrameKind.Typed => 5,
+        PgFrameKind.StartupPacket => 4,
+        _ => 1,
+    };
+
+    /// <summary>The body's length.</summary>
+    public int BodyLength => Kind == PgFrameKind.EncryptionAnswer ? 0 : Length - 4;
+
+    /// <summary>The frame's size on the wire.</summary>
+    public int WireLength => Kind switch
+    {
+        PgFrameKind.Typed => Length + 1,
+        PgFrameKind.StartupPacket => Length,
+        _ => 1,
+    };
+}
+
 /// <summary>
 /// Splits a byte stream into frames. The declared length is checked against the limit for its
 /// type byte before any body is awaited, so a peer cannot make the reader wait for (or buffer)
-/// more than the limit.
+/// more than the limit. Every overload applies the same rules; the span one reads contiguous
+/// bytes without a <see cref="ReadOnlySequence{T}"/>.
 /// </summary>
 public static class PgFramer
 {
+    /// <summary>
+    /// Reads the frame of the expected kind at the start of contiguous bytes. Complete means the
+    /// whole frame (<see cref="PgFrameHeader.WireLength"/> bytes) is there; Incomplete that more
+    /// bytes are needed; Malformed that the header breaks the rules.
+    /// </summary>
+    public static PgFrameStatus TryReadFrame(ReadOnlySpan<byte> buffer, PgFrameKind kind, PgDirection direction, PgLimits? limits, out PgFrameHeader header, out PgDecodeError error)
+        => Examine(buffer, buffer.Length, kind, direction, limits, out header, out error);
+
     /// <summary>Reads a typed message: type byte, Int32 length (at least 4, at most the limit), body.</summary>
     public static PgFrameStatus TryReadMessage(ref ReadOnlySequence<byte> buffer, PgDirection direction, PgLimits? limits, out PgFrame frame, out PgDecodeError error)
-    {
-        frame = default;
-        error = default;
-        if (buffer.Length < 5)
-        {
-            return PgFrameStatus.Incomplete;
-        }
-
-        Span<byte> header = stackalloc byte[5];
-        buffer.Slice(0, 5).CopyTo(header);
-        byte type = header[0];
-        int length = BinaryPrimitives.ReadInt32BigEndian(header.Slice(1));
-        if (length < 4)
-        {
-            error = new PgDecodeError("frame", "length", 1, $"length {length} of message type {PgTraceWriter.FormatByte(type)} is less than 4");
-            return PgFrameStatus.Malformed;
-        }
-
-        int max = (limits ?? PgLimits.Default).MaxLength(direction, type);
-        if (length > max)
-        {
-            error = new PgDecodeError("frame", "length", 1, $"length {length} of message type {PgTraceWriter.FormatByte(type)} is over the limit of {max}");
-            return PgFrameStatus.Malformed;
-        }
-
-        if (buffer.Length < 1L + length)
-        {
-            return PgFrameStatus.Incomplete;
-        }
-
-        frame = new PgFrame(PgFrameKind.Typed, type, length, buffer.Slice(5, length - 4));
-        buffer = buffer.Slice(1L + length);
-        return PgFrameStatus.Complete;
-    }
+        => TryRead(ref buffer, PgFrameKind.Typed, direction, limits, out frame, out error);
 
     /// <summary>Reads an untyped startup-phase packet: Int32 length (8 to the limit), then the code and the rest.</summary>
     public static PgFrameStatus TryReadStartupPacket(ref ReadOnlySequence<byte> buffer, PgLimits? limits, out PgFrame frame, out PgDecodeError error)
-    {
-        frame = default;
-        error = default;
-        if (buffer.Length < 4)
-        {
-            return PgFrameStatus.Incomplete;
-        }
-
-        Span<byte> header = stackalloc byte[4];
-        buffer.Slice(0, 4).CopyTo(header);
-        int length = BinaryPrimitives.ReadInt32BigEndian(header);
-        int max = (limits ?? PgLimits.Default).MaxStartupPacketLength;
-        if (length < 8 || length > max)
-        {
-            error = new PgDecodeError("frame", "length", 0, $"invalid length of startup packet: {length} (allowed 8 to {max})");
-            return PgFrameStatus.Malformed;
-        }
-
-        if (buffer.Length < length)
-        {
-            return PgFrameStatus.Incomplete;
-        }
-
-        frame = new PgFrame(PgFrameKind.StartupPacket, -1, length, buffer.Slice(4, length - 4));
-        buffer = buffer.Slice(length);
-        return PgFrameStatus.Complete;
-    }
+        => TryRead(ref buffer, PgFrameKind.StartupPacket, PgDirection.Frontend, limits, out frame, out error);
 
     /// <summary>Reads exactly one byte: the answer to SSLRequest ('S' or 'N') or GSSENCRequest ('G' or 'N').</summary>
     public static PgFrameStatus TryReadEncryptionAnswer(ref ReadOnlySequence<byte> buffer, out PgFrame frame, out PgDecodeError error)
+        => TryRead(ref buffer, PgFrameKind.EncryptionAnswer, PgDirection.Backend, null, out frame, out error);
+
+    private static PgFrameStatus TryRead(ref ReadOnlySequence<byte> buffer, PgFrameKind kind, PgDirection direction, PgLimits? limits, out PgFrame frame, out PgDecodeError error)
     {
         frame = default;
+        Span<byte> first = stackalloc byte[5];
+        int copied = (int)Math.Min(buffer.Length, 5);
+        buffer.Slice(0, copied).CopyTo(first);
+        PgFrameStatus status = Examine(first[..copied], buffer.Length, kind, direction, limits, out PgFrameHeader header, out error);
+        if (status == PgFrameStatus.Complete)
+        {
+            frame = new PgFrame(header.Kind, header.TypeByte, header.Length, buffer.Slice(header.BodyOffset, header.BodyLength));
+            buffer = buffer.Slice(header.WireLength);
+        }
+
+        return status;
+    }
+
+    /// <summary>The framing rules, on the first bytes (up to 5) of <paramref name="available"/> bytes.</summary>
+    private static PgFrameStatus Examine(ReadOnlySpan<byte> first, long available, PgFrameKind kind, PgDirection direction, PgLimits? limits, out PgFrameHeader header, out PgDecodeError error)
+    {
+        header = default;
         error = default;
-        if (buffer.Length < 1)
+        switch (kind)
         {
-            return PgFrameStatus.Incomplete;
-        }
+            case PgFrameKind.Typed:
+            {
+                if (available < 5)
+                {
+                    return PgFrameStatus.Incomplete;
+                }
 
-        byte answer = buffer.FirstSpan[0];
-        if (answer is not ((byte)'S' or (byte)'N' or (byte)'G'))
-        {
-            error = new PgDecodeError("frame", "answer", 0, $"the answer to an encryption request must be 'S', 'N' or 'G', not {PgTraceWriter.FormatByte(answer)}");
-            return PgFrameStatus.Malformed;
-        }
+                byte type = first[0];
+                int length = BinaryPrimitives.ReadInt32BigEndian(first.Slice(1));
+                if (length < 4)
+                {
+                    error = new PgDecodeError("frame", "length", 1, $"length {length} of message type {PgTraceWriter.FormatByte(type)} is less than 4");
+                    return PgFrameStatus.Malformed;
+                }
 
-        frame = new PgFrame(PgFrameKind.EncryptionAnswer, answer, 0, ReadOnlySequence<byte>.Empty);
-        buffer = buffer.Slice(1);
-        return PgFrameStatus.Complete;
+                int max = (limits ?? PgLimits.Default).MaxLength(direction, type);
+                if (length > max)
+                {
+                    error = new PgDecodeError("frame", "length", 1, $"length {length} of message type {PgTraceWriter.FormatByte(type)} is over the limit of {max}");
+                    return PgFrameStatus.Malformed;
+                }
+
+                header = new PgFrameHeader(PgFrameKind.Typed, type, length);
+                return available < 1L + length ? PgFrameStatus.Incomplete : PgFrameStatus.Complete;
+            }
+
+            case PgFrameKind.StartupPacket:
+            {
+                if (available < 4)
+                {
+                    return PgFrameStatus.Incomplete;
+                }
+
+                int length = BinaryPrimitives.ReadInt32BigEndian(first);
+                int max = (limits ?? PgLimits.Default).MaxStartupPacketLength;
+                if (length < 8 || length > max)
+                {
+                    error = new PgDecodeError("frame", "length", 0, $"invalid length of startup packet: {length} (allowed 8 to {max})");
+                    return PgFrameStatus.Malformed;
+                }
+
+                header = new PgFrameHeader(PgFrameKind.StartupPacket, -1, length);
+                return available < length ? PgFrameStatus.Incomplete : PgFrameStatus.Complete;
+            }
+
+            default:
+            {
+                if (available < 1)
+                {
+                    return PgFrameStatus.Incomplete;
+                }
+
+                byte answer = first[0];
+                if (answer is not ((byte)'S' or (byte)'N' or (byte)'G'))
+                {
+                    error = new PgDecodeError("frame", "answer", 0, $"the answer to an encryption request must be 'S', 'N' or 'G', not {PgTraceWriter.FormatByte(answer)}");
+                    return PgFrameStatus.Malformed;
+                }
+
+                header = new PgFrameHeader(PgFrameKind.EncryptionAnswer, answer, 0);
+                return PgFrameStatus.Complete;
+            }
+        }
     }
 }

@@ -115,7 +115,7 @@ public readonly ref struct PgReceivedMessage
     }
 }
 
-/// <summary>The outcome of <see cref="PgMessageReader.TryRead"/>.</summary>
+/// <summary>The outcome of reading a message with <see cref="PgMessageReader"/>.</summary>
 public enum PgReadStatus
 {
     /// <summary>More bytes are needed; nothing was consumed.</summary>
@@ -161,47 +161,64 @@ public sealed class PgMessageReader
     /// <summary>Reads the next message. On Malformed the error's offset is the stream offset.</summary>
     public PgReadStatus TryRead(ref ReadOnlySequence<byte> buffer, out PgReceivedMessage message, out PgDecodeError error)
     {
+        if (buffer.IsSingleSegment)
+        {
+            PgReadStatus status = TryRead(buffer.FirstSpan, out int consumed, out message, out error);
+            if (status == PgReadStatus.Message)
+            {
+                buffer = buffer.Slice(consumed);
+            }
+
+            return status;
+        }
+
         message = default;
         ReadOnlySequence<byte> original = buffer;
         PgFrame frame;
-        PgFrameStatus status;
-        if (Direction == PgDirection.Frontend && Context.Phase == PgSessionPhase.Startup)
+        PgFrameStatus framed = NextFrameKind() switch
         {
-            status = PgFramer.TryReadStartupPacket(ref buffer, Context.Limits, out frame, out error);
-        }
-        else if (Direction == PgDirection.Backend && Context.ExpectEncryptionAnswer)
+            PgFrameKind.StartupPacket => PgFramer.TryReadStartupPacket(ref buffer, Context.Limits, out frame, out error),
+            PgFrameKind.EncryptionAnswer => PgFramer.TryReadEncryptionAnswer(ref buffer, out frame, out error),
+            _ => PgFramer.TryReadMessage(ref buffer, Direction, Context.Limits, out frame, out error),
+        };
+        if (framed != PgFrameStatus.Complete)
         {
-            status = PgFramer.TryReadEncryptionAnswer(ref buffer, out frame, out error);
-        }
-        else
-        {
-            status = PgFramer.TryReadMessage(ref buffer, Direction, Context.Limits, out frame, out error);
+            return Unframed(framed, ref error);
         }
 
-        if (status == PgFrameStatus.Incomplete)
+        var header = new PgFrameHeader(frame.Kind, frame.TypeByte, frame.Length);
+        PgReadStatus read = Accept(header, Contiguous(frame.Body), out message, out error);
+        if (read != PgReadStatus.Message)
         {
-            return PgReadStatus.Incomplete;
-        }
-
-        if (status == PgFrameStatus.Malformed)
-        {
-            error = error.Shift(Position);
-            return PgReadStatus.Malformed;
-        }
-
-        ReadOnlySpan<byte> body = Contiguous(frame.Body);
-        int kind = Classify(frame, body);
-        if (Validate && kind != 0 && !TryValidate(kind, body, out error))
-        {
+            // Nothing is consumed when the body is malformed.
             buffer = original;
-            error = error.Shift(Position);
-            return PgReadStatus.Malformed;
         }
 
-        message = new PgReceivedMessage(Direction, frame.Kind, frame.TypeByte, frame.Length, kind, body, Position);
-        Observe(frame, kind, body);
-        Position += frame.WireLength;
-        return PgReadStatus.Message;
+        return read;
+    }
+
+    /// <summary>
+    /// Reads the next message from contiguous bytes (one receive buffer, say): the same rules as the
+    /// sequence overload, without a <see cref="ReadOnlySequence{T}"/>. <paramref name="consumed"/> is
+    /// the message's wire length when a message is read, else 0.
+    /// </summary>
+    public PgReadStatus TryRead(ReadOnlySpan<byte> buffer, out int consumed, out PgReceivedMessage message, out PgDecodeError error)
+    {
+        consumed = 0;
+        message = default;
+        PgFrameStatus framed = PgFramer.TryReadFrame(buffer, NextFrameKind(), Direction, Context.Limits, out PgFrameHeader header, out error);
+        if (framed != PgFrameStatus.Complete)
+        {
+            return Unframed(framed, ref error);
+        }
+
+        PgReadStatus read = Accept(header, buffer.Slice(header.BodyOffset, header.BodyLength), out message, out error);
+        if (read == PgReadStatus.Message)
+        {
+            consumed = header.WireLength;
+        }
+
+        return read;
     }
 
     /// <summary>
@@ -215,7 +232,42 @@ public sealed class PgMessageReader
         Position += wireLength;
     }
 
-    private int Classify(in PgFrame frame, ReadOnlySpan<byte> body)
+    /// <summary>What the context says comes next: a startup packet, an encryption answer or a typed message.</summary>
+    private PgFrameKind NextFrameKind()
+        => Direction == PgDirection.Frontend && Context.Phase == PgSessionPhase.Startup ? PgFrameKind.StartupPacket
+            : Direction == PgDirection.Backend && Context.ExpectEncryptionAnswer ? PgFrameKind.EncryptionAnswer
+            : PgFrameKind.Typed;
+
+    private PgReadStatus Unframed(PgFrameStatus status, ref PgDecodeError error)
+    {
+        if (status == PgFrameStatus.Incomplete)
+        {
+            return PgReadStatus.Incomplete;
+        }
+
+        error = error.Shift(Position);
+        return PgReadStatus.Malformed;
+    }
+
+    /// <summary>Names, validates and observes a whole frame's body; the message on success.</summary>
+    private PgReadStatus Accept(PgFrameHeader header, ReadOnlySpan<byte> body, out PgReceivedMessage message, out PgDecodeError error)
+    {
+        message = default;
+        error = default;
+        int kind = Classify(header, body);
+        if (Validate && kind != 0 && !TryValidate(kind, body, out error))
+        {
+            error = error.Shift(Position);
+            return PgReadStatus.Malformed;
+        }
+
+        message = new PgReceivedMessage(Direction, header.Kind, header.TypeByte, header.Length, kind, body, Position);
+        Observe(header, kind, body);
+        Position += header.WireLength;
+        return PgReadStatus.Message;
+    }
+
+    private int Classify(PgFrameHeader frame, ReadOnlySpan<byte> body)
     {
         switch (frame.Kind)
         {
@@ -235,7 +287,7 @@ public sealed class PgMessageReader
             ? FrontendMessages.TryValidate((FrontendMessageKind)kind, body, Context, out error)
             : BackendMessages.TryValidate((BackendMessageKind)kind, body, Context, out error);
 
-    private void Observe(in PgFrame frame, int kind, ReadOnlySpan<byte> body)
+    private void Observe(PgFrameHeader frame, int kind, ReadOnlySpan<byte> body)
     {
         if (frame.Kind == PgFrameKind.EncryptionAnswer)
         {
@@ -253,7 +305,7 @@ public sealed class PgMessageReader
         }
     }
 
-    private ReadOnlySpan<byte> Contiguous(in ReadOnlySequence<byte> body)
+    private ReadOnlySpan<byte> Contiguous(ReadOnlySequence<byte> body)
     {
         if (body.IsSingleSegment)
         {
