@@ -12,7 +12,7 @@ namespace PgSpec.Proxy.Sockets;
 /// for the event thread's news, without a system call. Since the registration is edge-triggered, a
 /// receive that returns less than it asked for marks the socket drained (any later byte brings a
 /// new event): unlike .NET's sockets, no receive is made only to learn that nothing is there.
-/// Every system call on the descriptor happens under the socket's lock and never after it is
+/// Every system call on the descriptor happens under the socket's gate and never after it is
 /// disposed, so a closed descriptor number, reused by another socket, is never touched.
 /// </summary>
 internal sealed class EpollSocket : ProxySocket
@@ -20,7 +20,7 @@ internal sealed class EpollSocket : ProxySocket
     private readonly EventLoop _loop;
     private readonly Socket _socket;
     private readonly int _fd;
-    private readonly Lock _lock = new();
+    private readonly SpinGate _gate = new();
     private readonly Operation _read;
     private readonly Operation _write;
     private GCHandle _handle;
@@ -50,7 +50,7 @@ internal sealed class EpollSocket : ProxySocket
     {
         get
         {
-            lock (_lock)
+            using (_gate.Hold())
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
                 int available = LinuxInterop.Available(_fd);
@@ -100,7 +100,7 @@ internal sealed class EpollSocket : ProxySocket
 
     public override void ShutdownSend()
     {
-        lock (_lock)
+        using (_gate.Hold())
         {
             if (!_disposed)
             {
@@ -113,7 +113,7 @@ internal sealed class EpollSocket : ProxySocket
     {
         Operation? read = null;
         Operation? write = null;
-        lock (_lock)
+        using (_gate.Hold())
         {
             if (_disposed)
             {
@@ -149,7 +149,7 @@ internal sealed class EpollSocket : ProxySocket
     {
         Operation? read = null;
         Operation? write = null;
-        lock (_lock)
+        using (_gate.Hold())
         {
             if (_disposed)
             {
@@ -195,7 +195,7 @@ internal sealed class EpollSocket : ProxySocket
         }
 
         short version;
-        lock (_lock)
+        using (_gate.Hold())
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_read.Pending)
@@ -226,7 +226,7 @@ internal sealed class EpollSocket : ProxySocket
         }
 
         short version;
-        lock (_lock)
+        using (_gate.Hold())
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_write.Pending)
@@ -272,7 +272,7 @@ internal sealed class EpollSocket : ProxySocket
                 _writeReady = false;
                 Register();
                 short version;
-                lock (_lock)
+                using (_gate.Hold())
                 {
                     _write.Begin(default, default, ConnectFlag, cancellationToken);
                     if (_writeReady && TryProgressWrite(_write))
@@ -315,7 +315,7 @@ internal sealed class EpollSocket : ProxySocket
 
     private const int ConnectFlag = 1 << 30;
 
-    /// <summary>Under the lock: tries the receive; false when it must wait.</summary>
+    /// <summary>Under the gate: tries the receive; false when it must wait.</summary>
     private unsafe bool TryReceive(Operation operation, out int received, out Exception? error)
     {
         error = null;
@@ -367,7 +367,7 @@ internal sealed class EpollSocket : ProxySocket
         }
     }
 
-    /// <summary>Under the lock: sends what it can, or finishes a connect; true when the operation is over (its outcome set).</summary>
+    /// <summary>Under the gate: sends what it can, or finishes a connect; true when the operation is over (its outcome set).</summary>
     private unsafe bool TryProgressWrite(Operation operation)
     {
         if (operation.Flags == ConnectFlag)
@@ -432,7 +432,7 @@ internal sealed class EpollSocket : ProxySocket
 
         public short Version => _core.Version;
 
-        /// <summary>Under the lock.</summary>
+        /// <summary>Under the gate.</summary>
         public void Begin(Memory<byte> buffer, ReadOnlyMemory<byte> data, int flags, CancellationToken token)
         {
             _core.Reset();
@@ -445,7 +445,7 @@ internal sealed class EpollSocket : ProxySocket
             _error = null;
         }
 
-        /// <summary>Under the lock: the operation is over; <see cref="Finish"/> reports it after the lock.</summary>
+        /// <summary>Under the gate: the operation is over; <see cref="Finish"/> reports it after the gate.</summary>
         public void SetOutcome(int result, Exception? error)
         {
             Pending = false;
@@ -457,7 +457,7 @@ internal sealed class EpollSocket : ProxySocket
             _registration = default;
         }
 
-        /// <summary>Under the lock, for an operation over before it waited: its error, if any.</summary>
+        /// <summary>Under the gate, for an operation over before it waited: its error, if any.</summary>
         public Exception? TakeError()
         {
             Exception? error = _error;
@@ -474,7 +474,7 @@ internal sealed class EpollSocket : ProxySocket
             }
 
             CancellationTokenRegistration registration = token.UnsafeRegister(static (state, token) => ((Operation)state!).Cancel(token), this);
-            lock (owner._lock)
+            using (owner._gate.Hold())
             {
                 if (Pending && Version == version)
                 {
@@ -505,7 +505,7 @@ internal sealed class EpollSocket : ProxySocket
 
         private void Cancel(CancellationToken token)
         {
-            lock (owner._lock)
+            using (owner._gate.Hold())
             {
                 if (!Pending || _token != token)
                 {

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using static PgSpec.Proxy.Sockets.LinuxInterop;
 
@@ -170,7 +171,7 @@ internal sealed unsafe class EventLoop : IDisposable
                         continue;
                     }
 
-                    var socket = (EpollSocket)GCHandle.FromIntPtr((nint)data).Target!;
+                    EpollSocket socket = Unsafe.As<EpollSocket>(GCHandle.FromIntPtr((nint)data).Target!);
                     try
                     {
                         socket.OnEvents(flags);
@@ -182,7 +183,7 @@ internal sealed unsafe class EventLoop : IDisposable
                     }
                 }
 
-                while (_released.TryDequeue(out GCHandle handle))
+                while (!_released.IsEmpty && _released.TryDequeue(out GCHandle handle))
                 {
                     handle.Free();
                 }
