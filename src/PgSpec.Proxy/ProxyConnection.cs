@@ -713,11 +713,34 @@ internal sealed class ProxyConnection
     }
 
     /// <summary>Writes to the other side; a write to the client that did not finish means no error may follow it.</summary>
-    private async ValueTask WriteAsync(Stream output, ReadOnlyMemory<byte> bytes, bool toClient, CancellationToken cancellationToken)
+    private ValueTask WriteAsync(Stream output, ReadOnlyMemory<byte> bytes, bool toClient, CancellationToken cancellationToken)
+    {
+        ValueTask write;
+        try
+        {
+            write = output.WriteAsync(bytes, cancellationToken);
+        }
+        catch (Exception) when (toClient)
+        {
+            _clientStreamBroken = true;
+            throw;
+        }
+
+        // Most writes finish at once: no state machine for them (GetResult still lets the source go).
+        if (write.IsCompletedSuccessfully)
+        {
+            write.GetAwaiter().GetResult();
+            return default;
+        }
+
+        return AwaitWriteAsync(write, toClient);
+    }
+
+    private async ValueTask AwaitWriteAsync(ValueTask write, bool toClient)
     {
         try
         {
-            await output.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
+            await write.ConfigureAwait(false);
         }
         catch (Exception) when (toClient)
         {
