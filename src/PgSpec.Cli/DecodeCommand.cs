@@ -147,7 +147,7 @@ internal static class DecodeCommand
 
         command.Validators.Add(result =>
         {
-            if (result.GetValue(regress) && result.GetValue(format) == "json")
+            if (PgSpecCommandLine.ValueInValidator(result, regress) && PgSpecCommandLine.ValueInValidator(result, format) == "json")
             {
                 result.AddError("--regress applies to --format trace only.");
             }

@@ -18,6 +18,22 @@ public static class PgSpecCommandLine
     public const int ExitUsage = 2;
 
     /// <summary>
+    /// An option's value for a command's validator: default when the option fails on its own (not a
+    /// number, not one of its values), which is reported as such; reading it would throw instead.
+    /// </summary>
+    internal static T? ValueInValidator<T>(System.CommandLine.Parsing.CommandResult result, System.CommandLine.Option<T> option)
+    {
+        try
+        {
+            return result.GetValue(option);
+        }
+        catch (InvalidOperationException)
+        {
+            return default;
+        }
+    }
+
+    /// <summary>
     /// Parses <paramref name="args"/> and runs the command. Binary input comes from
     /// <paramref name="stdin"/> (when the input is '-'), output goes to <paramref name="stdout"/>,
     /// errors and notes to <paramref name="stderr"/>. Never throws for bad input or arguments.

@@ -85,39 +85,41 @@ internal static class ProxyCommand
 
         command.Validators.Add(result =>
         {
-            if ((result.GetValue(tlsCert) is null) != (result.GetValue(tlsKey) is null))
+            T? Value<T>(Option<T> option) => PgSpecCommandLine.ValueInValidator(result, option);
+
+            if ((Value(tlsCert) is null) != (Value(tlsKey) is null))
             {
                 result.AddError("--tls-cert and --tls-key go together.");
             }
 
-            if (result.GetValue(tlsPassthrough) && (result.GetValue(tlsCert) is not null || result.GetValue(upstreamTls)))
+            if (Value(tlsPassthrough) && (Value(tlsCert) is not null || Value(upstreamTls)))
             {
                 result.AddError("--tls-passthrough excludes --tls-cert/--tls-key and --upstream-tls: the client's TLS session goes to the server as it is.");
             }
 
-            if (result.GetResult(streamThreshold) is { Implicit: false } && result.GetValue(streamThreshold) < 5)
+            if (result.GetResult(streamThreshold) is { Implicit: false } && Value(streamThreshold) < 5)
             {
                 result.AddError("--stream-threshold is at least 5 (a message's header).");
             }
 
-            if (result.GetValue(ioThreads) < 0)
+            if (Value(ioThreads) < 0)
             {
                 result.AddError("--io-threads cannot be negative.");
             }
 
-            if (result.GetValue(socketEngine) == "epoll" && !OperatingSystem.IsLinux())
+            if (Value(socketEngine) == "epoll" && !OperatingSystem.IsLinux())
             {
                 result.AddError("--socket-engine epoll needs Linux.");
             }
 
-            if (result.GetValue(regress) && result.GetValue(format) == "json")
+            if (Value(regress) && Value(format) == "json")
             {
                 result.AddError("--regress applies to --format trace only.");
             }
 
             foreach (Option<string> endpoint in new[] { listen, upstream })
             {
-                if (result.GetValue(endpoint) is { } text && !ProxyEndpoint.TryParse(text, out _, out string error))
+                if (Value(endpoint) is { } text && !ProxyEndpoint.TryParse(text, out _, out string error))
                 {
                     result.AddError(endpoint.Name + ": " + error);
                 }
@@ -125,7 +127,7 @@ internal static class ProxyCommand
 
             foreach (Option<double> seconds in new[] { handshakeTimeout, idleTimeout, shutdownGrace })
             {
-                if (result.GetValue(seconds) < 0)
+                if (Value(seconds) < 0)
                 {
                     result.AddError(seconds.Name + " cannot be negative.");
                 }

@@ -374,6 +374,7 @@ public class DecodeCommandTests
         { ["frobnicate"], "", "frobnicate" },
         { [], "", "Required command" },
         { ["decode", "--regress", "--format", "json"], "", "--regress applies to --format trace only" },
+        { ["decode", "--regress", "--format", "xml"], "", "'xml'" },
         { ["decode", "--hex"], "5a 0000 zz", "'z' at line 1, column 9 is not a hex digit" },
         { ["decode", "--hex"], "5a0", "odd number of hex digits" },
         { ["decode", "--peer", "-"], "", "cannot both be standard input" },

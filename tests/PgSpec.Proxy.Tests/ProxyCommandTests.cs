@@ -37,6 +37,7 @@ public class ProxyCommandTests
         Assert.DoesNotContain(role.Password, proxy.Stdout);
         Assert.Contains("1\tB\t5\tReadyForQuery\t I", proxy.Stdout);
         Assert.Contains("connections: 1 accepted, 1 closed, 0 failed", proxy.Stderr);
+        Assert.Contains("sockets: epoll, ", proxy.Stderr);
     }
 
     [Fact]
@@ -49,7 +50,7 @@ public class ProxyCommandTests
         try
         {
             (ProcessOutput proxy, ProcessOutput psql) = await RunWithProxyAsync(
-                ["--listen", "127.0.0.1:" + port.ToString(CultureInfo.InvariantCulture), "--upstream", $"{server.Host}:{server.Port}", "--trace", trace, "--format", "json", "--connection-ids"],
+                ["--listen", "127.0.0.1:" + port.ToString(CultureInfo.InvariantCulture), "--upstream", $"{server.Host}:{server.Port}", "--trace", trace, "--format", "json", "--connection-ids", "--io-threads", "2"],
                 port,
                 role);
 
@@ -60,6 +61,7 @@ public class ProxyCommandTests
             JsonElement sasl = Assert.Single(lines, line => line.GetProperty("name").GetString() == "SASLInitialResponse");
             Assert.True(sasl.GetProperty("fields").GetProperty("redacted").GetBoolean());
             Assert.Contains(lines, line => line.GetProperty("name").GetString() == "DataRow");
+            Assert.Contains("sockets: epoll, 2 event threads", proxy.Stderr);
         }
         finally
         {
@@ -75,6 +77,10 @@ public class ProxyCommandTests
     [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--tls-passthrough", "--upstream-tls")]
     [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--tls-passthrough", "--tls-cert", "a.pem", "--tls-key", "a.key")]
     [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--stream-threshold", "4")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--io-threads", "-1")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--socket-engine", "kqueue")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--format", "xml", "--regress")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--idle-timeout", "soon")]
     public void ProxyCommand_WithBadArguments_ExitsWithUsageError(params string[] args)
     {
         using var output = new MemoryStream();
@@ -96,7 +102,7 @@ public class ProxyCommandTests
 
         string help = Encoding.UTF8.GetString(output.ToArray());
         Assert.Equal(0, exit);
-        foreach (string option in new[] { "--listen", "--upstream", "--tls-cert", "--tls-key", "--trace", "--regress", "--format", "--show-secrets", "--connection-ids", "--timestamps", "--idle-timeout", "--tls-passthrough", "--stream-threshold", "SCRAM-SHA-256-PLUS" })
+        foreach (string option in new[] { "--listen", "--upstream", "--tls-cert", "--tls-key", "--trace", "--regress", "--format", "--show-secrets", "--connection-ids", "--timestamps", "--idle-timeout", "--tls-passthrough", "--stream-threshold", "--socket-engine", "--io-threads", "SCRAM-SHA-256-PLUS" })
         {
             Assert.Contains(option, help);
         }
