@@ -29,37 +29,39 @@ public enum PgFrameKind
     EncryptionAnswer,
 }
 
-/// <summary>One frame: its kind, type byte, length word and body (the bytes after the length word).</summary>
+/// <summary>One frame: its header (kind, type byte, length word) and body (the bytes after the length word).</summary>
 public readonly struct PgFrame
 {
     /// <summary>Creates a frame.</summary>
     public PgFrame(PgFrameKind kind, int typeByte, int length, ReadOnlySequence<byte> body)
+        : this(new PgFrameHeader(kind, typeByte, length), body)
     {
-        Kind = kind;
-        TypeByte = typeByte;
-        Length = length;
+    }
+
+    /// <summary>Creates a frame from its header.</summary>
+    public PgFrame(PgFrameHeader header, ReadOnlySequence<byte> body)
+    {
+        Header = header;
         Body = body;
     }
 
+    /// <summary>The kind, type byte and length word.</summary>
+    public PgFrameHeader Header { get; }
+
     /// <summary>The kind of frame.</summary>
-    public PgFrameKind Kind { get; }
+    public PgFrameKind Kind => Header.Kind;
 
     /// <summary>The type byte; -1 for startup packets; the answer byte for an encryption answer.</summary>
-    public int TypeByte { get; }
+    public int TypeByte => Header.TypeByte;
 
     /// <summary>The length word (0 for an encryption answer).</summary>
-    public int Length { get; }
+    public int Length => Header.Length;
 
     /// <summary>The bytes after the length word.</summary>
     public ReadOnlySequence<byte> Body { get; }
 
     /// <summary>The frame's size on the wire.</summary>
-    public int WireLength => Kind switch
-    {
-        PgFrameKind.Typed => Length + 1,
-        PgFrameKind.StartupPacket => Length,
-        _ => 1,
-    };
+    public int WireLength => Header.WireLength;
 }
 
 /// <summary>Where a frame lies in contiguous bytes: its kind, type byte, length word, and body.</summary>
@@ -139,7 +141,7 @@ public static class PgFramer
         PgFrameStatus status = Examine(first[..copied], buffer.Length, kind, direction, limits, out PgFrameHeader header, out error);
         if (status == PgFrameStatus.Complete)
         {
-            frame = new PgFrame(header.Kind, header.TypeByte, header.Length, buffer.Slice(header.BodyOffset, header.BodyLength));
+            frame = new PgFrame(header, buffer.Slice(header.BodyOffset, header.BodyLength));
             buffer = buffer.Slice(header.WireLength);
         }
 

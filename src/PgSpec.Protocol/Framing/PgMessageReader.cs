@@ -186,8 +186,7 @@ public sealed class PgMessageReader
             return Unframed(framed, ref error);
         }
 
-        var header = new PgFrameHeader(frame.Kind, frame.TypeByte, frame.Length);
-        PgReadStatus read = Accept(header, Contiguous(frame.Body), out message, out error);
+        PgReadStatus read = Accept(frame.Header, Contiguous(frame.Body), out message, out error);
         if (read != PgReadStatus.Message)
         {
             // Nothing is consumed when the body is malformed.

@@ -362,7 +362,7 @@ internal sealed class EpollSocket : ProxySocket
                 return false;
             }
 
-            error = new IOException("Unable to read data from the transport connection: " + Marshal.GetPInvokeErrorMessage(errno) + ".", LinuxInterop.Error(errno));
+            error = TransportError(errno, reading: true);
             return true;
         }
     }
@@ -404,13 +404,17 @@ internal sealed class EpollSocket : ProxySocket
                 return false;
             }
 
-            operation.SetOutcome(0, new IOException("Unable to write data to the transport connection: " + Marshal.GetPInvokeErrorMessage(errno) + ".", LinuxInterop.Error(errno)));
+            operation.SetOutcome(0, TransportError(errno, reading: false));
             return true;
         }
 
         operation.SetOutcome(0, null);
         return true;
     }
+
+    /// <summary>A failed receive or send, worded as <see cref="NetworkStream"/> words it.</summary>
+    private static IOException TransportError(int errno, bool reading)
+        => new((reading ? "Unable to read data from" : "Unable to write data to") + " the transport connection: " + Marshal.GetPInvokeErrorMessage(errno) + ".", LinuxInterop.Error(errno));
 
     /// <summary>A waiting receive, send or connect: one per direction, reused (no allocation per operation).</summary>
     private sealed class Operation(EpollSocket owner) : IValueTaskSource<int>, IValueTaskSource
