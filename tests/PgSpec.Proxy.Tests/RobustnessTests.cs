@@ -16,12 +16,14 @@ public class RobustnessTests
     public RobustnessTests(ServerFixture servers) => _servers = servers;
 
     [Theory]
-    [InlineData(15)]
-    [InlineData(18)]
-    public async Task MalformedMessage_FromAnAuthenticatedClient_GetsFatal08P01AndLeavesOthersRunning(int major)
+    [InlineData(15, true)]
+    [InlineData(15, false)]
+    [InlineData(18, true)]
+    [InlineData(18, false)]
+    public async Task MalformedMessage_FromAnAuthenticatedClient_GetsFatal08P01AndLeavesOthersRunning(int major, bool traced)
     {
         PgServer server = await _servers.Server(major);
-        await using var proxy = new ProxyHarness(server);
+        await using var proxy = new ProxyHarness(server, options => Traced(options, traced));
         using RawClient good = await LoggedInAsync(proxy, server);
         using RawClient bad = await LoggedInAsync(proxy, server);
 
@@ -73,11 +75,13 @@ public class RobustnessTests
         Assert.Contains("invalid length of startup packet", proxy.Log);
     }
 
-    [Fact]
-    public async Task StallingClient_IsClosedByTheHandshakeTimeoutWhileOthersWork()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task StallingClient_IsClosedByTheHandshakeTimeoutWhileOthersWork(bool traced)
     {
         PgServer server = await _servers.Server(15);
-        await using var proxy = new ProxyHarness(server, options => options with { HandshakeTimeout = TimeSpan.FromSeconds(1) });
+        await using var proxy = new ProxyHarness(server, options => Traced(options, traced) with { HandshakeTimeout = TimeSpan.FromSeconds(1) });
         using RawClient staller = await RawClient.ConnectAsync(proxy.Port);
         await staller.SendAsync([0, 0, 0, 40]); // the start of a startup packet, and then nothing
 
@@ -89,11 +93,13 @@ public class RobustnessTests
         Assert.Contains("timeout", proxy.Log);
     }
 
-    [Fact]
-    public async Task IdleConnection_IsClosedByTheIdleTimeout()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task IdleConnection_IsClosedByTheIdleTimeout(bool traced)
     {
         PgServer server = await _servers.Server(18);
-        await using var proxy = new ProxyHarness(server, options => options with { IdleTimeout = TimeSpan.FromSeconds(1) });
+        await using var proxy = new ProxyHarness(server, options => Traced(options, traced) with { IdleTimeout = TimeSpan.FromSeconds(1) });
         using RawClient idle = await LoggedInAsync(proxy, server);
 
         Assert.True(await idle.ClosedAsync());
@@ -101,11 +107,13 @@ public class RobustnessTests
         Assert.Equal(1, proxy.Proxy.Statistics.Failed);
     }
 
-    [Fact]
-    public async Task VanishingClient_InsideAMessage_EndsOnlyItsConnection()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task VanishingClient_InsideAMessage_EndsOnlyItsConnection(bool traced)
     {
         PgServer server = await _servers.Server(18);
-        await using var proxy = new ProxyHarness(server);
+        await using var proxy = new ProxyHarness(server, options => Traced(options, traced));
         using RawClient good = await LoggedInAsync(proxy, server);
         using (RawClient vanishing = await LoggedInAsync(proxy, server))
         {
@@ -120,6 +128,36 @@ public class RobustnessTests
         Assert.Equal(1, proxy.Proxy.Statistics.Failed);
         Assert.Equal(1, proxy.Proxy.Statistics.Closed);
         Assert.Contains("inside a message", proxy.Log);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task ClientThatStopsReading_HoldsBackOnlyItsOwnConnectionUntilTheIdleTimeout(bool traced)
+    {
+        PgServer server = await _servers.Server(15);
+        await using var proxy = new ProxyHarness(server, options => Traced(options, traced) with { IdleTimeout = TimeSpan.FromSeconds(2) });
+        using RawClient stuck = await LoggedInAsync(proxy, server);
+        using RawClient good = await LoggedInAsync(proxy, server);
+
+        // About 50 MB of rows that the client never reads: the proxy waits for room to send, without holding them.
+        await stuck.SendAsync(RawClient.Message('Q', "SELECT repeat('x', 1000000) FROM generate_series(1, 50)\0"));
+        for (int i = 0; i < 5; i++)
+        {
+            await good.SendAsync(RawClient.Message('Q', "SELECT 'still here'\0"));
+            (char Type, byte[] Body)? row = await good.ReadUntilAsync('D');
+            Assert.NotNull(row);
+            Assert.NotNull(await good.ReadUntilAsync('Z'));
+            await Task.Delay(200);
+        }
+
+        await good.SendAsync(RawClient.Message('X', ""));
+        Assert.True(await good.ClosedAsync());
+        await proxy.WaitIdleAsync();
+        Assert.Equal(0, proxy.Proxy.ActiveConnections);
+        Assert.Equal(1, proxy.Proxy.Statistics.Failed);
+        Assert.Contains("timeout", proxy.Log);
+        Assert.True(proxy.Proxy.Statistics.LargestBuffer <= 2 * 1024 * 1024, proxy.Proxy.Statistics.ToString());
     }
 
     [Fact]
@@ -223,6 +261,9 @@ public class RobustnessTests
         await proxy.WaitIdleAsync();
         Assert.Contains("did not issue", proxy.Log);
     }
+
+    /// <summary>Without a trace, the epoll engine runs the relay on its event thread; with one, on the thread pool.</summary>
+    private static PgProxyOptions Traced(PgProxyOptions options, bool traced) => traced ? options : options with { Trace = null };
 
     internal static async Task<RawClient> LoggedInAsync(ProxyHarness proxy, PgServer server)
     {
