@@ -77,10 +77,14 @@ internal static class ProxyCommand
         socketEngine.AcceptOnlyFromAmong("auto", "epoll", "dotnet");
         var ioThreads = new Option<int>("--io-threads") { Description = "Event threads of the epoll engine; 0: one per four processors, at least one.", HelpName = "N", DefaultValueFactory = _ => 0 };
         var quiet = new Option<bool>("--quiet") { Description = "No notes about connections on standard error (the summary is still printed)." };
+        var maxClients = new Option<int>("--max-client-connections") { Description = "Serve at most N client connections at once; beyond it a client gets FATAL 53300 \"sorry, too many clients already\" (cancel requests still pass). 0: no limit.", HelpName = "N", DefaultValueFactory = _ => 1000 };
+        var bindingFallback = new Option<string>("--channel-binding-fallback") { Description = "When the server offers SCRAM-SHA-256-PLUS (over --upstream-tls) to a client with TLS to the proxy, which cannot carry channel binding through: 'password' asks the client for its password over its TLS connection and authenticates to the server with it (libpq's defaults work; the proxy sees the password); 'refuse' offers SCRAM-SHA-256 only (clients need channel_binding=disable).", HelpName = "password|refuse", DefaultValueFactory = _ => "password" };
+        bindingFallback.AcceptOnlyFromAmong("password", "refuse");
+        var traceAppend = new Option<bool>("--trace-append") { Description = "Append to an existing --trace FILE (without it, an existing non-empty file is refused, not overwritten)." };
 
         var command = new Command("proxy", Description)
         {
-            listen, upstream, tlsCert, tlsKey, upstreamTls, tlsPassthrough, streamThreshold, trace, format, regress, connectionIds, timestamps, showSecrets, handshakeTimeout, idleTimeout, shutdownGrace, socketEngine, ioThreads, quiet,
+            listen, upstream, tlsCert, tlsKey, upstreamTls, tlsPassthrough, bindingFallback, streamThreshold, trace, traceAppend, format, regress, connectionIds, timestamps, showSecrets, handshakeTimeout, idleTimeout, shutdownGrace, maxClients, socketEngine, ioThreads, quiet,
         };
 
         command.Validators.Add(result =>
@@ -102,9 +106,34 @@ internal static class ProxyCommand
                 result.AddError("--stream-threshold is at least 5 (a message's header).");
             }
 
-            if (Value(ioThreads) < 0)
+            if (Value(ioThreads) is < 0 or > PgProxy.MaxIoThreads)
             {
-                result.AddError("--io-threads cannot be negative.");
+                result.AddError($"--io-threads is 0 (one per four processors) to {PgProxy.MaxIoThreads}.");
+            }
+
+            if (Value(maxClients) < 0)
+            {
+                result.AddError("--max-client-connections cannot be negative (0 means no limit).");
+            }
+
+            if (Value(trace) is null)
+            {
+                foreach (Option option in new Option[] { format, regress, connectionIds, timestamps, showSecrets, traceAppend })
+                {
+                    if (result.GetResult(option) is { Implicit: false })
+                    {
+                        result.AddError($"{option.Name} applies to the trace: give --trace FILE (or --trace - for standard output).");
+                    }
+                }
+            }
+            else if (Value(trace) == "-" && Value(traceAppend))
+            {
+                result.AddError("--trace-append needs a --trace FILE, not standard output.");
+            }
+
+            if (Value(bindingFallback) is { } fallback && result.GetResult(bindingFallback) is { Implicit: false } && (Value(tlsCert) is null || !Value(upstreamTls)))
+            {
+                result.AddError("--channel-binding-fallback applies when the proxy has its own certificate (--tls-cert) and speaks TLS to the server (--upstream-tls).");
             }
 
             if (Value(socketEngine) == "epoll" && !OperatingSystem.IsLinux())
@@ -127,10 +156,16 @@ internal static class ProxyCommand
 
             foreach (Option<double> seconds in new[] { handshakeTimeout, idleTimeout, shutdownGrace })
             {
-                if (Value(seconds) < 0)
+                double value = Value(seconds);
+                if (value < 0 || double.IsNaN(value) || value > MaxSeconds)
                 {
-                    result.AddError(seconds.Name + " cannot be negative.");
+                    result.AddError($"{seconds.Name} is a number of seconds from 0 to {MaxSeconds}.");
                 }
+            }
+
+            if (Value(handshakeTimeout) == 0 && result.GetResult(handshakeTimeout) is { Implicit: false })
+            {
+                result.AddError("--handshake-timeout must be more than 0: clients need time to start.");
             }
         });
 
@@ -150,17 +185,26 @@ internal static class ProxyCommand
                 }
             }
 
+            TraceFile? traceFile = null;
             Stream? traceStream = null;
             if (result.GetValue(trace) is { } tracePath)
             {
-                try
+                if (tracePath == "-")
                 {
-                    traceStream = tracePath == "-" ? stdout : new FileStream(tracePath, FileMode.Create, FileAccess.Write, FileShare.Read);
+                    traceStream = stdout;
                 }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                else
                 {
-                    stderr.WriteLine($"pgspec: cannot write the trace to '{tracePath}': {e.Message}");
-                    return PgSpecCommandLine.ExitUsage;
+                    try
+                    {
+                        traceFile = TraceFile.Open(tracePath, result.GetValue(traceAppend));
+                        traceStream = traceFile;
+                    }
+                    catch (TraceFileException e)
+                    {
+                        stderr.WriteLine("pgspec: " + e.Message);
+                        return PgSpecCommandLine.ExitUsage;
+                    }
                 }
             }
 
@@ -188,26 +232,67 @@ internal static class ProxyCommand
                     _ => ProxySocketEngine.Auto,
                 },
                 IoThreads = result.GetValue(ioThreads),
+                MaxClientConnections = result.GetValue(maxClients),
+                ChannelBindingFallback = result.GetValue(bindingFallback) == "refuse" ? ProxyChannelBindingFallback.Refuse : ProxyChannelBindingFallback.RelayPassword,
                 Log = notes ? text => Note(stderr, text) : null,
             };
 
-            return Run(options, traceStream != stdout ? traceStream : null, stderr);
+            return Run(options, traceFile, stderr);
         });
 
         return command;
     }
 
-    private static int Run(PgProxyOptions options, Stream? ownedTrace, TextWriter stderr)
+    /// <summary>The longest timeout or grace accepted, in seconds (a day).</summary>
+    private const double MaxSeconds = 86400;
+
+    private static int Run(PgProxyOptions options, TraceFile? traceFile, TextWriter stderr)
     {
         using var stop = new CancellationTokenSource();
-        void OnSignal(PosixSignalContext context)
+        PgProxy? running = null;
+        void OnStop(PosixSignalContext context)
         {
             context.Cancel = true;
             stop.Cancel();
         }
 
-        using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        void OnHangUp(PosixSignalContext context)
+        {
+            // Log rotation: the trace file is opened again by name (a new file if it was moved away).
+            context.Cancel = true;
+            if (traceFile is null)
+            {
+                Note(stderr, "SIGHUP: no trace file to reopen");
+                return;
+            }
+
+            try
+            {
+                traceFile.Reopen();
+                Note(stderr, $"SIGHUP: reopened the trace file {traceFile.Path}");
+            }
+            catch (TraceFileException e)
+            {
+                Note(stderr, "SIGHUP: " + e.Message + "; the trace goes on to the file that was open");
+            }
+        }
+
+        void OnStatistics(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            if (running is { } proxy)
+            {
+                Note(stderr, $"{proxy.ActiveConnections} open; {proxy.Statistics}");
+            }
+        }
+
+        void OnIgnored(PosixSignalContext context) => context.Cancel = true;
+
+        using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnStop);
+        using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnStop);
+        using PosixSignalRegistration sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnHangUp);
+        using PosixSignalRegistration? sigusr1 = OperatingSystem.IsLinux() ? PosixSignalRegistration.Create(SigUsr1, OnStatistics) : null;
+        using PosixSignalRegistration? sigusr2 = OperatingSystem.IsLinux() ? PosixSignalRegistration.Create(SigUsr2, OnIgnored) : null;
         var proxy = new PgProxy(options);
         if (options.Trace is null && proxy.SocketEngine == ProxySocketEngine.DotNet && Environment.GetEnvironmentVariable(InlineCompletions) is null)
         {
@@ -221,13 +306,16 @@ internal static class ProxyCommand
         {
             proxy.Start();
         }
-        catch (System.Net.Sockets.SocketException e)
+        catch (PgProxyStartException e)
         {
-            stderr.WriteLine($"pgspec: cannot listen on {options.Listen}: {e.Message}");
+            stderr.WriteLine("pgspec: " + e.Message);
+            proxy.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            traceFile?.Dispose();
             return PgSpecCommandLine.ExitUsage;
         }
 
-        Note(stderr, $"listening on {options.Listen} ({proxy.LocalEndPoint}), forwarding to {options.Upstream}; sockets: {proxy.SocketDescription}");
+        running = proxy;
+        Note(stderr, $"listening on {options.Listen} ({proxy.LocalEndPoint}), forwarding to {options.Upstream}; sockets: {proxy.SocketDescription}; pid {Environment.ProcessId}");
         try
         {
             proxy.RunAsync(stop.Token).GetAwaiter().GetResult();
@@ -235,18 +323,24 @@ internal static class ProxyCommand
         finally
         {
             proxy.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            ownedTrace?.Dispose();
+            traceFile?.Dispose();
             Note(stderr, "stopped; " + proxy.Statistics);
         }
 
         return PgSpecCommandLine.ExitOk;
     }
 
+    /// <summary>SIGUSR1 (Linux numbering): the proxy prints its statistics.</summary>
+    private const PosixSignal SigUsr1 = (PosixSignal)10;
+
+    /// <summary>SIGUSR2 (Linux numbering): ignored.</summary>
+    private const PosixSignal SigUsr2 = (PosixSignal)12;
+
     private static void Note(TextWriter stderr, string text)
     {
         lock (stderr)
         {
-            stderr.WriteLine("pgspec proxy: " + text);
+            stderr.WriteLine(DateTime.Now.ToString("yyyy-MM-dd HH:mm:ss.fff", CultureInfo.InvariantCulture) + " pgspec proxy: " + text);
             stderr.Flush();
         }
     }
@@ -285,10 +379,32 @@ internal sealed class JsonTraceSink : IProxyTraceSink
         }
     }
 
-    public void EndConnection(long connectionId)
+    public void EndConnection(long connectionId) => EndConnection(connectionId, null);
+
+    /// <summary>An abnormal end is a line of its own: {"connection": N, "event": "ended", "failure": "..."}.</summary>
+    public void EndConnection(long connectionId, string? failure)
     {
         lock (_lock)
         {
+            if (failure is not null)
+            {
+                using (var writer = new System.Text.Json.Utf8JsonWriter(_output))
+                {
+                    writer.WriteStartObject();
+                    writer.WriteNumber("connection", connectionId);
+                    if (_timestamps)
+                    {
+                        writer.WriteString("time", DateTime.Now.ToString("yyyy-MM-dd HH:mm:ss.ffffff", CultureInfo.InvariantCulture));
+                    }
+
+                    writer.WriteString("event", "ended");
+                    writer.WriteString("failure", failure);
+                    writer.WriteEndObject();
+                }
+
+                _output.WriteByte((byte)'\n');
+            }
+
             _outputs.Remove(connectionId);
             _output.Flush();
         }

@@ -15,8 +15,13 @@ public sealed class PgProxy : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<long, Task> _connections = new();
     private readonly CancellationTokenSource _abort = new();
-    private Socket? _listener;
+    private ListenSocket? _listener;
     private long _nextId;
+    private int _served;
+    private int _refusing;
+
+    /// <summary>Connections beyond the limit that may be waiting for their startup packet to be refused; more are closed at once.</summary>
+    private const int RefusalBacklog = 64;
 
     /// <summary>Creates a proxy; <see cref="Start"/> binds it.</summary>
     public PgProxy(PgProxyOptions options)
@@ -29,8 +34,13 @@ public sealed class PgProxy : IAsyncDisposable
 
         ArgumentOutOfRangeException.ThrowIfLessThan(options.StreamThreshold, 5, nameof(options.StreamThreshold));
         ArgumentOutOfRangeException.ThrowIfNegative(options.IoThreads, nameof(options.IoThreads));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.IoThreads, MaxIoThreads, nameof(options.IoThreads));
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxClientConnections, nameof(options.MaxClientConnections));
         Sockets = PgSpec.Proxy.Sockets.SocketEngine.Create(options);
     }
+
+    /// <summary>The most event threads the epoll engine may be given.</summary>
+    public const int MaxIoThreads = 256;
 
     /// <summary>The options.</summary>
     public PgProxyOptions Options { get; }
@@ -39,7 +49,7 @@ public sealed class PgProxy : IAsyncDisposable
     public ProxyStatistics Statistics { get; } = new();
 
     /// <summary>Where the proxy listens (with the real port when 0 was asked for); null before <see cref="Start"/>.</summary>
-    public EndPoint? LocalEndPoint => _listener?.LocalEndPoint;
+    public EndPoint? LocalEndPoint => _listener?.Socket.LocalEndPoint;
 
     /// <summary>The number of connections being served.</summary>
     public int ActiveConnections => _connections.Count;
@@ -54,7 +64,7 @@ public sealed class PgProxy : IAsyncDisposable
 
     internal SocketEngine Sockets { get; }
 
-    /// <summary>Binds and listens.</summary>
+    /// <summary>Binds and listens; throws <see cref="PgProxyStartException"/> saying why it cannot.</summary>
     public void Start()
     {
         if (_listener is not null)
@@ -62,29 +72,7 @@ public sealed class PgProxy : IAsyncDisposable
             throw new InvalidOperationException("the proxy has already started");
         }
 
-        Socket listener = Options.Listen.CreateSocket();
-        try
-        {
-            if (Options.Listen.EndPoint is UnixDomainSocketEndPoint unix && File.Exists(unix.ToString()))
-            {
-                File.Delete(unix.ToString());
-            }
-
-            if (!Options.Listen.IsUnix)
-            {
-                listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-            }
-
-            listener.Bind(Options.Listen.EndPoint is DnsEndPoint dns ? new IPEndPoint(Dns.GetHostAddresses(dns.Host)[0], dns.Port) : Options.Listen.EndPoint);
-            listener.Listen(512);
-        }
-        catch
-        {
-            listener.Dispose();
-            throw;
-        }
-
-        _listener = listener;
+        _listener = ListenSocket.Open(Options.Listen, 512);
     }
 
     /// <summary>
@@ -98,7 +86,7 @@ public sealed class PgProxy : IAsyncDisposable
             Start();
         }
 
-        Socket listener = _listener!;
+        ListenSocket listener = _listener!;
         try
         {
             while (!stop.IsCancellationRequested)
@@ -106,7 +94,7 @@ public sealed class PgProxy : IAsyncDisposable
                 Socket client;
                 try
                 {
-                    client = await listener.AcceptAsync(stop).ConfigureAwait(false);
+                    client = await listener.Socket.AcceptAsync(stop).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {
@@ -116,57 +104,20 @@ public sealed class PgProxy : IAsyncDisposable
                 {
                     continue;
                 }
-
-                long id = Interlocked.Increment(ref _nextId);
-                Statistics.OnAccepted();
-                ProxySocket socket;
-                try
+                catch (SocketException e) when (e.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable)
                 {
-                    if (!Options.Listen.IsUnix)
-                    {
-                        client.NoDelay = true;
-                    }
-
-                    socket = Sockets.Adopt(client);
-                }
-                catch (SocketException e)
-                {
-                    client.Dispose();
-                    Statistics.OnFailed();
-                    Note(id, "closed: " + e.Message);
+                    // Out of file descriptors: the clients already served go on; new ones wait in the backlog.
+                    Options.Log?.Invoke("cannot accept a connection: " + e.Message);
+                    await Task.Delay(100, stop).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                     continue;
                 }
 
-                var connection = new ProxyConnection(this, id, socket);
-                _connections[id] = Task.Run(async () =>
-                {
-                    try
-                    {
-                        await connection.RunAsync(_abort.Token).ConfigureAwait(false);
-                    }
-                    finally
-                    {
-                        _connections.TryRemove(id, out _);
-                    }
-
-                    // The connection may have ended on an event thread: whoever awaits the proxy must not go on there.
-                    await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
-                });
+                Accept(client);
             }
         }
         finally
         {
             listener.Dispose();
-            if (Options.Listen.EndPoint is UnixDomainSocketEndPoint unix)
-            {
-                try
-                {
-                    File.Delete(unix.ToString());
-                }
-                catch (IOException)
-                {
-                }
-            }
         }
 
         Task all = Task.WhenAll(_connections.Values);
@@ -196,5 +147,66 @@ public sealed class PgProxy : IAsyncDisposable
         _abort.Dispose();
     }
 
-    internal void Note(long id, string text) => Options.Log?.Invoke($"connection {id}: {text}");
+    internal void Note(long id, string peer, string text) => Options.Log?.Invoke($"connection {id} from {peer}: {text}");
+
+    internal void Note(ProxyConnection connection, string text) => Note(connection.Id, connection.Peer, text);
+
+    /// <summary>Starts serving an accepted client, or refusing it when the proxy serves its maximum.</summary>
+    private void Accept(Socket client)
+    {
+        long id = Interlocked.Increment(ref _nextId);
+        Statistics.OnAccepted();
+        string peer = client.RemoteEndPoint is IPEndPoint ip ? ip.ToString() : "the Unix socket";
+        int max = Options.MaxClientConnections;
+        bool overLimit = max > 0 && Volatile.Read(ref _served) >= max;
+        if (overLimit && Interlocked.Increment(ref _refusing) > RefusalBacklog)
+        {
+            Interlocked.Decrement(ref _refusing);
+            client.Dispose();
+            Statistics.OnRefused();
+            Statistics.OnClosed();
+            return;
+        }
+
+        if (!overLimit)
+        {
+            Interlocked.Increment(ref _served);
+        }
+
+        ProxySocket socket;
+        try
+        {
+            if (!Options.Listen.IsUnix)
+            {
+                client.NoDelay = true;
+            }
+
+            socket = Sockets.Adopt(client);
+        }
+        catch (SocketException e)
+        {
+            client.Dispose();
+            Interlocked.Decrement(ref overLimit ? ref _refusing : ref _served);
+            Statistics.OnFailed();
+            Note(id, peer, "closed: " + e.Message);
+            return;
+        }
+
+        var connection = new ProxyConnection(this, id, socket, peer, overLimit);
+        _connections[id] = Task.Run(async () =>
+        {
+            try
+            {
+                await connection.RunAsync(_abort.Token).ConfigureAwait(false);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref overLimit ? ref _refusing : ref _served);
+                _connections.TryRemove(id, out _);
+            }
+
+            // The connection may have ended on an event thread: whoever awaits the proxy must not go on there.
+            await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
+        });
+    }
 }

@@ -54,6 +54,39 @@ public sealed record PgProxyOptions
     /// <summary>The epoll engine's event threads; 0 (the default) is one per four processors, at least one.</summary>
     public int IoThreads { get; init; }
 
+    /// <summary>
+    /// At most this many client connections at once (0: no limit); a client beyond it gets
+    /// PostgreSQL's FATAL 53300 "sorry, too many clients already" once it has sent its startup
+    /// packet. Cancel requests are served whatever the count. 1000 by default.
+    /// </summary>
+    public int MaxClientConnections { get; init; } = 1000;
+
+    /// <summary>
+    /// What a client connected with TLS gets when the server offers SCRAM-SHA-256-PLUS (it does
+    /// over <see cref="UpstreamTls"/>) and the proxy cannot carry channel binding through: its
+    /// channel ends at the proxy's certificate, not the server's (it can when the proxy has the
+    /// server's own certificate). Clients without TLS are offered SCRAM-SHA-256 alone in any case.
+    /// </summary>
+    public ProxyChannelBindingFallback ChannelBindingFallback { get; init; } = ProxyChannelBindingFallback.RelayPassword;
+
     /// <summary>Notes about connections (failures, closes); null writes none.</summary>
     public Action<string>? Log { get; init; }
+}
+
+/// <summary>How the proxy serves a TLS client that SCRAM channel binding cannot reach the server through.</summary>
+public enum ProxyChannelBindingFallback
+{
+    /// <summary>
+    /// Ask the client for its password (AuthenticationCleartextPassword, over its TLS connection)
+    /// and authenticate to the server with it by SCRAM-SHA-256-PLUS: libpq's defaults
+    /// (channel_binding=prefer) work. The proxy sees the password (never traced unless secrets are shown).
+    /// </summary>
+    RelayPassword,
+
+    /// <summary>
+    /// Offer SCRAM-SHA-256 without -PLUS: clients with channel_binding=disable succeed; a client that
+    /// could bind answers "y", which the server would take for a downgrade attack, so it gets FATAL
+    /// 28000 from the proxy saying what would work.
+    /// </summary>
+    Refuse,
 }

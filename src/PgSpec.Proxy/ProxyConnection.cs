@@ -1,9 +1,10 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
-using System.Text;
+using System.Security.Cryptography.X509Certificates;
 using PgSpec.Protocol;
 using PgSpec.Proxy.Sockets;
 
@@ -12,59 +13,96 @@ namespace PgSpec.Proxy;
 /// <summary>Ends a connection; <see cref="ClientError"/> is sent to the client first when the protocol allows it.</summary>
 internal sealed class ProxyConnectionException : Exception
 {
-    public ProxyConnectionException(string message, byte[]? clientError)
+    public ProxyConnectionException(string message, byte[]? clientError, bool failure = true)
         : base(message)
     {
         ClientError = clientError;
+        Failure = failure;
     }
 
     public byte[]? ClientError { get; }
+
+    /// <summary>False when the connection ends as the protocol foresees (the server refused the login, say).</summary>
+    public bool Failure { get; }
 }
 
-/// <summary>One client connection and its server connection.</summary>
-internal sealed class ProxyConnection
+/// <summary>Which timer of a connection is running.</summary>
+internal enum ConnectionTimer
+{
+    None,
+    Handshake,
+    Idle,
+    ShutdownGrace,
+}
+
+/// <summary>
+/// One client connection and its server connection, in three steps: the startup packets (TLS,
+/// cancel requests), authentication (one message at a time, each side only when it is its turn),
+/// then the relay of both directions.
+/// </summary>
+internal sealed partial class ProxyConnection
 {
     private const byte TlsHandshakeRecord = 0x16;
     private static readonly byte[] s_sslRequest = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
-    private static readonly byte[] s_scramPlus = "SCRAM-SHA-256-PLUS\0"u8.ToArray();
 
     private readonly PgProxy _proxy;
     private readonly long _id;
     private readonly ProxySocket _client;
+    private readonly bool _overLimit;
     private readonly DecodeContext _context;
+    private readonly PgMessageReader _frontend;
+    private readonly PgMessageReader _backend;
     private readonly IProxyTraceSink? _trace;
+    private readonly Lock _timerLock = new();
+    private CancellationTokenSource? _timers;
+    private ConnectionTimer _timer;
     private ProxySocket? _upstream;
+    private X509Certificate2? _upstreamCertificate;
     private bool _clientTls;
+    private bool _startupReceived;
     private bool _clientStreamBroken;
     private int _issuedProcessId;
     private byte[]? _issuedKey;
 
-    public ProxyConnection(PgProxy proxy, long id, ProxySocket client)
+    public ProxyConnection(PgProxy proxy, long id, ProxySocket client, string peer, bool overLimit)
     {
         _proxy = proxy;
         _id = id;
         _client = client;
+        Peer = peer;
+        _overLimit = overLimit;
         _context = new DecodeContext { Limits = proxy.Options.Limits };
+        _frontend = new PgMessageReader(PgDirection.Frontend, _context);
+        _backend = new PgMessageReader(PgDirection.Backend, _context);
         _trace = proxy.Options.Trace;
     }
+
+    /// <summary>The connection's number.</summary>
+    public long Id => _id;
+
+    /// <summary>The client's address, for notes.</summary>
+    public string Peer { get; }
 
     private PgProxyOptions Options => _proxy.Options;
 
     public async Task RunAsync(CancellationToken abort)
     {
-        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(abort);
+        using var timers = CancellationTokenSource.CreateLinkedTokenSource(abort);
+        _timers = timers;
         Stream client = _client.Stream;
         Stream? upstream = null;
-        bool failed = false;
+        string? failure = null;
+        byte[]? farewell = null;
+        bool farewellAllowed = false;
         try
         {
-            cancel.CancelAfter(Options.HandshakeTimeout);
-            (client, byte[]? startup, bool tunnel) = await StartupAsync(client, cancel.Token).ConfigureAwait(false);
+            Arm(ConnectionTimer.Handshake, Options.HandshakeTimeout);
+            (client, byte[]? startup, bool tunnel) = await StartupAsync(client, timers.Token).ConfigureAwait(false);
             if (tunnel)
             {
                 upstream = _upstream!.Stream;
-                cancel.CancelAfter(Options.IdleTimeout);
-                await TunnelAsync(client, upstream, cancel).ConfigureAwait(false);
+                Arm(ConnectionTimer.Idle, Options.IdleTimeout);
+                await TunnelAsync(client, upstream, timers).ConfigureAwait(false);
                 return;
             }
 
@@ -73,48 +111,77 @@ internal sealed class ProxyConnection
                 return;
             }
 
-            upstream = await ConnectUpstreamAsync(startup, cancel.Token).ConfigureAwait(false);
-            cancel.CancelAfter(Options.IdleTimeout);
-            await RelayAsync(client, upstream, cancel).ConfigureAwait(false);
+            if (_overLimit)
+            {
+                _proxy.Statistics.OnRefused();
+                farewell = ErrorResponse("FATAL", "53300", "sorry, too many clients already");
+                farewellAllowed = true;
+                _proxy.Note(this, $"refused: the proxy already serves {Options.MaxClientConnections} connections (--max-client-connections)");
+                return;
+            }
+
+            upstream = await ConnectUpstreamAsync(startup, timers.Token).ConfigureAwait(false);
+            if (!await AuthenticateAsync(client, upstream, timers.Token).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            await RelayAsync(client, upstream, timers).ConfigureAwait(false);
         }
         catch (ProxyConnectionException e)
         {
-            failed = true;
-            _proxy.Note(_id, e.Message);
-            if (e.ClientError is not null && !_clientStreamBroken)
+            if (e.Failure)
             {
-                await TrySendAsync(client, e.ClientError).ConfigureAwait(false);
+                failure = e.Message;
             }
+
+            _proxy.Note(this, e.Message);
+            farewell = e.ClientError;
+            farewellAllowed = true;
         }
         catch (OperationCanceledException)
         {
-            failed = true;
-            _proxy.Note(_id, abort.IsCancellationRequested ? "closed by shutdown" : "closed by a timeout");
+            (failure, farewell) = TimedOut(abort.IsCancellationRequested ? ConnectionTimer.ShutdownGrace : _timer);
+            _proxy.Note(this, failure);
+
+            // Before its StartupMessage a client is not reading messages: it is only closed.
+            farewellAllowed = _startupReceived;
         }
         catch (Exception e) when (e is IOException or SocketException or AuthenticationException or ObjectDisposedException)
         {
-            failed = true;
-            _proxy.Note(_id, "closed: " + e.Message);
+            failure = "closed: " + ProxyErrors.Describe(e);
+            _proxy.Note(this, failure);
         }
         catch (Exception e)
         {
             // Whatever goes wrong ends this connection only.
-            failed = true;
-            _proxy.Note(_id, "closed after an unexpected error: " + e);
+            failure = "closed after an unexpected error: " + e;
+            _proxy.Note(this, failure);
         }
         finally
         {
+            if (farewell is not null && farewellAllowed && !_clientStreamBroken)
+            {
+                TraceSent(PgDirection.Backend, farewell);
+                await TrySendAsync(client, farewell).ConfigureAwait(false);
+
+                // Closing with unread input would reset the connection, and the reset can overtake
+                // the error on its way: finish sending, and drop what the client has already sent.
+                _client.ShutdownSend();
+                await DiscardInputAsync().ConfigureAwait(false);
+            }
+
             if (_issuedKey is not null)
             {
                 _proxy.CancelKeys.Remove(_issuedProcessId, _issuedKey);
             }
 
-            _trace?.EndConnection(_id);
+            _trace?.EndConnection(_id, failure);
             await DisposeQuietlyAsync(upstream).ConfigureAwait(false);
             _upstream?.Dispose();
             await DisposeQuietlyAsync(client).ConfigureAwait(false);
             _client.Dispose();
-            if (failed)
+            if (failure is not null)
             {
                 _proxy.Statistics.OnFailed();
             }
@@ -122,7 +189,57 @@ internal sealed class ProxyConnection
             {
                 _proxy.Statistics.OnClosed();
             }
+
+            _timers = null;
         }
+    }
+
+    /// <summary>Drops the bytes the client has sent and the proxy has not read, without waiting for more.</summary>
+    private async Task DiscardInputAsync()
+    {
+        try
+        {
+            byte[] sink = new byte[4096];
+            for (int i = 0; i < 16 && _client.Available > 0; i++)
+            {
+                if (await _client.Stream.ReadAsync(sink.AsMemory(0, Math.Min(sink.Length, _client.Available))).ConfigureAwait(false) <= 0)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException or NotSupportedException)
+        {
+        }
+    }
+
+    /// <summary>Starts (or stops, with an infinite time) the one timer of the connection; when it runs out, the connection ends.</summary>
+    private void Arm(ConnectionTimer timer, TimeSpan after)
+    {
+        lock (_timerLock)
+        {
+            _timer = after == Timeout.InfiniteTimeSpan ? ConnectionTimer.None : timer;
+            _timers?.CancelAfter(after);
+        }
+    }
+
+    /// <summary>What a timer that ran out says: the note, and the FATAL for the client (when the protocol allows one).</summary>
+    private (string Note, byte[]? Farewell) TimedOut(ConnectionTimer timer)
+    {
+        static string Seconds(TimeSpan time) => time.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture) + " s";
+        return timer switch
+        {
+            ConnectionTimer.Handshake => (
+                $"closed by the handshake timeout ({Seconds(Options.HandshakeTimeout)}): the client did not complete startup and authentication in time",
+                ErrorResponse("FATAL", "08006", $"pgspec proxy: terminating connection: startup and authentication did not complete within --handshake-timeout ({Seconds(Options.HandshakeTimeout)})")),
+            ConnectionTimer.Idle => (
+                $"closed by the idle timeout ({Seconds(Options.IdleTimeout)}): the client sent nothing for that long between queries",
+                ErrorResponse("FATAL", "57P05", $"pgspec proxy: terminating connection due to idle timeout (--idle-timeout {Seconds(Options.IdleTimeout)})")),
+            ConnectionTimer.ShutdownGrace => (
+                $"closed by shutdown: the connection did not finish within the shutdown grace ({Seconds(Options.ShutdownGrace)})",
+                ErrorResponse("FATAL", "57P01", "pgspec proxy: terminating connection due to administrator command (the proxy is shutting down)")),
+            _ => ("closed: cancelled", null),
+        };
     }
 
     /// <summary>
@@ -140,7 +257,7 @@ internal sealed class ProxyConnection
             return (client, null, false);
         }
 
-        if (first[0] == TlsHandshakeRecord && Options.TlsPassthrough)
+        if (first[0] == TlsHandshakeRecord && Options.TlsPassthrough && !_overLimit)
         {
             // Direct TLS (PostgreSQL 17+): the whole connection goes to the server unread.
             await ConnectSocketAsync(cancellationToken).ConfigureAwait(false);
@@ -157,7 +274,6 @@ internal sealed class ProxyConnection
             client = await AcceptTlsAsync(client, direct: true, cancellationToken).ConfigureAwait(false);
         }
 
-        var reader = new PgMessageReader(PgDirection.Frontend, _context);
         while (true)
         {
             byte[]? packet = await ReadStartupPacketAsync(client, cancellationToken).ConfigureAwait(false);
@@ -166,17 +282,10 @@ internal sealed class ProxyConnection
                 return (client, null, false);
             }
 
-            var buffer = new ReadOnlySequence<byte>(packet);
-            if (reader.TryRead(ref buffer, out PgReceivedMessage message, out PgDecodeError error) != PgReadStatus.Message)
+            FrontendMessageKind kind = AcceptStartupPacket(packet);
+            switch (kind)
             {
-                throw ProtocolViolation("the client sent an invalid startup packet: " + error.ToString(), fromClient: true);
-            }
-
-            _proxy.Statistics.OnMessages(frontend: true, 1, packet.Length);
-            Trace(message);
-            switch (message.FrontendKind)
-            {
-                case FrontendMessageKind.SSLRequest when Options.TlsPassthrough:
+                case FrontendMessageKind.SSLRequest when Options.TlsPassthrough && !_overLimit:
                     byte answer = await PassEncryptionRequestAsync(packet, cancellationToken).ConfigureAwait(false);
                     await AnswerEncryptionRequestAsync(client, answer, cancellationToken).ConfigureAwait(false);
                     if (answer == (byte)'S')
@@ -187,7 +296,7 @@ internal sealed class ProxyConnection
                     break;
                 case FrontendMessageKind.SSLRequest:
                 case FrontendMessageKind.GSSENCRequest:
-                    bool tls = message.FrontendKind == FrontendMessageKind.SSLRequest && Options.TlsCertificate is not null && !_clientTls;
+                    bool tls = kind == FrontendMessageKind.SSLRequest && Options.TlsCertificate is not null && !_clientTls;
                     await AnswerEncryptionRequestAsync(client, tls ? (byte)'S' : (byte)'N', cancellationToken).ConfigureAwait(false);
                     if (tls)
                     {
@@ -199,11 +308,25 @@ internal sealed class ProxyConnection
                     await ForwardCancelAsync(packet, cancellationToken).ConfigureAwait(false);
                     return (client, null, false);
                 case FrontendMessageKind.StartupMessage:
+                    _startupReceived = true;
                     return (client, packet, false);
                 default:
                     throw ProtocolViolation("the client asked for an unsupported protocol version", fromClient: true);
             }
         }
+    }
+
+    /// <summary>Validates, counts and traces a startup packet; returns its kind.</summary>
+    private FrontendMessageKind AcceptStartupPacket(byte[] packet)
+    {
+        if (_frontend.TryRead(packet, out _, out PgReceivedMessage message, out PgDecodeError error) != PgReadStatus.Message)
+        {
+            throw ProtocolViolation("the client sent an invalid startup packet: " + error.ToString(), fromClient: true);
+        }
+
+        _proxy.Statistics.OnMessages(frontend: true, 1, packet.Length);
+        Trace(message);
+        return message.FrontendKind;
     }
 
     private async Task AnswerEncryptionRequestAsync(Stream client, byte answer, CancellationToken cancellationToken)
@@ -212,7 +335,7 @@ internal sealed class ProxyConnection
         {
             // Trace the answer as a backend message of this connection.
             _context.ExpectEncryptionAnswer = true;
-            TraceBytes(PgDirection.Backend, [answer]);
+            TraceSent(PgDirection.Backend, [answer]);
         }
 
         _context.ExpectEncryptionAnswer = false;
@@ -230,7 +353,15 @@ internal sealed class ProxyConnection
             ClientCertificateRequired = false,
             ApplicationProtocols = direct ? [new SslApplicationProtocol("postgresql")] : null,
         };
-        await tls.AuthenticateAsServerAsync(options, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await tls.AuthenticateAsServerAsync(options, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is AuthenticationException or IOException)
+        {
+            throw new ProxyConnectionException("the TLS handshake with the client failed: " + ProxyErrors.Describe(e), null);
+        }
+
         _clientTls = true;
         return tls;
     }
@@ -257,7 +388,15 @@ internal sealed class ProxyConnection
 
         byte[] packet = new byte[length];
         header.CopyTo(packet, 0);
-        await client.ReadExactlyAsync(packet.AsMemory(4), cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await client.ReadExactlyAsync(packet.AsMemory(4), cancellationToken).ConfigureAwait(false);
+        }
+        catch (EndOfStreamException)
+        {
+            throw new ProxyConnectionException("the client closed inside a startup packet", null);
+        }
+
         return packet;
     }
 
@@ -280,7 +419,7 @@ internal sealed class ProxyConnection
         }
         else
         {
-            _proxy.Note(_id, $"a cancel request for process {processId} with a key the proxy did not issue was ignored");
+            _proxy.Note(this, $"a cancel request for process {processId} with a key the proxy did not issue was ignored");
             return;
         }
 
@@ -294,7 +433,7 @@ internal sealed class ProxyConnection
         {
         }
 
-        _proxy.Note(_id, $"cancel request forwarded to process {processId}");
+        _proxy.Note(this, $"cancel request forwarded to process {processId}");
     }
 
     /// <summary>Connects to the server, once per client connection.</summary>
@@ -321,21 +460,28 @@ internal sealed class ProxyConnection
         await ConnectSocketAsync(cancellationToken).ConfigureAwait(false);
         Stream upstream = _upstream!.Stream;
         await upstream.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+        byte answer = await ReadEncryptionAnswerAsync(upstream, cancellationToken).ConfigureAwait(false);
+        if (answer is not ((byte)'S' or (byte)'N'))
+        {
+            throw ProtocolViolation($"the server answered SSLRequest with {PgTraceWriter.FormatByte(answer)}, not 'S' or 'N'", fromClient: false);
+        }
+
+        return answer;
+    }
+
+    /// <summary>Reads the server's one-byte answer to SSLRequest, refusing bytes that come with it (CVE-2021-23222).</summary>
+    private async Task<byte> ReadEncryptionAnswerAsync(Stream upstream, CancellationToken cancellationToken)
+    {
         byte[] answer = new byte[1];
         if (await upstream.ReadAsync(answer, cancellationToken).ConfigureAwait(false) == 0)
         {
             throw new ProxyConnectionException("the server closed the connection instead of answering SSLRequest", ErrorResponse("FATAL", "08006", "the server behind pgspec proxy closed the connection instead of answering SSLRequest"));
         }
 
-        if (answer[0] is not ((byte)'S' or (byte)'N'))
+        if (answer[0] == (byte)'S' && _upstream!.Available > 0)
         {
-            throw ProtocolViolation($"the server answered SSLRequest with {PgTraceWriter.FormatByte(answer[0])}, not 'S' or 'N'", fromClient: false);
-        }
-
-        if (_upstream.Available > 0)
-        {
-            // CVE-2021-23222: nothing may follow the answer before the TLS handshake.
-            throw ProtocolViolation("the server sent bytes after its answer to SSLRequest", fromClient: false);
+            // Nothing may follow the answer before the TLS handshake: it would be read as if it came through TLS.
+            throw ProtocolViolation($"the server sent {_upstream.Available} bytes after its answer 'S' to SSLRequest, before the TLS handshake", fromClient: false);
         }
 
         return answer[0];
@@ -344,11 +490,11 @@ internal sealed class ProxyConnection
     /// <summary>TLS passed through: bytes are copied both ways, unread, until both sides are done.</summary>
     private async Task TunnelAsync(Stream client, Stream upstream, CancellationTokenSource cancel)
     {
-        _proxy.Note(_id, "TLS passed through to the server; the rest of the connection is not decoded");
+        _proxy.Note(this, "TLS passed through to the server; the rest of the connection is not decoded");
         Task clientToServer = CopyRawAsync(client, upstream, _upstream!, fromClient: true, cancel);
         Task serverToClient = CopyRawAsync(upstream, client, _client, fromClient: false, cancel);
         await Task.WhenAny(clientToServer, serverToClient).ConfigureAwait(false);
-        cancel.CancelAfter(Options.ShutdownGrace);
+        Arm(ConnectionTimer.ShutdownGrace, Options.ShutdownGrace);
         try
         {
             await Task.WhenAll(clientToServer, serverToClient).ConfigureAwait(false);
@@ -359,24 +505,31 @@ internal sealed class ProxyConnection
         }
     }
 
+    /// <summary>
+    /// Copies one direction of a tunnel. A reset from the reading side ends the direction like a
+    /// close: TLS clients commonly close with the server's close_notify unread, which resets.
+    /// </summary>
     private async Task CopyRawAsync(Stream input, Stream output, ProxySocket outputSocket, bool fromClient, CancellationTokenSource cancel)
     {
-        bool idleTimeout = Options.IdleTimeout != Timeout.InfiniteTimeSpan;
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(InitialBufferSize);
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(ReceiveBuffer.SmallSize);
         try
         {
             while (true)
             {
-                int read = await input.ReadAsync(buffer, cancel.Token).ConfigureAwait(false);
-                if (idleTimeout)
+                int read;
+                try
                 {
-                    cancel.CancelAfter(Options.IdleTimeout);
+                    read = await input.ReadAsync(buffer, cancel.Token).ConfigureAwait(false);
+                }
+                catch (IOException e) when (ProxyErrors.IsReset(e))
+                {
+                    read = 0;
                 }
 
+                Arm(ConnectionTimer.Idle, Options.IdleTimeout);
                 if (read == 0)
                 {
                     outputSocket.ShutdownSend();
-
                     return;
                 }
 
@@ -397,19 +550,29 @@ internal sealed class ProxyConnection
         if (Options.UpstreamTls)
         {
             await upstream.WriteAsync(s_sslRequest, cancellationToken).ConfigureAwait(false);
-            byte[] answer = new byte[1];
-            await upstream.ReadExactlyAsync(answer, cancellationToken).ConfigureAwait(false);
-            if (answer[0] != (byte)'S')
+            byte answer = await ReadEncryptionAnswerAsync(upstream, cancellationToken).ConfigureAwait(false);
+            if (answer != (byte)'S')
             {
-                throw new ProxyConnectionException("the server refused TLS", ErrorResponse("FATAL", "08001", "the server behind pgspec proxy refused TLS"));
+                string what = answer == (byte)'N' ? "refused TLS (answered 'N' to SSLRequest)" : $"answered SSLRequest with {PgTraceWriter.FormatByte(answer)}, not 'S' or 'N'";
+                throw new ProxyConnectionException("the server " + what, ErrorResponse("FATAL", "08001", "the server behind pgspec proxy " + what + ", and the proxy was told to use TLS (--upstream-tls)"));
             }
 
             var tls = new SslStream(upstream, leaveInnerStreamOpen: false);
-            await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+            try
             {
-                TargetHost = Options.Upstream.EndPoint is System.Net.DnsEndPoint dns ? dns.Host : "localhost",
-                RemoteCertificateValidationCallback = (_, _, _, _) => true,
-            }, cancellationToken).ConfigureAwait(false);
+                await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+                {
+                    TargetHost = Options.Upstream.EndPoint is DnsEndPoint dns ? dns.Host : "localhost",
+                    RemoteCertificateValidationCallback = (_, _, _, _) => true,
+                }, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is AuthenticationException or IOException)
+            {
+                string text = "the TLS handshake with the server failed: " + ProxyErrors.Describe(e);
+                throw new ProxyConnectionException(text, ErrorResponse("FATAL", "08006", "pgspec proxy: " + text));
+            }
+
+            _upstreamCertificate = tls.RemoteCertificate is { } certificate ? new X509Certificate2(certificate) : null;
             upstream = tls;
         }
 
@@ -418,398 +581,43 @@ internal sealed class ProxyConnection
         return upstream;
     }
 
-    /// <summary>The receive buffer each direction starts with; it grows to hold one whole message, up to the limits.</summary>
-    private const int InitialBufferSize = 16 * 1024;
-
-    /// <summary>
-    /// Relays messages both ways until one side closes or breaks the protocol. Reads stop on
-    /// <paramref name="cancel"/> or when the other direction ends; a write in progress is given the
-    /// shutdown grace to finish, so the client never receives half a message followed by an error.
-    /// </summary>
-    private async Task RelayAsync(Stream client, Stream upstream, CancellationTokenSource cancel)
-    {
-        using var stopReads = CancellationTokenSource.CreateLinkedTokenSource(cancel.Token);
-
-        // The frontend reader is past the startup packet; the context is shared by both directions.
-        var frontend = new PgMessageReader(PgDirection.Frontend, _context);
-        var backend = new PgMessageReader(PgDirection.Backend, _context);
-        Task clientToServer = PumpAsync(client, upstream, frontend, stopReads.Token, cancel);
-        Task serverToClient = PumpAsync(upstream, client, backend, stopReads.Token, cancel);
-
-        Task first = await Task.WhenAny(clientToServer, serverToClient).ConfigureAwait(false);
-        if (first == clientToServer && first.IsCompletedSuccessfully && !Options.UpstreamTls)
-        {
-            // The client is gone: tell the server, and let it close its side.
-            _upstream!.ShutdownSend();
-
-            cancel.CancelAfter(Options.ShutdownGrace);
-        }
-        else
-        {
-            await stopReads.CancelAsync().ConfigureAwait(false);
-            cancel.CancelAfter(Options.ShutdownGrace);
-        }
-
-        Exception? failure = null;
-        foreach (Task task in new[] { first, first == clientToServer ? serverToClient : clientToServer })
-        {
-            try
-            {
-                await task.ConfigureAwait(false);
-            }
-            catch (Exception e) when (failure is null && !(task != first && e is OperationCanceledException))
-            {
-                failure = e;
-            }
-            catch (Exception)
-            {
-            }
-        }
-
-        if (failure is not null)
-        {
-            throw failure;
-        }
-    }
-
-    /// <summary>
-    /// Reads what arrives, splits it into messages (validating and tracing each) and forwards every
-    /// whole message as received, in one write per read. A partial message waits for the rest in a
-    /// buffer that grows to its declared length, which the limits bound; a DataRow or CopyData of
-    /// <see cref="PgProxyOptions.StreamThreshold"/> bytes or more is instead checked and forwarded
-    /// piece by piece as it arrives, when nothing is traced (a trace line needs the whole message).
-    /// </summary>
-    private async Task PumpAsync(Stream input, Stream output, PgMessageReader reader, CancellationToken readToken, CancellationTokenSource cancel)
-    {
-        bool fromClient = reader.Direction == PgDirection.Frontend;
-        bool idleTimeout = Options.IdleTimeout != Timeout.InfiniteTimeSpan;
-        int streamThreshold = _trace is null ? Options.StreamThreshold : int.MaxValue;
-        var state = new PumpState(reader, PumpState.Rent(InitialBufferSize));
-        try
-        {
-            while (true)
-            {
-                if (state.End == state.Buffer.Length)
-                {
-                    state.MakeRoom(0);
-                    _proxy.Statistics.OnBuffer(state.Buffer.Length);
-                }
-
-                int read = await input.ReadAsync(state.Buffer.AsMemory(state.End), readToken).ConfigureAwait(false);
-                if (idleTimeout)
-                {
-                    cancel.CancelAfter(Options.IdleTimeout);
-                }
-
-                if (read == 0)
-                {
-                    if (state.End > state.Start || state.Streamed.Active)
-                    {
-                        // Part of a streamed message has gone on: no error may follow it.
-                        _clientStreamBroken |= !fromClient && state.Streamed.Active;
-                        long received = state.Streamed.Active ? 0 : state.End - state.Start;
-                        throw new ProxyConnectionException(
-                            (fromClient ? "the client" : "the server") + $" closed the connection inside a message" + (received > 0 ? $" ({received} bytes of it received)" : ""),
-                            fromClient ? null : ErrorResponse("FATAL", "08006", "the server closed the connection inside a message"));
-                    }
-
-                    return;
-                }
-
-                state.End += read;
-                state.Received += read;
-                while (true)
-                {
-                    int sendFrom = state.Start;
-                    Step step = Scan(state, fromClient, streamThreshold);
-                    if (step.ForwardTo > sendFrom)
-                    {
-                        await WriteAsync(output, state.Buffer.AsMemory(sendFrom, step.ForwardTo - sendFrom), !fromClient, cancel.Token).ConfigureAwait(false);
-                    }
-
-                    if (step.Violation is not null)
-                    {
-                        _proxy.Statistics.OnMessages(fromClient, state.Messages, state.Received);
-                        throw step.Violation;
-                    }
-
-                    if (step.Insert is null)
-                    {
-                        break;
-                    }
-
-                    // A BackendKeyData with the proxy's key in place of the server's; then go on after it.
-                    await WriteAsync(output, step.Insert, !fromClient, cancel.Token).ConfigureAwait(false);
-                }
-
-                _proxy.Statistics.OnMessages(fromClient, state.Messages, state.Received);
-                state.Messages = 0;
-                state.Received = 0;
-                if (state.Start == state.End)
-                {
-                    state.Reset();
-                }
-                else if (!state.Streamed.Active)
-                {
-                    state.MakeRoom(PartialLength(state));
-                    _proxy.Statistics.OnBuffer(state.Buffer.Length);
-                }
-            }
-        }
-        finally
-        {
-            PumpState.Return(state.Buffer);
-        }
-    }
-
-    /// <summary>The state of one direction: the buffer (unread bytes are Buffer[Start..End]) and a message being streamed.</summary>
-    private sealed class PumpState(PgMessageReader reader, byte[] buffer)
-    {
-        public PgMessageReader Reader { get; } = reader;
-
-        public byte[] Buffer { get; private set; } = buffer;
-
-        public int Start { get; set; }
-
-        public int End { get; set; }
-
-        public long Messages { get; set; }
-
-        public long Received { get; set; }
-
-        public StreamedMessage Streamed { get; } = new();
-
-        /// <summary>Buffers up to 1 MiB come from the shared pool; larger ones (a large message held whole) are the garbage collector's, so none stays cached after its message.</summary>
-        public static byte[] Rent(int size)
-            => size <= PooledLimit ? ArrayPool<byte>.Shared.Rent(size) : GC.AllocateUninitializedArray<byte>(size);
-
-        public static void Return(byte[] buffer)
-        {
-            if (buffer.Length <= PooledLimit)
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
-        }
-
-        private const int PooledLimit = 1024 * 1024;
-
-        /// <summary>Empties the buffer, and gives back one grown for a large message.</summary>
-        public void Reset()
-        {
-            Start = End = 0;
-            if (Buffer.Length > 4 * InitialBufferSize)
-            {
-                Return(Buffer);
-                Buffer = Rent(InitialBufferSize);
-            }
-        }
-
-        /// <summary>Moves the unread bytes to the front, and grows the buffer to hold <paramref name="needed"/> bytes (a message's declared size).</summary>
-        public void MakeRoom(int needed)
-        {
-            int unread = End - Start;
-            if (needed > Buffer.Length || (unread == Buffer.Length && needed == 0))
-            {
-                byte[] larger = Rent(Math.Max(needed, (int)Math.Min(2L * Buffer.Length, Array.MaxLength)));
-                Buffer.AsSpan(Start, unread).CopyTo(larger);
-                Return(Buffer);
-                Buffer = larger;
-            }
-            else if (Start > 0 && (needed == 0 || Buffer.Length - Start < needed))
-            {
-                Buffer.AsSpan(Start, unread).CopyTo(Buffer);
-            }
-            else
-            {
-                return;
-            }
-
-            Start = 0;
-            End = unread;
-        }
-    }
-
-    /// <summary>What to do after a scan: forward Buffer[..ForwardTo], then write Insert and scan on, or fail.</summary>
-    private readonly record struct Step(int ForwardTo, byte[]? Insert, ProxyConnectionException? Violation);
-
-    /// <summary>The wire size of the partial message at the front of the buffer, once its header is in (0 before).</summary>
-    private static int PartialLength(PumpState state)
-        => state.End - state.Start >= 5 ? 1 + BinaryPrimitives.ReadInt32BigEndian(state.Buffer.AsSpan(state.Start + 1)) : 0;
-
-    /// <summary>Validates, traces and passes over the messages in the buffer; stops where a write must come first.</summary>
-    private Step Scan(PumpState state, bool fromClient, int streamThreshold)
-    {
-        StreamedMessage streamed = state.Streamed;
-        PgMessageReader reader = state.Reader;
-        while (true)
-        {
-            if (streamed.Active)
-            {
-                int take = (int)Math.Min(streamed.Remaining, state.End - state.Start);
-                string? problem = streamed.Feed(state.Buffer.AsSpan(state.Start, take));
-                state.Start += take;
-                if (problem is null && streamed.Remaining == 0)
-                {
-                    problem = streamed.End();
-                    state.Messages++;
-                }
-
-                if (problem is not null)
-                {
-                    // The other side has the beginning of this message: no error may follow it there.
-                    _clientStreamBroken |= !fromClient;
-                    return new Step(state.Start - take, null, ProtocolViolation((fromClient ? "the client" : "the server") + " sent a malformed message: " + problem, fromClient));
-                }
-
-                if (streamed.Active)
-                {
-                    return new Step(state.Start, null, null);
-                }
-            }
-
-            int start = state.Start;
-            PgReadStatus status = reader.TryRead(state.Buffer.AsSpan(start, state.End - start), out int consumed, out PgReceivedMessage message, out PgDecodeError error);
-            if (status == PgReadStatus.Incomplete)
-            {
-                int length = state.End - start >= 5 ? BinaryPrimitives.ReadInt32BigEndian(state.Buffer.AsSpan(start + 1)) : 0;
-                if (length > 0 && StreamedMessage.Streams(reader.Direction, state.Buffer[start], length, streamThreshold))
-                {
-                    // Too large to hold: check it and forward it as it comes.
-                    streamed.Begin(state.Buffer[start], length);
-                    reader.Skip(1L + length);
-                    state.Start += 5;
-                    continue;
-                }
-
-                return new Step(start, null, null);
-            }
-
-            if (status == PgReadStatus.Malformed)
-            {
-                return new Step(start, null, ProtocolViolation((fromClient ? "the client" : "the server") + " sent a malformed message: " + error.ToString(), fromClient));
-            }
-
-            state.Start = start + consumed;
-            state.Messages++;
-            if (!fromClient && message.BackendKind == BackendMessageKind.BackendKeyData && message.Body.Length >= 8)
-            {
-                // The client gets (and the trace shows, as the client's own libpq would) the proxy's key.
-                byte[] issued = IssueKey(message.Body);
-                TraceBytes(PgDirection.Backend, issued);
-                return new Step(start, issued, null);
-            }
-
-            Trace(message);
-            if (fromClient)
-            {
-                if (_clientTls && message.FrontendKind == FrontendMessageKind.SASLInitialResponse && message.Body.StartsWith(s_scramPlus))
-                {
-                    return new Step(start, null, new ProxyConnectionException(
-                        "the client chose SCRAM-SHA-256-PLUS, which cannot work through TLS termination",
-                        ErrorResponse("FATAL", "28000", "SCRAM-SHA-256-PLUS (channel binding) cannot work through pgspec proxy, which terminates TLS: connect with channel_binding=disable, or without TLS to the proxy, or run the proxy with --tls-passthrough")));
-                }
-            }
-        }
-    }
-
-    /// <summary>Writes to the other side; a write to the client that did not finish means no error may follow it.</summary>
-    private ValueTask WriteAsync(Stream output, ReadOnlyMemory<byte> bytes, bool toClient, CancellationToken cancellationToken)
-    {
-        ValueTask write;
-        try
-        {
-            write = output.WriteAsync(bytes, cancellationToken);
-        }
-        catch (Exception) when (toClient)
-        {
-            _clientStreamBroken = true;
-            throw;
-        }
-
-        // Most writes finish at once: no state machine for them (GetResult still lets the source go).
-        if (write.IsCompletedSuccessfully)
-        {
-            write.GetAwaiter().GetResult();
-            return default;
-        }
-
-        return AwaitWriteAsync(write, toClient);
-    }
-
-    private async ValueTask AwaitWriteAsync(ValueTask write, bool toClient)
-    {
-        try
-        {
-            await write.ConfigureAwait(false);
-        }
-        catch (Exception) when (toClient)
-        {
-            _clientStreamBroken = true;
-            throw;
-        }
-    }
-
-    private byte[] IssueKey(ReadOnlySpan<byte> body)
-    {
-        int processId = BinaryPrimitives.ReadInt32BigEndian(body);
-        ReadOnlySpan<byte> upstreamKey = body[4..];
-        if (_issuedKey is not null)
-        {
-            _proxy.CancelKeys.Remove(_issuedProcessId, _issuedKey);
-        }
-
-        _issuedProcessId = processId;
-        _issuedKey = _proxy.CancelKeys.Issue(processId, upstreamKey);
-        byte[] message = new byte[1 + 4 + body.Length];
-        message[0] = (byte)'K';
-        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(1), 4 + body.Length);
-        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(5), processId);
-        _issuedKey.CopyTo(message, 9);
-        return message;
-    }
-
     private void Trace(PgReceivedMessage message) => _trace?.Write(_id, message, _context);
 
-    /// <summary>Traces a message the proxy itself sends (read back with the connection's context).</summary>
-    private void TraceBytes(PgDirection direction, byte[] bytes)
+    /// <summary>
+    /// Traces a message the proxy itself sends (a FATAL, a key of its own, a rewritten offer): read
+    /// back with a copy of the connection's context, so tracing changes nothing of the connection.
+    /// </summary>
+    private void TraceSent(PgDirection direction, byte[] bytes)
     {
         if (_trace is null)
         {
             return;
         }
 
-        var reader = new PgMessageReader(direction, _context);
-        var buffer = new ReadOnlySequence<byte>(bytes);
-        if (reader.TryRead(ref buffer, out PgReceivedMessage message, out _) == PgReadStatus.Message)
+        var context = new DecodeContext
         {
-            Trace(message);
+            ProtocolVersion = _context.ProtocolVersion,
+            Phase = _context.Phase,
+            ExpectedPasswordMessage = _context.ExpectedPasswordMessage,
+            ExpectEncryptionAnswer = _context.ExpectEncryptionAnswer,
+            LastEncryptionRequest = _context.LastEncryptionRequest,
+            Limits = _context.Limits,
+        };
+        var reader = new PgMessageReader(direction, context);
+        if (reader.TryRead(bytes, out _, out PgReceivedMessage message, out _) == PgReadStatus.Message)
+        {
+            _trace.Write(_id, message, context);
         }
     }
 
     private static ProxyConnectionException ProtocolViolation(string text, bool fromClient)
         => new(text, ErrorResponse("FATAL", "08P01", fromClient ? text : "pgspec proxy: " + text));
 
-    /// <summary>An ErrorResponse with severity, code and message.</summary>
+    /// <summary>An ErrorResponse with severity, code and message, encoded by the codec.</summary>
     internal static byte[] ErrorResponse(string severity, string code, string message)
     {
-        var body = new MemoryStream();
-        void Field(char type, string value)
-        {
-            body.WriteByte((byte)type);
-            body.Write(Encoding.UTF8.GetBytes(value.Replace('\0', ' ')));
-            body.WriteByte(0);
-        }
-
-        Field('S', severity);
-        Field('V', severity);
-        Field('C', code);
-        Field('M', message);
-        body.WriteByte(0);
-        byte[] bytes = new byte[5 + body.Length];
-        bytes[0] = (byte)'E';
-        BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(1), 4 + (int)body.Length);
-        body.ToArray().CopyTo(bytes, 5);
-        return bytes;
+        static ErrorResponse.Field Field(char code, string value) => new((byte)code, value.Replace('\0', ' '));
+        return new ErrorResponse([Field('S', severity), Field('V', severity), Field('C', code), Field('M', message)]).ToArray();
     }
 
     private static async Task TrySendAsync(Stream stream, byte[] bytes)
@@ -839,5 +647,42 @@ internal sealed class ProxyConnection
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
         {
         }
+    }
+}
+
+/// <summary>Wording of the errors the proxy meets.</summary>
+internal static class ProxyErrors
+{
+    /// <summary>
+    /// An exception's message with those of its inner exceptions, leaving out the wrappers' "see
+    /// inner exception" (SslStream's "Authentication failed, see inner exception.").
+    /// </summary>
+    public static string Describe(Exception exception)
+    {
+        var parts = new List<string>();
+        for (Exception? e = exception; e is not null; e = e.InnerException)
+        {
+            string text = e.Message.Replace("see inner exception.", "", StringComparison.OrdinalIgnoreCase).Trim().TrimEnd(',', '.').Trim();
+            if (text.Length > 0 && !parts.Contains(text))
+            {
+                parts.Add(text);
+            }
+        }
+
+        return parts.Count == 0 ? exception.GetType().Name : string.Join(": ", parts);
+    }
+
+    /// <summary>True when the peer reset the connection.</summary>
+    public static bool IsReset(Exception exception)
+    {
+        for (Exception? e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is SocketException { SocketErrorCode: SocketError.ConnectionReset })
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }

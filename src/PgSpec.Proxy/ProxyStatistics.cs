@@ -9,6 +9,7 @@ public sealed class ProxyStatistics
     private long _closed;
     private long _failed;
     private long _cancelRequests;
+    private long _refused;
     private long _frontendMessages;
     private long _backendMessages;
     private long _frontendBytes;
@@ -23,6 +24,9 @@ public sealed class ProxyStatistics
 
     /// <summary>Connections closed because of an error (malformed traffic, timeouts, an unreachable server).</summary>
     public long Failed => Interlocked.Read(ref _failed);
+
+    /// <summary>Connections refused because the proxy already served its maximum (also counted as closed).</summary>
+    public long Refused => Interlocked.Read(ref _refused);
 
     /// <summary>Cancel requests received.</summary>
     public long CancelRequests => Interlocked.Read(ref _cancelRequests);
@@ -40,8 +44,9 @@ public sealed class ProxyStatistics
     public long BackendBytes => Interlocked.Read(ref _backendBytes);
 
     /// <summary>
-    /// The largest receive buffer a connection has needed, in bytes: a message is held whole until
-    /// it is checked, so this follows the largest message held (streamed messages are not held).
+    /// The largest receive buffer a connection has had, in bytes: buffers grow with the bytes that
+    /// arrive (not with the length a message declares), and a message is held whole until it is
+    /// checked, so this follows the largest message held (streamed messages are not held).
     /// </summary>
     public long LargestBuffer => Interlocked.Read(ref _largestBuffer);
 
@@ -66,6 +71,8 @@ public sealed class ProxyStatistics
 
     internal void OnFailed() => Interlocked.Increment(ref _failed);
 
+    internal void OnRefused() => Interlocked.Increment(ref _refused);
+
     internal void OnCancelRequest() => Interlocked.Increment(ref _cancelRequests);
 
     internal void OnMessages(bool frontend, long messages, long bytes)
@@ -85,5 +92,5 @@ public sealed class ProxyStatistics
     /// <summary>One line: connections and messages.</summary>
     public override string ToString() => string.Create(
         CultureInfo.InvariantCulture,
-        $"connections: {Accepted} accepted, {Closed} closed, {Failed} failed, {CancelRequests} cancel requests; messages: {FrontendMessages} from clients ({FrontendBytes} bytes), {BackendMessages} from servers ({BackendBytes} bytes); largest buffer {LargestBuffer} bytes");
+        $"connections: {Accepted} accepted, {Closed} closed, {Failed} failed, {Refused} refused over the limit, {CancelRequests} cancel requests; messages: {FrontendMessages} from clients ({FrontendBytes} bytes), {BackendMessages} from servers ({BackendBytes} bytes); largest buffer {LargestBuffer} bytes");
 }

@@ -11,6 +11,12 @@ public interface IProxyTraceSink
 
     /// <summary>The connection ended; nothing more comes for it.</summary>
     void EndConnection(long connectionId);
+
+    /// <summary>
+    /// The connection ended; <paramref name="failure"/> says why when it ended abnormally (a
+    /// malformed message, a timeout, a peer that vanished), null when it closed as the protocol foresees.
+    /// </summary>
+    void EndConnection(long connectionId, string? failure) => EndConnection(connectionId);
 }
 
 /// <summary>Whether a message carries a password or authentication exchange data.</summary>
@@ -57,7 +63,7 @@ public sealed class PqTraceSink : IProxyTraceSink
         {
             if (!_writers.TryGetValue(connectionId, out var writers))
             {
-                PgTraceOptions options = _connectionIds ? _options with { Prefix = connectionId.ToString(CultureInfo.InvariantCulture) } : _options;
+                PgTraceOptions options = Options(connectionId);
                 writers = (new PgTraceWriter(_output, options), new PgTraceWriter(_output, options with { Regress = true }));
                 _writers[connectionId] = writers;
             }
@@ -86,12 +92,25 @@ public sealed class PqTraceSink : IProxyTraceSink
     }
 
     /// <inheritdoc/>
-    public void EndConnection(long connectionId)
+    public void EndConnection(long connectionId) => EndConnection(connectionId, null);
+
+    /// <inheritdoc/>
+    /// <remarks>An abnormal end is written as a comment line, which libpq never prints: <c># connection ended: REASON</c>, with the line prefixes.</remarks>
+    public void EndConnection(long connectionId, string? failure)
     {
         lock (_lock)
         {
+            if (failure is not null)
+            {
+                PgTraceWriter writer = _writers.TryGetValue(connectionId, out var writers) ? writers.Plain : new PgTraceWriter(_output, Options(connectionId));
+                writer.Note("connection ended: " + failure.ReplaceLineEndings(" "));
+            }
+
             _writers.Remove(connectionId);
             _output.Flush();
         }
     }
+
+    private PgTraceOptions Options(long connectionId)
+        => _connectionIds ? _options with { Prefix = connectionId.ToString(CultureInfo.InvariantCulture) } : _options;
 }

@@ -133,14 +133,15 @@ public class RobustnessTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public async Task ClientThatStopsReading_HoldsBackOnlyItsOwnConnectionUntilTheIdleTimeout(bool traced)
+    public async Task ClientThatStopsReading_HoldsBackOnlyItsOwnConnectionAndIsNotIdle(bool traced)
     {
         PgServer server = await _servers.Server(15);
-        await using var proxy = new ProxyHarness(server, options => Traced(options, traced) with { IdleTimeout = TimeSpan.FromSeconds(2) });
+        await using var proxy = new ProxyHarness(server, options => Traced(options, traced) with { IdleTimeout = TimeSpan.FromSeconds(1) });
         using RawClient stuck = await LoggedInAsync(proxy, server);
         using RawClient good = await LoggedInAsync(proxy, server);
 
-        // About 50 MB of rows that the client never reads: the proxy waits for room to send, without holding them.
+        // About 50 MB of rows that the client never reads: the proxy waits for room to send, without
+        // holding them. Its query is running, so the idle timeout does not apply to it.
         await stuck.SendAsync(RawClient.Message('Q', "SELECT repeat('x', 1000000) FROM generate_series(1, 50)\0"));
         for (int i = 0; i < 5; i++)
         {
@@ -148,15 +149,15 @@ public class RobustnessTests
             (char Type, byte[] Body)? row = await good.ReadUntilAsync('D');
             Assert.NotNull(row);
             Assert.NotNull(await good.ReadUntilAsync('Z'));
-            await Task.Delay(200);
         }
 
+        Assert.Equal(2, proxy.Proxy.ActiveConnections);
         await good.SendAsync(RawClient.Message('X', ""));
         Assert.True(await good.ClosedAsync());
+        stuck.Dispose();
         await proxy.WaitIdleAsync();
         Assert.Equal(0, proxy.Proxy.ActiveConnections);
-        Assert.Equal(1, proxy.Proxy.Statistics.Failed);
-        Assert.Contains("timeout", proxy.Log);
+        Assert.DoesNotContain("idle timeout", proxy.Log);
         Assert.True(proxy.Proxy.Statistics.LargestBuffer <= 2 * 1024 * 1024, proxy.Proxy.Statistics.ToString());
     }
 

@@ -45,18 +45,100 @@ public class TlsTests
         Assert.StartsWith("F\t8\tSSLRequest\t 1234 5679\nB\t1\tSSLResponse\t N\nF\t", proxy.Trace, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(15)]
+    [InlineData(18)]
+    public async Task Scram_FromAClientWithoutTlsThroughUpstreamTls_IsOfferedWithoutPlusAndAuthenticates(int major)
+    {
+        PgServer server = await _servers.Server(major);
+        await using var proxy = new ProxyHarness(server, options => options with { UpstreamTls = true });
+
+        // libpq's defaults otherwise (channel_binding=prefer): a -PLUS offer over a plain connection is refused by libpq itself.
+        ProcessOutput output = Psql(proxy, server.Role(PgAuthMethod.ScramSha256), "SELECT 'scram over upstream tls' AS answer;\n", "sslmode=disable");
+
+        Assert.True(output.ExitCode == 0, output.ToString());
+        Assert.Contains("scram over upstream tls", output.Stdout);
+        await proxy.WaitIdleAsync();
+        Assert.Contains("B\t23\tAuthenticationSASL\t \"SCRAM-SHA-256\" \"\"\n", proxy.Trace);
+        Assert.DoesNotContain("SCRAM-SHA-256-PLUS", proxy.Trace);
+        Assert.Equal(0, proxy.Proxy.Statistics.Failed);
+    }
+
+    [Theory]
+    [InlineData(15)]
+    [InlineData(18)]
+    public async Task Scram_FromATlsClientWithLibpqDefaults_AuthenticatesThroughThePasswordRelay(int major)
+    {
+        PgServer server = await _servers.Server(major);
+        using X509Certificate2 certificate = SelfSigned();
+        await using var proxy = new ProxyHarness(server, options => options with { TlsCertificate = certificate, UpstreamTls = true }, showSecrets: false);
+        PgRole role = server.Role(PgAuthMethod.ScramSha256);
+
+        // sslmode=prefer and channel_binding=prefer, libpq's defaults: the client has TLS to the proxy and would bind.
+        ProcessOutput output = Psql(proxy, role, "SELECT 'relayed' AS answer;\n", "sslmode=prefer");
+
+        Assert.True(output.ExitCode == 0, output.ToString());
+        Assert.Contains("relayed", output.Stdout);
+        await proxy.WaitIdleAsync();
+        Assert.Contains("B\t8\tAuthenticationCleartextPassword\n", proxy.Trace);
+        Assert.Contains("\tPasswordMessage\t \"********\"\n", proxy.Trace);
+        Assert.DoesNotContain("AuthenticationSASL", proxy.Trace);
+        Assert.DoesNotContain(role.Password, proxy.Trace);
+        Assert.Contains("SCRAM-SHA-256-PLUS on its behalf", proxy.Log);
+        Assert.Equal(0, proxy.Proxy.Statistics.Failed);
+    }
+
     [Fact]
-    public async Task ScramPlus_ThroughTlsTermination_IsRefusedWithAClearError()
+    public async Task Scram_ThroughThePasswordRelayWithAWrongPassword_GivesTheServersError()
     {
         PgServer server = await _servers.Server(18);
         using X509Certificate2 certificate = SelfSigned();
         await using var proxy = new ProxyHarness(server, options => options with { TlsCertificate = certificate, UpstreamTls = true });
-        ProcessOutput output = Psql(proxy, server.Role(PgAuthMethod.ScramSha256), "SELECT 1;\n", "sslmode=require channel_binding=require");
+        PgRole role = server.Role(PgAuthMethod.ScramSha256) with { Password = "not the password" };
+
+        ProcessOutput output = Psql(proxy, role, "SELECT 1;\n", "sslmode=require");
 
         Assert.NotEqual(0, output.ExitCode);
-        Assert.Contains("SCRAM-SHA-256-PLUS (channel binding) cannot work through pgspec proxy", output.Stderr);
+        Assert.Contains("password authentication failed", output.Stderr);
+        await proxy.WaitIdleAsync();
+        Assert.Equal(0, proxy.Proxy.Statistics.Failed);
+    }
+
+    [Fact]
+    public async Task Scram_WithTheRefuseFallback_GivesABindingTlsClientAClearFatalAndANonBindingOneAccess()
+    {
+        PgServer server = await _servers.Server(18);
+        using X509Certificate2 certificate = SelfSigned();
+        await using var proxy = new ProxyHarness(server, options => options with { TlsCertificate = certificate, UpstreamTls = true, ChannelBindingFallback = ProxyChannelBindingFallback.Refuse });
+        PgRole role = server.Role(PgAuthMethod.ScramSha256);
+
+        ProcessOutput binding = Psql(proxy, role, "SELECT 1;\n", "sslmode=require");
+        ProcessOutput disabled = Psql(proxy, role, "SELECT 'without binding' AS answer;\n", "sslmode=require channel_binding=disable");
+
+        Assert.NotEqual(0, binding.ExitCode);
+        Assert.Contains("SCRAM channel binding cannot pass through pgspec proxy", binding.Stderr);
+        Assert.Contains("channel_binding=disable", binding.Stderr);
+        Assert.True(disabled.ExitCode == 0, disabled.ToString());
+        Assert.Contains("without binding", disabled.Stdout);
+        await proxy.WaitIdleAsync();
+        Assert.Contains("\tAuthenticationSASL\t \"SCRAM-SHA-256\" \"\"\n", proxy.Trace);
+        Assert.DoesNotContain("SCRAM-SHA-256-PLUS", proxy.Trace);
+    }
+
+    [Fact]
+    public async Task ScramPlus_WhenTheProxyHasTheServersOwnCertificate_BindsThroughIt()
+    {
+        PgServer server = await _servers.Server(18);
+        using X509Certificate2 certificate = X509Certificate2.CreateFromPemFile(Path.Combine(server.DataDirectory!, "server.crt"), Path.Combine(server.DataDirectory!, "server.key"));
+        await using var proxy = new ProxyHarness(server, options => options with { TlsCertificate = certificate, UpstreamTls = true });
+
+        ProcessOutput output = Psql(proxy, server.Role(PgAuthMethod.ScramSha256), "SELECT 'bound through' AS answer;\n", "sslmode=require channel_binding=require");
+
+        Assert.True(output.ExitCode == 0, output.ToString());
+        Assert.Contains("bound through", output.Stdout);
         await proxy.WaitIdleAsync();
         Assert.Contains("\tAuthenticationSASL\t \"SCRAM-SHA-256-PLUS\"", proxy.Trace);
+        Assert.Contains("\tSASLInitialResponse\t \"SCRAM-SHA-256-PLUS\"", proxy.Trace);
     }
 
     [Fact]

@@ -25,9 +25,22 @@ public sealed class ScramSha256Client
 
     /// <summary>Starts an exchange. <paramref name="channelBinding"/> is the tls-server-end-point data for -PLUS, else null.</summary>
     public ScramSha256Client(string password, bool plus, byte[]? channelBinding, bool clientSupportsBinding, string? clientNonce = null)
+        : this(SaslPrep.Prepare(password ?? throw new ArgumentNullException(nameof(password))), plus, channelBinding, clientSupportsBinding, clientNonce)
     {
-        ArgumentNullException.ThrowIfNull(password);
-        _password = SaslPrep.Prepare(password);
+    }
+
+    /// <summary>
+    /// Starts an exchange with a password given as bytes (as a PasswordMessage carries it): SASLprep'ed
+    /// when it is UTF-8, used as it is otherwise, as PostgreSQL does.
+    /// </summary>
+    public ScramSha256Client(ReadOnlySpan<byte> password, bool plus, byte[]? channelBinding, bool clientSupportsBinding, string? clientNonce = null)
+        : this(SaslPrep.Prepare(password), plus, channelBinding, clientSupportsBinding, clientNonce)
+    {
+    }
+
+    private ScramSha256Client(byte[] preparedPassword, bool plus, byte[]? channelBinding, bool clientSupportsBinding, string? clientNonce)
+    {
+        _password = preparedPassword;
         _clientNonce = clientNonce ?? Convert.ToBase64String(RandomNumberGenerator.GetBytes(18));
         Mechanism = plus ? "SCRAM-SHA-256-PLUS" : "SCRAM-SHA-256";
         if (plus)
@@ -179,6 +192,10 @@ public sealed class ScramSha256Client
 /// </summary>
 public static class SaslPrep
 {
+    /// <summary>The bytes to hash for a password given as bytes: prepared when they are UTF-8, else the bytes themselves.</summary>
+    public static byte[] Prepare(ReadOnlySpan<byte> password)
+        => System.Text.Unicode.Utf8.IsValid(password) ? Prepare(Encoding.UTF8.GetString(password)) : password.ToArray();
+
     /// <summary>The bytes to hash for <paramref name="password"/>.</summary>
     public static byte[] Prepare(string password)
     {

@@ -1,0 +1,256 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace PgSpec.Proxy;
+
+/// <summary>The proxy cannot listen where it was told to: the message says why, in words a user can act on.</summary>
+public sealed class PgProxyStartException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public PgProxyStartException(string message, Exception? inner = null)
+        : base(message, inner)
+    {
+    }
+}
+
+/// <summary>
+/// The listening socket. A Unix-domain socket is guarded as PostgreSQL guards its own: a lock file
+/// beside it (<c>PATH.lock</c>, holding the process id, locked while the proxy runs) keeps a second
+/// proxy from taking the path over; a socket left by a process that is gone is replaced; a live
+/// listener or a file that is not a socket is refused; and on exit the socket is removed only if
+/// it is still the one this proxy made.
+/// </summary>
+internal sealed class ListenSocket : IDisposable
+{
+    private readonly ProxyEndpoint _endpoint;
+    private FileStream? _lock;
+    private string? _lockPath;
+    private (ulong Device, ulong Inode)? _identity;
+
+    private ListenSocket(ProxyEndpoint endpoint, Socket socket)
+    {
+        _endpoint = endpoint;
+        Socket = socket;
+    }
+
+    public Socket Socket { get; }
+
+    /// <summary>Binds and listens; throws <see cref="PgProxyStartException"/> with the reason.</summary>
+    public static ListenSocket Open(ProxyEndpoint endpoint, int backlog)
+    {
+        Socket socket = endpoint.CreateSocket();
+        var listen = new ListenSocket(endpoint, socket);
+        try
+        {
+            if (endpoint.EndPoint is UnixDomainSocketEndPoint unix)
+            {
+                listen.PrepareUnixPath(unix.ToString());
+            }
+            else
+            {
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            }
+
+            EndPoint bindTo = endpoint.EndPoint;
+            if (endpoint.EndPoint is DnsEndPoint dns)
+            {
+                IPAddress[] addresses;
+                try
+                {
+                    addresses = Dns.GetHostAddresses(dns.Host);
+                }
+                catch (SocketException e)
+                {
+                    throw new PgProxyStartException($"cannot listen on {endpoint}: the host name '{dns.Host}' does not resolve ({e.Message})", e);
+                }
+
+                bindTo = new IPEndPoint(addresses[0], dns.Port);
+            }
+
+            try
+            {
+                socket.Bind(bindTo);
+                socket.Listen(backlog);
+            }
+            catch (SocketException e)
+            {
+                throw new PgProxyStartException($"cannot listen on {endpoint}: {Explain(e)}", e);
+            }
+
+            if (endpoint.EndPoint is UnixDomainSocketEndPoint bound)
+            {
+                listen._identity = UnixFile.Identify(bound.ToString());
+            }
+
+            return listen;
+        }
+        catch
+        {
+            listen.Dispose();
+            throw;
+        }
+    }
+
+    private static string Explain(SocketException e) => e.SocketErrorCode switch
+    {
+        SocketError.AddressAlreadyInUse => "the address is already in use (another server or proxy listens there)",
+        SocketError.AccessDenied => "permission denied",
+        SocketError.AddressNotAvailable => "this machine has no such address",
+        _ => e.Message,
+    };
+
+    private void PrepareUnixPath(string path)
+    {
+        string directory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
+        if (!Directory.Exists(directory))
+        {
+            throw new PgProxyStartException($"cannot listen on unix:{path}: the directory {directory} does not exist");
+        }
+
+        _lockPath = path + ".lock";
+        try
+        {
+            // FileShare.None takes an exclusive advisory lock (flock) on Unix, held while the file is open.
+            _lock = new FileStream(_lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e) when (File.Exists(_lockPath))
+        {
+            string holder = ReadPid(_lockPath);
+            _lockPath = null;
+            throw new PgProxyStartException($"cannot listen on unix:{path}: another pgspec proxy{holder} is listening there (it holds the lock file {path}.lock)", e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _lockPath = null;
+            throw new PgProxyStartException($"cannot listen on unix:{path}: cannot create its lock file {path}.lock: {e.Message}", e);
+        }
+
+        _lock.SetLength(0);
+        byte[] pid = System.Text.Encoding.ASCII.GetBytes(Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + "\n");
+        _lock.Write(pid);
+        _lock.Flush();
+
+        if (!File.Exists(path) && !Directory.Exists(path))
+        {
+            return;
+        }
+
+        if (Directory.Exists(path) || UnixFile.IsSocket(path) == false)
+        {
+            throw new PgProxyStartException($"cannot listen on unix:{path}: the path exists and is not a socket (the proxy removes only sockets)");
+        }
+
+        // A socket is there: a live listener keeps it; one left behind by a process that is gone goes.
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            probe.Connect(new UnixDomainSocketEndPoint(path));
+            throw new PgProxyStartException($"cannot listen on unix:{path}: another process is listening on that socket");
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused)
+        {
+            File.Delete(path);
+        }
+        catch (SocketException e)
+        {
+            throw new PgProxyStartException($"cannot listen on unix:{path}: a socket is there and cannot be checked: {e.Message}", e);
+        }
+    }
+
+    private static string ReadPid(string lockPath)
+    {
+        try
+        {
+            using var file = new FileStream(lockPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            using var reader = new StreamReader(file);
+            string text = reader.ReadLine()?.Trim() ?? "";
+            return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int pid) ? $" (process {pid})" : "";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "";
+        }
+    }
+
+    /// <summary>Closes the socket; removes a Unix socket (if it is still this proxy's) and its lock file.</summary>
+    public void Dispose()
+    {
+        Socket.Dispose();
+        if (_endpoint.EndPoint is UnixDomainSocketEndPoint unix && _lock is not null)
+        {
+            string path = unix.ToString();
+            try
+            {
+                if (_identity is { } mine && UnixFile.Identify(path) is { } now && now == mine)
+                {
+                    File.Delete(path);
+                }
+            }
+            catch (IOException)
+            {
+            }
+
+            try
+            {
+                File.Delete(_lockPath!);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+            }
+        }
+
+        _lock?.Dispose();
+        _lock = null;
+    }
+}
+
+/// <summary>The type and identity of a file, from <c>statx</c> (Linux); unknown elsewhere.</summary>
+internal static unsafe partial class UnixFile
+{
+    private const int AtFdCwd = -100;
+    private const int AtSymlinkNoFollow = 0x100;
+    private const uint StatxType = 0x1;
+    private const uint StatxIno = 0x100;
+    private const int SocketType = 0xC000;
+    private const int TypeMask = 0xF000;
+
+    /// <summary>True for a socket, false for anything else, null when it cannot be told (not Linux, or no such file).</summary>
+    public static bool? IsSocket(string path)
+        => Stat(path) is { } stat ? (stat.Mode & TypeMask) == SocketType : null;
+
+    /// <summary>The device and inode of a file; null when it cannot be told.</summary>
+    public static (ulong Device, ulong Inode)? Identify(string path)
+        => Stat(path) is { } stat ? (stat.Device, stat.Inode) : null;
+
+    private static (int Mode, ulong Device, ulong Inode)? Stat(string path)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return null;
+        }
+
+        byte* buffer = stackalloc byte[256];
+        try
+        {
+            if (Statx(AtFdCwd, path, AtSymlinkNoFollow, StatxType | StatxIno, buffer) != 0)
+            {
+                return null;
+            }
+        }
+        catch (EntryPointNotFoundException)
+        {
+            return null;
+        }
+
+        // struct statx: stx_mode (u16) at 28, stx_ino (u64) at 32, stx_dev_major/minor (u32) at 136/140.
+        int mode = *(ushort*)(buffer + 28);
+        ulong inode = *(ulong*)(buffer + 32);
+        ulong device = ((ulong)*(uint*)(buffer + 136) << 32) | *(uint*)(buffer + 140);
+        return (mode, device, inode);
+    }
+
+    [LibraryImport("libc", EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int Statx(int directory, string path, int flags, uint mask, byte* buffer);
+}
