@@ -16,36 +16,62 @@ internal static class ProxyCommand
         A logging proxy: clients connect to --listen, and each connection is relayed to the
         server at --upstream. Every message of both directions is decoded and validated by the
         protocol's context rules and forwarded as the bytes received, unchanged (unknown message
-        types too). The one exception is BackendKeyData: clients get a cancel key of the proxy's
-        own (same process id and key width), and a CancelRequest with it is forwarded to the
-        right server connection with the server's key.
+        types too). The exceptions: BackendKeyData (clients get a cancel key of the proxy's own,
+        and a CancelRequest with it is forwarded to the right server connection with the
+        server's key), and SASL offers a client could not complete through the proxy (below).
 
         Endpoints: HOST:PORT, or the path of a Unix-domain socket (starting with '/' or 'unix:'),
-        e.g. --upstream /var/run/postgresql/.s.PGSQL.5432.
+        e.g. --upstream /var/run/postgresql/.s.PGSQL.5432. A Unix socket the proxy listens on is
+        guarded by PATH.lock, as PostgreSQL guards its own: a second proxy on the same path is
+        refused, a socket left by a process that is gone is replaced, and a file that is not a
+        socket is never removed.
 
         Startup: SSLRequest is answered 'S' and TLS is terminated when --tls-cert/--tls-key are
         given (direct TLS, PostgreSQL 17's sslnegotiation=direct, too), 'N' otherwise;
         GSSENCRequest is answered 'N'. The server is spoken to in plain text, or over TLS with
-        --upstream-tls. Authentication (cleartext, MD5, SCRAM-SHA-256), protocol 3.2 and
-        NegotiateProtocolVersion pass through. SCRAM-SHA-256-PLUS (channel binding) cannot work
-        when the proxy terminates TLS: a client choosing it gets FATAL 28000. With
-        --tls-passthrough the proxy terminates nothing: SSLRequest goes to the server, and once
-        the server answers 'S' (or a client starts direct TLS) the connection is copied unread
-        both ways, so channel binding works; its cancel requests carry the server's own keys and
-        are forwarded as they are. Only the startup packets of such connections are traced.
+        --upstream-tls. Cleartext, MD5 and SCRAM-SHA-256 authentication, protocol 3.2 and
+        NegotiateProtocolVersion pass through. Until the login completes, the proxy reads a
+        client only when the server has asked it for something, and only that answer (a 'p'
+        message of at most 65539 bytes): anything else gets PostgreSQL's FATAL 08P01 "expected
+        SASL response, got message type 81" before its body is read.
+
+        SCRAM through --upstream-tls: the server then offers SCRAM-SHA-256-PLUS (channel
+        binding), which binds the client's TLS channel to the server's certificate and cannot
+        work when the client's channel ends at the proxy. Clients without TLS are offered
+        SCRAM-SHA-256 alone. A client with TLS to the proxy (libpq's defaults) would answer "y"
+        ("I could bind"), which the server takes for a downgrade attack; by default
+        (--channel-binding-fallback password) the proxy asks such a client for its password
+        over its TLS connection and authenticates to the server with SCRAM-SHA-256-PLUS itself;
+        with 'refuse' the client gets FATAL 28000 saying what works (channel_binding=disable).
+        When the proxy has the server's own certificate, channel binding passes through as is.
+        With --tls-passthrough the proxy terminates nothing: SSLRequest goes to the server, and
+        once the server answers 'S' (or a client starts direct TLS) the connection is copied
+        unread both ways, so channel binding works; its cancel requests carry the server's own
+        keys and are forwarded as they are. Only the startup packets of such connections are traced.
 
         Robustness: connections are independent. A connection whose client or server breaks the
         protocol is closed (the client gets FATAL 08P01 first) and the others go on. Messages
-        longer than the protocol's limits are refused before their bodies are buffered. Without
-        a trace, a DataRow or CopyData of --stream-threshold bytes or more is checked and
-        forwarded as it arrives rather than held whole; with a trace, messages are held whole
-        (up to the limits), since a trace line shows the whole message.
-        SIGINT/SIGTERM stop accepting, give open connections --shutdown-grace seconds, close
-        the rest, and print a summary of connections and messages to standard error.
+        longer than the protocol's limits are refused before their bodies are buffered, and
+        buffers grow with the bytes that arrive, never with a length merely declared; a buffer
+        grown for a large message is given back once it has gone. Without a trace, a DataRow or
+        CopyData of --stream-threshold bytes or more is checked and forwarded as it arrives
+        rather than held whole; with a trace, messages are held whole (up to the limits), since
+        a trace line shows the whole message. --handshake-timeout covers startup and login;
+        --idle-timeout applies only while the client is idle between queries (a long query
+        runs on); beyond --max-client-connections a client gets FATAL 53300. A connection ended
+        by a timeout or shutdown gets a FATAL naming it, where the protocol allows one.
+
+        Signals: SIGINT/SIGTERM stop accepting, give open connections --shutdown-grace seconds,
+        close the rest (FATAL 57P01), and print a summary to standard error. SIGHUP reopens the
+        trace file by name (log rotation: move the file, then send SIGHUP). SIGUSR1 prints the
+        statistics so far; SIGUSR2 is ignored.
 
         Trace: --trace FILE (or '-' for standard output) prints one line per message in libpq
         18's PQtrace format (F: client to server, B: server to client), or JSON lines with
-        --format json. Passwords, SASL and GSS data are hidden unless --show-secrets.
+        --format json. An existing non-empty FILE is refused unless --trace-append. Passwords,
+        SASL and GSS data are hidden unless --show-secrets. A connection that ends abnormally
+        gets a last line "# connection ended: REASON" (in JSON, an object with "event": "ended").
+        Notes on standard error carry the time and the client's address.
 
         Examples:
           pgspec proxy --listen 127.0.0.1:6432 --upstream 127.0.0.1:5432 --trace -

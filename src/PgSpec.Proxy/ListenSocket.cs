@@ -117,9 +117,8 @@ internal sealed class ListenSocket : IDisposable
         }
         catch (IOException e) when (File.Exists(_lockPath))
         {
-            string holder = ReadPid(_lockPath);
             _lockPath = null;
-            throw new PgProxyStartException($"cannot listen on unix:{path}: another pgspec proxy{holder} is listening there (it holds the lock file {path}.lock)", e);
+            throw new PgProxyStartException($"cannot listen on unix:{path}: another pgspec proxy is listening there (it holds the lock file {path}.lock)", e);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -156,21 +155,6 @@ internal sealed class ListenSocket : IDisposable
         catch (SocketException e)
         {
             throw new PgProxyStartException($"cannot listen on unix:{path}: a socket is there and cannot be checked: {e.Message}", e);
-        }
-    }
-
-    private static string ReadPid(string lockPath)
-    {
-        try
-        {
-            using var file = new FileStream(lockPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            using var reader = new StreamReader(file);
-            string text = reader.ReadLine()?.Trim() ?? "";
-            return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int pid) ? $" (process {pid})" : "";
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return "";
         }
     }
 

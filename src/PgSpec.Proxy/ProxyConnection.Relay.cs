@@ -152,9 +152,7 @@ internal sealed partial class ProxyConnection
             _unanswered = Math.Max(0, _unanswered + state.Requests);
             if (fromClient || state.Requests != 0)
             {
-                bool idle = _unanswered == 0;
-                _timer = idle ? ConnectionTimer.Idle : ConnectionTimer.None;
-                _timers?.CancelAfter(idle ? Options.IdleTimeout : Timeout.InfiniteTimeSpan);
+                Arm(ConnectionTimer.Idle, _unanswered == 0 ? Options.IdleTimeout : Timeout.InfiniteTimeSpan);
             }
         }
     }

@@ -218,8 +218,14 @@ internal sealed partial class ProxyConnection
     {
         lock (_timerLock)
         {
+            if (_timers is null || _timers.IsCancellationRequested)
+            {
+                // A timer that ran out keeps its name: it says why the connection ends.
+                return;
+            }
+
             _timer = after == Timeout.InfiniteTimeSpan ? ConnectionTimer.None : timer;
-            _timers?.CancelAfter(after);
+            _timers.CancelAfter(after);
         }
     }
 

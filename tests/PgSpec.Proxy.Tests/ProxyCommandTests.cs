@@ -81,6 +81,18 @@ public class ProxyCommandTests
     [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--socket-engine", "kqueue")]
     [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--format", "xml", "--regress")]
     [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--idle-timeout", "soon")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--regress")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--format", "json")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--connection-ids")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--timestamps")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--show-secrets")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--trace", "-", "--trace-append")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--io-threads", "100000")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--max-client-connections", "-1")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--idle-timeout", "1e12")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--handshake-timeout", "0")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--channel-binding-fallback", "refuse")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--trace", "/nonexistent-pgspec-directory/trace")]
     public void ProxyCommand_WithBadArguments_ExitsWithUsageError(params string[] args)
     {
         using var output = new MemoryStream();
@@ -93,6 +105,54 @@ public class ProxyCommandTests
     }
 
     [Fact]
+    public void ProxyCommand_WithATraceFileThatExists_RefusesToOverwriteIt()
+    {
+        string trace = Path.Combine(Path.GetTempPath(), "pgspec-proxy-existing-" + Guid.NewGuid().ToString("N") + ".trace");
+        File.WriteAllText(trace, "an earlier trace\n");
+        try
+        {
+            using var output = new MemoryStream();
+            using var error = new StringWriter();
+
+            int exit = PgSpecCommandLine.Run(["proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:5432", "--trace", trace], new MemoryStream(), output, error);
+
+            Assert.Equal(PgSpecCommandLine.ExitUsage, exit);
+            Assert.Contains("exists (17 bytes): give --trace-append", error.ToString());
+            Assert.Equal("an earlier trace\n", File.ReadAllText(trace));
+        }
+        finally
+        {
+            File.Delete(trace);
+        }
+    }
+
+    [Fact]
+    public async Task ProxyProcess_WithTraceAppend_AddsToTheExistingTrace()
+    {
+        PgServer server = await _servers.Server(15);
+        string trace = Path.Combine(Path.GetTempPath(), "pgspec-proxy-append-" + Guid.NewGuid().ToString("N") + ".trace");
+        File.WriteAllText(trace, "an earlier trace\n");
+        try
+        {
+            int port = FreePort();
+            (ProcessOutput proxy, ProcessOutput psql) = await RunWithProxyAsync(
+                ["--listen", "127.0.0.1:" + port.ToString(CultureInfo.InvariantCulture), "--upstream", $"{server.Host}:{server.Port}", "--trace", trace, "--trace-append"],
+                port,
+                server.Role(PgAuthMethod.Trust));
+
+            Assert.True(psql.ExitCode == 0, psql.ToString());
+            Assert.Equal(0, proxy.ExitCode);
+            string[] lines = File.ReadAllLines(trace);
+            Assert.Equal("an earlier trace", lines[0]);
+            Assert.Contains(lines, line => line.Contains("through the command", StringComparison.Ordinal));
+        }
+        finally
+        {
+            File.Delete(trace);
+        }
+    }
+
+    [Fact]
     public void ProxyHelp_DescribesTheOptions()
     {
         using var output = new MemoryStream();
@@ -102,7 +162,7 @@ public class ProxyCommandTests
 
         string help = Encoding.UTF8.GetString(output.ToArray());
         Assert.Equal(0, exit);
-        foreach (string option in new[] { "--listen", "--upstream", "--tls-cert", "--tls-key", "--trace", "--regress", "--format", "--show-secrets", "--connection-ids", "--timestamps", "--idle-timeout", "--tls-passthrough", "--stream-threshold", "--socket-engine", "--io-threads", "SCRAM-SHA-256-PLUS" })
+        foreach (string option in new[] { "--listen", "--upstream", "--tls-cert", "--tls-key", "--trace", "--regress", "--format", "--show-secrets", "--connection-ids", "--timestamps", "--idle-timeout", "--tls-passthrough", "--stream-threshold", "--socket-engine", "--io-threads", "--max-client-connections", "--channel-binding-fallback", "--trace-append", "SIGHUP", "SCRAM-SHA-256-PLUS" })
         {
             Assert.Contains(option, help);
         }
@@ -110,74 +170,22 @@ public class ProxyCommandTests
 
     private static async Task<(ProcessOutput Proxy, ProcessOutput Psql)> RunWithProxyAsync(string[] arguments, int port, PgRole role)
     {
-        var start = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "pgspec.dll"));
-        start.ArgumentList.Add("proxy");
-        foreach (string argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        using var process = Process.Start(start)!;
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = new StringBuilder();
-        var listening = new TaskCompletionSource();
-        Task readErrors = Task.Run(async () =>
-        {
-            while (await process.StandardError.ReadLineAsync() is { } line)
-            {
-                lock (stderr)
-                {
-                    stderr.AppendLine(line);
-                }
-
-                if (line.Contains("listening on", StringComparison.Ordinal))
-                {
-                    listening.TrySetResult();
-                }
-            }
-
-            listening.TrySetResult();
-        });
+        await using ProxyProcess proxy = await ProxyProcess.StartAsync(arguments);
+        string script = Path.Combine(Path.GetTempPath(), "pgspec-proxy-cli-" + Guid.NewGuid().ToString("N") + ".sql");
+        await File.WriteAllTextAsync(script, "SELECT 'through the command' AS answer;\n");
         ProcessOutput psql;
         try
         {
-            await listening.Task.WaitAsync(TimeSpan.FromMinutes(2));
-            string script = Path.Combine(Path.GetTempPath(), "pgspec-proxy-cli-" + Guid.NewGuid().ToString("N") + ".sql");
-            await File.WriteAllTextAsync(script, "SELECT 'through the command' AS answer;\n");
-            try
-            {
-                psql = ClientTests.Psql("127.0.0.1", port.ToString(CultureInfo.InvariantCulture), role, script);
-            }
-            finally
-            {
-                File.Delete(script);
-            }
-
-            ExternalProcess.RunChecked("/bin/kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)]);
-            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(1));
+            psql = ClientTests.Psql("127.0.0.1", port.ToString(CultureInfo.InvariantCulture), role, script);
         }
         finally
         {
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-            }
+            File.Delete(script);
         }
 
-        await readErrors;
-        return (new ProcessOutput(process.ExitCode, await stdout, stderr.ToString()), psql);
+        (int exitCode, string stdout) = await proxy.StopAsync();
+        return (new ProcessOutput(exitCode, stdout, proxy.Stderr), psql);
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private static int FreePort() => ProxyProcess.FreePort();
 }

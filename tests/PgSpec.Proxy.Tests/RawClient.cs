@@ -24,6 +24,14 @@ public sealed class RawClient : IDisposable
         return new RawClient(socket);
     }
 
+    /// <summary>Connects to a Unix-domain socket.</summary>
+    public static async Task<RawClient> ConnectAsync(string path)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(path));
+        return new RawClient(socket);
+    }
+
     /// <summary>A protocol 3.0 StartupMessage for a user and database postgres.</summary>
     public static byte[] Startup(string user)
     {

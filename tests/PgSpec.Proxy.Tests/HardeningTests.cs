@@ -1,0 +1,420 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using PgSpec.Cli;
+using PgSpec.Cli.Tests;
+using PgSpec.Cli.Tests.RealServer;
+using PgSpec.Protocol;
+using PgSpec.Servers;
+
+namespace PgSpec.Proxy.Tests;
+
+/// <summary>What a hostile review of the proxy found, each attack repeated.</summary>
+[Collection(ServerCollection.Name)]
+public class HardeningTests
+{
+    /// <summary>A Query declared as almost 1 GiB: 0x3ffffff0 in its length word.</summary>
+    private static readonly byte[] s_hugeQueryHeader = [(byte)'Q', 0x3f, 0xff, 0xff, 0xf0];
+
+    private readonly ServerFixture _servers;
+
+    public HardeningTests(ServerFixture servers) => _servers = servers;
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task BeforeAuthentication_AHugeQueryInsteadOfTheSaslAnswer_GetsPostgresqlsFatalBeforeItsBodyIsRead(bool traced)
+    {
+        PgServer server = await _servers.Server(15);
+        await using var proxy = new ProxyHarness(server, options => traced ? options : options with { Trace = null });
+        var clients = new List<RawClient>();
+        try
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                RawClient client = await RawClient.ConnectAsync(proxy.Port);
+                clients.Add(client);
+                await client.SendAsync(RawClient.Startup(server.Role(PgAuthMethod.ScramSha256).Name));
+                (char Type, byte[] Body)? sasl = await client.ReadAsync();
+                Assert.Equal('R', sasl?.Type);
+
+                await client.SendAsync([.. s_hugeQueryHeader, .. new byte[64 * 1024]]);
+                (char Type, byte[] Body)? error = await client.ReadUntilAsync('E');
+
+                Assert.NotNull(error);
+                string fields = Encoding.UTF8.GetString(error.Value.Body);
+                Assert.Contains("08P01", fields);
+                Assert.Contains("expected SASL response, got message type 81", fields);
+                Assert.True(await client.ClosedAsync());
+            }
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+
+        await proxy.WaitIdleAsync();
+        Assert.True(proxy.Proxy.Statistics.LargestBuffer <= 64 * 1024, proxy.Proxy.Statistics.ToString());
+        Assert.Equal(4, proxy.Proxy.Statistics.Failed);
+    }
+
+    [Fact]
+    public async Task AfterLogin_AMessageThatOnlyDeclaresAGigabyte_CostsWhatArrivesNotWhatItDeclares()
+    {
+        PgServer server = await _servers.Server(15);
+        await using var proxy = new ProxyHarness(server);
+        using RawClient client = await RobustnessTests.LoggedInAsync(proxy, server);
+        long before = proxy.Proxy.Statistics.FrontendBytes;
+
+        await client.SendAsync([.. s_hugeQueryHeader, .. "SELECT 1"u8]);
+        await WaitUntilAsync(() => proxy.Proxy.Statistics.FrontendBytes >= before + 13, "the proxy read the 13 bytes");
+        long afterTen = proxy.Proxy.Statistics.LargestBuffer;
+        await client.SendAsync(new byte[3 * 1024 * 1024]);
+        await WaitUntilAsync(() => proxy.Proxy.Statistics.FrontendBytes >= before + 13 + (3 * 1024 * 1024), "the proxy read 3 MiB more");
+        long afterThreeMegabytes = proxy.Proxy.Statistics.LargestBuffer;
+
+        Assert.True(afterTen <= 64 * 1024, $"{afterTen} bytes of buffer for 13 bytes received");
+        Assert.True(afterThreeMegabytes <= 8 * 1024 * 1024, $"{afterThreeMegabytes} bytes of buffer for 3 MiB received");
+        client.Dispose();
+        await proxy.WaitIdleAsync();
+        Assert.Contains("the client closed the connection inside a message", proxy.Log);
+    }
+
+    [Fact]
+    public async Task IdleTimeout_LetsALongQueryFinish_ThenEndsTheIdleConnectionWithFatal57P05()
+    {
+        PgServer server = await _servers.Server(18);
+        await using var proxy = new ProxyHarness(server, options => options with { IdleTimeout = TimeSpan.FromSeconds(1) });
+        using RawClient client = await RobustnessTests.LoggedInAsync(proxy, server);
+
+        await client.SendAsync(RawClient.Message('Q', "SELECT pg_sleep(2.5), 'finished'\0"));
+        (char Type, byte[] Body)? row = await client.ReadUntilAsync('D');
+        (char Type, byte[] Body)? ready = await client.ReadUntilAsync('Z');
+        (char Type, byte[] Body)? farewell = await client.ReadUntilAsync('E');
+
+        Assert.NotNull(row);
+        Assert.Contains("finished", Encoding.UTF8.GetString(row.Value.Body));
+        Assert.NotNull(ready);
+        Assert.NotNull(farewell);
+        string fields = Encoding.UTF8.GetString(farewell.Value.Body);
+        Assert.Contains("FATAL", fields);
+        Assert.Contains("57P05", fields);
+        Assert.Contains("idle timeout", fields);
+        Assert.True(await client.ClosedAsync());
+        await proxy.WaitIdleAsync();
+        Assert.Contains("# connection ended: closed by the idle timeout", proxy.Trace);
+    }
+
+    [Fact]
+    public async Task ConnectionLimit_RefusesTheClientBeyondItWith53300_StillPassesCancelRequests_AndServesOnceAPlaceIsFree()
+    {
+        PgServer server = await _servers.Server(18);
+        await using var proxy = new ProxyHarness(server, options => options with { MaxClientConnections = 2 });
+        using RawClient sleeper = await RawClient.ConnectAsync(proxy.Port);
+        await sleeper.SendAsync(RawClient.Startup(server.Role(PgAuthMethod.Trust).Name));
+        (char Type, byte[] Body)? key = await sleeper.ReadUntilAsync('K');
+        Assert.NotNull(await sleeper.ReadUntilAsync('Z'));
+        RawClient second = await RobustnessTests.LoggedInAsync(proxy, server);
+
+        using (RawClient third = await RawClient.ConnectAsync(proxy.Port))
+        {
+            await third.SendAsync(RawClient.Startup(server.Role(PgAuthMethod.Trust).Name));
+            (char Type, byte[] Body)? refused = await third.ReadUntilAsync('E');
+            Assert.NotNull(refused);
+            Assert.Contains("53300", Encoding.UTF8.GetString(refused.Value.Body));
+            Assert.Contains("sorry, too many clients already", Encoding.UTF8.GetString(refused.Value.Body));
+            Assert.True(await third.ClosedAsync());
+        }
+
+        // At the limit, a cancel request still reaches the server.
+        await sleeper.SendAsync(RawClient.Message('Q', "SELECT pg_sleep(60) /* cancel me */\0"));
+        await WaitForActivityAsync(server, "cancel me");
+        using (RawClient canceller = await RawClient.ConnectAsync(proxy.Port))
+        {
+            byte[] request = new byte[12 + key!.Value.Body.Length - 4];
+            BinaryPrimitives.WriteInt32BigEndian(request, request.Length);
+            BinaryPrimitives.WriteInt32BigEndian(request.AsSpan(4), 80877102);
+            key.Value.Body.CopyTo(request, 8);
+            await canceller.SendAsync(request);
+            Assert.True(await canceller.ClosedAsync());
+        }
+
+        (char Type, byte[] Body)? cancelled = await sleeper.ReadUntilAsync('E');
+        Assert.NotNull(cancelled);
+        Assert.Contains("57014", Encoding.UTF8.GetString(cancelled.Value.Body));
+
+        second.Dispose();
+        await WaitUntilAsync(() => proxy.Proxy.ActiveConnections == 1, "the second client's connection ended");
+        using RawClient fourth = await RobustnessTests.LoggedInAsync(proxy, server);
+        Assert.Equal(1, proxy.Proxy.Statistics.Refused);
+    }
+
+    [Fact]
+    public async Task MalformedMessage_TheTraceShowsTheFatalSentAndWhyTheConnectionEnded()
+    {
+        PgServer server = await _servers.Server(15);
+        var trace = new MemoryStream();
+        await using var proxy = new ProxyHarness(server, options => options with
+        {
+            Trace = new PqTraceSink(trace, new PgTraceOptions { Timestamps = true }, connectionIds: true),
+        });
+        using RawClient client = await RobustnessTests.LoggedInAsync(proxy, server);
+
+        await client.SendAsync([(byte)'Q', 0, 0, 0, 2]);
+        Assert.NotNull(await client.ReadUntilAsync('E'));
+        await proxy.WaitIdleAsync();
+
+        string[] lines = Encoding.UTF8.GetString(trace.ToArray()).TrimEnd('\n').Split('\n');
+        Assert.Matches(@"connection 1 from 127\.0\.0\.1:\d+: the client sent a malformed message", proxy.Log);
+        Assert.Matches(@"^1\t\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\tB\t\d+\tErrorResponse\t S ""FATAL"" V ""FATAL"" C ""08P01"" M ""the client sent a malformed message: frame\.length", lines[^2]);
+        Assert.Matches(@"^1\t\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\t# connection ended: the client sent a malformed message: frame\.length: length 2 of message type Q is less than 4 \(at offset \d+\)$", lines[^1]);
+    }
+
+    [Fact]
+    public async Task UpstreamTls_AServerThatSendsBytesAfterItsAnswer_IsNamedAsTheFault()
+    {
+        await using var fake = new FakeServerProxy(
+            async socket =>
+            {
+                byte[] buffer = new byte[8];
+                await socket.ReceiveAsync(buffer);
+                await socket.SendAsync("Sgarbage"u8.ToArray());
+                try
+                {
+                    await socket.ReceiveAsync(buffer);
+                }
+                catch (SocketException)
+                {
+                    // The proxy closes the connection.
+                }
+            },
+            options => options with { UpstreamTls = true });
+        using RawClient client = await RawClient.ConnectAsync(fake.Port);
+
+        await client.SendAsync(RawClient.Startup("anyone"));
+        (char Type, byte[] Body)? error = await client.ReadUntilAsync('E');
+
+        Assert.NotNull(error);
+        Assert.Contains("the server sent 7 bytes after its answer 'S' to SSLRequest", Encoding.UTF8.GetString(error.Value.Body));
+        await fake.StopAsync();
+    }
+
+    [Fact]
+    public async Task ClientThatRejectsTheProxysCertificate_IsLoggedWithTheReason()
+    {
+        PgServer server = await _servers.Server(18);
+        using X509Certificate2 certificate = TlsTests.SelfSigned();
+        await using var proxy = new ProxyHarness(server, options => options with { TlsCertificate = certificate });
+        string rootCertificate = Path.Combine(Path.GetTempPath(), "pgspec-other-ca-" + Guid.NewGuid().ToString("N") + ".crt");
+        await File.WriteAllTextAsync(rootCertificate, server.CaCertificatePem);
+        try
+        {
+            ProcessOutput output = ClientTests.Psql("127.0.0.1", proxy.PortText, server.Role(PgAuthMethod.Trust), "/dev/null", $"sslmode=verify-full sslrootcert={rootCertificate}");
+            Assert.NotEqual(0, output.ExitCode);
+        }
+        finally
+        {
+            File.Delete(rootCertificate);
+        }
+
+        await proxy.WaitIdleAsync();
+        Assert.Contains("the TLS handshake with the client failed: ", proxy.Log);
+        Assert.Contains("unknown ca", proxy.Log, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("see inner exception", proxy.Log);
+    }
+
+    [Fact]
+    public void ProxyCommand_ListeningInADirectoryThatDoesNotExist_SaysSo()
+    {
+        using var output = new MemoryStream();
+        using var error = new StringWriter();
+
+        int exit = PgSpecCommandLine.Run(["proxy", "--listen", "/nonexistent-pgspec-directory/proxy.sock", "--upstream", "127.0.0.1:5432"], new MemoryStream(), output, error);
+
+        Assert.Equal(PgSpecCommandLine.ExitUsage, exit);
+        Assert.Contains("cannot listen on unix:/nonexistent-pgspec-directory/proxy.sock: the directory /nonexistent-pgspec-directory does not exist", error.ToString());
+    }
+
+    [Fact]
+    public async Task UnixSocket_ASecondProxyIsRefusedAndTheFirstKeepsServing_AStaleSocketIsReplaced_AFileIsNeverRemoved()
+    {
+        PgServer server = await _servers.Server(18);
+        using var directory = new TempDirectory();
+        string path = Path.Combine(directory.Path, ".s.PGSQL.6432");
+        ProxyEndpoint listen = ProxyEndpoint.Parse(path);
+        var second = new PgProxy(new PgProxyOptions { Listen = listen, Upstream = ProxyEndpoint.Parse(server.Host + ":" + server.Port.ToString(CultureInfo.InvariantCulture)) });
+        await using (var first = new ProxyHarness(server, options => options with { Listen = listen }))
+        {
+            PgProxyStartException refused = Assert.Throws<PgProxyStartException>(second.Start);
+            Assert.Contains("another pgspec proxy", refused.Message);
+
+            using RawClient client = await RawClient.ConnectAsync(path);
+            await client.SendAsync(RawClient.Startup(server.Role(PgAuthMethod.Trust).Name));
+            Assert.NotNull(await client.ReadUntilAsync('Z'));
+        }
+
+        Assert.False(File.Exists(path));
+        Assert.False(File.Exists(path + ".lock"));
+
+        // A socket left behind by a process that is gone (.NET removes its own sockets' files; Python does not).
+        ExternalProcess.RunChecked("/usr/bin/python3", ["-c", "import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)", path]);
+
+        Assert.True(File.Exists(path));
+        await using (var replacing = new ProxyHarness(server, options => options with { Listen = listen }))
+        {
+            using RawClient client = await RawClient.ConnectAsync(path);
+            await client.SendAsync(RawClient.Startup(server.Role(PgAuthMethod.Trust).Name));
+            Assert.NotNull(await client.ReadUntilAsync('Z'));
+        }
+
+        await File.WriteAllTextAsync(path, "not a socket");
+        await using var third = new PgProxy(new PgProxyOptions { Listen = listen, Upstream = listen });
+        PgProxyStartException notSocket = Assert.Throws<PgProxyStartException>(third.Start);
+        Assert.Contains("exists and is not a socket", notSocket.Message);
+        Assert.Equal("not a socket", await File.ReadAllTextAsync(path));
+        await second.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task TlsPassthrough_NormalSessions_AreCountedAsClosedNotFailed()
+    {
+        PgServer server = await _servers.Server(18);
+        await using var proxy = new ProxyHarness(server, options => options with { TlsPassthrough = true });
+        for (int i = 0; i < 3; i++)
+        {
+            ProcessOutput output = ClientTests.Psql("127.0.0.1", proxy.PortText, server.Role(PgAuthMethod.ScramSha256), "/dev/null", "sslmode=require");
+            Assert.True(output.ExitCode == 0, output.ToString());
+        }
+
+        await proxy.WaitIdleAsync();
+        Assert.True(proxy.Proxy.Statistics.Failed == 0, proxy.Log + proxy.Proxy.Statistics);
+        Assert.Equal(3, proxy.Proxy.Statistics.Closed);
+    }
+
+    [Fact]
+    public async Task ProxyProcess_SurvivesHupUsr1AndUsr2_AndReopensItsTraceOnHup()
+    {
+        PgServer server = await _servers.Server(15);
+        PgRole role = server.Role(PgAuthMethod.Trust);
+        using var directory = new TempDirectory();
+        string trace = Path.Combine(directory.Path, "proxy.trace");
+        int port = ProxyProcess.FreePort();
+        await using ProxyProcess proxy = await ProxyProcess.StartAsync("--listen", "127.0.0.1:" + port.ToString(CultureInfo.InvariantCulture), "--upstream", $"{server.Host}:{server.Port}", "--trace", trace);
+
+        Assert.Equal(0, Query(port, role, "SELECT 'before rotation'").ExitCode);
+        File.Move(trace, trace + ".1");
+        proxy.Signal("HUP");
+        await proxy.WaitForLineAsync(line => line.Contains("SIGHUP: reopened the trace file", StringComparison.Ordinal));
+        proxy.Signal("USR1");
+        await proxy.WaitForLineAsync(line => line.Contains("open; connections: 1 accepted", StringComparison.Ordinal));
+        proxy.Signal("USR2");
+        ProcessOutput after = Query(port, role, "SELECT 'after rotation'");
+        (int exitCode, _) = await proxy.StopAsync();
+
+        Assert.True(after.ExitCode == 0, after.ToString());
+        Assert.Equal(0, exitCode);
+        Assert.Contains("before rotation", await File.ReadAllTextAsync(trace + ".1"));
+        Assert.DoesNotContain("after rotation", await File.ReadAllTextAsync(trace + ".1"));
+        Assert.Contains("after rotation", await File.ReadAllTextAsync(trace));
+        Assert.Contains("stopped; connections: 2 accepted, 2 closed, 0 failed", proxy.Stderr);
+        Assert.Matches(@"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} pgspec proxy: listening on ", proxy.Stderr);
+    }
+
+    [Fact]
+    public async Task ProxyProcess_TracingA50MegabyteRow_PeaksBelowThreeTimesIt_AndGivesTheMemoryBack()
+    {
+        PgServer server = await _servers.Server(15);
+        using var directory = new TempDirectory();
+        int port = ProxyProcess.FreePort();
+        await using ProxyProcess proxy = await ProxyProcess.StartAsync("--listen", "127.0.0.1:" + port.ToString(CultureInfo.InvariantCulture), "--upstream", $"{server.Host}:{server.Port}", "--trace", Path.Combine(directory.Path, "proxy.trace"), "--quiet");
+        using (RawClient warm = await LoggedInAsync(port, server.Role(PgAuthMethod.Trust)))
+        {
+            await warm.SendAsync(RawClient.Message('Q', "SELECT 'warm'\0"));
+            Assert.NotNull(await warm.ReadUntilAsync('Z'));
+        }
+
+        long baseline = proxy.ResidentBytes;
+
+        // Four unauthenticated clients declare 1 GiB each and send 1 MiB: the proxy holds none of it.
+        for (int i = 0; i < 4; i++)
+        {
+            using RawClient attacker = await RawClient.ConnectAsync(port);
+            await attacker.SendAsync(RawClient.Startup(server.Role(PgAuthMethod.ScramSha256).Name));
+            Assert.Equal('R', (await attacker.ReadAsync())?.Type);
+            await attacker.SendAsync([.. s_hugeQueryHeader, .. new byte[1024 * 1024]]);
+            Assert.NotNull(await attacker.ReadUntilAsync('E'));
+        }
+
+        long afterAttack = proxy.PeakBytes;
+        proxy.ResetPeak();
+        using (RawClient client = await LoggedInAsync(port, server.Role(PgAuthMethod.Trust)))
+        {
+            await client.SendAsync(RawClient.Message('Q', "SELECT repeat('x', 50000000)\0"));
+            (char Type, byte[] Body)? row = await client.ReadUntilAsync('D');
+            Assert.Equal(2 + 4 + 50_000_000, row?.Body.Length);
+            Assert.NotNull(await client.ReadUntilAsync('Z'));
+        }
+
+        long peak = proxy.PeakBytes;
+        long after = await SettledResidentBytesAsync(proxy, baseline + (32L * 1024 * 1024));
+
+        Assert.True(afterAttack - baseline < 32L * 1024 * 1024, $"the attack took the proxy from {baseline >> 20} MB to {afterAttack >> 20} MB");
+        Assert.True(peak - baseline < 150L * 1000 * 1000, $"tracing a 50 MB row took the proxy from {baseline >> 20} MB to {peak >> 20} MB");
+        Assert.True(after - baseline < 32L * 1024 * 1024, $"after the row the proxy stayed at {after >> 20} MB (from {baseline >> 20} MB)");
+    }
+
+    /// <summary>Resident memory once it is at most <paramref name="target"/>, or after a minute of trying (then the test fails on it).</summary>
+    private static async Task<long> SettledResidentBytesAsync(ProxyProcess proxy, long target)
+    {
+        long resident = proxy.ResidentBytes;
+        for (int i = 0; i < 600 && resident > target; i++)
+        {
+            await Task.Delay(100);
+            resident = proxy.ResidentBytes;
+        }
+
+        return resident;
+    }
+
+    private static async Task<RawClient> LoggedInAsync(int port, PgRole role)
+    {
+        RawClient client = await RawClient.ConnectAsync(port);
+        await client.SendAsync(RawClient.Startup(role.Name));
+        Assert.NotNull(await client.ReadUntilAsync('Z'));
+        return client;
+    }
+
+    private static ProcessOutput Query(int port, PgRole role, string sql)
+        => ExternalProcess.Run("/usr/bin/psql", ["-X", "-A", "-t", "-c", sql, $"host=127.0.0.1 port={port.ToString(CultureInfo.InvariantCulture)} user={role.Name} dbname=postgres sslmode=disable"], environment: ClientTests.Environment(role));
+
+    /// <summary>Waits until a query whose text contains <paramref name="marker"/> runs on the server (pg_stat_activity, asked directly).</summary>
+    private static async Task WaitForActivityAsync(PgServer server, string marker)
+    {
+        PgRole role = server.Role(PgAuthMethod.Trust);
+        for (int i = 0; i < 600; i++)
+        {
+            ProcessOutput output = ExternalProcess.Run("/usr/bin/psql", ["-X", "-A", "-t", "-c", $"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{marker}%' AND pid <> pg_backend_pid() AND state = 'active'", $"host={server.Host} port={server.Port.ToString(CultureInfo.InvariantCulture)} user={role.Name} dbname=postgres sslmode=disable"]);
+            if (output.Stdout.Trim() == "1")
+            {
+                return;
+            }
+
+            await Task.Delay(100);
+        }
+
+        Assert.Fail($"no query with '{marker}' ever ran");
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        for (int i = 0; i < 600 && !condition(); i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.True(condition(), "never happened: " + what);
+    }
+}
