@@ -289,15 +289,26 @@ internal sealed partial class ProxyConnection
             throw ProtocolViolation(who + " sent a malformed message: " + error.ToString(), fromClient);
         }
 
-        byte[] message = new byte[frame.WireLength];
+        // The buffer grows with what arrives: a length word alone buys nothing (a server's ErrorResponse may declare 1 GiB).
+        byte[] message = new byte[Math.Min(frame.WireLength, ReceiveBuffer.SmallSize)];
         header.CopyTo(message, 0);
-        try
+        int filled = header.Length;
+        while (filled < frame.WireLength)
         {
-            await input.ReadExactlyAsync(message.AsMemory(header.Length), cancellationToken).ConfigureAwait(false);
-        }
-        catch (EndOfStreamException)
-        {
-            throw new ProxyConnectionException(who + $" closed the connection inside a message of {message.Length} bytes", fromClient ? null : ErrorResponse("FATAL", "08006", "the server closed the connection inside a message"));
+            if (filled == message.Length)
+            {
+                Array.Resize(ref message, (int)Math.Min(2L * message.Length, frame.WireLength));
+            }
+
+            int got = await input.ReadAsync(message.AsMemory(filled), cancellationToken).ConfigureAwait(false);
+            if (got == 0)
+            {
+                throw new ProxyConnectionException(
+                    who + $" closed the connection inside a message ({filled} of its {frame.WireLength} bytes received)",
+                    fromClient ? null : ErrorResponse("FATAL", "08006", "the server closed the connection inside a message"));
+            }
+
+            filled += got;
         }
 
         return message;

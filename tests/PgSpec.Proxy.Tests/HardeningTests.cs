@@ -84,6 +84,27 @@ public class HardeningTests
     }
 
     [Fact]
+    public async Task DuringLogin_AServerErrorThatOnlyDeclaresAGigabyte_CostsWhatArrives()
+    {
+        await using var fake = new FakeServerProxy(async socket =>
+        {
+            byte[] buffer = new byte[1024];
+            await socket.ReceiveAsync(buffer);
+            await socket.SendAsync(new byte[] { (byte)'E', 0x3f, 0xff, 0xff, 0xf0, (byte)'S', (byte)'F' });
+        });
+        using RawClient client = await RawClient.ConnectAsync(fake.Port);
+        long allocated = GC.GetTotalAllocatedBytes(precise: true);
+
+        await client.SendAsync(RawClient.Startup("anyone"));
+        (char Type, byte[] Body)? error = await client.ReadUntilAsync('E');
+
+        Assert.NotNull(error);
+        Assert.Contains("the server closed the connection inside a message", Encoding.UTF8.GetString(error.Value.Body));
+        Assert.True(GC.GetTotalAllocatedBytes(precise: true) - allocated < 256L * 1024 * 1024, "the proxy allocated what the server declared");
+        await fake.StopAsync();
+    }
+
+    [Fact]
     public async Task IdleTimeout_LetsALongQueryFinish_ThenEndsTheIdleConnectionWithFatal57P05()
     {
         PgServer server = await _servers.Server(18);
