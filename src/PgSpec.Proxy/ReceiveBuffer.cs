@@ -105,6 +105,13 @@ internal sealed class ReceiveBuffer : IDisposable
     private void Replace(int size)
     {
         int unread = Unread;
+        if (_large is not null && size > PooledLimit && Start == 0 && _large.TryResize(size))
+        {
+            // Mapped memory grows in place (or moves without a copy): no second copy of a large message.
+            Memory = _large.Memory;
+            return;
+        }
+
         byte[]? array = null;
         LargeBuffer? large = null;
         Memory<byte> memory;
@@ -160,7 +167,9 @@ internal sealed unsafe partial class LargeBuffer : MemoryManager<byte>
     private const int MapAnonymous = 0x20;
 
     private byte* _pointer;
-    private readonly int _length;
+    private const int MremapMayMove = 1;
+
+    private int _length;
     private readonly bool _mapped;
 
     private LargeBuffer(byte* pointer, int length, bool mapped)
@@ -186,6 +195,29 @@ internal sealed unsafe partial class LargeBuffer : MemoryManager<byte>
         }
 
         return new LargeBuffer((byte*)NativeMemory.Alloc((nuint)length), length, mapped: false);
+    }
+
+    /// <summary>
+    /// Makes the buffer <paramref name="length"/> bytes long, keeping its content, without copying
+    /// it (Linux: mremap moves the pages); false where that cannot be done.
+    /// </summary>
+    public bool TryResize(int length)
+    {
+        ObjectDisposedException.ThrowIf(_pointer is null, this);
+        if (!_mapped)
+        {
+            return false;
+        }
+
+        void* moved = Mremap(_pointer, (nuint)_length, (nuint)length, MremapMayMove);
+        if (moved == (void*)-1)
+        {
+            return false;
+        }
+
+        _pointer = (byte*)moved;
+        _length = length;
+        return true;
     }
 
     public override Span<byte> GetSpan()
@@ -225,6 +257,9 @@ internal sealed unsafe partial class LargeBuffer : MemoryManager<byte>
 
     [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
     private static partial void* Mmap(void* address, nuint length, int protection, int flags, int fd, nint offset);
+
+    [LibraryImport("libc", EntryPoint = "mremap", SetLastError = true)]
+    private static partial void* Mremap(void* address, nuint length, nuint newLength, int flags);
 
     [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
     private static partial int Munmap(void* address, nuint length);

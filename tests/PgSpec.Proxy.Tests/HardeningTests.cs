@@ -130,6 +130,22 @@ public class HardeningTests
     }
 
     [Fact]
+    public async Task Shutdown_ClosesAConnectionThatOutlivesTheGraceWithFatal57P01()
+    {
+        PgServer server = await _servers.Server(15);
+        await using var proxy = new ProxyHarness(server, options => options with { ShutdownGrace = TimeSpan.FromMilliseconds(300) });
+        using RawClient client = await RobustnessTests.LoggedInAsync(proxy, server);
+
+        await proxy.StopAsync();
+        (char Type, byte[] Body)? farewell = await client.ReadUntilAsync('E');
+
+        Assert.NotNull(farewell);
+        Assert.Contains("57P01", Encoding.UTF8.GetString(farewell.Value.Body));
+        Assert.Contains("the proxy is shutting down", Encoding.UTF8.GetString(farewell.Value.Body));
+        Assert.Contains("closed by shutdown", proxy.Log);
+    }
+
+    [Fact]
     public async Task ConnectionLimit_RefusesTheClientBeyondItWith53300_StillPassesCancelRequests_AndServesOnceAPlaceIsFree()
     {
         PgServer server = await _servers.Server(18);
