@@ -12,10 +12,13 @@ public sealed record PgTraceOptions
     /// <summary>libpq's PQTRACE_REGRESS_MODE: OIDs and process IDs as NNNN, error/notice lengths as NN, their F/L/R fields as "SSSS", secrets and COPY data as 'BBBB'.</summary>
     public bool Regress { get; init; }
 
-    /// <summary>Start each line with a local timestamp, as libpq does unless PQTRACE_SUPPRESS_TIMESTAMPS is set.</summary>
+    /// <summary>
+    /// Start each line with a local timestamp, as libpq does unless PQTRACE_SUPPRESS_TIMESTAMPS is set
+    /// (libpq does not stamp its "mismatched message length" lines; this writer does, with the time of their message).
+    /// </summary>
     public bool Timestamps { get; init; }
 
-    /// <summary>Text written (with a TAB) before everything else on each line, such as a connection id.</summary>
+    /// <summary>Text written (with a TAB) before everything else on each line, such as a connection id, "mismatched message length" and note lines included.</summary>
     public string? Prefix { get; init; }
 
     /// <summary>A clock for timestamps (tests set it).</summary>
@@ -27,6 +30,8 @@ public sealed record PgTraceOptions
 /// separated by TABs, each field after one space, strings raw in double quotes, bytes in single
 /// quotes with \xNN for bytes outside 0x20..0x7e, Int16 printed unsigned, and a
 /// "mismatched message length" line when libpq's tracer would not consume the whole message.
+/// With <see cref="PgTraceOptions.Prefix"/> or <see cref="PgTraceOptions.Timestamps"/>, every line
+/// starts with them, the mismatch line too; <see cref="Note"/> adds comment lines ('#').
 /// </summary>
 /// <remarks>
 /// A message is written by one call sequence, <see cref="BeginMessage"/> .. <see cref="EndMessage"/>.
@@ -52,6 +57,9 @@ public sealed class PgTraceWriter
 
     /// <summary>"\xNN" for every byte value, its four ASCII bytes little-endian in a UInt32.</summary>
     private static readonly uint[] s_escapes = CreateEscapes();
+
+    /// <summary>The characters a note writes as \xNN: C0 controls and DEL.</summary>
+    private static readonly SearchValues<char> s_controls = SearchValues.Create([.. Enumerable.Range(0, 0x20).Select(c => (char)c), '\u007f']);
 
     private readonly Stream _output;
     private byte[]? _buffer;
@@ -177,12 +185,18 @@ public sealed class PgTraceWriter
         Raw("'"u8);
     }
 
-    /// <summary>Ends the line; adds libpq's mismatch line when the tracer would not have consumed exactly the length.</summary>
+    /// <summary>
+    /// Ends the line; adds libpq's mismatch line when the tracer would not have consumed exactly the
+    /// length. With a <see cref="PgTraceOptions.Prefix"/> or <see cref="PgTraceOptions.Timestamps"/>,
+    /// that line starts with the same prefix and timestamp as its message line, so that it can be
+    /// told to which connection it belongs (libpq writes it bare, and so does this writer without them).
+    /// </summary>
     public void EndMessage(int consumed, int length, bool checkLength)
     {
         Raw("\n"u8);
         if (checkLength && consumed != length)
         {
+            LinePrefix();
             Raw("mismatched message length: consumed "u8);
             Number(consumed);
             Raw(", expected "u8);
@@ -210,6 +224,40 @@ public sealed class PgTraceWriter
         ArgumentNullException.ThrowIfNull(text);
         Start(text.Length * 3L + 1);
         Text(text);
+        Raw("\n"u8);
+        Finish();
+    }
+
+    /// <summary>
+    /// Writes a comment line, <c>[prefix TAB][timestamp TAB]# text</c>, with the prefix and timestamp
+    /// of message lines: for what a trace should record that is not a message, such as why a
+    /// connection ended. libpq never prints a line that starts with '#' (after those prefixes), so
+    /// tools that compare traces with libpq's can skip these lines. Control characters (U+0000 to
+    /// U+001F and U+007F) are written as \xNN, so that a note is always one line.
+    /// </summary>
+    public void Note(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        Start(96 + (Options.Prefix?.Length ?? 0) * 3L + text.Length * 4L);
+        _timestamp = Options.Timestamps ? (Options.Clock ?? s_now)() : default;
+        LinePrefix();
+        Raw("# "u8);
+        ReadOnlySpan<char> rest = text;
+        while (!rest.IsEmpty)
+        {
+            int run = rest.IndexOfAny(s_controls);
+            run = run < 0 ? rest.Length : run;
+            Text(rest[..run]);
+            rest = rest[run..];
+            if (!rest.IsEmpty)
+            {
+                byte control = (byte)rest[0];
+                Escape(new ReadOnlySpan<byte>(in control), Reserve(4), out int written);
+                _used += written;
+                rest = rest[1..];
+            }
+        }
+
         Raw("\n"u8);
         Finish();
     }
