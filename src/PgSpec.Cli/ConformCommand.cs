@@ -8,6 +8,8 @@ namespace PgSpec.Cli;
 /// <summary>Builds the <c>conform</c> command: the codec and session against real servers.</summary>
 internal static class ConformCommand
 {
+    private const string Summary = "Check PgSpec's codec and session against real PostgreSQL servers, message by message.";
+
     private const string Description = """
         Checks PgSpec's codec and frontend session against real PostgreSQL servers. Starts
         throwaway servers (initdb into a private folder, TLS with its own CA, one role per
@@ -41,7 +43,7 @@ internal static class ConformCommand
         var scenario = new Option<string[]>("--scenario") { Description = "Run only these scenarios (repeatable): " + string.Join(", ", Scenarios.All.Select(s => s.Name)) + "." };
         var timeout = new Option<int>("--timeout") { Description = "Seconds a connection or command may take (default 30).", DefaultValueFactory = _ => 30 };
 
-        var command = new Command("conform", Description) { pg, server, docker, format, scenario, timeout };
+        var command = new PgSpecCommand("conform", Summary, Description) { pg, server, docker, format, scenario, timeout };
         command.SetAction((result, cancellationToken) => RunAsync(
             result.GetValue(pg),
             result.GetValue(server) ?? [],
