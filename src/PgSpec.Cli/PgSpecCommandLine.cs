@@ -36,6 +36,24 @@ public static class PgSpecCommandLine
     }
 
     /// <summary>
+    /// An option's value for the option's own validator: false when the value could not be converted
+    /// (not a number, say), which System.CommandLine reports itself; reading it would throw instead.
+    /// </summary>
+    internal static bool TryValueInValidator<T>(OptionResult result, out T? value)
+    {
+        try
+        {
+            value = result.GetValueOrDefault<T>();
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            value = default;
+            return false;
+        }
+    }
+
+    /// <summary>
     /// Parses <paramref name="args"/> and runs the command. Binary input comes from
     /// <paramref name="stdin"/> (when the input is '-'), output goes to <paramref name="stdout"/>,
     /// errors and notes to <paramref name="stderr"/>. Never throws for bad input or arguments.

@@ -45,6 +45,36 @@ public class ConformCommandTests
     }
 
     [Theory]
+    [InlineData("--timeout", "-5", "--timeout")]
+    [InlineData("--timeout", "0", "--timeout")]
+    [InlineData("--timeout", "86401", "--timeout")]
+    [InlineData("--timeout", "3000000", "--timeout")]
+    [InlineData("--timeout", "99999999999", "--timeout")]
+    [InlineData("--pg", "0", "--pg")]
+    [InlineData("--pg", "15,100", "--pg")]
+    [InlineData("--pg", "99999999999", "--pg")]
+    [InlineData("--pg", ",", "--pg")]
+    [InlineData("--pg", "", "--pg")]
+    [InlineData("--pg", "15;18", "--pg")]
+    [InlineData("--server", "postgres://u@127.0.0.1/db?connect_timeout=soon", "connect_timeout")]
+    [InlineData("--server", "postgres://u@127.0.0.1/db?connect_timeout=1e300", "connect_timeout")]
+    [InlineData("--server", "postgres://u@127.0.0.1:0/db", "port")]
+    [InlineData("--server", "postgres://u@127.0.0.1/db?channel_binding=maybe", "channel_binding")]
+    [InlineData("--server", "postgres://u@127.0.0.1/db?sslnegotiation=eventually", "sslnegotiation")]
+    [InlineData("--scenario", "", "scenario")]
+    public void Conform_OutOfRangeOrMalformedOption_ExitsTwoBeforeStartingAnything(string option, string value, string named)
+    {
+        CliResult result = CliRunner.Run("conform", option, value);
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.StartsWith("pgspec: ", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains(named, result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("starting", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal("", result.Stdout);
+    }
+
+    [Theory]
     [InlineData("--pg", "fifteen")]
     [InlineData("--scenario", "no-such-scenario")]
     [InlineData("--server", "http://example")]
