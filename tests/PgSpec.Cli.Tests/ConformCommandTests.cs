@@ -1,4 +1,5 @@
 using System.Text.Json;
+using PgSpec.Integration.Tests;
 
 namespace PgSpec.Cli.Tests;
 
@@ -42,6 +43,32 @@ public class ConformCommandTests
         CliResult result = CliRunner.Run("conform", "--server", "postgres://nobody:x@127.0.0.1:1/db", "--scenario", "simple-query", "--timeout", "5");
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("cannot connect to 127.0.0.1:1", result.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Conform_ServerBreakingTheProtocol_ExitsThreeAndBlamesTheServer()
+    {
+        await using var server = new ScriptedServer(ScriptedServer.Garbage);
+
+        CliResult result = CliRunner.Run("conform", "--server", server.Url, "--timeout", "10");
+
+        Assert.True(result.ExitCode == 3, result.ToString());
+        Assert.Contains("url:violation", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("the server violated the protocol: ", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("SERVER VIOLATED THE PROTOCOL", result.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("FAILED", result.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ConformHelp_DocumentsEveryExitCode()
+    {
+        CliResult result = CliRunner.Run("conform", "--help");
+
+        Assert.Equal(0, result.ExitCode);
+        foreach (string code in new[] { "0 when", "1 when", "2 for", "3 when" })
+        {
+            Assert.Contains(code, result.Stdout, StringComparison.Ordinal);
+        }
     }
 
     [Theory]
