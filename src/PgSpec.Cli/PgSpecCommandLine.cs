@@ -13,7 +13,7 @@ public static class PgSpecCommandLine
     /// <summary>Success.</summary>
     public const int ExitOk = 0;
 
-    /// <summary>The input breaks the protocol or ends inside a message.</summary>
+    /// <summary><c>pgspec decode</c>: the input breaks the protocol or ends inside a message; <c>pgspec conform</c>: PgSpec's codec or session failed.</summary>
     public const int ExitMalformed = 1;
 
     /// <summary>A usage error, or an input that cannot be read.</summary>
@@ -21,6 +21,20 @@ public static class PgSpecCommandLine
 
     /// <summary><c>pgspec conform</c>: a server given with --server broke the protocol, and PgSpec did not fail.</summary>
     public const int ExitServerViolation = 3;
+
+    /// <summary>The version, as <c>pgspec --version</c> prints it after the name (without build metadata).</summary>
+    public static string Version
+    {
+        get
+        {
+            Assembly assembly = typeof(PgSpecCommandLine).Assembly;
+            string version = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+                ?? assembly.GetName().Version?.ToString(3)
+                ?? "0.0.0";
+            int metadata = version.IndexOf('+', StringComparison.Ordinal);
+            return metadata < 0 ? version : version[..metadata];
+        }
+    }
 
     /// <summary>
     /// An option's value for a command's validator: default when the option fails on its own (not a
@@ -91,20 +105,6 @@ public static class PgSpecCommandLine
         {
             text.Flush();
             output.Flush();
-        }
-    }
-
-    /// <summary>The version, as <c>pgspec --version</c> prints it after the name (without build metadata).</summary>
-    public static string Version
-    {
-        get
-        {
-            Assembly assembly = typeof(PgSpecCommandLine).Assembly;
-            string version = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
-                ?? assembly.GetName().Version?.ToString(3)
-                ?? "0.0.0";
-            int metadata = version.IndexOf('+', StringComparison.Ordinal);
-            return metadata < 0 ? version : version[..metadata];
         }
     }
 
