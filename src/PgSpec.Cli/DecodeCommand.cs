@@ -41,6 +41,8 @@ public sealed record DecodeSettings
 /// <summary>Builds the <c>decode</c> command.</summary>
 internal static class DecodeCommand
 {
+    private const string Summary = "Decode the bytes one side of a connection sent into libpq PQtrace lines or JSON.";
+
     private const string Description = """
         Decodes the bytes that ONE side of a PostgreSQL connection sent (protocol 3.0 or 3.2) and
         prints one line per message: the line libpq 18's PQtrace prints for it, or a JSON object.
@@ -134,7 +136,7 @@ internal static class DecodeCommand
             DefaultValueFactory = _ => "-",
         };
 
-        var command = new Command("decode", Description)
+        var command = new PgSpecCommand("decode", Summary, Description)
         {
             from,
             protocol,

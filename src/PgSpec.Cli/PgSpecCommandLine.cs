@@ -1,6 +1,8 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
+using System.Reflection;
 using System.Text;
 
 namespace PgSpec.Cli;
@@ -11,11 +13,28 @@ public static class PgSpecCommandLine
     /// <summary>Success.</summary>
     public const int ExitOk = 0;
 
-    /// <summary>The input breaks the protocol or ends inside a message.</summary>
+    /// <summary><c>pgspec decode</c>: the input breaks the protocol or ends inside a message; <c>pgspec conform</c>: PgSpec's codec or session failed.</summary>
     public const int ExitMalformed = 1;
 
     /// <summary>A usage error, or an input that cannot be read.</summary>
     public const int ExitUsage = 2;
+
+    /// <summary><c>pgspec conform</c>: a server given with --server broke the protocol, and PgSpec did not fail.</summary>
+    public const int ExitServerViolation = 3;
+
+    /// <summary>The version, as <c>pgspec --version</c> prints it after the name (without build metadata).</summary>
+    public static string Version
+    {
+        get
+        {
+            Assembly assembly = typeof(PgSpecCommandLine).Assembly;
+            string version = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+                ?? assembly.GetName().Version?.ToString(3)
+                ?? "0.0.0";
+            int metadata = version.IndexOf('+', StringComparison.Ordinal);
+            return metadata < 0 ? version : version[..metadata];
+        }
+    }
 
     /// <summary>
     /// An option's value for a command's validator: default when the option fails on its own (not a
@@ -30,6 +49,24 @@ public static class PgSpecCommandLine
         catch (InvalidOperationException)
         {
             return default;
+        }
+    }
+
+    /// <summary>
+    /// An option's value for the option's own validator: false when the value could not be converted
+    /// (not a number, say), which System.CommandLine reports itself; reading it would throw instead.
+    /// </summary>
+    internal static bool TryValueInValidator<T>(OptionResult result, out T? value)
+    {
+        try
+        {
+            value = result.GetValueOrDefault<T>();
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            value = default;
+            return false;
         }
     }
 
@@ -58,7 +95,7 @@ public static class PgSpecCommandLine
                     stderr.WriteLine("pgspec: " + error.Message);
                 }
 
-                stderr.WriteLine("Run 'pgspec --help' or 'pgspec <command> --help' for usage.");
+                stderr.WriteLine("Run 'pgspec help' or 'pgspec help COMMAND' for usage.");
                 return ExitUsage;
             }
 
@@ -73,10 +110,106 @@ public static class PgSpecCommandLine
 
     private static RootCommand Build(Stream stdin, Stream stdout, TextWriter stderr)
     {
-        var root = new RootCommand("pgspec: tools for the PostgreSQL frontend/backend protocol (3.0 and 3.2), built from its spec.");
+        var root = new RootCommand("""
+            pgspec: tools for the PostgreSQL frontend/backend protocol (3.0 and 3.2), built from its spec.
+            'pgspec help COMMAND' shows a command's options, exit codes and examples.
+            """);
         root.Subcommands.Add(DecodeCommand.Create(stdin, stdout, stderr));
         root.Subcommands.Add(ConformCommand.Create(stdout, stderr));
         root.Subcommands.Add(ProxyCommand.Create(stdout, stderr));
+        root.Subcommands.Add(HelpCommand(root));
+
+        HelpOption help = root.Options.OfType<HelpOption>().Single();
+        help.Action = new SummaryHelpAction((HelpAction)help.Action!);
+        VersionOption version = root.Options.OfType<VersionOption>().Single();
+        version.Aliases.Add("-V");
+        version.Action = new VersionAction();
         return root;
+    }
+
+    /// <summary><c>pgspec help [COMMAND]</c>: the same as <c>pgspec [COMMAND] --help</c>.</summary>
+    private static PgSpecCommand HelpCommand(RootCommand root)
+    {
+        string[] names = root.Subcommands.Select(c => c.Name).Append("help").ToArray();
+        var target = new Argument<string?>("COMMAND")
+        {
+            Description = "The command to explain: " + string.Join(", ", names) + ".",
+            HelpName = "COMMAND",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        target.AcceptOnlyFromAmong(names);
+        var command = new PgSpecCommand(
+            "help",
+            "Show the list of commands, or the whole help of one command.",
+            "Shows the list of commands with a line on each (as pgspec --help does), or, given a command, its whole help: what it does, its options, exit codes and examples (as pgspec COMMAND --help does).")
+        {
+            target,
+        };
+        command.SetAction(result =>
+        {
+            string? name = result.GetValue(target);
+            return root.Parse(name is null ? ["--help"] : [name, "--help"]).Invoke(result.InvocationConfiguration);
+        });
+        return command;
+    }
+
+    /// <summary>
+    /// The summary of a command in a list of commands: its <see cref="PgSpecCommand.Summary"/>, or,
+    /// for a command without one, the first sentence of its description on one line.
+    /// </summary>
+    internal static string Summary(Command command)
+    {
+        if (command is PgSpecCommand { Summary: var summary })
+        {
+            return summary;
+        }
+
+        string description = (command.Description ?? "").ReplaceLineEndings("\n");
+        int paragraph = description.IndexOf("\n\n", StringComparison.Ordinal);
+        string first = string.Join(' ', (paragraph < 0 ? description : description[..paragraph]).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
+        int sentence = first.IndexOf(". ", StringComparison.Ordinal);
+        return sentence < 0 ? first : first[..(sentence + 1)];
+    }
+
+    /// <summary>
+    /// Help as System.CommandLine writes it, except that the list of a command's subcommands shows
+    /// each one's <see cref="Summary(Command)"/> rather than its whole description.
+    /// </summary>
+    private sealed class SummaryHelpAction(HelpAction help) : SynchronousCommandLineAction
+    {
+        public override bool ClearsParseErrors => true;
+
+        public override int Invoke(ParseResult parseResult)
+        {
+            // The help writer lists a subcommand with its Description, so for as long as it writes, that is the summary.
+            IList<Command> subcommands = parseResult.CommandResult.Command.Subcommands;
+            string?[] descriptions = subcommands.Select(c => c.Description).ToArray();
+            try
+            {
+                foreach (Command subcommand in subcommands)
+                {
+                    subcommand.Description = Summary(subcommand);
+                }
+
+                return help.Invoke(parseResult);
+            }
+            finally
+            {
+                for (int i = 0; i < descriptions.Length; i++)
+                {
+                    subcommands[i].Description = descriptions[i];
+                }
+            }
+        }
+    }
+
+    /// <summary>Prints "pgspec VERSION".</summary>
+    private sealed class VersionAction : SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            parseResult.InvocationConfiguration.Output.WriteLine("pgspec " + Version);
+            return ExitOk;
+        }
     }
 }

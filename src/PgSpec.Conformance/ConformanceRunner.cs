@@ -7,6 +7,19 @@ using PgSpec.Protocol.Client;
 
 namespace PgSpec.Conformance;
 
+/// <summary>What a run found, as one word (and one exit code of <c>pgspec conform</c>).</summary>
+public enum ConformanceOutcome
+{
+    /// <summary>Every scenario passed (or was refused by, or does not apply to, a server PgSpec did not start) and every reachable message round-tripped.</summary>
+    Passed,
+
+    /// <summary>PgSpec's codec or session failed; whatever the servers did besides.</summary>
+    Failed,
+
+    /// <summary>PgSpec did not fail, but a server PgSpec did not start broke the protocol.</summary>
+    ServerViolatedProtocol,
+}
+
 /// <summary>The outcome of a run.</summary>
 public sealed class ConformanceReport
 {
@@ -25,7 +38,7 @@ public sealed class ConformanceReport
     /// <summary>Every message of the spec, in name order.</summary>
     public static IReadOnlyList<PgMessageDescriptor> Messages => PgProtocolSpec.Messages;
 
-    /// <summary>Why the run failed; empty when it passed.</summary>
+    /// <summary>How PgSpec failed; empty when it did not (a server's violations of the protocol are <see cref="ServerViolations"/>).</summary>
     public IReadOnlyList<string> Problems
     {
         get
@@ -38,7 +51,7 @@ public sealed class ConformanceReport
 
             foreach (((string server, string message), MessageTally tally) in Coverage.All.OrderBy(p => p.Key))
             {
-                if (!tally.RoundTripped && tally.Seen > 0)
+                if (!tally.RoundTripped && tally.Seen > 0 && !IsServerViolation(server, message))
                 {
                     problems.Add($"{server}: {message} did not round-trip: {string.Join("; ", tally.Failures)}");
                 }
@@ -59,8 +72,44 @@ public sealed class ConformanceReport
         }
     }
 
-    /// <summary>True when every scenario passed (or was refused by a server PgSpec did not start) and every reachable message round-tripped.</summary>
-    public bool Passed => Problems.Count == 0;
+    /// <summary>
+    /// How servers PgSpec did not start broke the protocol (not PgSpec's failures): scenarios that
+    /// ended in <see cref="ScenarioStatus.ServerViolation"/>, and message types no spec defines.
+    /// </summary>
+    public IReadOnlyList<string> ServerViolations
+    {
+        get
+        {
+            var violations = new List<string>();
+            foreach (ScenarioResult result in Results.Where(r => r.Status == ScenarioStatus.ServerViolation))
+            {
+                violations.Add($"{result.Server}: scenario {result.Scenario}: {result.Detail}");
+            }
+
+            foreach (((string server, string message), MessageTally tally) in Coverage.All.OrderBy(p => p.Key))
+            {
+                if (tally.Seen > 0 && IsServerViolation(server, message))
+                {
+                    violations.Add($"{server}: {string.Join("; ", tally.Failures)}");
+                }
+            }
+
+            return violations;
+        }
+    }
+
+    /// <summary>True when every scenario passed (or was refused by a server PgSpec did not start), every reachable message round-tripped and no server broke the protocol.</summary>
+    public bool Passed => Outcome == ConformanceOutcome.Passed;
+
+    /// <summary>Passed; PgSpec failed (whatever the servers did); or only servers PgSpec did not start broke the protocol.</summary>
+    public ConformanceOutcome Outcome
+        => Problems.Count > 0 ? ConformanceOutcome.Failed
+        : ServerViolations.Count > 0 ? ConformanceOutcome.ServerViolatedProtocol
+        : ConformanceOutcome.Passed;
+
+    /// <summary>A message type no spec defines ("Unknown"), from a server PgSpec did not start: the server's violation.</summary>
+    private bool IsServerViolation(string server, string message)
+        => message == "Unknown" && Targets.Any(t => t.Key == server && !t.Managed);
 
     /// <summary>The coverage table.</summary>
     public string ToTable()
@@ -125,12 +174,30 @@ public sealed class ConformanceReport
 
         text.AppendLine();
         IReadOnlyList<string> problems = Problems;
-        text.AppendLine(problems.Count == 0
-            ? $"PASSED: {Results.Count(r => r.Status == ScenarioStatus.Passed)} scenario runs passed; every reachable message round-tripped byte for byte."
-            : $"FAILED: {problems.Count} problem(s):");
-        foreach (string problem in problems)
+        IReadOnlyList<string> violations = ServerViolations;
+        if (problems.Count == 0 && violations.Count == 0)
         {
-            text.AppendLine("  " + problem);
+            text.AppendLine($"PASSED: {Results.Count(r => r.Status == ScenarioStatus.Passed)} scenario runs passed; every reachable message round-tripped byte for byte.");
+        }
+
+        if (problems.Count > 0)
+        {
+            text.AppendLine($"FAILED: {problems.Count} problem(s):");
+            foreach (string problem in problems)
+            {
+                text.AppendLine("  " + problem);
+            }
+        }
+
+        if (violations.Count > 0)
+        {
+            text.AppendLine(problems.Count == 0
+                ? $"SERVER VIOLATED THE PROTOCOL: PgSpec did not fail, but {violations.Count} time(s) the server sent what the protocol does not allow:"
+                : $"SERVER VIOLATED THE PROTOCOL besides ({violations.Count}, not PgSpec's failures):");
+            foreach (string violation in violations)
+            {
+                text.AppendLine("  " + violation);
+            }
         }
 
         return text.ToString();
@@ -144,6 +211,7 @@ public sealed class ConformanceReport
         ScenarioStatus.Passed => "ok",
         ScenarioStatus.Failed => "FAIL",
         ScenarioStatus.Refused => "refused",
+        ScenarioStatus.ServerViolation => "violation",
         _ => "n/a",
     };
 
@@ -153,7 +221,14 @@ public sealed class ConformanceReport
         var document = new
         {
             passed = Passed,
+            outcome = Outcome switch
+            {
+                ConformanceOutcome.Passed => "passed",
+                ConformanceOutcome.Failed => "failed",
+                _ => "server-violated-protocol",
+            },
             problems = Problems,
+            serverViolations = ServerViolations,
             servers = Targets.Select(t => new { key = t.Key, description = t.Description, managed = t.Managed }),
             scenarios = Results.Select(r => new { server = r.Server, scenario = r.Scenario, status = r.Status.ToString().ToLowerInvariant(), detail = r.Detail, seconds = Math.Round(r.Duration.TotalSeconds, 3) }),
             messages = Messages.Select(m => new
@@ -219,6 +294,11 @@ public static class ConformanceRunner
                 catch (PgConnectionException e) when (!target.Managed && e.Message.Contains("does not support", StringComparison.Ordinal))
                 {
                     result = new ScenarioResult(target.Key, name, ScenarioStatus.Refused, e.Message, watch.Elapsed);
+                }
+                catch (PgProtocolException e) when (!target.Managed)
+                {
+                    // PgSpec's decoder and session judge what a server sends; PostgreSQL itself passes them (the servers PgSpec starts).
+                    result = new ScenarioResult(target.Key, name, ScenarioStatus.ServerViolation, "the server violated the protocol: " + e.Error, watch.Elapsed);
                 }
                 catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
                 {

@@ -23,6 +23,13 @@ public enum ScenarioStatus
 
     /// <summary>It does not apply to this server (a version or role it does not have).</summary>
     NotApplicable,
+
+    /// <summary>
+    /// A server PgSpec did not start (--server) broke the protocol: it sent bytes the codec or the
+    /// session rejected, so the scenario could not go on. The server's fault, not PgSpec's; against
+    /// a server PgSpec started (PostgreSQL, the reference), the same error is <see cref="Failed"/>.
+    /// </summary>
+    ServerViolation,
 }
 
 /// <summary>One scenario's outcome against one server.</summary>
@@ -267,7 +274,18 @@ public static class Scenarios
         }
 
         PgRole role = c.Target.RoleFor(PgAuthMethod.ScramSha256);
-        await using PgFrontendSession session = await c.ConnectAsync(c.Options(role) with { SslMode = mode, SslNegotiation = negotiation }).ConfigureAwait(false);
+        PgFrontendSession session;
+        try
+        {
+            session = await c.ConnectAsync(c.Options(role) with { SslMode = mode, SslNegotiation = negotiation }).ConfigureAwait(false);
+        }
+        catch (PgConnectionException e) when (negotiation == PgSslNegotiation.Direct && !c.Target.Managed)
+        {
+            // Direct TLS is optional: servers before 17 and poolers (whatever version they report) close or answer in their own way.
+            throw new RefusedException("the server does not take direct TLS: " + e.Message);
+        }
+
+        await using PgFrontendSession owned = session;
         if (c.Target.Managed)
         {
             ScenarioContext.Check(session.Tls is not null, "TLS was not used");

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using PgSpec.Integration.Tests;
 
 namespace PgSpec.Cli.Tests;
 
@@ -42,6 +43,62 @@ public class ConformCommandTests
         CliResult result = CliRunner.Run("conform", "--server", "postgres://nobody:x@127.0.0.1:1/db", "--scenario", "simple-query", "--timeout", "5");
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("cannot connect to 127.0.0.1:1", result.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Conform_ServerBreakingTheProtocol_ExitsThreeAndBlamesTheServer()
+    {
+        await using var server = new ScriptedServer(ScriptedServer.Garbage);
+
+        CliResult result = CliRunner.Run("conform", "--server", server.Url, "--timeout", "10");
+
+        Assert.True(result.ExitCode == 3, result.ToString());
+        Assert.Contains("url:violation", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("the server violated the protocol: ", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("SERVER VIOLATED THE PROTOCOL", result.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("FAILED", result.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ConformHelp_DocumentsEveryExitCode()
+    {
+        CliResult result = CliRunner.Run("conform", "--help");
+
+        Assert.Equal(0, result.ExitCode);
+        foreach (string code in new[] { "0 when", "1 when", "2 for", "3 when" })
+        {
+            Assert.Contains(code, result.Stdout, StringComparison.Ordinal);
+        }
+    }
+
+    [Theory]
+    [InlineData("--timeout", "-5", "--timeout")]
+    [InlineData("--timeout", "0", "--timeout")]
+    [InlineData("--timeout", "86401", "--timeout")]
+    [InlineData("--timeout", "3000000", "--timeout")]
+    [InlineData("--timeout", "99999999999", "--timeout")]
+    [InlineData("--pg", "0", "--pg")]
+    [InlineData("--pg", "15,100", "--pg")]
+    [InlineData("--pg", "99999999999", "--pg")]
+    [InlineData("--pg", ",", "--pg")]
+    [InlineData("--pg", "", "--pg")]
+    [InlineData("--pg", "15;18", "--pg")]
+    [InlineData("--server", "postgres://u@127.0.0.1/db?connect_timeout=soon", "connect_timeout")]
+    [InlineData("--server", "postgres://u@127.0.0.1/db?connect_timeout=1e300", "connect_timeout")]
+    [InlineData("--server", "postgres://u@127.0.0.1:0/db", "port")]
+    [InlineData("--server", "postgres://u@127.0.0.1/db?channel_binding=maybe", "channel_binding")]
+    [InlineData("--server", "postgres://u@127.0.0.1/db?sslnegotiation=eventually", "sslnegotiation")]
+    [InlineData("--scenario", "", "scenario")]
+    public void Conform_OutOfRangeOrMalformedOption_ExitsTwoBeforeStartingAnything(string option, string value, string named)
+    {
+        CliResult result = CliRunner.Run("conform", option, value);
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.StartsWith("pgspec: ", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains(named, result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("starting", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal("", result.Stdout);
     }
 
     [Theory]

@@ -99,13 +99,23 @@ public sealed record PgConnectOptions
     /// <summary>How long one command may wait for the server.</summary>
     public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Parses postgres://user:password@host:port/database?sslmode=...</summary>
+    /// <summary>
+    /// Parses postgres://user:password@host:port/database?sslmode=...&amp;sslnegotiation=...&amp;channel_binding=...&amp;connect_timeout=...
+    /// (other query parameters become startup parameters). A connect_timeout of zero or less waits
+    /// indefinitely, as in libpq. Throws <see cref="ArgumentException"/>, saying what is wrong, for
+    /// anything else it cannot use.
+    /// </summary>
     public static PgConnectOptions FromUrl(string url)
     {
         ArgumentNullException.ThrowIfNull(url);
         if (!Uri.TryCreate(url, UriKind.Absolute, out Uri? uri) || (uri.Scheme != "postgres" && uri.Scheme != "postgresql"))
         {
             throw new ArgumentException($"'{url}' is not a postgres:// URL", nameof(url));
+        }
+
+        if (!uri.IsDefaultPort && uri.Port <= 0)
+        {
+            throw new ArgumentException($"'{url}': port {uri.Port} is not a TCP port (1 to 65535)", nameof(url));
         }
 
         string[] userInfo = uri.UserInfo.Split(':', 2);
@@ -125,14 +135,44 @@ public sealed record PgConnectOptions
             options = key switch
             {
                 "sslmode" => options with { SslMode = ParseSslMode(value) },
-                "sslnegotiation" => options with { SslNegotiation = value == "direct" ? PgSslNegotiation.Direct : PgSslNegotiation.Postgres },
-                "channel_binding" => options with { ChannelBinding = Enum.Parse<PgChannelBinding>(value, ignoreCase: true) },
-                "connect_timeout" => options with { ConnectTimeout = TimeSpan.FromSeconds(double.Parse(value, CultureInfo.InvariantCulture)) },
+                "sslnegotiation" => options with
+                {
+                    SslNegotiation = value switch
+                    {
+                        "postgres" => PgSslNegotiation.Postgres,
+                        "direct" => PgSslNegotiation.Direct,
+                        _ => throw new ArgumentException($"unknown sslnegotiation '{value}' (postgres or direct)", nameof(url)),
+                    },
+                },
+                "channel_binding" => options with
+                {
+                    ChannelBinding = value switch
+                    {
+                        "disable" => PgChannelBinding.Disable,
+                        "prefer" => PgChannelBinding.Prefer,
+                        "require" => PgChannelBinding.Require,
+                        _ => throw new ArgumentException($"unknown channel_binding '{value}' (disable, prefer or require)", nameof(url)),
+                    },
+                },
+                "connect_timeout" => options with { ConnectTimeout = ParseConnectTimeout(value) },
                 _ => options with { Parameters = [.. options.Parameters, new(key, value)] },
             };
         }
 
         return options;
+    }
+
+    /// <summary>libpq's connect_timeout: seconds; zero or less waits indefinitely.</summary>
+    private static TimeSpan ParseConnectTimeout(string value)
+    {
+        // CancellationTokenSource takes up to int.MaxValue milliseconds (24.8 days).
+        const double MaxSeconds = int.MaxValue / 1000.0;
+        if (!double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds) || !double.IsFinite(seconds) || seconds > MaxSeconds)
+        {
+            throw new ArgumentException($"connect_timeout '{value}' is not a number of seconds up to {MaxSeconds:0}", nameof(value));
+        }
+
+        return seconds <= 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(seconds);
     }
 
     /// <summary>Parses libpq's sslmode names.</summary>
