@@ -80,6 +80,8 @@ internal static class ProxyCommand
           pgspec proxy --listen 0.0.0.0:6432 --upstream db:5432 --tls-passthrough
         """;
 
+    private const string Summary = "Relay clients to a PostgreSQL server, checking every message, with an optional PQtrace or JSON trace.";
+
     public static Command Create(Stream stdout, TextWriter stderr)
     {
         var listen = new Option<string>("--listen") { Description = "Where clients connect: HOST:PORT or a Unix socket path.", HelpName = "HOST:PORT|PATH", Required = true };
@@ -108,7 +110,7 @@ internal static class ProxyCommand
         bindingFallback.AcceptOnlyFromAmong("password", "refuse");
         var traceAppend = new Option<bool>("--trace-append") { Description = "Append to an existing --trace FILE (without it, an existing non-empty file is refused, not overwritten)." };
 
-        var command = new Command("proxy", Description)
+        var command = new PgSpecCommand("proxy", Summary, Description)
         {
             listen, upstream, tlsCert, tlsKey, upstreamTls, tlsPassthrough, bindingFallback, streamThreshold, trace, traceAppend, format, regress, connectionIds, timestamps, showSecrets, handshakeTimeout, idleTimeout, shutdownGrace, maxClients, socketEngine, ioThreads, quiet,
         };

@@ -218,26 +218,6 @@ public sealed class PgTraceWriter
         EndMessage(0, 0, checkLength: false);
     }
 
-    /// <summary>A comment line (which libpq never prints): the line prefixes, then "# " and the text.</summary>
-    public void Note(string text)
-    {
-        _line.Clear();
-        if (Options.Prefix is { } prefix)
-        {
-            Ascii(prefix);
-            Ascii("\t");
-        }
-
-        if (Options.Timestamps)
-        {
-            Ascii((Options.Clock ?? (() => DateTime.Now))().ToString("yyyy-MM-dd HH:mm:ss.ffffff", CultureInfo.InvariantCulture));
-            Ascii("\t");
-        }
-
-        Ascii("# " + text + "\n");
-        Flush();
-    }
-
     /// <summary>A line of its own (a decode error, say), written as is.</summary>
     public void RawLine(string text)
     {
