@@ -34,11 +34,20 @@ internal static class InputFiles
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException or System.Security.SecurityException)
         {
-            throw new InputException($"cannot read {name}: {e.Message}");
+            throw new InputException($"cannot read {name}: {Reason(path, e)}");
         }
 
         return hex ? FromHex(bytes, name) : bytes;
     }
+
+    /// <summary>Why a file cannot be opened, in the words of the system's tools rather than .NET's.</summary>
+    private static string Reason(string path, Exception e) => e switch
+    {
+        // Opening a directory fails with "access denied" on Linux.
+        UnauthorizedAccessException or IOException when Directory.Exists(path) => "it is a directory",
+        FileNotFoundException or DirectoryNotFoundException => "no such file or directory",
+        _ => e.Message,
+    };
 
     /// <summary>Decodes hex text; whitespace anywhere is ignored, anything else that is not a hex digit is an error.</summary>
     public static byte[] FromHex(ReadOnlySpan<byte> text, string name)

@@ -400,7 +400,33 @@ public class DecodeCommandTests
         CliResult result = CliRunner.Run("decode", missing);
 
         Assert.Equal(2, result.ExitCode);
-        Assert.StartsWith($"pgspec: cannot read '{missing}'", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal($"pgspec: cannot read '{missing}': no such file or directory\n", result.Stderr);
+    }
+
+    [Fact]
+    public void Run_MissingPeerFile_ExitsWith2AndNamesIt()
+    {
+        string missing = Path.Combine(Path.GetTempPath(), "pgspec-missing-" + Guid.NewGuid().ToString("N"));
+
+        CliResult result = CliRunner.Run(s_readyForQuery, "decode", "--peer", missing, "-");
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Equal($"pgspec: cannot read '{missing}': no such file or directory\n", result.Stderr);
+        Assert.Empty(result.Stdout);
+    }
+
+    [Fact]
+    public void Run_Directory_ExitsWith2AndSaysItIsADirectory()
+    {
+        using var dir = new TempDirectory();
+
+        CliResult input = CliRunner.Run("decode", dir.Path);
+        CliResult peer = CliRunner.Run(s_readyForQuery, "decode", "--peer", dir.Path, "-");
+
+        Assert.Equal(2, input.ExitCode);
+        Assert.Equal($"pgspec: cannot read '{dir.Path}': it is a directory\n", input.Stderr);
+        Assert.Equal(2, peer.ExitCode);
+        Assert.Equal($"pgspec: cannot read '{dir.Path}': it is a directory\n", peer.Stderr);
     }
 
     [Fact]
