@@ -25,10 +25,15 @@ public sealed record PgTraceOptions
 /// separated by TABs, each field after one space, strings raw in double quotes, bytes in single
 /// quotes with \xNN for bytes outside 0x20..0x7e, Int16 printed unsigned, and a
 /// "mismatched message length" line when libpq's tracer would not consume the whole message.
-/// Lines are built as bytes (strings are written as received) and flushed per message.
+/// Lines are built as bytes (strings are written as received) and flushed per message; a line
+/// that grows past 64 KiB (a long value) goes out in pieces as it is built, so tracing a message
+/// takes a bounded buffer whatever its size.
 /// </summary>
 public sealed class PgTraceWriter
 {
+    /// <summary>The size past which a line being built is written out.</summary>
+    private const int FlushThreshold = 64 * 1024;
+
     private readonly Stream _output;
     private readonly ArrayBufferWriter<byte> _line = new(256);
 
@@ -105,7 +110,7 @@ public sealed class PgTraceWriter
         }
 
         Ascii(" \"");
-        _line.Write(value);
+        Raw(value);
         Ascii("\"");
     }
 
@@ -119,7 +124,7 @@ public sealed class PgTraceWriter
         }
 
         Ascii(" '");
-        Ascii(FormatBytesInner(value));
+        Escaped(value);
         Ascii("'");
     }
 
@@ -156,7 +161,69 @@ public sealed class PgTraceWriter
     private void Flush()
     {
         _output.Write(_line.WrittenSpan);
-        _line.Clear();
+        _line.ResetWrittenCount();
+    }
+
+    /// <summary>Writes out the line built so far once it is long (the rest of it follows).</summary>
+    private void FlushIfLong()
+    {
+        if (_line.WrittenCount >= FlushThreshold)
+        {
+            Flush();
+        }
+    }
+
+    /// <summary>Bytes as they are, in pieces.</summary>
+    private void Raw(ReadOnlySpan<byte> value)
+    {
+        while (!value.IsEmpty)
+        {
+            int size = Math.Min(value.Length, FlushThreshold);
+            _line.Write(value.Slice(0, size));
+            value = value.Slice(size);
+            FlushIfLong();
+        }
+    }
+
+    /// <summary>Byte data as libpq prints it: runs of 0x20..0x7e as they are, other bytes as \xNN.</summary>
+    private void Escaped(ReadOnlySpan<byte> value)
+    {
+        while (!value.IsEmpty)
+        {
+            int printable = value.IndexOfAnyExceptInRange((byte)0x20, (byte)0x7e);
+            if (printable < 0)
+            {
+                printable = value.Length;
+            }
+
+            Raw(value.Slice(0, printable));
+            value = value.Slice(printable);
+
+            int other = value.IndexOfAnyInRange((byte)0x20, (byte)0x7e);
+            if (other < 0)
+            {
+                other = value.Length;
+            }
+
+            while (other > 0)
+            {
+                int size = Math.Min(other, FlushThreshold / 4);
+                Span<byte> escaped = _line.GetSpan(4 * size);
+                for (int i = 0; i < size; i++)
+                {
+                    byte b = value[i];
+                    escaped[4 * i] = (byte)'\\';
+                    escaped[(4 * i) + 1] = (byte)'x';
+                    escaped[(4 * i) + 2] = "0123456789abcdef"u8[b >> 4];
+                    escaped[(4 * i) + 3] = "0123456789abcdef"u8[b & 0xF];
+                }
+
+                _line.Advance(4 * size);
+                value = value.Slice(size);
+                other -= size;
+                FlushIfLong();
+            }
+        }
     }
 
     private void Ascii(string text)
