@@ -173,13 +173,23 @@ public class JsonOutputTests
             ("\"}]}}\n"u8.ToArray(), 1));
         var json = new JsonOutput(output);
 
+        // What a first line allocates once in the process (the encoder's tables, say) is not counted.
+        WarmUp();
         long before = GC.GetAllocatedBytesForCurrentThread();
         json.Write(message, reader.Context);
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
 
         output.AssertComplete();
         Assert.True(output.Writes > 100, $"the line was written in {output.Writes} pieces; it should go out as it is made");
-        Assert.True(allocated < 1024 * 1024, $"writing the line allocated {allocated} bytes");
+        Assert.True(allocated < 64 * 1024, $"writing the line allocated {allocated} bytes");
+    }
+
+    private static void WarmUp()
+    {
+        byte[] wire = new DataRow([Encoding.ASCII.GetBytes(new string('x', 50_000))]).ToArray();
+        var reader = new PgMessageReader(PgDirection.Backend);
+        Assert.Equal(PgReadStatus.Message, reader.TryRead(wire, out _, out PgReceivedMessage message, out _));
+        new JsonOutput(Stream.Null).Write(message, reader.Context);
     }
 
     /// <summary>Reads one message from <paramref name="wire"/> and compares the lines; false when the reader rejects the bytes.</summary>
@@ -268,7 +278,11 @@ public class JsonOutputTests
             Writes++;
             while (!buffer.IsEmpty)
             {
-                Assert.True(_part < _parts.Length, $"more output than expected at byte {_position}");
+                if (_part == _parts.Length)
+                {
+                    Assert.Fail($"more output than expected at byte {_position}");
+                }
+
                 (byte[] block, int pattern, long total) = _parts[_part];
                 int start = (int)(_inPart % pattern);
                 int count = (int)Math.Min(Math.Min(buffer.Length, total - _inPart), block.Length - start);
