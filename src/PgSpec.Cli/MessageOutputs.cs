@@ -74,6 +74,7 @@ internal sealed class JsonOutput : IMessageOutput
     private readonly bool _hideSecrets;
     private readonly bool _timestamps;
     private readonly ArrayBufferWriter<byte> _buffer = new(2 * FlushThreshold);
+    private readonly byte[] _hex = new byte[2 * SegmentSize];
     private readonly Utf8JsonWriter _writer;
 
     public JsonOutput(Stream output, long? connection = null, bool hideSecrets = false, bool timestamps = false)
@@ -402,7 +403,7 @@ internal sealed class JsonOutput : IMessageOutput
     {
         _writer.WriteStartObject();
         _writer.WritePropertyName(s_hex);
-        Span<byte> hex = stackalloc byte[2 * SegmentSize];
+        Span<byte> hex = _hex;
         if (value.Length <= SegmentSize)
         {
             Convert.TryToHexStringLower(value, hex, out int written);
