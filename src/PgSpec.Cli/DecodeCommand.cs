@@ -46,7 +46,11 @@ internal static class DecodeCommand
         prints one line per message: the line libpq 18's PQtrace prints for it, or a JSON object.
 
         Input: FILE, or standard input when FILE is '-' or missing; raw bytes, or hex text with
-        --hex (all whitespace is ignored; any other non-hex character is an error).
+        --hex (all whitespace is ignored; any other non-hex character is an error). The input is
+        read as a stream, of any length: each line is printed as soon as its message is whole
+        (the output is flushed whenever the input has to wait), and memory is bounded by the
+        largest message. The --peer stream is read only as far as its startup and
+        authentication.
 
         Which side: --from. Without it the first byte decides: 0x00 (a startup packet) or a
         frontend-only type byte (Q P B F X f p) means frontend; an SSL/GSSENC answer (see below)

@@ -355,6 +355,18 @@ public class DecodeCommandTests
     }
 
     [Fact]
+    public void Decode_HexThatGoesWrongAfterAMessage_PrintsTheMessageThenWhereTheTextIsWrong()
+    {
+        byte[] hex = Encoding.ASCII.GetBytes("5a00000005 49\n5a 00 zz\n");
+
+        CliResult result = CliRunner.Run(hex, "decode", "--hex");
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Equal("B\t5\tReadyForQuery\t I\n", result.Stdout);
+        Assert.Equal("pgspec: standard input is not hex: 'z' at line 2, column 7 is not a hex digit (only 0-9, a-f, A-F and whitespace are allowed)\n", result.Stderr);
+    }
+
+    [Fact]
     public void Decode_EmptyInput_PrintsNothingAndSucceeds()
     {
         CliResult result = CliRunner.Run([], "decode");
