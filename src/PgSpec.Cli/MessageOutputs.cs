@@ -16,27 +16,58 @@ internal interface IMessageOutput
     void Write(PgReceivedMessage message, DecodeContext context);
 }
 
-/// <summary>libpq's PQtrace lines.</summary>
+/// <summary>libpq's PQtrace lines; passwords and authentication data hidden as the proxy's trace hides them, unless shown.</summary>
 internal sealed class TraceOutput : IMessageOutput
 {
+    private static readonly byte[] s_hiddenPassword = "********"u8.ToArray();
+
     private readonly PgTraceWriter _writer;
 
-    public TraceOutput(PgTraceWriter writer) => _writer = writer;
+    /// <summary>The same output in regress mode, for the SASL and GSS data of secret messages; null when secrets are shown.</summary>
+    private readonly PgTraceWriter? _masked;
+
+    public TraceOutput(Stream output, PgTraceOptions options, bool showSecrets)
+    {
+        _writer = new PgTraceWriter(output, options);
+        _masked = showSecrets ? null : new PgTraceWriter(output, options with { Regress = true });
+    }
 
     public void Write(PgReceivedMessage message, DecodeContext context)
+    {
+        if (_masked is not null && PgSpec.Proxy.ProxySecrets.IsSecret(message))
+        {
+            if (message.FrontendKind == FrontendMessageKind.PasswordMessage)
+            {
+                _writer.BeginMessage('F', message.Length, "PasswordMessage", maskLength: false, hasFields: true);
+                _writer.String(s_hiddenPassword, masked: false);
+                _writer.EndMessage(message.Length, message.Length, checkLength: false);
+            }
+            else
+            {
+                // Regress mode prints the SASL and GSS data as 'BBBB' and masks nothing else in these messages.
+                Trace(message, _masked, context);
+            }
+
+            return;
+        }
+
+        Trace(message, _writer, context);
+    }
+
+    private static void Trace(PgReceivedMessage message, PgTraceWriter writer, DecodeContext context)
     {
         // The reader has validated known messages; trace them as the kind it named them.
         if (message.FrameKind == PgFrameKind.EncryptionAnswer || message.IsUnknown)
         {
-            message.Trace(_writer, context);
+            message.Trace(writer, context);
         }
         else if (message.Direction == PgDirection.Frontend)
         {
-            FrontendMessages.Trace(message.FrontendKind, message.Body, _writer);
+            FrontendMessages.Trace(message.FrontendKind, message.Body, writer);
         }
         else
         {
-            BackendMessages.Trace(message.BackendKind, message.Body, _writer);
+            BackendMessages.Trace(message.BackendKind, message.Body, writer);
         }
     }
 }
@@ -126,10 +157,20 @@ internal sealed class JsonOutput : IMessageOutput
         }
         else if (message.IsUnknown)
         {
-            json.WriteString("name", message.FrameKind == PgFrameKind.Typed && message.TypeByte == 'p' ? "p" : "Unknown");
+            // A 'p' that nothing names is still a password or authentication data.
+            bool password = message.FrameKind == PgFrameKind.Typed && message.TypeByte == 'p';
+            json.WriteString("name", password ? "p" : "Unknown");
             json.WriteStartObject("fields");
-            json.WritePropertyName("body");
-            WriteBytes(message.Body);
+            if (password && message.Direction == PgDirection.Frontend && _hideSecrets)
+            {
+                json.WriteBoolean("redacted", true);
+            }
+            else
+            {
+                json.WritePropertyName("body");
+                WriteBytes(message.Body);
+            }
+
             json.WriteEndObject();
         }
         else if (_hideSecrets && PgSpec.Proxy.ProxySecrets.IsSecret(message))

@@ -81,8 +81,8 @@ internal static class StreamDecoder
         peer?.Dispose();
 
         IMessageOutput output = settings.Format == DecodeFormat.Json
-            ? new JsonOutput(stdout)
-            : new TraceOutput(new PgTraceWriter(stdout, new PgTraceOptions { Regress = settings.Regress }));
+            ? new JsonOutput(stdout, hideSecrets: !settings.ShowSecrets)
+            : new TraceOutput(stdout, new PgTraceOptions { Regress = settings.Regress }, settings.ShowSecrets);
         var context = new PeerDecodeContext(backend?.PasswordMessages)
         {
             ProtocolVersion = direction == PgDirection.Backend ? backendVersion : settings.Protocol ?? PgProtocolVersion.Latest,

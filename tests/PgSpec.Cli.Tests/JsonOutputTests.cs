@@ -219,6 +219,12 @@ public class JsonOutputTests
         foreach ((long? connection, bool hideSecrets) in new[] { ((long?)null, false), (12345678901L, true) })
         {
             string expected = Encoding.UTF8.GetString(new ReflectionJsonOutput(connection, hideSecrets).Line(message, context));
+            if (hideSecrets && message.IsUnknown && message.Direction == PgDirection.Frontend && message.TypeByte == 'p')
+            {
+                // The one change: a password packet that nothing names keeps its body to itself.
+                expected = Regex.Replace(expected, "\"fields\":\\{\"body\":\\{[^}]*\\}\\}", "\"fields\":{\"redacted\":true}");
+            }
+
             using var output = new MemoryStream();
             new JsonOutput(output, connection, hideSecrets).Write(message, context);
             Assert.Equal(expected, Encoding.UTF8.GetString(output.ToArray()));
