@@ -513,7 +513,7 @@ internal sealed class JsonOutput : IMessageOutput
     }
 
     /// <summary>Whether bytes read as text: valid UTF-8 without control characters (TAB, CR and LF allowed).</summary>
-    internal static bool IsText(ReadOnlySpan<byte> bytes)
+    private static bool IsText(ReadOnlySpan<byte> bytes)
     {
         if (!Utf8.IsValid(bytes))
         {
