@@ -88,6 +88,9 @@ internal sealed class JsonOutput : IMessageOutput
     /// <summary>Bytes of a value written per string segment (its hex is twice as long).</summary>
     private const int SegmentSize = 8 * 1024;
 
+    /// <summary>Values up to this size have their hex made on the stack.</summary>
+    private const int SmallValue = 256;
+
     private static readonly JsonWriterOptions s_options = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private static readonly FrozenDictionary<string, FieldPlan[]> s_messages = PgProtocolSpec.Messages.ToFrozenDictionary(m => m.Name, m => FieldPlan.Of(m.Fields), StringComparer.Ordinal);
@@ -104,9 +107,12 @@ internal sealed class JsonOutput : IMessageOutput
     private readonly long? _connection;
     private readonly bool _hideSecrets;
     private readonly bool _timestamps;
-    private readonly ArrayBufferWriter<byte> _buffer = new(2 * FlushThreshold);
-    private readonly byte[] _hex = new byte[2 * SegmentSize];
+
+    // Small to start with: the proxy keeps one output per traced connection. The buffer grows to
+    // what the largest line needs before it is flushed (some tens of kilobytes at most).
+    private readonly ArrayBufferWriter<byte> _buffer = new(1024);
     private readonly Utf8JsonWriter _writer;
+    private byte[]? _hex;
 
     public JsonOutput(Stream output, long? connection = null, bool hideSecrets = false, bool timestamps = false)
     {
@@ -444,14 +450,21 @@ internal sealed class JsonOutput : IMessageOutput
     {
         _writer.WriteStartObject();
         _writer.WritePropertyName(s_hex);
-        Span<byte> hex = _hex;
-        if (value.Length <= SegmentSize)
+        if (value.Length <= SmallValue)
         {
+            Span<byte> small = stackalloc byte[2 * SmallValue];
+            Convert.TryToHexStringLower(value, small, out int written);
+            _writer.WriteStringValue(small.Slice(0, written));
+        }
+        else if (value.Length <= SegmentSize)
+        {
+            Span<byte> hex = _hex ??= new byte[2 * SegmentSize];
             Convert.TryToHexStringLower(value, hex, out int written);
             _writer.WriteStringValue(hex.Slice(0, written));
         }
         else
         {
+            Span<byte> hex = _hex ??= new byte[2 * SegmentSize];
             for (int start = 0; start < value.Length; start += SegmentSize)
             {
                 Convert.TryToHexStringLower(value.Slice(start, Math.Min(SegmentSize, value.Length - start)), hex, out int written);
