@@ -109,6 +109,7 @@ namespace PgSpec.Generators
                 {
                     parts.Add("EnumName = " + Lit(f.EnumName));
                     parts.Add("EnumValues = new long[] { " + string.Join(", ", f.EnumValues.Select(v => Int(v))) + " }");
+                    parts.Add("EnumNames = new string[] { " + string.Join(", ", f.EnumNames.Select(Lit)) + " }");
                 }
 
                 if (f.HasRange)

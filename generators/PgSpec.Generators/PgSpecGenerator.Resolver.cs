@@ -136,7 +136,7 @@ namespace PgSpec.Generators
                             continue;
                         }
 
-                        f = f with { EnumType = e.Type, Type = e.Type, EnumValues = e.Members.Select(x => x.Value).ToEquatableArray() };
+                        f = f with { EnumType = e.Type, Type = e.Type, EnumValues = e.Members.Select(x => x.Value).ToEquatableArray(), EnumNames = e.Members.Select(x => x.Name).ToEquatableArray() };
                     }
 
                     if (f.Kind == FieldKind.Array && f.GroupName is not null)

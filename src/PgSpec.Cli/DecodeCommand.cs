@@ -31,6 +31,9 @@ public sealed record DecodeSettings
     /// <summary>The output format.</summary>
     public DecodeFormat Format { get; init; }
 
+    /// <summary>Print passwords and SASL/GSS data instead of hiding them.</summary>
+    public bool ShowSecrets { get; init; }
+
     /// <summary>The other direction's stream, if given.</summary>
     public string? PeerPath { get; init; }
 
@@ -48,7 +51,11 @@ internal static class DecodeCommand
         prints one line per message: the line libpq 18's PQtrace prints for it, or a JSON object.
 
         Input: FILE, or standard input when FILE is '-' or missing; raw bytes, or hex text with
-        --hex (all whitespace is ignored; any other non-hex character is an error).
+        --hex (all whitespace is ignored; any other non-hex character is an error). The input is
+        read as a stream, of any length: each line is printed as soon as its message is whole
+        (the output is flushed whenever the input has to wait), and memory is bounded by the
+        largest message. The --peer stream is read only as far as its startup and
+        authentication.
 
         Which side: --from. Without it the first byte decides: 0x00 (a startup packet) or a
         frontend-only type byte (Q P B F X f p) means frontend; an SSL/GSSENC answer (see below)
@@ -77,6 +84,11 @@ internal static class DecodeCommand
         Unknown type bytes are printed ("Unknown message: xx"), not rejected. As in libpq 18,
         the trace format prints no line for AuthenticationOk (JSON does).
 
+        Secrets: passwords (PasswordMessage) print as "********", and the SASL and GSS data of
+        SASLInitialResponse, SASLResponse, GSSResponse and the AuthenticationSASLContinue,
+        SASLFinal and GSSContinue requests as 'BBBB' (as regress mode prints them); in JSON
+        their fields are {"redacted": true}. --show-secrets prints them as they are.
+
         Exit codes: 0 all decoded; 1 the stream breaks the protocol or ends inside a message (the
         lines decoded so far are printed, then one error line with the byte offset on standard
         error); 2 a usage error or an input that cannot be read.
@@ -85,6 +97,7 @@ internal static class DecodeCommand
           pgspec decode --from frontend client.bin
           pgspec decode --from backend --peer client.bin server.bin
           pgspec decode --from frontend --peer server.bin --regress client.bin
+          pgspec decode --from frontend --peer server.bin --show-secrets client.bin
           pgspec decode --hex --from backend --format json server.hex
           echo '5a 00000005 49' | pgspec decode --hex --from backend
         """;
@@ -129,6 +142,11 @@ internal static class DecodeCommand
             HelpName = "FILE",
         };
 
+        var showSecrets = new Option<bool>("--show-secrets")
+        {
+            Description = "Print passwords and SASL/GSS data instead of hiding them (\"********\", 'BBBB', {\"redacted\": true}).",
+        };
+
         var input = new Argument<string>("FILE")
         {
             Description = "The stream to decode; '-' or nothing for standard input.",
@@ -144,6 +162,7 @@ internal static class DecodeCommand
             regress,
             format,
             peer,
+            showSecrets,
             input,
         };
 
@@ -174,6 +193,7 @@ internal static class DecodeCommand
                 Hex = result.GetValue(hex),
                 Regress = result.GetValue(regress),
                 Format = result.GetValue(format) == "json" ? DecodeFormat.Json : DecodeFormat.Trace,
+                ShowSecrets = result.GetValue(showSecrets),
                 PeerPath = result.GetValue(peer),
                 InputPath = result.GetValue(input) ?? "-",
             };

@@ -1,10 +1,10 @@
-using System.Reflection;
-using System.Text;
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Collections.Frozen;
+using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using System.Text.Json.Nodes;
-using System.Text.Json.Serialization;
-using System.Text.Json.Serialization.Metadata;
+using System.Text.Unicode;
 using PgSpec.Protocol;
 
 namespace PgSpec.Cli;
@@ -16,53 +16,103 @@ internal interface IMessageOutput
     void Write(PgReceivedMessage message, DecodeContext context);
 }
 
-/// <summary>libpq's PQtrace lines.</summary>
+/// <summary>libpq's PQtrace lines; passwords and authentication data hidden as the proxy's trace hides them, unless shown.</summary>
 internal sealed class TraceOutput : IMessageOutput
 {
+    private static readonly byte[] s_hiddenPassword = "********"u8.ToArray();
+
     private readonly PgTraceWriter _writer;
 
-    public TraceOutput(PgTraceWriter writer) => _writer = writer;
+    /// <summary>The same output in regress mode, for the SASL and GSS data of secret messages; null when secrets are shown.</summary>
+    private readonly PgTraceWriter? _masked;
+
+    public TraceOutput(Stream output, PgTraceOptions options, bool showSecrets)
+    {
+        _writer = new PgTraceWriter(output, options);
+        _masked = showSecrets ? null : new PgTraceWriter(output, options with { Regress = true });
+    }
 
     public void Write(PgReceivedMessage message, DecodeContext context)
+    {
+        if (_masked is not null && PgSpec.Proxy.ProxySecrets.IsSecret(message))
+        {
+            if (message.FrontendKind == FrontendMessageKind.PasswordMessage)
+            {
+                _writer.BeginMessage('F', message.Length, "PasswordMessage", maskLength: false, hasFields: true);
+                _writer.String(s_hiddenPassword, masked: false);
+                _writer.EndMessage(message.Length, message.Length, checkLength: false);
+            }
+            else
+            {
+                // Regress mode prints the SASL and GSS data as 'BBBB' and masks nothing else in these messages.
+                Trace(message, _masked, context);
+            }
+
+            return;
+        }
+
+        Trace(message, _writer, context);
+    }
+
+    private static void Trace(PgReceivedMessage message, PgTraceWriter writer, DecodeContext context)
     {
         // The reader has validated known messages; trace them as the kind it named them.
         if (message.FrameKind == PgFrameKind.EncryptionAnswer || message.IsUnknown)
         {
-            message.Trace(_writer, context);
+            message.Trace(writer, context);
         }
         else if (message.Direction == PgDirection.Frontend)
         {
-            FrontendMessages.Trace(message.FrontendKind, message.Body, _writer);
+            FrontendMessages.Trace(message.FrontendKind, message.Body, writer);
         }
         else
         {
-            BackendMessages.Trace(message.BackendKind, message.Body, _writer);
+            BackendMessages.Trace(message.BackendKind, message.Body, writer);
         }
     }
 }
 
 /// <summary>
-/// One JSON object per line: offset, direction, type, length, name and fields (the public
-/// properties of the owned message: byte data as {"hex", "text"}, SQL NULL as null, enums by
-/// name, Byte1 codes as one-character strings, groups as objects).
+/// One JSON object per line: offset, direction, type, length, name and fields. The fields are
+/// those of the owned message, as its public properties serialize (camelCase names, byte data as
+/// {"hex", "text"}, SQL NULL as null, enums by name, Byte1 codes as one-character strings or \xNN,
+/// groups as objects), but read from the validated body with the spec's descriptors and written as
+/// they are read: values of any size go out in segments through a small buffer, so writing a
+/// message takes a few tens of kilobytes whatever its size.
 /// </summary>
 internal sealed class JsonOutput : IMessageOutput
 {
-    private static readonly HashSet<string> s_envelope = new(StringComparer.Ordinal)
-    {
-        nameof(IPgMessage.Length),
-        nameof(IPgMessage.EncodedLength),
-        nameof(IPgMessage.TypeByte),
-        nameof(IFrontendMessage.FrontendKind),
-        nameof(IBackendMessage.BackendKind),
-    };
+    /// <summary>Bytes the JSON writer may hold before they go to the output.</summary>
+    private const int FlushThreshold = 32 * 1024;
 
-    private static readonly JsonSerializerOptions s_options = CreateOptions();
+    /// <summary>Bytes of a value written per string segment (its hex is twice as long).</summary>
+    private const int SegmentSize = 8 * 1024;
+
+    /// <summary>Values up to this size have their hex made on the stack.</summary>
+    private const int SmallValue = 256;
+
+    private static readonly JsonWriterOptions s_options = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private static readonly FrozenDictionary<string, FieldPlan[]> s_messages = PgProtocolSpec.Messages.ToFrozenDictionary(m => m.Name, m => FieldPlan.Of(m.Fields), StringComparer.Ordinal);
+
+    private static readonly string[] s_byte1 = [.. Enumerable.Range(0, 256).Select(b => PgTraceWriter.FormatByte((byte)b))];
+
+    /// <summary>Bytes that keep data from being shown as text: control characters but TAB, LF and CR, and 0xC2, which starts the C1 controls (U+0080 to U+009F).</summary>
+    private static readonly SearchValues<byte> s_notText = SearchValues.Create([.. Enumerable.Range(0, 0x20).Where(b => b is not ('\t' or '\n' or '\r')).Select(b => (byte)b), 0x7F, 0xC2]);
+
+    private static readonly JsonEncodedText s_hex = JsonEncodedText.Encode("hex");
+    private static readonly JsonEncodedText s_text = JsonEncodedText.Encode("text");
 
     private readonly Stream _output;
     private readonly long? _connection;
     private readonly bool _hideSecrets;
     private readonly bool _timestamps;
+
+    // Small to start with: the proxy keeps one output per traced connection. The buffer grows to
+    // what the largest line needs before it is flushed (some tens of kilobytes at most).
+    private readonly ArrayBufferWriter<byte> _buffer = new(1024);
+    private readonly Utf8JsonWriter _writer;
+    private byte[]? _hex;
 
     public JsonOutput(Stream output, long? connection = null, bool hideSecrets = false, bool timestamps = false)
     {
@@ -70,159 +120,502 @@ internal sealed class JsonOutput : IMessageOutput
         _connection = connection;
         _hideSecrets = hideSecrets;
         _timestamps = timestamps;
+        _writer = new Utf8JsonWriter(_buffer, s_options);
     }
 
     public void Write(PgReceivedMessage message, DecodeContext context)
     {
-        var line = new JsonObject();
+        // After a failed write (the output closed, say) the writer may be inside an object.
+        _writer.Reset();
+        _buffer.ResetWrittenCount();
+
+        Utf8JsonWriter json = _writer;
+        json.WriteStartObject();
         if (_connection is { } connection)
         {
-            line["connection"] = connection;
+            json.WriteNumber("connection", connection);
         }
 
         if (_timestamps)
         {
-            line["time"] = DateTime.Now.ToString("yyyy-MM-dd HH:mm:ss.ffffff", System.Globalization.CultureInfo.InvariantCulture);
+            json.WriteString("time", DateTime.Now.ToString("yyyy-MM-dd HH:mm:ss.ffffff", CultureInfo.InvariantCulture));
         }
 
-        foreach ((string key, JsonNode? value) in new JsonObject
+        json.WriteNumber("offset", message.Offset);
+        json.WriteString("direction", message.Direction == PgDirection.Frontend ? "F" : "B");
+        if (message.FrameKind == PgFrameKind.Typed)
         {
-            ["offset"] = message.Offset,
-            ["direction"] = message.Direction == PgDirection.Frontend ? "F" : "B",
-            ["type"] = message.FrameKind == PgFrameKind.Typed ? PgTraceWriter.FormatByte((byte)message.TypeByte) : null,
-            ["length"] = message.FrameKind == PgFrameKind.EncryptionAnswer ? 1 : message.Length,
-        })
-        {
-            line[key] = value?.DeepClone();
-        }
-
-        if (message.FrameKind == PgFrameKind.EncryptionAnswer)
-        {
-            bool gss = message.TypeByte == 'G' || context.LastEncryptionRequest == FrontendMessageKind.GSSENCRequest;
-            line["name"] = gss ? "GSSENCResponse" : "SSLResponse";
-            line["fields"] = new JsonObject { ["answer"] = ((char)message.TypeByte).ToString() };
-        }
-        else if (message.IsUnknown)
-        {
-            line["name"] = message.FrameKind == PgFrameKind.Typed && message.TypeByte == 'p' ? "p" : "Unknown";
-            line["fields"] = new JsonObject { ["body"] = BytesNode(message.Body) };
-        }
-        else if (_hideSecrets && PgSpec.Proxy.ProxySecrets.IsSecret(message))
-        {
-            line["name"] = message.Name;
-            line["fields"] = new JsonObject { ["redacted"] = true };
+            json.WriteString("type", s_byte1[(byte)message.TypeByte]);
         }
         else
         {
-            line["name"] = message.Name;
-            try
+            json.WriteNull("type");
+        }
+
+        json.WriteNumber("length", message.FrameKind == PgFrameKind.EncryptionAnswer ? 1 : message.Length);
+        if (message.FrameKind == PgFrameKind.EncryptionAnswer)
+        {
+            bool gss = message.TypeByte == 'G' || context.LastEncryptionRequest == FrontendMessageKind.GSSENCRequest;
+            json.WriteString("name", gss ? "GSSENCResponse" : "SSLResponse");
+            json.WriteStartObject("fields");
+            json.WriteString("answer", s_byte1[(byte)message.TypeByte]);
+            json.WriteEndObject();
+        }
+        else if (message.IsUnknown)
+        {
+            // A 'p' that nothing names is still a password or authentication data.
+            bool password = message.FrameKind == PgFrameKind.Typed && message.TypeByte == 'p';
+            json.WriteString("name", password ? "p" : "Unknown");
+            json.WriteStartObject("fields");
+            if (password && message.Direction == PgDirection.Frontend && _hideSecrets)
             {
-                IPgMessage owned = message.ToMessage(context);
-                line["fields"] = JsonSerializer.SerializeToNode(owned, owned.GetType(), s_options);
+                json.WriteBoolean("redacted", true);
             }
-            catch (PgProtocolException e)
+            else
             {
-                // Valid on the wire, but not representable as an owned message (a String that is not UTF-8).
-                line["fields"] = null;
-                line["undecoded"] = e.Field is null ? e.Reason : e.Field + ": " + e.Reason;
-                line["body"] = BytesNode(message.Body);
+                json.WritePropertyName("body");
+                WriteBytes(message.Body);
+            }
+
+            json.WriteEndObject();
+        }
+        else if (_hideSecrets && PgSpec.Proxy.ProxySecrets.IsSecret(message))
+        {
+            json.WriteString("name", message.Name);
+            json.WriteStartObject("fields");
+            json.WriteBoolean("redacted", true);
+            json.WriteEndObject();
+        }
+        else
+        {
+            json.WriteString("name", message.Name);
+            FieldPlan[] fields = s_messages[message.Name];
+            int position = 0;
+            if (Walk(fields, message.Body, ref position, write: false) is { } notUtf8)
+            {
+                // Valid on the wire, but not representable as an owned message: its String is not
+                // UTF-8 (the owned decoder's words, as this output has always given them).
+                json.WriteNull("fields");
+                json.WriteString("undecoded", notUtf8 + ": String is not valid UTF-8 (use the message's View for raw bytes in other encodings)");
+                json.WritePropertyName("body");
+                WriteBytes(message.Body);
+            }
+            else
+            {
+                json.WriteStartObject("fields");
+                position = 0;
+                Walk(fields, message.Body, ref position, write: true);
+                json.WriteEndObject();
             }
         }
 
-        _output.Write(Encoding.UTF8.GetBytes(line.ToJsonString(s_options) + "\n"));
+        json.WriteEndObject();
+        json.Flush();
+        _buffer.Write("\n"u8);
+        Drain();
     }
 
-    private static JsonObject BytesNode(ReadOnlySpan<byte> bytes)
+    /// <summary>
+    /// Walks fields of a validated body. With <paramref name="write"/>, writes them as properties;
+    /// without, only checks that every String is UTF-8 and returns the name of the first that is not.
+    /// </summary>
+    private string? Walk(FieldPlan[] fields, ReadOnlySpan<byte> body, ref int position, bool write)
     {
-        var node = new JsonObject { ["hex"] = Convert.ToHexStringLower(bytes) };
-        if (BytesJsonConverter.TryText(bytes, out string? text))
+        Span<long> counts = stackalloc long[fields.Length];
+        int valueLength = 0;
+        for (int i = 0; i < fields.Length; i++)
         {
-            node["text"] = text;
-        }
-
-        return node;
-    }
-
-    private static JsonSerializerOptions CreateOptions()
-    {
-        var resolver = new DefaultJsonTypeInfoResolver();
-        resolver.Modifiers.Add(info =>
-        {
-            if (info.Kind != JsonTypeInfoKind.Object || !typeof(IPgMessage).IsAssignableFrom(info.Type))
+            FieldPlan plan = fields[i];
+            PgFieldDescriptor field = plan.Field;
+            switch (field.Kind)
             {
-                return;
-            }
+                case PgFieldKind.Literal:
+                    position += plan.Size;
+                    break;
+                case PgFieldKind.Count:
+                    // Int16 counts are unsigned, as PostgreSQL reads them.
+                    counts[i] = plan.Size == 2 ? BinaryPrimitives.ReadUInt16BigEndian(body.Slice(position)) : ReadInteger(body.Slice(position, plan.Size));
+                    position += plan.Size;
+                    break;
+                case PgFieldKind.ValueLength:
+                    valueLength = BinaryPrimitives.ReadInt32BigEndian(body.Slice(position));
+                    position += 4;
+                    break;
+                case PgFieldKind.Scalar:
+                    if (write)
+                    {
+                        _writer.WritePropertyName(plan.Name);
+                        WriteScalar(plan, body.Slice(position, plan.Size));
+                    }
 
-            for (int i = info.Properties.Count - 1; i >= 0; i--)
-            {
-                if (info.Properties[i].AttributeProvider is PropertyInfo property && s_envelope.Contains(property.Name))
+                    position += plan.Size;
+                    break;
+                case PgFieldKind.Enum:
+                    if (write)
+                    {
+                        long value = field.WireType == "Int8" ? (sbyte)body[position] : body[position];
+                        int index = IndexOf(field.EnumValues, value);
+                        _writer.WritePropertyName(plan.Name);
+                        if (index >= 0)
+                        {
+                            _writer.WriteStringValue(field.EnumNames[index]);
+                        }
+                        else
+                        {
+                            // Not reached for validated bodies; the serializer writes such a value as a number.
+                            _writer.WriteNumberValue(value);
+                        }
+                    }
+
+                    position += plan.Size;
+                    break;
+                case PgFieldKind.FixedBytes:
+                case PgFieldKind.RestBytes:
+                case PgFieldKind.SizedBytes:
                 {
-                    info.Properties.RemoveAt(i);
-                }
-            }
-        });
+                    int size = field.Kind switch
+                    {
+                        PgFieldKind.FixedBytes => field.FixedSize,
+                        PgFieldKind.RestBytes => body.Length - position,
+                        _ => valueLength,
+                    };
+                    if (write)
+                    {
+                        _writer.WritePropertyName(plan.Name);
+                        if (size < 0)
+                        {
+                            _writer.WriteNullValue();
+                        }
+                        else
+                        {
+                            WriteBytes(body.Slice(position, size));
+                        }
+                    }
 
-        var options = new JsonSerializerOptions
+                    position += Math.Max(size, 0);
+                    break;
+                }
+
+                case PgFieldKind.String:
+                {
+                    ReadOnlySpan<byte> text = NextString(body, ref position);
+                    if (write)
+                    {
+                        _writer.WritePropertyName(plan.Name);
+                        WriteText(text);
+                    }
+                    else if (!Utf8.IsValid(text))
+                    {
+                        return field.Name;
+                    }
+
+                    break;
+                }
+
+                case PgFieldKind.Array:
+                    if (write)
+                    {
+                        _writer.WritePropertyName(plan.Name);
+                        _writer.WriteStartArray();
+                    }
+
+                    if (WalkItems(plan, plan.CountIndex >= 0 ? counts[plan.CountIndex] : -1, body, ref position, write) is { } notUtf8)
+                    {
+                        return notUtf8;
+                    }
+
+                    if (write)
+                    {
+                        _writer.WriteEndArray();
+                    }
+
+                    break;
+                default:
+                    throw new InvalidOperationException($"no JSON form for a field of kind {field.Kind}");
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The items of an array: <paramref name="count"/> of them, or up to a zero byte when the list is terminated.</summary>
+    private string? WalkItems(FieldPlan plan, long count, ReadOnlySpan<byte> body, ref int position, bool write)
+    {
+        PgFieldDescriptor field = plan.Field;
+        for (long i = 0; field.Terminated || i < count; i++)
         {
-            TypeInfoResolver = resolver,
-            PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-            Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-            WriteIndented = false,
-        };
-        options.Converters.Add(new BytesJsonConverter());
-        options.Converters.Add(new Byte1JsonConverter());
-        options.Converters.Add(new JsonStringEnumConverter());
-        options.MakeReadOnly();
-        return options;
+            if (field.Terminated && body[position] == 0)
+            {
+                position++;
+                break;
+            }
+
+            switch (field.ElementKind)
+            {
+                case PgFieldKind.Scalar:
+                    if (write)
+                    {
+                        WriteScalar(plan, body.Slice(position, plan.Size));
+                    }
+
+                    position += plan.Size;
+                    break;
+                case PgFieldKind.String:
+                {
+                    ReadOnlySpan<byte> text = NextString(body, ref position);
+                    if (write)
+                    {
+                        WriteText(text);
+                    }
+                    else if (!Utf8.IsValid(text))
+                    {
+                        return field.Name;
+                    }
+
+                    break;
+                }
+
+                default:
+                    if (plan.IsValueList)
+                    {
+                        // A list of values: null (SQL NULL) or the bytes.
+                        int length = BinaryPrimitives.ReadInt32BigEndian(body.Slice(position));
+                        position += 4;
+                        if (write)
+                        {
+                            if (length < 0)
+                            {
+                                _writer.WriteNullValue();
+                            }
+                            else
+                            {
+                                WriteBytes(body.Slice(position, length));
+                            }
+                        }
+
+                        position += Math.Max(length, 0);
+                        break;
+                    }
+
+                    if (write)
+                    {
+                        _writer.WriteStartObject();
+                    }
+
+                    if (Walk(plan.Children, body, ref position, write) is { } notUtf8)
+                    {
+                        return notUtf8;
+                    }
+
+                    if (write)
+                    {
+                        _writer.WriteEndObject();
+                    }
+
+                    break;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>An integer as its owned property holds it: Byte1 as a character, Int16 signed, an OID unsigned.</summary>
+    private void WriteScalar(FieldPlan plan, ReadOnlySpan<byte> bytes)
+    {
+        switch (plan.Size)
+        {
+            case 1 when plan.Field.WireType == "Byte1":
+                _writer.WriteStringValue(s_byte1[bytes[0]]);
+                break;
+            case 1:
+                _writer.WriteNumberValue((sbyte)bytes[0]);
+                break;
+            case 2:
+                _writer.WriteNumberValue(BinaryPrimitives.ReadInt16BigEndian(bytes));
+                break;
+            case 4 when plan.Field.Oid:
+                _writer.WriteNumberValue(BinaryPrimitives.ReadUInt32BigEndian(bytes));
+                break;
+            case 4:
+                _writer.WriteNumberValue(BinaryPrimitives.ReadInt32BigEndian(bytes));
+                break;
+            default:
+                _writer.WriteNumberValue(BinaryPrimitives.ReadInt64BigEndian(bytes));
+                break;
+        }
     }
 
     /// <summary>Byte data as {"hex": "...", "text": "..."}; text only when it is UTF-8 without control characters (TAB, CR and LF allowed).</summary>
-    private sealed class BytesJsonConverter : JsonConverter<ReadOnlyMemory<byte>>
+    private void WriteBytes(ReadOnlySpan<byte> value)
     {
-        public override ReadOnlyMemory<byte> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
-            => throw new NotSupportedException("pgspec only writes JSON");
-
-        public override void Write(Utf8JsonWriter writer, ReadOnlyMemory<byte> value, JsonSerializerOptions options)
+        _writer.WriteStartObject();
+        _writer.WritePropertyName(s_hex);
+        if (value.Length <= SmallValue)
         {
-            writer.WriteStartObject();
-            writer.WriteString("hex", Convert.ToHexStringLower(value.Span));
-            if (TryText(value.Span, out string? text))
+            Span<byte> small = stackalloc byte[2 * SmallValue];
+            Convert.TryToHexStringLower(value, small, out int written);
+            _writer.WriteStringValue(small.Slice(0, written));
+        }
+        else if (value.Length <= SegmentSize)
+        {
+            Span<byte> hex = _hex ??= new byte[2 * SegmentSize];
+            Convert.TryToHexStringLower(value, hex, out int written);
+            _writer.WriteStringValue(hex.Slice(0, written));
+        }
+        else
+        {
+            Span<byte> hex = _hex ??= new byte[2 * SegmentSize];
+            for (int start = 0; start < value.Length; start += SegmentSize)
             {
-                writer.WriteString("text", text);
+                Convert.TryToHexStringLower(value.Slice(start, Math.Min(SegmentSize, value.Length - start)), hex, out int written);
+                _writer.WriteStringValueSegment(hex.Slice(0, written), isFinalSegment: false);
+                FlushIfFull();
             }
 
-            writer.WriteEndObject();
+            _writer.WriteStringValueSegment(ReadOnlySpan<byte>.Empty, isFinalSegment: true);
         }
 
-        public static bool TryText(ReadOnlySpan<byte> bytes, out string? text)
+        if (IsText(value))
         {
-            text = null;
-            if (!System.Text.Unicode.Utf8.IsValid(bytes))
+            _writer.WritePropertyName(s_text);
+            WriteText(value);
+        }
+
+        _writer.WriteEndObject();
+    }
+
+    /// <summary>UTF-8 text as a JSON string, in segments cut between characters when it is long.</summary>
+    private void WriteText(ReadOnlySpan<byte> text)
+    {
+        if (text.Length <= SegmentSize)
+        {
+            _writer.WriteStringValue(text);
+            return;
+        }
+
+        while (!text.IsEmpty)
+        {
+            int size = Math.Min(SegmentSize, text.Length);
+            while (size < text.Length && (text[size] & 0xC0) == 0x80)
+            {
+                // Not inside a character: back up to the start of the one the cut would split.
+                size--;
+            }
+
+            _writer.WriteStringValueSegment(text.Slice(0, size), isFinalSegment: false);
+            text = text.Slice(size);
+            FlushIfFull();
+        }
+
+        _writer.WriteStringValueSegment(ReadOnlySpan<byte>.Empty, isFinalSegment: true);
+    }
+
+    private void FlushIfFull()
+    {
+        if (_writer.BytesPending >= FlushThreshold)
+        {
+            _writer.Flush();
+            Drain();
+        }
+    }
+
+    private void Drain()
+    {
+        _output.Write(_buffer.WrittenSpan);
+        _buffer.ResetWrittenCount();
+    }
+
+    /// <summary>Whether bytes read as text: valid UTF-8 without control characters (TAB, CR and LF allowed).</summary>
+    private static bool IsText(ReadOnlySpan<byte> bytes)
+    {
+        if (!Utf8.IsValid(bytes))
+        {
+            return false;
+        }
+
+        int start = 0;
+        while (bytes.Slice(start).IndexOfAny(s_notText) is var found and >= 0)
+        {
+            int at = start + found;
+
+            // In valid UTF-8, 0xC2 leads a two-byte character; U+0080 to U+009F are controls.
+            if (bytes[at] != 0xC2 || bytes[at + 1] < 0xA0)
             {
                 return false;
             }
 
-            string decoded = Encoding.UTF8.GetString(bytes);
-            foreach (char c in decoded)
-            {
-                if (char.IsControl(c) && c is not ('\t' or '\n' or '\r'))
-                {
-                    return false;
-                }
-            }
-
-            text = decoded;
-            return true;
+            start = at + 2;
         }
+
+        return true;
     }
 
-    /// <summary>A Byte1 field (an error field code, say) as a one-character string, or \xNN.</summary>
-    private sealed class Byte1JsonConverter : JsonConverter<byte>
+    private static ReadOnlySpan<byte> NextString(ReadOnlySpan<byte> body, ref int position)
     {
-        public override byte Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
-            => throw new NotSupportedException("pgspec only writes JSON");
+        int nul = body.Slice(position).IndexOf((byte)0);
+        ReadOnlySpan<byte> text = body.Slice(position, nul);
+        position += nul + 1;
+        return text;
+    }
 
-        public override void Write(Utf8JsonWriter writer, byte value, JsonSerializerOptions options)
-            => writer.WriteStringValue(PgTraceWriter.FormatByte(value));
+    private static long ReadInteger(ReadOnlySpan<byte> bytes) => bytes.Length switch
+    {
+        1 => bytes[0],
+        2 => BinaryPrimitives.ReadInt16BigEndian(bytes),
+        4 => BinaryPrimitives.ReadInt32BigEndian(bytes),
+        _ => BinaryPrimitives.ReadInt64BigEndian(bytes),
+    };
+
+    private static int IndexOf(IReadOnlyList<long> values, long value)
+    {
+        for (int i = 0; i < values.Count; i++)
+        {
+            if (values[i] == value)
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>A field of the spec with what writing it needs: its JSON name, integer size, count field and items.</summary>
+    private sealed class FieldPlan
+    {
+        private FieldPlan(PgFieldDescriptor field, IReadOnlyList<PgFieldDescriptor> siblings)
+        {
+            Field = field;
+
+            // The owned property is the field's name in PascalCase; the serializer wrote it in camelCase.
+            Name = JsonEncodedText.Encode(JsonNamingPolicy.CamelCase.ConvertName(char.ToUpperInvariant(field.Name[0]) + field.Name.Substring(1)), s_options.Encoder);
+            Size = field.WireType switch
+            {
+                "Byte1" or "Int8" => 1,
+                "Int16" => 2,
+                "Int32" => 4,
+                "Int64" => 8,
+                _ => 0,
+            };
+            CountIndex = field.CountField is { } count ? siblings.ToList().FindIndex(f => f.Name == count) : -1;
+            Children = Of(field.Children);
+            IsValueList = field.Children.Count == 2 && field.Children[0].Kind == PgFieldKind.ValueLength && field.Children[1].Kind == PgFieldKind.SizedBytes;
+        }
+
+        public PgFieldDescriptor Field { get; }
+
+        public JsonEncodedText Name { get; }
+
+        /// <summary>The size of an integer field (or of an array's integer items).</summary>
+        public int Size { get; }
+
+        /// <summary>For counted arrays: the index of the count among the sibling fields.</summary>
+        public int CountIndex { get; }
+
+        public FieldPlan[] Children { get; }
+
+        /// <summary>A group of just a nullable length and its bytes: a list of values (DataRow columns, Bind parameters).</summary>
+        public bool IsValueList { get; }
+
+        public static FieldPlan[] Of(IReadOnlyList<PgFieldDescriptor> fields) => [.. fields.Select(f => new FieldPlan(f, fields))];
     }
 }

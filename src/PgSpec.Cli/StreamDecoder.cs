@@ -1,11 +1,15 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using System.Globalization;
 using PgSpec.Protocol;
 
 namespace PgSpec.Cli;
 
-/// <summary>Runs <c>pgspec decode</c>: reads the inputs, decodes one direction, writes lines.</summary>
+/// <summary>
+/// Runs <c>pgspec decode</c>: reads the input as a stream, decodes one direction, and writes each
+/// message's line as soon as the message is whole. The output is flushed whenever the next read
+/// of the input may wait (after a short read), so lines from a slow pipe show at once while a
+/// file is written in large blocks. Memory is bounded by the largest message.
+/// </summary>
 internal static class StreamDecoder
 {
     public static int Run(DecodeSettings settings, Stream stdin, Stream stdout, TextWriter stderr)
@@ -15,42 +19,83 @@ internal static class StreamDecoder
             return Usage(stderr, "FILE and --peer cannot both be standard input");
         }
 
-        byte[] input;
-        byte[]? peer = null;
+        InputBuffer? input = null;
+        InputBuffer? peer = null;
         try
         {
-            input = InputFiles.Read(settings.InputPath, stdin, settings.Hex);
+            input = InputFiles.Open(settings.InputPath, stdin, settings.Hex);
             if (settings.PeerPath is not null)
             {
-                peer = InputFiles.Read(settings.PeerPath, stdin, settings.Hex);
+                peer = InputFiles.Open(settings.PeerPath, stdin, settings.Hex);
             }
+
+            input.BeforeWait = stdout.Flush;
+            return Decode(settings, input, peer, stdout, stderr);
         }
         catch (InputException e)
         {
+            // Hex text can turn out malformed, or a read fail, after lines were printed.
+            stdout.Flush();
             return Usage(stderr, e.Message);
         }
+        finally
+        {
+            input?.Dispose();
+            peer?.Dispose();
+        }
+    }
 
-        PgDirection? guessed = settings.From ?? StreamScan.GuessDirection(input);
-        if (guessed is null && peer is not null && StreamScan.GuessDirection(peer) is { } peerDirection)
+    private static int Decode(DecodeSettings settings, InputBuffer input, InputBuffer? peer, Stream stdout, TextWriter stderr)
+    {
+        PgDirection? guessed = settings.From ?? Guess(input);
+        if (guessed is null && peer is not null && Guess(peer) is { } peerDirection)
         {
             guessed = peerDirection == PgDirection.Frontend ? PgDirection.Backend : PgDirection.Frontend;
         }
 
         if (guessed is not { } direction)
         {
-            if (input.Length == 0)
+            if (input.Count == 0)
             {
                 return PgSpecCommandLine.ExitOk;
             }
 
-            return Usage(stderr, $"cannot tell which side sent the input: its first byte, {PgTraceWriter.FormatByte(input[0])}, starts messages of both sides; pass --from frontend or --from backend");
+            return Usage(stderr, $"cannot tell which side sent the input: its first byte, {PgTraceWriter.FormatByte(input.Data[0])}, starts messages of both sides; pass --from frontend or --from backend");
         }
 
+        // The startup packets of the frontend stream (this one, looked ahead, or the peer).
+        FrontendStartup? frontend = direction == PgDirection.Frontend ? StreamScan.ScanFrontend(input)
+            : peer is not null ? StreamScan.ScanFrontend(peer)
+            : null;
+
+        // The backend speaks what the StartupMessage asked for (or less, by NegotiateProtocolVersion).
+        PgProtocolVersion backendVersion = settings.Protocol ?? PgProtocolVersion.Latest;
+        if (settings.Protocol is null && frontend?.StartupVersion is { } requested && requested.Code < PgProtocolVersion.Latest.Code)
+        {
+            backendVersion = requested;
+        }
+
+        BackendStartup? backend = direction == PgDirection.Frontend && peer is not null
+            ? StreamScan.ScanBackend(peer, frontend!.EncryptionRequests.Count, backendVersion)
+            : null;
+        peer?.Dispose();
+
         IMessageOutput output = settings.Format == DecodeFormat.Json
-            ? new JsonOutput(stdout)
-            : new TraceOutput(new PgTraceWriter(stdout, new PgTraceOptions { Regress = settings.Regress }));
-        var decoder = new Decoder(direction, input, peer, settings, output, stdout, stderr);
-        return decoder.Run();
+            ? new JsonOutput(stdout, hideSecrets: !settings.ShowSecrets)
+            : new TraceOutput(stdout, new PgTraceOptions { Regress = settings.Regress }, settings.ShowSecrets);
+        var context = new PeerDecodeContext(backend?.PasswordMessages)
+        {
+            ProtocolVersion = direction == PgDirection.Backend ? backendVersion : settings.Protocol ?? PgProtocolVersion.Latest,
+            Phase = direction == PgDirection.Frontend && input.Ensure(1) && input.Data[0] == 0 ? PgSessionPhase.Startup : PgSessionPhase.Normal,
+        };
+        return new Decoder(direction, input, frontend, backend, context, output, stdout, stderr).Run();
+    }
+
+    /// <summary>Who sent a stream, from its first two bytes (or one, at its end).</summary>
+    private static PgDirection? Guess(InputBuffer input)
+    {
+        input.Ensure(2);
+        return StreamScan.GuessDirection(input.Data.Slice(0, Math.Min(input.Count, 2)));
     }
 
     private static int Usage(TextWriter stderr, string message)
@@ -62,46 +107,28 @@ internal static class StreamDecoder
     private sealed class Decoder
     {
         private readonly PgDirection _direction;
-        private readonly byte[] _input;
+        private readonly InputBuffer _input;
+        private readonly FrontendStartup? _frontend;
+        private readonly BackendStartup? _backend;
+        private readonly PeerDecodeContext _context;
         private readonly IMessageOutput _output;
         private readonly Stream _stdout;
         private readonly TextWriter _stderr;
-        private readonly PeerDecodeContext _context;
-        private readonly FrontendStartup? _frontend;
-        private readonly BackendStartup? _backend;
-        private readonly int _expectedAnswers;
 
-        public Decoder(PgDirection direction, byte[] input, byte[]? peer, DecodeSettings settings, IMessageOutput output, Stream stdout, TextWriter stderr)
+        /// <summary>A backend stream without its frontend: encryption answers are judged from the bytes, until one is not.</summary>
+        private bool _judgeAnswers;
+
+        public Decoder(PgDirection direction, InputBuffer input, FrontendStartup? frontend, BackendStartup? backend, PeerDecodeContext context, IMessageOutput output, Stream stdout, TextWriter stderr)
         {
             _direction = direction;
             _input = input;
+            _frontend = frontend;
+            _backend = backend;
+            _context = context;
             _output = output;
             _stdout = stdout;
             _stderr = stderr;
-            byte[]? frontendBytes = direction == PgDirection.Frontend ? input : peer;
-            byte[]? backendBytes = direction == PgDirection.Backend ? input : peer;
-            _frontend = frontendBytes is null ? null : StreamScan.ScanFrontend(frontendBytes);
-
-            // The backend speaks what the StartupMessage asked for (or less, by NegotiateProtocolVersion).
-            PgProtocolVersion backendVersion = settings.Protocol ?? PgProtocolVersion.Latest;
-            if (settings.Protocol is null && _frontend?.StartupVersion is { } requested && requested.Code < PgProtocolVersion.Latest.Code)
-            {
-                backendVersion = requested;
-            }
-
-            if (direction == PgDirection.Frontend && backendBytes is not null)
-            {
-                _backend = StreamScan.ScanBackend(backendBytes, _frontend?.EncryptionRequests.Count, backendVersion);
-            }
-
-            _expectedAnswers = direction == PgDirection.Backend
-                ? _frontend?.EncryptionRequests.Count ?? StreamScan.CountEncryptionAnswers(input)
-                : 0;
-            _context = new PeerDecodeContext(_backend?.PasswordMessages)
-            {
-                ProtocolVersion = direction == PgDirection.Backend ? backendVersion : settings.Protocol ?? PgProtocolVersion.Latest,
-                Phase = direction == PgDirection.Frontend && input.Length > 0 && input[0] == 0 ? PgSessionPhase.Startup : PgSessionPhase.Normal,
-            };
+            _judgeAnswers = direction == PgDirection.Backend && frontend is null;
         }
 
         private string Side => _direction == PgDirection.Frontend ? "frontend" : "backend";
@@ -109,45 +136,50 @@ internal static class StreamDecoder
         public int Run()
         {
             var reader = new PgMessageReader(_direction, _context);
-            var buffer = new ReadOnlySequence<byte>(_input);
             int answers = 0;
             int requests = 0;
-            while (!buffer.IsEmpty)
+            while (_input.Count > 0 || _input.Ensure(1))
             {
-                if (answers < _expectedAnswers)
-                {
-                    _context.ExpectEncryptionAnswer = true;
-                    _context.LastEncryptionRequest = _frontend is { } f && answers < f.EncryptionRequests.Count ? f.EncryptionRequests[answers] : FrontendMessageKind.Unknown;
-                }
-
-                long offset = reader.Position;
-                switch (reader.TryRead(ref buffer, out PgReceivedMessage message, out PgDecodeError error))
+                ExpectAnswer(answers);
+                switch (reader.TryRead(_input.Data, out int consumed, out PgReceivedMessage message, out PgDecodeError error))
                 {
                     case PgReadStatus.Malformed:
                         return Fail(error.Offset, error.Field is null ? $"{error.MessageName}: {error.Reason}" : $"{error.MessageName}.{error.Field}: {error.Reason}");
                     case PgReadStatus.Incomplete:
-                        return Fail(offset, "stream ends inside a message: " + DescribeTruncation(buffer));
+                        if (!_input.ReadMore(StreamScan.NeededFor(NextFrameKind(), _input.Data)))
+                        {
+                            return Fail(reader.Position, "stream ends inside a message: " + DescribeTruncation(_input.Data));
+                        }
+
+                        continue;
                 }
 
+                // The message is a view of the input buffer: write it before reading on.
+                long offset = message.Offset;
                 _output.Write(message, _context);
-                if (message.FrameKind == PgFrameKind.EncryptionAnswer)
+                bool answer = message.FrameKind == PgFrameKind.EncryptionAnswer;
+                int typeByte = message.TypeByte;
+                FrontendMessageKind request = _direction == PgDirection.Frontend ? message.FrontendKind : FrontendMessageKind.Unknown;
+                _input.Consume(consumed);
+
+                if (answer)
                 {
                     answers++;
-                    if (message.TypeByte != 'N')
+                    if (typeByte != 'N')
                     {
-                        string what = message.TypeByte == 'S' ? "SSL" : "GSSAPI encryption";
-                        return Stop($"the server accepted {what} (answer '{(char)message.TypeByte}' at offset {offset}); the remaining {buffer.Length} bytes are encrypted and are not decoded");
+                        string what = typeByte == 'S' ? "SSL" : "GSSAPI encryption";
+                        return Stop($"the server accepted {what} (answer '{(char)typeByte}' at offset {offset}); the remaining {_input.SkipToEnd()} bytes are encrypted and are not decoded");
                     }
                 }
-                else if (_direction == PgDirection.Frontend && message.FrontendKind is FrontendMessageKind.SSLRequest or FrontendMessageKind.GSSENCRequest)
+                else if (request is FrontendMessageKind.SSLRequest or FrontendMessageKind.GSSENCRequest)
                 {
                     bool accepted = _backend is not null
                         ? requests < _backend.EncryptionAnswers.Count && _backend.EncryptionAnswers[requests] != 'N'
-                        : !buffer.IsEmpty && buffer.FirstSpan[0] == 0x16;
+                        : _input.Ensure(1) && _input.Data[0] == 0x16;
                     requests++;
                     if (accepted)
                     {
-                        return Stop($"the {message.Name} at offset {offset} was accepted; the remaining {buffer.Length} bytes are encrypted and are not decoded");
+                        return Stop($"the {FrontendMessages.NameOf(request)} at offset {offset} was accepted; the remaining {_input.SkipToEnd()} bytes are encrypted and are not decoded");
                     }
                 }
             }
@@ -155,10 +187,43 @@ internal static class StreamDecoder
             return PgSpecCommandLine.ExitOk;
         }
 
-        private string DescribeTruncation(ReadOnlySequence<byte> rest)
+        /// <summary>Tells the context whether the next byte of a backend stream is the answer to an encryption request.</summary>
+        private void ExpectAnswer(int answers)
+        {
+            if (_frontend is not null)
+            {
+                if (_direction == PgDirection.Backend && answers < _frontend.EncryptionRequests.Count)
+                {
+                    _context.ExpectEncryptionAnswer = true;
+                    _context.LastEncryptionRequest = _frontend.EncryptionRequests[answers];
+                }
+            }
+            else if (_judgeAnswers)
+            {
+                // The byte after a possible answer decides.
+                _input.Ensure(2);
+                if (StreamScan.StartsWithEncryptionAnswer(_input.Data))
+                {
+                    _context.ExpectEncryptionAnswer = true;
+                    _context.LastEncryptionRequest = FrontendMessageKind.Unknown;
+                }
+                else
+                {
+                    _judgeAnswers = false;
+                }
+            }
+        }
+
+        /// <summary>What the context says comes next (as the reader decides it).</summary>
+        private PgFrameKind NextFrameKind()
+            => _direction == PgDirection.Frontend && _context.Phase == PgSessionPhase.Startup ? PgFrameKind.StartupPacket
+                : _direction == PgDirection.Backend && _context.ExpectEncryptionAnswer ? PgFrameKind.EncryptionAnswer
+                : PgFrameKind.Typed;
+
+        private string DescribeTruncation(ReadOnlySpan<byte> rest)
         {
             Span<byte> header = stackalloc byte[5];
-            int have = (int)Math.Min(rest.Length, 5);
+            int have = Math.Min(rest.Length, 5);
             rest.Slice(0, have).CopyTo(header);
             if (_direction == PgDirection.Frontend && _context.Phase == PgSessionPhase.Startup)
             {

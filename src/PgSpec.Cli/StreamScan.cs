@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using PgSpec.Protocol;
 
@@ -27,6 +26,9 @@ internal sealed class BackendStartup
 /// <summary>Looks ahead in streams: which side sent them, and what the other side needs to know.</summary>
 internal static class StreamScan
 {
+    /// <summary>How far the startup packets are looked ahead for: more than any client sends before its StartupMessage.</summary>
+    private const int LookAhead = 256 * 1024;
+
     /// <summary>Guesses who sent a stream from its first bytes; null when they do not tell.</summary>
     public static PgDirection? GuessDirection(ReadOnlySpan<byte> bytes)
     {
@@ -61,13 +63,8 @@ internal static class StreamScan
     public static int CountEncryptionAnswers(ReadOnlySpan<byte> bytes)
     {
         int count = 0;
-        while (count < bytes.Length && IsAnswer(bytes[count]))
+        while (count < bytes.Length && StartsWithEncryptionAnswer(bytes.Slice(count)))
         {
-            if (count + 1 < bytes.Length && !(IsAnswer(bytes[count + 1]) || bytes[count + 1] is (byte)'R' or (byte)'E' or (byte)'v' or 0x16))
-            {
-                break;
-            }
-
             count++;
             if (bytes[count - 1] != (byte)'N')
             {
@@ -78,26 +75,53 @@ internal static class StreamScan
         return count;
     }
 
-    /// <summary>Reads the startup packets of a frontend stream (one that starts with 0x00).</summary>
-    public static FrontendStartup ScanFrontend(byte[] bytes)
+    /// <summary>
+    /// Whether bytes that follow the encryption answers so far start with another, by the rule of
+    /// <see cref="CountEncryptionAnswers"/>: it needs the first two bytes (one at the end of the input).
+    /// </summary>
+    public static bool StartsWithEncryptionAnswer(ReadOnlySpan<byte> bytes)
+        => !bytes.IsEmpty && IsAnswer(bytes[0]) && (bytes.Length == 1 || IsAnswer(bytes[1]) || bytes[1] is (byte)'R' or (byte)'E' or (byte)'v' or 0x16);
+
+    /// <summary>
+    /// Reads the startup packets at the start of a frontend stream (one that starts with 0x00),
+    /// looking ahead without consuming them: they are decoded again in their turn.
+    /// </summary>
+    public static FrontendStartup ScanFrontend(InputBuffer input)
     {
         var info = new FrontendStartup();
-        if (bytes.Length == 0 || bytes[0] != 0)
+        if (!input.Ensure(1) || input.Data[0] != 0)
         {
             return info;
         }
 
         var context = new DecodeContext();
         var reader = new PgMessageReader(PgDirection.Frontend, context);
-        var buffer = new ReadOnlySequence<byte>(bytes);
-        while (context.Phase == PgSessionPhase.Startup && reader.TryRead(ref buffer, out PgReceivedMessage message, out _) == PgReadStatus.Message)
+        int position = 0;
+        while (context.Phase == PgSessionPhase.Startup && position < LookAhead)
         {
+            PgReadStatus status = reader.TryRead(input.Data.Slice(position), out int consumed, out PgReceivedMessage message, out _);
+            if (status == PgReadStatus.Incomplete)
+            {
+                if (!input.ReadMore(position + NeededFor(PgFrameKind.StartupPacket, input.Data.Slice(position))))
+                {
+                    return info;
+                }
+
+                continue;
+            }
+
+            if (status == PgReadStatus.Malformed)
+            {
+                return info;
+            }
+
             switch (message.FrontendKind)
             {
                 case FrontendMessageKind.SSLRequest:
                 case FrontendMessageKind.GSSENCRequest:
                     info.EncryptionRequests.Add(message.FrontendKind);
-                    if (!buffer.IsEmpty && buffer.FirstSpan[0] == 0x16)
+                    position += consumed;
+                    if (input.Ensure(position + 1) && input.Data[position] == 0x16)
                     {
                         return info;
                     }
@@ -115,21 +139,31 @@ internal static class StreamScan
     }
 
     /// <summary>
-    /// Reads a backend stream up to the end of authentication: its encryption answers (as many
-    /// as <paramref name="answers"/>, or as the bytes suggest when null) and its authentication
-    /// requests. Stops quietly at anything malformed.
+    /// Reads a backend stream up to the end of authentication, consuming it: its encryption
+    /// answers (as many as <paramref name="answers"/>) and its authentication requests. Stops
+    /// quietly at anything malformed, and at the first message that does not belong before the
+    /// end of authentication, so a stream that starts later (or never ends) is not read through.
     /// </summary>
-    public static BackendStartup ScanBackend(byte[] bytes, int? answers, PgProtocolVersion version)
+    public static BackendStartup ScanBackend(InputBuffer input, int answers, PgProtocolVersion version)
     {
         var info = new BackendStartup();
-        int expected = answers ?? CountEncryptionAnswers(bytes);
         var context = new DecodeContext { ProtocolVersion = version, Phase = PgSessionPhase.Authentication };
         var reader = new PgMessageReader(PgDirection.Backend, context);
-        var buffer = new ReadOnlySequence<byte>(bytes);
-        while (!buffer.IsEmpty)
+        while (input.Ensure(1))
         {
-            context.ExpectEncryptionAnswer = info.EncryptionAnswers.Count < expected;
-            if (reader.TryRead(ref buffer, out PgReceivedMessage message, out _) != PgReadStatus.Message)
+            context.ExpectEncryptionAnswer = info.EncryptionAnswers.Count < answers;
+            PgReadStatus status = reader.TryRead(input.Data, out int consumed, out PgReceivedMessage message, out _);
+            if (status == PgReadStatus.Incomplete)
+            {
+                if (!input.ReadMore(NeededFor(context.ExpectEncryptionAnswer ? PgFrameKind.EncryptionAnswer : PgFrameKind.Typed, input.Data)))
+                {
+                    break;
+                }
+
+                continue;
+            }
+
+            if (status == PgReadStatus.Malformed)
             {
                 break;
             }
@@ -137,6 +171,7 @@ internal static class StreamScan
             if (message.FrameKind == PgFrameKind.EncryptionAnswer)
             {
                 info.EncryptionAnswers.Add((byte)message.TypeByte);
+                input.Consume(consumed);
                 if (message.TypeByte != 'N')
                 {
                     break;
@@ -145,13 +180,15 @@ internal static class StreamScan
                 continue;
             }
 
-            FrontendMessageKind answer = PeerDecodeContext.AnswerTo(message.BackendKind);
+            BackendMessageKind kind = message.BackendKind;
+            input.Consume(consumed);
+            FrontendMessageKind answer = PeerDecodeContext.AnswerTo(kind);
             if (answer != FrontendMessageKind.Unknown)
             {
                 info.PasswordMessages.Add(answer);
             }
 
-            if (message.BackendKind is BackendMessageKind.AuthenticationOk or BackendMessageKind.ErrorResponse)
+            if (!IsBeforeAuthenticationEnds(kind))
             {
                 break;
             }
@@ -159,6 +196,34 @@ internal static class StreamScan
 
         return info;
     }
+
+    /// <summary>
+    /// How many bytes the frame at the start of <paramref name="bytes"/> needs in all, once a
+    /// reader has found it incomplete (its length word, if there, is within the limits).
+    /// </summary>
+    public static int NeededFor(PgFrameKind kind, ReadOnlySpan<byte> bytes) => kind switch
+    {
+        PgFrameKind.EncryptionAnswer => 1,
+        PgFrameKind.StartupPacket => bytes.Length < 4 ? 4 : BinaryPrimitives.ReadInt32BigEndian(bytes),
+        _ => bytes.Length < 5 ? 5 : 1 + BinaryPrimitives.ReadInt32BigEndian(bytes.Slice(1)),
+    };
+
+    /// <summary>
+    /// What a backend may send before authentication ends (with AuthenticationOk or an error):
+    /// authentication requests, NegotiateProtocolVersion, notices.
+    /// </summary>
+    private static bool IsBeforeAuthenticationEnds(BackendMessageKind kind) => kind
+        is BackendMessageKind.AuthenticationKerberosV5
+        or BackendMessageKind.AuthenticationCleartextPassword
+        or BackendMessageKind.AuthenticationMD5Password
+        or BackendMessageKind.AuthenticationGSS
+        or BackendMessageKind.AuthenticationGSSContinue
+        or BackendMessageKind.AuthenticationSSPI
+        or BackendMessageKind.AuthenticationSASL
+        or BackendMessageKind.AuthenticationSASLContinue
+        or BackendMessageKind.AuthenticationSASLFinal
+        or BackendMessageKind.NegotiateProtocolVersion
+        or BackendMessageKind.NoticeResponse;
 
     private static bool IsAnswer(byte b) => b is (byte)'S' or (byte)'N' or (byte)'G';
 }

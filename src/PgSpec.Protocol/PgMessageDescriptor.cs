@@ -70,6 +70,9 @@ public sealed record PgFieldDescriptor
     /// <summary>For enums: the allowed values.</summary>
     public IReadOnlyList<long> EnumValues { get; init; } = [];
 
+    /// <summary>For enums: the names of <see cref="EnumValues"/> (the enum's members), in the same order.</summary>
+    public IReadOnlyList<string> EnumNames { get; init; } = [];
+
     /// <summary>For scalars with a range: the bounds.</summary>
     public (long Min, long Max)? Range { get; init; }
 

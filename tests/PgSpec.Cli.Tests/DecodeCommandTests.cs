@@ -16,7 +16,7 @@ public class DecodeCommandTests
         string frontend = dir.Write("frontend.hex", CliRunner.HexText(Frontend));
         string backend = dir.Write("backend.hex", CliRunner.HexText(Backend));
 
-        CliResult result = CliRunner.Run("decode", "--hex", "--from", "frontend", "--peer", backend, frontend);
+        CliResult result = CliRunner.Run("decode", "--hex", "--from", "frontend", "--peer", backend, "--show-secrets", frontend);
 
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Equal(
@@ -38,7 +38,7 @@ public class DecodeCommandTests
         string frontend = dir.Write("frontend.hex", CliRunner.HexText(Frontend));
         string backend = dir.Write("backend.hex", CliRunner.HexText(Backend));
 
-        CliResult result = CliRunner.Run("decode", "--hex", "--peer", frontend, backend);
+        CliResult result = CliRunner.Run("decode", "--hex", "--peer", frontend, "--show-secrets", backend);
 
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Equal(
@@ -55,6 +55,64 @@ public class DecodeCommandTests
                 "B\t5\tReadyForQuery\t I",
             ],
             result.Lines);
+    }
+
+    [Fact]
+    public void Decode_WithoutShowSecrets_HidesPasswordsAndAuthenticationDataAsTheProxyDoes()
+    {
+        using var dir = new TempDirectory();
+        string frontend = dir.Write("frontend.bin", Frontend);
+        string backend = dir.Write("backend.bin", Backend);
+        string passwordFrontend = dir.Write("password-frontend.bin", Bytes(Startup, new PasswordMessage("hunter2"), Select));
+        string passwordBackend = dir.Write("password-backend.bin", Bytes(new AuthenticationCleartextPassword(), new AuthenticationOk()));
+
+        CliResult client = CliRunner.Run("decode", "--peer", backend, frontend);
+        CliResult server = CliRunner.Run("decode", "--peer", frontend, backend);
+        CliResult password = CliRunner.Run("decode", "--peer", passwordBackend, passwordFrontend);
+        CliResult regress = CliRunner.Run("decode", "--peer", passwordBackend, "--regress", passwordFrontend);
+
+        Assert.True(client.ExitCode == 0, client.ToString());
+        Assert.Equal($"F\t{SaslInitial.Length}\tSASLInitialResponse\t \"SCRAM-SHA-256\" 11 'BBBB'", client.Lines[1]);
+        Assert.Equal($"F\t{SaslResponse.Length}\tSASLResponse\t 'BBBB'", client.Lines[2]);
+        Assert.Equal($"B\t{SaslContinue.Length}\tAuthenticationSASLContinue\t 'BBBB'", server.Lines[1]);
+        Assert.Equal($"B\t{SaslFinal.Length}\tAuthenticationSASLFinal\t 'BBBB'", server.Lines[2]);
+        Assert.Equal("F\t12\tPasswordMessage\t \"********\"", password.Lines[1]);
+        Assert.Equal("F\t12\tPasswordMessage\t \"********\"", regress.Lines[1]);
+        foreach (CliResult result in new[] { client, server, password, regress })
+        {
+            Assert.DoesNotContain("p=xyz", result.Stdout, StringComparison.Ordinal);
+            Assert.DoesNotContain("r=abc", result.Stdout, StringComparison.Ordinal);
+            Assert.DoesNotContain("hunter2", result.Stdout, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Decode_JsonWithoutShowSecrets_RedactsPasswordsAndAuthenticationData()
+    {
+        using var dir = new TempDirectory();
+        string frontend = dir.Write("frontend.bin", Frontend);
+        string backend = dir.Write("backend.bin", Backend);
+
+        CliResult client = CliRunner.Run("decode", "--format", "json", "--peer", backend, frontend);
+        CliResult server = CliRunner.Run("decode", "--format", "json", "--peer", frontend, backend);
+        CliResult shown = CliRunner.Run("decode", "--format", "json", "--show-secrets", "--peer", backend, frontend);
+
+        JsonElement[] lines = [.. client.Lines.Concat(server.Lines).Select(line => JsonDocument.Parse(line).RootElement)];
+        string[] redacted = [.. lines.Where(line => line.GetProperty("fields").TryGetProperty("redacted", out JsonElement r) && r.GetBoolean()).Select(line => line.GetProperty("name").GetString()!)];
+        Assert.Equal(["SASLInitialResponse", "SASLResponse", "AuthenticationSASLContinue", "AuthenticationSASLFinal"], redacted);
+        Assert.DoesNotContain("p=xyz", client.Stdout, StringComparison.Ordinal);
+        Assert.Equal("n,,n=,r=abc", JsonDocument.Parse(shown.Lines[1]).RootElement.GetProperty("fields").GetProperty("data").GetProperty("text").GetString());
+    }
+
+    [Fact]
+    public void Decode_JsonWithoutPeerOrShowSecrets_RedactsThePasswordPacketsItCannotName()
+    {
+        CliResult result = CliRunner.Run(Frontend, "decode", "--format", "json");
+
+        JsonElement[] lines = [.. result.Lines.Select(line => JsonDocument.Parse(line).RootElement)];
+        Assert.Equal(["p", "p"], lines.Where(line => line.GetProperty("type").GetString() == "p").Select(line => line.GetProperty("name").GetString()));
+        Assert.All(lines.Where(line => line.GetProperty("type").GetString() == "p"), line => Assert.True(line.GetProperty("fields").GetProperty("redacted").GetBoolean()));
+        Assert.DoesNotContain(Convert.ToHexStringLower(Encoding.ASCII.GetBytes("p=xyz")), result.Stdout, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -152,7 +210,7 @@ public class DecodeCommandTests
     [Fact]
     public void Decode_JsonFrontendWithoutPeer_GivesStartupPacketsNoTypeAndPasswordMessagesTheirRawBody()
     {
-        CliResult result = CliRunner.Run(Frontend, "decode", "--format", "json");
+        CliResult result = CliRunner.Run(Frontend, "decode", "--format", "json", "--show-secrets");
 
         Assert.True(result.ExitCode == 0, result.ToString());
         JsonElement[] lines = result.Lines.Select(line => JsonDocument.Parse(line).RootElement).ToArray();
@@ -355,6 +413,18 @@ public class DecodeCommandTests
     }
 
     [Fact]
+    public void Decode_HexThatGoesWrongAfterAMessage_PrintsTheMessageThenWhereTheTextIsWrong()
+    {
+        byte[] hex = Encoding.ASCII.GetBytes("5a00000005 49\n5a 00 zz\n");
+
+        CliResult result = CliRunner.Run(hex, "decode", "--hex");
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Equal("B\t5\tReadyForQuery\t I\n", result.Stdout);
+        Assert.Equal("pgspec: standard input is not hex: 'z' at line 2, column 7 is not a hex digit (only 0-9, a-f, A-F and whitespace are allowed)\n", result.Stderr);
+    }
+
+    [Fact]
     public void Decode_EmptyInput_PrintsNothingAndSucceeds()
     {
         CliResult result = CliRunner.Run([], "decode");
@@ -400,7 +470,33 @@ public class DecodeCommandTests
         CliResult result = CliRunner.Run("decode", missing);
 
         Assert.Equal(2, result.ExitCode);
-        Assert.StartsWith($"pgspec: cannot read '{missing}'", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal($"pgspec: cannot read '{missing}': no such file or directory\n", result.Stderr);
+    }
+
+    [Fact]
+    public void Run_MissingPeerFile_ExitsWith2AndNamesIt()
+    {
+        string missing = Path.Combine(Path.GetTempPath(), "pgspec-missing-" + Guid.NewGuid().ToString("N"));
+
+        CliResult result = CliRunner.Run(s_readyForQuery, "decode", "--peer", missing, "-");
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Equal($"pgspec: cannot read '{missing}': no such file or directory\n", result.Stderr);
+        Assert.Empty(result.Stdout);
+    }
+
+    [Fact]
+    public void Run_Directory_ExitsWith2AndSaysItIsADirectory()
+    {
+        using var dir = new TempDirectory();
+
+        CliResult input = CliRunner.Run("decode", dir.Path);
+        CliResult peer = CliRunner.Run(s_readyForQuery, "decode", "--peer", dir.Path, "-");
+
+        Assert.Equal(2, input.ExitCode);
+        Assert.Equal($"pgspec: cannot read '{dir.Path}': it is a directory\n", input.Stderr);
+        Assert.Equal(2, peer.ExitCode);
+        Assert.Equal($"pgspec: cannot read '{dir.Path}': it is a directory\n", peer.Stderr);
     }
 
     [Fact]
@@ -412,6 +508,7 @@ public class DecodeCommandTests
         Assert.Contains("--peer", result.Stdout, StringComparison.Ordinal);
         Assert.Contains("'S', 'N' or 'G'", result.Stdout, StringComparison.Ordinal);
         Assert.Contains("UnknownAuthenticationResponse", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("--show-secrets", result.Stdout, StringComparison.Ordinal);
         Assert.Contains("Examples:", result.Stdout, StringComparison.Ordinal);
     }
 }

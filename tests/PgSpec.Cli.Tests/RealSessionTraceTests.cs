@@ -90,6 +90,7 @@ public class RealSessionTraceTests : IClassFixture<LibpqSessions>
         }
     }
 
+    /// <summary>Decodes one side, with its secrets shown: libpq's trace prints passwords, even in regress mode.</summary>
     private static CliResult Decode(RecordedSession session, string side, params string[] options)
     {
         using var dir = new TempDirectory();
@@ -97,8 +98,8 @@ public class RealSessionTraceTests : IClassFixture<LibpqSessions>
         string backend = dir.Write("backend.bin", session.BackendBytes);
         string[] regress = options.Length == 0 ? ["--regress"] : [];
         return side == "frontend"
-            ? CliRunner.Run(["decode", "--from", "frontend", "--peer", backend, .. regress, .. options, frontend])
-            : CliRunner.Run(["decode", "--from", "backend", "--peer", frontend, .. regress, .. options, backend]);
+            ? CliRunner.Run(["decode", "--from", "frontend", "--peer", backend, "--show-secrets", .. regress, .. options, frontend])
+            : CliRunner.Run(["decode", "--from", "backend", "--peer", frontend, "--show-secrets", .. regress, .. options, backend]);
     }
 
     /// <summary>

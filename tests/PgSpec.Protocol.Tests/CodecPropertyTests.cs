@@ -34,6 +34,24 @@ public class CodecPropertyTests
         Assert.All(PgProtocolSpec.Messages, m => Assert.Equal(m.Name, m.MessageType.Name));
     }
 
+    [Fact]
+    public void Spec_EnumFieldDescriptors_NameEachValueAsItsEnumMember()
+    {
+        PgFieldDescriptor[] enums = [.. PgProtocolSpec.Messages.SelectMany(m => m.Fields).Where(f => f.Kind == PgFieldKind.Enum)];
+
+        Assert.NotEmpty(enums);
+        Assert.All(enums, field =>
+        {
+            Type type = typeof(PgMessageDescriptor).Assembly.GetType("PgSpec.Protocol." + field.EnumName, throwOnError: true)!;
+            Assert.Equal(field.EnumValues.Count, field.EnumNames.Count);
+            Assert.Equal(Enum.GetValues(type).Length, field.EnumNames.Count);
+            for (int i = 0; i < field.EnumValues.Count; i++)
+            {
+                Assert.Equal(Enum.GetName(type, Enum.ToObject(type, field.EnumValues[i])), field.EnumNames[i]);
+            }
+        });
+    }
+
     [Theory]
     [MemberData(nameof(MessageNames))]
     public void Generator_AnyMessage_BuildsDistinctValidMessages(string name)

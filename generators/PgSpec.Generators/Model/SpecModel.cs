@@ -83,6 +83,9 @@ namespace PgSpec.Generators.Model
 
         /// <summary>For enum fields: the values the enum allows, set when the enum is resolved.</summary>
         public EquatableArray<long> EnumValues { get; init; } = EquatableArray<long>.Empty;
+
+        /// <summary>For enum fields: the names of <see cref="EnumValues"/>, in the same order.</summary>
+        public EquatableArray<string> EnumNames { get; init; } = EquatableArray<string>.Empty;
         public string? CountField { get; init; }
         public bool Terminated { get; init; }
         public string? LengthField { get; init; }
