@@ -8,6 +8,9 @@ namespace PgSpec.Proxy.Tests;
 /// <summary>A client that writes whatever bytes a test gives it and reads typed messages back.</summary>
 public sealed class RawClient : IDisposable
 {
+    /// <summary>How long a read may wait: a proxy that never answers fails the test instead of hanging it.</summary>
+    private static readonly TimeSpan s_patience = TimeSpan.FromMinutes(2);
+
     private readonly Socket _socket;
     private readonly NetworkStream _stream;
 
@@ -69,22 +72,24 @@ public sealed class RawClient : IDisposable
     /// <summary>Reads one byte (the answer to SSLRequest or GSSENCRequest); -1 at the end of the stream.</summary>
     public async Task<int> ReadByteAsync()
     {
+        using var patience = new CancellationTokenSource(s_patience);
         byte[] one = new byte[1];
-        return await _stream.ReadAsync(one) == 1 ? one[0] : -1;
+        return await _stream.ReadAsync(one, patience.Token) == 1 ? one[0] : -1;
     }
 
     /// <summary>Reads the next typed message; null at the end of the stream.</summary>
     public async Task<(char Type, byte[] Body)?> ReadAsync()
     {
+        using var patience = new CancellationTokenSource(s_patience);
         byte[] header = new byte[5];
-        int n = await _stream.ReadAtLeastAsync(header, 5, throwOnEndOfStream: false);
+        int n = await _stream.ReadAtLeastAsync(header, 5, throwOnEndOfStream: false, patience.Token);
         if (n < 5)
         {
             return null;
         }
 
         byte[] body = new byte[BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(1)) - 4];
-        await _stream.ReadExactlyAsync(body);
+        await _stream.ReadExactlyAsync(body, patience.Token);
         return ((char)header[0], body);
     }
 
@@ -120,10 +125,11 @@ public sealed class RawClient : IDisposable
     /// <summary>True once the peer has closed (everything left is drained).</summary>
     public async Task<bool> ClosedAsync()
     {
+        using var patience = new CancellationTokenSource(s_patience);
         byte[] buffer = new byte[4096];
         try
         {
-            while (await _stream.ReadAsync(buffer) > 0)
+            while (await _stream.ReadAsync(buffer, patience.Token) > 0)
             {
             }
         }

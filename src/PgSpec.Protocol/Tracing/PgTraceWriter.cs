@@ -413,16 +413,19 @@ public sealed class PgTraceWriter
         written = 0;
         while (read < source.Length)
         {
+            // Look no further than what the destination can take: a long value is escaped a buffer at a
+            // time, and scanning all of the rest for each buffer would make it quadratic.
             ReadOnlySpan<byte> rest = source[read..];
-            int run = rest.IndexOfAnyExceptInRange((byte)0x20, (byte)0x7e);
+            int room = destination.Length - written;
+            ReadOnlySpan<byte> window = rest[..Math.Min(rest.Length, room)];
+            int run = window.IndexOfAnyExceptInRange((byte)0x20, (byte)0x7e);
             if (run != 0)
             {
-                run = run < 0 ? rest.Length : run;
-                int n = Math.Min(run, destination.Length - written);
-                rest[..n].CopyTo(destination[written..]);
+                int n = run < 0 ? window.Length : run;
+                window[..n].CopyTo(destination[written..]);
                 read += n;
                 written += n;
-                if (n < run)
+                if (n == room)
                 {
                     break;
                 }
@@ -430,8 +433,9 @@ public sealed class PgTraceWriter
                 continue;
             }
 
-            int escapes = rest.IndexOfAnyInRange((byte)0x20, (byte)0x7e);
-            escapes = Math.Min(escapes < 0 ? rest.Length : escapes, (destination.Length - written) / 4);
+            ReadOnlySpan<byte> escapable = rest[..Math.Min(rest.Length, room / 4)];
+            int escapes = escapable.IndexOfAnyInRange((byte)0x20, (byte)0x7e);
+            escapes = escapes < 0 ? escapable.Length : escapes;
             if (escapes == 0)
             {
                 break;
