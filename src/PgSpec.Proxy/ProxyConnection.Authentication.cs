@@ -151,7 +151,7 @@ internal sealed partial class ProxyConnection
         while (true)
         {
             byte[] message = await ReadServerDuringAuthenticationAsync(upstream, cancellationToken).ConfigureAwait(false);
-            BackendMessageKind kind = AcceptFromServer(message, trace: false);
+            BackendMessageKind kind = Accept(_backend, message).BackendKind;
             if (kind == expected)
             {
                 // The proxy's own exchange with the server: the client never sees it.
@@ -227,7 +227,9 @@ internal sealed partial class ProxyConnection
             return null;
         }
 
-        FrontendMessageKind kind = AcceptFromClient(answer);
+        PgReceivedMessage received = Accept(_frontend, answer);
+        Trace(received);
+        FrontendMessageKind kind = received.FrontendKind;
         if (kind == FrontendMessageKind.SASLInitialResponse)
         {
             CheckSaslChoice(answer);
@@ -314,35 +316,32 @@ internal sealed partial class ProxyConnection
         return message;
     }
 
-    /// <summary>Validates a whole message of the server read on its own (the context learns from it), counts and traces it; returns its kind.</summary>
-    private BackendMessageKind AcceptFromServer(byte[] message, bool trace = true)
+    /// <summary>
+    /// Validates a whole message read on its own (the context learns from it) and counts it; the
+    /// message is returned over <paramref name="bytes"/>, for the caller to trace or not.
+    /// </summary>
+    private PgReceivedMessage Accept(PgMessageReader reader, byte[] bytes, string malformed = "a malformed message")
     {
-        if (_backend.TryRead(message, out _, out PgReceivedMessage received, out PgDecodeError error) != PgReadStatus.Message)
+        bool fromClient = reader.Direction == PgDirection.Frontend;
+        if (reader.TryRead(bytes, out _, out PgReceivedMessage message, out PgDecodeError error) != PgReadStatus.Message)
         {
-            throw ProtocolViolation("the server sent a malformed message: " + error.ToString(), fromClient: false);
+            throw ProtocolViolation((fromClient ? "the client sent " : "the server sent ") + malformed + ": " + error.ToString(), fromClient);
         }
 
-        _proxy.Statistics.OnMessages(frontend: false, 1, message.Length);
-        if (trace && received.BackendKind != BackendMessageKind.AuthenticationSASL)
-        {
-            // A SASL offer is traced as the client gets it (see OfferSaslAsync).
-            Trace(received);
-        }
-
-        return received.BackendKind;
+        _proxy.Statistics.OnMessages(fromClient, 1, bytes.Length);
+        return message;
     }
 
-    /// <summary>Validates a whole message of the client read on its own (the context learns from it), counts and traces it; returns its kind.</summary>
-    private FrontendMessageKind AcceptFromClient(byte[] message)
+    /// <summary>A message of the server during login, traced unless it is a SASL offer (traced as the client gets it, see <see cref="OfferSaslAsync"/>).</summary>
+    private BackendMessageKind AcceptFromServer(byte[] bytes)
     {
-        if (_frontend.TryRead(message, out _, out PgReceivedMessage received, out PgDecodeError error) != PgReadStatus.Message)
+        PgReceivedMessage message = Accept(_backend, bytes);
+        if (message.BackendKind != BackendMessageKind.AuthenticationSASL)
         {
-            throw ProtocolViolation("the client sent a malformed message: " + error.ToString(), fromClient: true);
+            Trace(message);
         }
 
-        _proxy.Statistics.OnMessages(frontend: true, 1, message.Length);
-        Trace(received);
-        return received.FrontendKind;
+        return message.BackendKind;
     }
 
     /// <summary>Writes a whole message to one side during the handshake.</summary>

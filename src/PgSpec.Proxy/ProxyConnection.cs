@@ -288,7 +288,9 @@ internal sealed partial class ProxyConnection
                 return (client, null, false);
             }
 
-            FrontendMessageKind kind = AcceptStartupPacket(packet);
+            PgReceivedMessage message = Accept(_frontend, packet, "an invalid startup packet");
+            Trace(message);
+            FrontendMessageKind kind = message.FrontendKind;
             switch (kind)
             {
                 case FrontendMessageKind.SSLRequest when Options.TlsPassthrough && !_overLimit:
@@ -320,19 +322,6 @@ internal sealed partial class ProxyConnection
                     throw ProtocolViolation("the client asked for an unsupported protocol version", fromClient: true);
             }
         }
-    }
-
-    /// <summary>Validates, counts and traces a startup packet; returns its kind.</summary>
-    private FrontendMessageKind AcceptStartupPacket(byte[] packet)
-    {
-        if (_frontend.TryRead(packet, out _, out PgReceivedMessage message, out PgDecodeError error) != PgReadStatus.Message)
-        {
-            throw ProtocolViolation("the client sent an invalid startup packet: " + error.ToString(), fromClient: true);
-        }
-
-        _proxy.Statistics.OnMessages(frontend: true, 1, packet.Length);
-        Trace(message);
-        return message.FrontendKind;
     }
 
     private async Task AnswerEncryptionRequestAsync(Stream client, byte answer, CancellationToken cancellationToken)

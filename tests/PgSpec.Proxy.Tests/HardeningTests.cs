@@ -211,6 +211,33 @@ public class HardeningTests
     }
 
     [Fact]
+    public async Task ProxyProcess_JsonTraceOfAMalformedMessage_EndsWithAnEventSayingWhy()
+    {
+        PgServer server = await _servers.Server(15);
+        using var directory = new TempDirectory();
+        string trace = Path.Combine(directory.Path, "proxy.jsonl");
+        int port = ProxyProcess.FreePort();
+        await using ProxyProcess proxy = await ProxyProcess.StartAsync("--listen", "127.0.0.1:" + port.ToString(CultureInfo.InvariantCulture), "--upstream", $"{server.Host}:{server.Port}", "--trace", trace, "--format", "json", "--timestamps");
+        using (RawClient client = await LoggedInAsync(port, server.Role(PgAuthMethod.Trust)))
+        {
+            await client.SendAsync([(byte)'Q', 0, 0, 0, 2]);
+            Assert.NotNull(await client.ReadUntilAsync('E'));
+        }
+
+        await proxy.WaitForLineAsync(line => line.Contains("the client sent a malformed message", StringComparison.Ordinal));
+        (int exitCode, _) = await proxy.StopAsync();
+
+        Assert.Equal(0, exitCode);
+        System.Text.Json.JsonElement[] lines = File.ReadAllLines(trace).Select(line => System.Text.Json.JsonDocument.Parse(line).RootElement).ToArray();
+        Assert.Equal("ErrorResponse", lines[^2].GetProperty("name").GetString());
+        System.Text.Json.JsonElement ended = lines[^1];
+        Assert.Equal(1, ended.GetProperty("connection").GetInt64());
+        Assert.Equal("ended", ended.GetProperty("event").GetString());
+        Assert.StartsWith("the client sent a malformed message: frame.length", ended.GetProperty("failure").GetString(), StringComparison.Ordinal);
+        Assert.True(ended.TryGetProperty("time", out _));
+    }
+
+    [Fact]
     public async Task UpstreamTls_AServerThatSendsBytesAfterItsAnswer_IsNamedAsTheFault()
     {
         await using var fake = new FakeServerProxy(
