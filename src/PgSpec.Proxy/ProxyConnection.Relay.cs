@@ -28,12 +28,12 @@ internal sealed partial class ProxyConnection
         {
             // The client is gone: tell the server, and let it close its side.
             _upstream!.ShutdownSend();
-            Arm(ConnectionTimer.ShutdownGrace, Options.ShutdownGrace);
+            Arm(ConnectionTimer.Closing, Options.ShutdownGrace);
         }
         else
         {
             await stopReads.CancelAsync().ConfigureAwait(false);
-            Arm(ConnectionTimer.ShutdownGrace, Options.ShutdownGrace);
+            Arm(ConnectionTimer.Closing, Options.ShutdownGrace);
         }
 
         Exception? failure = null;

@@ -32,6 +32,9 @@ internal enum ConnectionTimer
     None,
     Handshake,
     Idle,
+
+    /// <summary>One side has ended; the other has the shutdown grace to follow.</summary>
+    Closing,
     ShutdownGrace,
 }
 
@@ -237,10 +240,13 @@ internal sealed partial class ProxyConnection
         {
             ConnectionTimer.Handshake => (
                 $"closed by the handshake timeout ({Seconds(Options.HandshakeTimeout)}): the client did not complete startup and authentication in time",
-                ErrorResponse("FATAL", "08006", $"pgspec proxy: terminating connection: startup and authentication did not complete within --handshake-timeout ({Seconds(Options.HandshakeTimeout)})")),
+                ErrorResponse("FATAL", "57014", $"pgspec proxy: canceling authentication due to timeout (startup and authentication did not complete within --handshake-timeout {Seconds(Options.HandshakeTimeout)})")),
             ConnectionTimer.Idle => (
                 $"closed by the idle timeout ({Seconds(Options.IdleTimeout)}): the client sent nothing for that long between queries",
                 ErrorResponse("FATAL", "57P05", $"pgspec proxy: terminating connection due to idle timeout (--idle-timeout {Seconds(Options.IdleTimeout)})")),
+            ConnectionTimer.Closing => (
+                $"closed: one side ended and the other did not follow within the grace ({Seconds(Options.ShutdownGrace)})",
+                null),
             ConnectionTimer.ShutdownGrace => (
                 $"closed by shutdown: the connection did not finish within the shutdown grace ({Seconds(Options.ShutdownGrace)})",
                 ErrorResponse("FATAL", "57P01", "pgspec proxy: terminating connection due to administrator command (the proxy is shutting down)")),
@@ -489,7 +495,7 @@ internal sealed partial class ProxyConnection
         Task clientToServer = CopyRawAsync(client, upstream, _upstream!, fromClient: true, cancel);
         Task serverToClient = CopyRawAsync(upstream, client, _client, fromClient: false, cancel);
         await Task.WhenAny(clientToServer, serverToClient).ConfigureAwait(false);
-        Arm(ConnectionTimer.ShutdownGrace, Options.ShutdownGrace);
+        Arm(ConnectionTimer.Closing, Options.ShutdownGrace);
         try
         {
             await Task.WhenAll(clientToServer, serverToClient).ConfigureAwait(false);

@@ -130,6 +130,25 @@ public class HardeningTests
     }
 
     [Fact]
+    public async Task HandshakeTimeout_AClientThatStallsDuringLogin_GetsFatal57014NamingIt()
+    {
+        PgServer server = await _servers.Server(15);
+        await using var proxy = new ProxyHarness(server, options => options with { HandshakeTimeout = TimeSpan.FromSeconds(1) });
+        using RawClient client = await RawClient.ConnectAsync(proxy.Port);
+
+        await client.SendAsync(RawClient.Startup(server.Role(PgAuthMethod.ScramSha256).Name));
+        Assert.Equal('R', (await client.ReadAsync())?.Type);
+        (char Type, byte[] Body)? farewell = await client.ReadUntilAsync('E');
+
+        Assert.NotNull(farewell);
+        string fields = Encoding.UTF8.GetString(farewell.Value.Body);
+        Assert.Contains("57014", fields);
+        Assert.Contains("canceling authentication due to timeout", fields);
+        Assert.Contains("--handshake-timeout 1 s", fields);
+        Assert.True(await client.ClosedAsync());
+    }
+
+    [Fact]
     public async Task Shutdown_ClosesAConnectionThatOutlivesTheGraceWithFatal57P01()
     {
         PgServer server = await _servers.Server(15);
