@@ -86,7 +86,7 @@ public static class PgSpecCommandLine
         var text = new StreamWriter(output, new UTF8Encoding(false), 4096, leaveOpen: true) { AutoFlush = true };
         try
         {
-            RootCommand root = Build(stdin, output, stderr);
+            RootCommand root = Build(stdin, output, stdout, stderr);
             ParseResult result = root.Parse(args);
             if (result.Errors.Count > 0 && result.Action is not CommandLineAction { ClearsParseErrors: true })
             {
@@ -108,7 +108,7 @@ public static class PgSpecCommandLine
         }
     }
 
-    private static RootCommand Build(Stream stdin, Stream stdout, TextWriter stderr)
+    private static RootCommand Build(Stream stdin, Stream stdout, Stream unbufferedStdout, TextWriter stderr)
     {
         var root = new RootCommand("""
             pgspec: tools for the PostgreSQL frontend/backend protocol (3.0 and 3.2), built from its spec.
@@ -116,7 +116,9 @@ public static class PgSpecCommandLine
             """);
         root.Subcommands.Add(DecodeCommand.Create(stdin, stdout, stderr));
         root.Subcommands.Add(ConformCommand.Create(stdout, stderr));
-        root.Subcommands.Add(ProxyCommand.Create(stdout, stderr));
+        // The proxy's trace has a writer thread of its own, which may be stuck on a pipe nobody
+        // reads: it writes to standard output directly, never through the buffer the rest shares.
+        root.Subcommands.Add(ProxyCommand.Create(unbufferedStdout, stderr));
         root.Subcommands.Add(HelpCommand(root));
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();

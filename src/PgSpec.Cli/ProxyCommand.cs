@@ -95,11 +95,11 @@ internal static class ProxyCommand
         var format = new Option<string>("--format") { Description = "trace: libpq 18's PQtrace lines. json: one JSON object per message and line.", HelpName = "trace|json", DefaultValueFactory = _ => "trace" };
         format.AcceptOnlyFromAmong("trace", "json");
         var regress = new Option<bool>("--regress") { Description = "libpq's regress mode: OIDs and process ids as NNNN, error/notice lengths as NN, file/line/routine as \"SSSS\", COPY and SASL data as 'BBBB'." };
-        var connectionIds = new Option<bool>("--connection-ids") { Description = "Start each trace line with the connection's number and a TAB." };
+        var connectionIds = new Option<bool>("--connection-ids") { Description = "Start each trace line with the connection's number and a TAB (JSON objects always carry \"connection\")." };
         var timestamps = new Option<bool>("--timestamps") { Description = "Start each trace line with the local time, as libpq does without PQTRACE_SUPPRESS_TIMESTAMPS." };
         var showSecrets = new Option<bool>("--show-secrets") { Description = "Print passwords and SASL/GSS data instead of hiding them." };
-        var handshakeTimeout = new Option<double>("--handshake-timeout") { Description = "Seconds a client has to send its startup message.", HelpName = "SECONDS", DefaultValueFactory = _ => 30 };
-        var idleTimeout = new Option<double>("--idle-timeout") { Description = "Close a connection with no traffic for this many seconds; 0 never.", HelpName = "SECONDS", DefaultValueFactory = _ => 0 };
+        var handshakeTimeout = new Option<double>("--handshake-timeout") { Description = "Seconds a connection has for its startup and login (TLS, startup packet, authentication).", HelpName = "SECONDS", DefaultValueFactory = _ => 30 };
+        var idleTimeout = new Option<double>("--idle-timeout") { Description = "Close a connection whose client has been idle between queries (after ReadyForQuery, sending nothing) for this many seconds, with FATAL 57P05; a running query is never cut. 0: never.", HelpName = "SECONDS", DefaultValueFactory = _ => 0 };
         var shutdownGrace = new Option<double>("--shutdown-grace") { Description = "Seconds open connections may go on after SIGINT/SIGTERM.", HelpName = "SECONDS", DefaultValueFactory = _ => 5 };
         var socketEngine = new Option<string>("--socket-engine") { Description = "epoll: the proxy's own epoll loop (Linux; one receive and one send per message). dotnet: .NET's sockets. auto: epoll on Linux.", HelpName = "auto|epoll|dotnet", DefaultValueFactory = _ => "auto" };
         socketEngine.AcceptOnlyFromAmong("auto", "epoll", "dotnet");
@@ -108,11 +108,12 @@ internal static class ProxyCommand
         var maxClients = new Option<int>("--max-client-connections") { Description = "Serve at most N client connections at once; beyond it a client gets FATAL 53300 \"sorry, too many clients already\" (cancel requests still pass). 0: no limit.", HelpName = "N", DefaultValueFactory = _ => 1000 };
         var bindingFallback = new Option<string>("--channel-binding-fallback") { Description = "When the server offers SCRAM-SHA-256-PLUS (over --upstream-tls) to a client with TLS to the proxy, which cannot carry channel binding through: 'password' asks the client for its password over its TLS connection and authenticates to the server with it (libpq's defaults work; the proxy sees the password); 'refuse' offers SCRAM-SHA-256 only (clients need channel_binding=disable).", HelpName = "password|refuse", DefaultValueFactory = _ => "password" };
         bindingFallback.AcceptOnlyFromAmong("password", "refuse");
+        var socketPermissions = new Option<string>("--unix-socket-permissions") { Description = "Permissions of the Unix socket of --listen, in octal; anyone may connect by default, and the server's authentication decides (as PostgreSQL's unix_socket_permissions).", HelpName = "MODE", DefaultValueFactory = _ => "0777" };
         var traceAppend = new Option<bool>("--trace-append") { Description = "Append to an existing --trace FILE (without it, an existing non-empty file is refused, not overwritten)." };
 
         var command = new PgSpecCommand("proxy", Summary, Description)
         {
-            listen, upstream, tlsCert, tlsKey, upstreamTls, tlsPassthrough, bindingFallback, streamThreshold, trace, traceAppend, format, regress, connectionIds, timestamps, showSecrets, handshakeTimeout, idleTimeout, shutdownGrace, maxClients, socketEngine, ioThreads, quiet,
+            listen, upstream, tlsCert, tlsKey, upstreamTls, tlsPassthrough, bindingFallback, streamThreshold, trace, traceAppend, format, regress, connectionIds, timestamps, showSecrets, handshakeTimeout, idleTimeout, shutdownGrace, maxClients, socketPermissions, socketEngine, ioThreads, quiet,
         };
 
         command.Validators.Add(result =>
@@ -137,6 +138,11 @@ internal static class ProxyCommand
             if (Value(ioThreads) is < 0 or > PgProxy.MaxIoThreads)
             {
                 result.AddError($"--io-threads is 0 (one per four processors) to {PgProxy.MaxIoThreads}.");
+            }
+
+            if (result.GetResult(socketPermissions) is { Implicit: false } && !TryParseMode(Value(socketPermissions), out _))
+            {
+                result.AddError("--unix-socket-permissions is an octal mode from 0000 to 0777, such as 0770.");
             }
 
             if (Value(maxClients) < 0)
@@ -184,16 +190,19 @@ internal static class ProxyCommand
 
             foreach (Option<double> seconds in new[] { handshakeTimeout, idleTimeout, shutdownGrace })
             {
-                double value = Value(seconds);
-                if (value < 0 || double.IsNaN(value) || value > MaxSeconds)
+                if (result.GetResult(seconds) is not { Implicit: false })
                 {
-                    result.AddError($"{seconds.Name} is a number of seconds from 0 to {MaxSeconds}.");
+                    continue;
                 }
-            }
 
-            if (Value(handshakeTimeout) == 0 && result.GetResult(handshakeTimeout) is { Implicit: false })
-            {
-                result.AddError("--handshake-timeout must be more than 0: clients need time to start.");
+                double value = Value(seconds);
+                double least = seconds == handshakeTimeout ? double.Epsilon : 0;
+                if (value < least || double.IsNaN(value) || value > MaxSeconds)
+                {
+                    result.AddError(seconds == handshakeTimeout
+                        ? $"--handshake-timeout is a number of seconds more than 0 and at most {MaxSeconds}: clients need time to start."
+                        : $"{seconds.Name} is a number of seconds from 0 to {MaxSeconds}.");
+                }
             }
         });
 
@@ -213,20 +222,22 @@ internal static class ProxyCommand
                 }
             }
 
-            TraceFile? traceFile = null;
-            Stream? traceStream = null;
+            bool notes = !result.GetValue(quiet);
+            ProxyTraceStream? traceStream = null;
             if (result.GetValue(trace) is { } tracePath)
             {
+                // Failures of the trace output are always told (the summary alone would hide them).
+                Action<string> traceLog = text => Note(stderr, text);
                 if (tracePath == "-")
                 {
-                    traceStream = stdout;
+                    traceStream = new ProxyTraceStream(stdout, traceLog, leaveOpen: true);
                 }
                 else
                 {
                     try
                     {
-                        traceFile = TraceFile.Open(tracePath, result.GetValue(traceAppend));
-                        traceStream = traceFile;
+                        (Stream first, Func<Stream> reopen) = TraceFile.Open(tracePath, result.GetValue(traceAppend));
+                        traceStream = new ProxyTraceStream(first, reopen, traceLog);
                     }
                     catch (TraceFileException e)
                     {
@@ -238,9 +249,8 @@ internal static class ProxyCommand
 
             bool hide = !result.GetValue(showSecrets);
             IProxyTraceSink? sink = traceStream is null ? null
-                : result.GetValue(format) == "json" ? new JsonTraceSink(traceStream, result.GetValue(connectionIds), hide, result.GetValue(timestamps))
+                : result.GetValue(format) == "json" ? new JsonTraceSink(traceStream, hide, result.GetValue(timestamps))
                 : new PqTraceSink(traceStream, new PgTraceOptions { Regress = result.GetValue(regress), Timestamps = result.GetValue(timestamps) }, result.GetValue(connectionIds), !hide);
-            bool notes = !result.GetValue(quiet);
             var options = new PgProxyOptions
             {
                 Listen = ProxyEndpoint.Parse(result.GetValue(listen)!),
@@ -261,11 +271,12 @@ internal static class ProxyCommand
                 },
                 IoThreads = result.GetValue(ioThreads),
                 MaxClientConnections = result.GetValue(maxClients),
+                UnixSocketPermissions = TryParseMode(result.GetValue(socketPermissions), out UnixFileMode mode) ? mode : (UnixFileMode)0x1FF,
                 ChannelBindingFallback = result.GetValue(bindingFallback) == "refuse" ? ProxyChannelBindingFallback.Refuse : ProxyChannelBindingFallback.RelayPassword,
                 Log = notes ? text => Note(stderr, text) : null,
             };
 
-            return Run(options, traceFile, stderr);
+            return Run(options, traceStream, stderr);
         });
 
         return command;
@@ -274,21 +285,26 @@ internal static class ProxyCommand
     /// <summary>The longest timeout or grace accepted, in seconds (a day).</summary>
     private const double MaxSeconds = 86400;
 
-    private static int Run(PgProxyOptions options, TraceFile? traceFile, TextWriter stderr)
+    private static int Run(PgProxyOptions options, ProxyTraceStream? trace, TextWriter stderr)
     {
         using var stop = new CancellationTokenSource();
         PgProxy? running = null;
         void OnStop(PosixSignalContext context)
         {
             context.Cancel = true;
-            stop.Cancel();
+            if (!stop.IsCancellationRequested)
+            {
+                // Connections get the grace; a trace output that holds them back past it is given up.
+                stop.Cancel();
+                _ = Task.Delay(options.ShutdownGrace).ContinueWith(_ => trace?.Abandon(), TaskScheduler.Default);
+            }
         }
 
         void OnHangUp(PosixSignalContext context)
         {
             // Log rotation: the trace file is opened again by name (a new file if it was moved away).
             context.Cancel = true;
-            if (traceFile is null)
+            if (trace is not { CanReopen: true })
             {
                 Note(stderr, "SIGHUP: no trace file to reopen");
                 return;
@@ -296,8 +312,8 @@ internal static class ProxyCommand
 
             try
             {
-                traceFile.Reopen();
-                Note(stderr, $"SIGHUP: reopened the trace file {traceFile.Path}");
+                trace.Reopen();
+                Note(stderr, "SIGHUP: reopened the trace file");
             }
             catch (TraceFileException e)
             {
@@ -310,7 +326,7 @@ internal static class ProxyCommand
             context.Cancel = true;
             if (running is { } proxy)
             {
-                Note(stderr, $"{proxy.ActiveConnections} open; {proxy.Statistics}");
+                Note(stderr, $"{proxy.ActiveConnections} open; {proxy.Statistics}" + (trace is { DroppedBytes: > 0 and long dropped } ? $"; {dropped} bytes of trace dropped" : ""));
             }
         }
 
@@ -338,7 +354,8 @@ internal static class ProxyCommand
         {
             stderr.WriteLine("pgspec: " + e.Message);
             proxy.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            traceFile?.Dispose();
+            trace?.Abandon();
+            trace?.Dispose();
             return PgSpecCommandLine.ExitUsage;
         }
 
@@ -351,11 +368,34 @@ internal static class ProxyCommand
         finally
         {
             proxy.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            traceFile?.Dispose();
-            Note(stderr, "stopped; " + proxy.Statistics);
+            string dropped = "";
+            if (trace is not null)
+            {
+                if (!trace.Drain(options.ShutdownGrace))
+                {
+                    trace.Abandon();
+                }
+
+                dropped = trace.DroppedBytes > 0 ? $"; {trace.DroppedBytes} bytes of trace dropped" : "";
+                trace.Dispose();
+            }
+
+            Note(stderr, "stopped; " + proxy.Statistics + dropped);
         }
 
         return PgSpecCommandLine.ExitOk;
+    }
+
+    private static bool TryParseMode(string? text, out UnixFileMode mode)
+    {
+        mode = default;
+        if (string.IsNullOrEmpty(text) || text.Length > 4 || text.Any(c => c is < '0' or > '7'))
+        {
+            return false;
+        }
+
+        mode = (UnixFileMode)Convert.ToInt32(text, 8);
+        return true;
     }
 
     /// <summary>SIGUSR1 (Linux numbering): the proxy prints its statistics.</summary>
@@ -378,16 +418,14 @@ internal static class ProxyCommand
 internal sealed class JsonTraceSink : IProxyTraceSink
 {
     private readonly Stream _output;
-    private readonly bool _connectionIds;
     private readonly bool _hideSecrets;
     private readonly bool _timestamps;
     private readonly Dictionary<long, JsonOutput> _outputs = new();
     private readonly Lock _lock = new();
 
-    public JsonTraceSink(Stream output, bool connectionIds, bool hideSecrets, bool timestamps)
+    public JsonTraceSink(Stream output, bool hideSecrets, bool timestamps)
     {
         _output = output;
-        _connectionIds = connectionIds;
         _hideSecrets = hideSecrets;
         _timestamps = timestamps;
     }
@@ -398,7 +436,8 @@ internal sealed class JsonTraceSink : IProxyTraceSink
         {
             if (!_outputs.TryGetValue(connectionId, out JsonOutput? output))
             {
-                output = new JsonOutput(_output, _connectionIds ? connectionId : null, _hideSecrets, _timestamps);
+                // Every JSON object names its connection: the lines of connections interleave.
+                output = new JsonOutput(_output, connectionId, _hideSecrets, _timestamps);
                 _outputs[connectionId] = output;
             }
 

@@ -63,6 +63,12 @@ internal static class StreamDecoder
             return Usage(stderr, $"cannot tell which side sent the input: its first byte, {PgTraceWriter.FormatByte(input.Data[0])}, starts messages of both sides; pass --from frontend or --from backend");
         }
 
+        if (peer is not null && Guess(peer) is { } peerSide && peerSide == direction)
+        {
+            string side = direction == PgDirection.Frontend ? "frontend" : "backend";
+            return Usage(stderr, $"the --peer stream looks like the {side}'s too (its first byte, {PgTraceWriter.FormatByte(peer.Data[0])}, starts only {side} messages): --peer takes the other side of the connection");
+        }
+
         // The startup packets of the frontend stream (this one, looked ahead, or the peer).
         FrontendStartup? frontend = direction == PgDirection.Frontend ? StreamScan.ScanFrontend(input)
             : peer is not null ? StreamScan.ScanFrontend(peer)
@@ -78,6 +84,11 @@ internal static class StreamDecoder
         BackendStartup? backend = direction == PgDirection.Frontend && peer is not null
             ? StreamScan.ScanBackend(peer, frontend!.EncryptionRequests.Count, backendVersion)
             : null;
+        if (peer is not null && (direction == PgDirection.Backend ? frontend?.Problem : backend?.Problem) is { } problem)
+        {
+            stderr.WriteLine($"pgspec: note: the --peer stream breaks the protocol ({problem}): it names the 'p' messages and encryption answers only up to there");
+        }
+
         peer?.Dispose();
 
         IMessageOutput output = settings.Format == DecodeFormat.Json

@@ -11,6 +11,9 @@ internal sealed class FrontendStartup
 
     /// <summary>The version the StartupMessage asks for, if there is one.</summary>
     public PgProtocolVersion? StartupVersion { get; set; }
+
+    /// <summary>Why the scan stopped before a StartupMessage (malformed bytes), or null.</summary>
+    public string? Problem { get; set; }
 }
 
 /// <summary>What the start of a backend stream says.</summary>
@@ -21,6 +24,9 @@ internal sealed class BackendStartup
 
     /// <summary>For each authentication request that expects an answer, the 'p' message that answers it.</summary>
     public List<FrontendMessageKind> PasswordMessages { get; } = [];
+
+    /// <summary>Why the scan stopped before the end of authentication (malformed bytes), or null.</summary>
+    public string? Problem { get; set; }
 }
 
 /// <summary>Looks ahead in streams: which side sent them, and what the other side needs to know.</summary>
@@ -99,7 +105,7 @@ internal static class StreamScan
         int position = 0;
         while (context.Phase == PgSessionPhase.Startup && position < LookAhead)
         {
-            PgReadStatus status = reader.TryRead(input.Data.Slice(position), out int consumed, out PgReceivedMessage message, out _);
+            PgReadStatus status = reader.TryRead(input.Data.Slice(position), out int consumed, out PgReceivedMessage message, out PgDecodeError error);
             if (status == PgReadStatus.Incomplete)
             {
                 if (!input.ReadMore(position + NeededFor(PgFrameKind.StartupPacket, input.Data.Slice(position))))
@@ -112,6 +118,7 @@ internal static class StreamScan
 
             if (status == PgReadStatus.Malformed)
             {
+                info.Problem = error.ToString();
                 return info;
             }
 
@@ -152,7 +159,7 @@ internal static class StreamScan
         while (input.Ensure(1))
         {
             context.ExpectEncryptionAnswer = info.EncryptionAnswers.Count < answers;
-            PgReadStatus status = reader.TryRead(input.Data, out int consumed, out PgReceivedMessage message, out _);
+            PgReadStatus status = reader.TryRead(input.Data, out int consumed, out PgReceivedMessage message, out PgDecodeError error);
             if (status == PgReadStatus.Incomplete)
             {
                 if (!input.ReadMore(NeededFor(context.ExpectEncryptionAnswer ? PgFrameKind.EncryptionAnswer : PgFrameKind.Typed, input.Data)))
@@ -165,6 +172,7 @@ internal static class StreamScan
 
             if (status == PgReadStatus.Malformed)
             {
+                info.Problem = error.ToString();
                 break;
             }
 

@@ -10,53 +10,39 @@ internal sealed class TraceFileException : Exception
 }
 
 /// <summary>
-/// The proxy's trace file: written at its end, and opened again by name on <see cref="Reopen"/>
-/// (SIGHUP), so that log rotation can move it away and the proxy goes on in a new file. A file
-/// that exists and is not empty is only appended to when asked, never overwritten.
+/// The proxy's trace file: written at its end, and opened again by name on SIGHUP, so that log
+/// rotation can move it away and the proxy goes on in a new file. A regular file that exists and
+/// is not empty is only appended to when asked, never overwritten by mistake; devices and pipes
+/// (<c>/dev/stderr</c>, a named pipe) are written as they are.
 /// </summary>
-internal sealed class TraceFile : Stream
+internal static class TraceFile
 {
-    private readonly Lock _lock = new();
-    private FileStream _file;
-
-    private TraceFile(string path, FileStream file)
-    {
-        Path = path;
-        _file = file;
-    }
-
-    /// <summary>The file's path as given.</summary>
-    public string Path { get; }
-
-    /// <summary>Opens the file; an existing non-empty one only with <paramref name="append"/>.</summary>
-    public static TraceFile Open(string path, bool append)
+    /// <summary>Checks the path and opens it; the function returned opens it again (for SIGHUP).</summary>
+    public static (Stream First, Func<Stream> Reopen) Open(string path, bool append)
     {
         if (Directory.Exists(path))
         {
             throw new TraceFileException($"cannot write the trace to '{path}': it is a directory");
         }
 
-        if (!append && File.Exists(path) && new FileInfo(path).Length > 0)
+        if (!append && IsRegularFile(path) && new FileInfo(path).Length is > 0 and long size)
         {
-            throw new TraceFileException($"the trace file '{path}' exists ({new FileInfo(path).Length} bytes): give --trace-append to add to it, or remove it first");
+            throw new TraceFileException($"the trace file '{path}' exists ({size} bytes): give --trace-append to add to it, or remove it first");
         }
 
-        return new TraceFile(path, OpenFile(path));
+        return (OpenFile(path), () => OpenFile(path));
     }
 
-    /// <summary>Opens the path again (after log rotation moved the file); the old file is closed once the new one is open.</summary>
-    public void Reopen()
+    /// <summary>
+    /// A file that writing would add to: not a device or a descriptor (<c>/dev/stderr</c>,
+    /// <c>/proc/self/fd/1</c>, <c>/dev/null</c>), which are written as they are.
+    /// </summary>
+    private static bool IsRegularFile(string path)
     {
-        FileStream fresh = OpenFile(Path);
-        FileStream old;
-        lock (_lock)
-        {
-            old = _file;
-            old.Flush();
-            _file = fresh;
-        }
-
-        old.Dispose();
+        string full = Path.GetFullPath(path);
+        return File.Exists(full)
+            && !full.StartsWith("/dev/", StringComparison.Ordinal)
+            && !full.StartsWith("/proc/", StringComparison.Ordinal);
     }
 
     private static FileStream OpenFile(string path)
@@ -67,7 +53,7 @@ internal sealed class TraceFile : Stream
         }
         catch (DirectoryNotFoundException e)
         {
-            throw new TraceFileException($"cannot write the trace to '{path}': the directory {System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))} does not exist", e);
+            throw new TraceFileException($"cannot write the trace to '{path}': the directory {Path.GetDirectoryName(Path.GetFullPath(path))} does not exist", e);
         }
         catch (UnauthorizedAccessException e)
         {
@@ -77,64 +63,5 @@ internal sealed class TraceFile : Stream
         {
             throw new TraceFileException($"cannot write the trace to '{path}': {e.Message}", e);
         }
-    }
-
-    public override bool CanRead => false;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => true;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
-    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
-
-    public override void Write(ReadOnlySpan<byte> buffer)
-    {
-        lock (_lock)
-        {
-            _file.Write(buffer);
-        }
-    }
-
-    public override void WriteByte(byte value)
-    {
-        lock (_lock)
-        {
-            _file.WriteByte(value);
-        }
-    }
-
-    public override void Flush()
-    {
-        lock (_lock)
-        {
-            _file.Flush();
-        }
-    }
-
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            lock (_lock)
-            {
-                _file.Dispose();
-            }
-        }
-
-        base.Dispose(disposing);
     }
 }

@@ -28,6 +28,7 @@ internal sealed class ListenSocket : IDisposable
     private FileStream? _lock;
     private string? _lockPath;
     private (ulong Device, ulong Inode)? _identity;
+    private (ulong Device, ulong Inode)? _lockIdentity;
 
     private ListenSocket(ProxyEndpoint endpoint, Socket socket)
     {
@@ -38,7 +39,7 @@ internal sealed class ListenSocket : IDisposable
     public Socket Socket { get; }
 
     /// <summary>Binds and listens; throws <see cref="PgProxyStartException"/> with the reason.</summary>
-    public static ListenSocket Open(ProxyEndpoint endpoint, int backlog)
+    public static ListenSocket Open(ProxyEndpoint endpoint, int backlog, UnixFileMode permissions)
     {
         Socket socket = endpoint.CreateSocket();
         var listen = new ListenSocket(endpoint, socket);
@@ -82,6 +83,10 @@ internal sealed class ListenSocket : IDisposable
             if (endpoint.EndPoint is UnixDomainSocketEndPoint bound)
             {
                 listen._identity = UnixFile.Identify(bound.ToString());
+                if (!OperatingSystem.IsWindows())
+                {
+                    File.SetUnixFileMode(bound.ToString(), permissions);
+                }
             }
 
             return listen;
@@ -95,7 +100,7 @@ internal sealed class ListenSocket : IDisposable
 
     private static string Explain(SocketException e) => e.SocketErrorCode switch
     {
-        SocketError.AddressAlreadyInUse => "the address is already in use (another server or proxy listens there)",
+        SocketError.AddressAlreadyInUse => "the address is in use (another program listens there, or a connection of this machine uses that port)",
         SocketError.AccessDenied => "permission denied",
         SocketError.AddressNotAvailable => "this machine has no such address",
         _ => e.Message,
@@ -109,28 +114,7 @@ internal sealed class ListenSocket : IDisposable
             throw new PgProxyStartException($"cannot listen on unix:{path}: the directory {directory} does not exist");
         }
 
-        _lockPath = path + ".lock";
-        try
-        {
-            // FileShare.None takes an exclusive advisory lock (flock) on Unix, held while the file is open.
-            _lock = new FileStream(_lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-        }
-        catch (IOException e) when (File.Exists(_lockPath))
-        {
-            _lockPath = null;
-            throw new PgProxyStartException($"cannot listen on unix:{path}: another pgspec proxy is listening there (it holds the lock file {path}.lock)", e);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            _lockPath = null;
-            throw new PgProxyStartException($"cannot listen on unix:{path}: cannot create its lock file {path}.lock: {e.Message}", e);
-        }
-
-        _lock.SetLength(0);
-        byte[] pid = System.Text.Encoding.ASCII.GetBytes(Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + "\n");
-        _lock.Write(pid);
-        _lock.Flush();
-
+        TakeLock(path);
         if (!File.Exists(path) && !Directory.Exists(path))
         {
             return;
@@ -158,6 +142,74 @@ internal sealed class ListenSocket : IDisposable
         }
     }
 
+    /// <summary>What a lock file of this proxy holds: the process id, then this line.</summary>
+    private const string LockMarker = "pgspec proxy";
+
+    /// <summary>
+    /// Creates PATH.lock, as PostgreSQL creates its own: never through a link, never over a file
+    /// that is there (O_CREAT|O_EXCL); it stays locked (flock) while the proxy runs. A lock file
+    /// left by a proxy that is gone (its format, and no lock on it) is replaced; anything else at
+    /// that path is left alone and refused.
+    /// </summary>
+    private void TakeLock(string path)
+    {
+        string lockPath = path + ".lock";
+        for (int attempt = 0; ; attempt++)
+        {
+            try
+            {
+                // FileMode.CreateNew is O_CREAT|O_EXCL, which follows no link; FileShare.None takes an
+                // exclusive advisory lock (flock) on Unix, held while the file is open.
+                _lock = new FileStream(lockPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
+                break;
+            }
+            catch (IOException e) when (attempt < 3 && (File.Exists(lockPath) || UnixFile.Identify(lockPath) is not null))
+            {
+                RemoveStaleLock(path, lockPath, e);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new PgProxyStartException($"cannot listen on unix:{path}: cannot create its lock file {lockPath}: {e.Message}", e);
+            }
+        }
+
+        _lockPath = lockPath;
+        _lockIdentity = UnixFile.Identify(lockPath);
+        byte[] content = System.Text.Encoding.ASCII.GetBytes(Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + "\n" + LockMarker + "\n");
+        _lock.Write(content);
+        _lock.Flush();
+    }
+
+    /// <summary>Removes a lock file that a proxy which is gone left behind; refuses anything else.</summary>
+    private static void RemoveStaleLock(string path, string lockPath, Exception cause)
+    {
+        if (UnixFile.IsRegularFile(lockPath) == false)
+        {
+            throw new PgProxyStartException($"cannot listen on unix:{path}: {lockPath} exists and is not a lock file of pgspec proxy (it is not a regular file); remove it if nothing uses that socket", cause);
+        }
+
+        string content;
+        try
+        {
+            // FileShare.None waits for no one: it fails at once while a running proxy holds the lock.
+            using var existing = new FileStream(lockPath, FileMode.Open, FileAccess.Read, FileShare.None);
+            byte[] head = new byte[64];
+            content = System.Text.Encoding.ASCII.GetString(head, 0, existing.Read(head));
+        }
+        catch (IOException e) when (File.Exists(lockPath))
+        {
+            throw new PgProxyStartException($"cannot listen on unix:{path}: another pgspec proxy is listening there (it holds the lock file {lockPath})", e);
+        }
+
+        string[] lines = content.Split('\n');
+        if (lines.Length < 2 || !int.TryParse(lines[0], NumberStyles.None, CultureInfo.InvariantCulture, out _) || lines[1] != LockMarker)
+        {
+            throw new PgProxyStartException($"cannot listen on unix:{path}: {lockPath} exists and was not written by pgspec proxy; remove it if nothing uses that socket", cause);
+        }
+
+        File.Delete(lockPath);
+    }
+
     /// <summary>Closes the socket; removes a Unix socket (if it is still this proxy's) and its lock file.</summary>
     public void Dispose()
     {
@@ -178,7 +230,10 @@ internal sealed class ListenSocket : IDisposable
 
             try
             {
-                File.Delete(_lockPath!);
+                if (_lockPath is not null && _lockIdentity is { } lockMine && UnixFile.Identify(_lockPath) is { } lockNow && lockNow == lockMine)
+                {
+                    File.Delete(_lockPath);
+                }
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
@@ -198,11 +253,16 @@ internal static unsafe partial class UnixFile
     private const uint StatxType = 0x1;
     private const uint StatxIno = 0x100;
     private const int SocketType = 0xC000;
+    private const int RegularType = 0x8000;
     private const int TypeMask = 0xF000;
 
     /// <summary>True for a socket, false for anything else, null when it cannot be told (not Linux, or no such file).</summary>
     public static bool? IsSocket(string path)
         => Stat(path) is { } stat ? (stat.Mode & TypeMask) == SocketType : null;
+
+    /// <summary>True for a regular file (not a link to one), false for anything else, null when it cannot be told.</summary>
+    public static bool? IsRegularFile(string path)
+        => Stat(path) is { } stat ? (stat.Mode & TypeMask) == RegularType : null;
 
     /// <summary>The device and inode of a file; null when it cannot be told.</summary>
     public static (ulong Device, ulong Inode)? Identify(string path)

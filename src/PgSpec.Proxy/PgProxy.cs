@@ -20,8 +20,13 @@ public sealed class PgProxy : IAsyncDisposable
     private int _served;
     private int _refusing;
 
-    /// <summary>Connections beyond the limit that may be waiting for their startup packet to be refused; more are closed at once.</summary>
-    private const int RefusalBacklog = 64;
+    /// <summary>Descriptors kept for the runtime, the listener, the trace, certificates and cancel requests.</summary>
+    private const int ReservedDescriptors = 128;
+
+    /// <summary>How long a connection beyond the limit may take to send its startup packet and get its FATAL.</summary>
+    internal static readonly TimeSpan RefusalTimeout = TimeSpan.FromSeconds(5);
+
+    private long _lastAcceptFailure;
 
     /// <summary>Creates a proxy; <see cref="Start"/> binds it.</summary>
     public PgProxy(PgProxyOptions options)
@@ -64,6 +69,19 @@ public sealed class PgProxy : IAsyncDisposable
 
     internal SocketEngine Sockets { get; }
 
+    /// <summary>
+    /// The most client connections served at once: <see cref="PgProxyOptions.MaxClientConnections"/>,
+    /// or fewer when the limit of open files allows fewer (each takes two descriptors, the
+    /// client's and the server's); set by <see cref="Start"/>.
+    /// </summary>
+    public int MaxClientConnections { get; private set; }
+
+    /// <summary>Connections beyond <see cref="MaxClientConnections"/> that are read for a refusal (or a cancel request) at once; more are closed at once.</summary>
+    public int RefusalBacklog { get; private set; }
+
+    /// <summary>The limit of open files the proxy runs with (raised to the hard limit at start), or 0 where it is not known.</summary>
+    public long FileDescriptorLimit { get; private set; }
+
     /// <summary>Binds and listens; throws <see cref="PgProxyStartException"/> saying why it cannot.</summary>
     public void Start()
     {
@@ -72,7 +90,22 @@ public sealed class PgProxy : IAsyncDisposable
             throw new InvalidOperationException("the proxy has already started");
         }
 
-        _listener = ListenSocket.Open(Options.Listen, 512);
+        FileDescriptorLimit = PgSpec.Proxy.Sockets.FileDescriptors.RaiseToHardLimit();
+        long budget = FileDescriptorLimit > 0 ? FileDescriptorLimit - ReservedDescriptors : long.MaxValue;
+        if (budget < 8)
+        {
+            throw new PgProxyStartException($"the limit of open files ({FileDescriptorLimit}) leaves no room for connections; raise it (ulimit -n)");
+        }
+
+        RefusalBacklog = (int)Math.Clamp(budget / 8, 1, 256);
+        long byDescriptors = (budget - RefusalBacklog) / 2;
+        int wanted = Options.MaxClientConnections == 0 ? int.MaxValue : Options.MaxClientConnections;
+        MaxClientConnections = (int)Math.Min(wanted, byDescriptors);
+        _listener = ListenSocket.Open(Options.Listen, 512, Options.UnixSocketPermissions);
+        if (MaxClientConnections < wanted)
+        {
+            Options.Log?.Invoke($"the limit of open files ({FileDescriptorLimit}) allows {MaxClientConnections} client connections at once (each takes two descriptors), so that is the limit in force" + (Options.MaxClientConnections == 0 ? "" : $", not --max-client-connections {Options.MaxClientConnections}"));
+        }
     }
 
     /// <summary>
@@ -106,8 +139,17 @@ public sealed class PgProxy : IAsyncDisposable
                 }
                 catch (SocketException e) when (e.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable)
                 {
-                    // Out of file descriptors: the clients already served go on; new ones wait in the backlog.
-                    Options.Log?.Invoke("cannot accept a connection: " + e.Message);
+                    // Out of file descriptors (something else holds many): the clients already served
+                    // go on; new ones wait in the listen backlog. Said once in ten seconds.
+                    long now = Environment.TickCount64;
+                    if (now - Interlocked.Read(ref _lastAcceptFailure) > 10_000)
+                    {
+                        Interlocked.Exchange(ref _lastAcceptFailure, now);
+                        Options.Log?.Invoke(e.SocketErrorCode == SocketError.TooManyOpenSockets
+                            ? $"cannot accept connections for now: the proxy has reached its limit of open files ({FileDescriptorLimit}); they wait in the listen backlog"
+                            : "cannot accept connections for now: the system is out of socket buffers");
+                    }
+
                     await Task.Delay(100, stop).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                     continue;
                 }
@@ -157,8 +199,7 @@ public sealed class PgProxy : IAsyncDisposable
         long id = Interlocked.Increment(ref _nextId);
         Statistics.OnAccepted();
         string peer = client.RemoteEndPoint is IPEndPoint ip ? ip.ToString() : "the Unix socket";
-        int max = Options.MaxClientConnections;
-        bool overLimit = max > 0 && Volatile.Read(ref _served) >= max;
+        bool overLimit = Volatile.Read(ref _served) >= MaxClientConnections;
         if (overLimit && Interlocked.Increment(ref _refusing) > RefusalBacklog)
         {
             Interlocked.Decrement(ref _refusing);
@@ -193,8 +234,12 @@ public sealed class PgProxy : IAsyncDisposable
         }
 
         var connection = new ProxyConnection(this, id, socket, peer, overLimit);
+
+        // Registered before it runs: a connection that ends at once must find its entry to remove.
+        var registered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _connections[id] = Task.Run(async () =>
         {
+            await registered.Task.ConfigureAwait(false);
             try
             {
                 await connection.RunAsync(_abort.Token).ConfigureAwait(false);
@@ -208,5 +253,6 @@ public sealed class PgProxy : IAsyncDisposable
             // The connection may have ended on an event thread: whoever awaits the proxy must not go on there.
             await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         });
+        registered.SetResult();
     }
 }

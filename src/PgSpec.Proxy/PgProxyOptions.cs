@@ -69,6 +69,12 @@ public sealed record PgProxyOptions
     /// </summary>
     public ProxyChannelBindingFallback ChannelBindingFallback { get; init; } = ProxyChannelBindingFallback.RelayPassword;
 
+    /// <summary>
+    /// The permissions of a Unix socket the proxy listens on; as PostgreSQL's default
+    /// (unix_socket_permissions 0777), anyone may connect, and the server's own authentication decides.
+    /// </summary>
+    public UnixFileMode UnixSocketPermissions { get; init; } = (UnixFileMode)0x1FF;
+
     /// <summary>Notes about connections (failures, closes); null writes none.</summary>
     public Action<string>? Log { get; init; }
 }

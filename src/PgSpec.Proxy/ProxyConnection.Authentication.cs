@@ -13,6 +13,13 @@ namespace PgSpec.Proxy;
 /// </summary>
 internal sealed partial class ProxyConnection
 {
+    /// <summary>
+    /// The longest message a server may send before authentication completes: libpq refuses an
+    /// ErrorResponse or authentication request longer than 30000 bytes at that point, whatever the
+    /// message's own limit after login.
+    /// </summary>
+    private const int MaxServerMessageDuringLogin = 30000;
+
     private ImmutableArray<string> _offeredMechanisms;
     private bool _serverBindsChannel;
 
@@ -80,7 +87,7 @@ internal sealed partial class ProxyConnection
         if (!_serverBindsChannel || bindsThrough)
         {
             _offeredMechanisms = offer.Mechanisms;
-            TraceSent(PgDirection.Backend, message);
+            TraceSent(PgDirection.Backend, message, _backend.Position - message.Length);
             await SendAsync(client, message, cancellationToken).ConfigureAwait(false);
             return false;
         }
@@ -93,7 +100,7 @@ internal sealed partial class ProxyConnection
 
         _offeredMechanisms = offer.Mechanisms.Remove(SaslMechanism.ScramSha256Plus);
         byte[] rewritten = new AuthenticationSASL(_offeredMechanisms).ToArray(_context.ProtocolVersion, _context.Limits);
-        TraceSent(PgDirection.Backend, rewritten);
+        TraceSent(PgDirection.Backend, rewritten, _backend.Position - message.Length);
         await SendAsync(client, rewritten, cancellationToken).ConfigureAwait(false);
         return false;
     }
@@ -107,7 +114,7 @@ internal sealed partial class ProxyConnection
     {
         byte[] request = new AuthenticationCleartextPassword().ToArray();
         _context.ObserveBackend(BackendMessageKind.AuthenticationCleartextPassword, request.AsSpan(5));
-        TraceSent(PgDirection.Backend, request);
+        TraceSent(PgDirection.Backend, request, _backend.Position);
         await SendAsync(client, request, cancellationToken).ConfigureAwait(false);
         byte[]? answer = await ReadClientAnswerAsync(client, cancellationToken).ConfigureAwait(false);
         if (answer is null)
@@ -158,7 +165,7 @@ internal sealed partial class ProxyConnection
                 return message;
             }
 
-            TraceSent(PgDirection.Backend, message);
+            TraceSent(PgDirection.Backend, message, _backend.Position - message.Length);
             await SendAsync(client, message, cancellationToken).ConfigureAwait(false);
             if (kind == BackendMessageKind.ErrorResponse)
             {
@@ -198,9 +205,10 @@ internal sealed partial class ProxyConnection
     /// <summary>The server's next message before authentication completes: only 'R', 'E', 'N' and 'v' may come, each within its limit.</summary>
     private async Task<byte[]> ReadServerDuringAuthenticationAsync(Stream upstream, CancellationToken cancellationToken)
     {
+        _awaitingServer = true;
         byte[]? message = await ReadMessageAsync(upstream, PgDirection.Backend, static type => type is (byte)'R' or (byte)'E' or (byte)'N' or (byte)'v'
             ? null
-            : $"the server sent a message of type {PgTraceWriter.FormatByte(type)} before authentication completed", cancellationToken).ConfigureAwait(false);
+            : $"the server sent a message of type {PgTraceWriter.FormatByte(type)} before authentication completed", cancellationToken, MaxServerMessageDuringLogin).ConfigureAwait(false);
         return message ?? throw new ProxyConnectionException(
             "the server closed the connection during authentication",
             ErrorResponse("FATAL", "08006", "the server behind pgspec proxy closed the connection during authentication"));
@@ -213,6 +221,7 @@ internal sealed partial class ProxyConnection
     /// </summary>
     private async Task<byte[]?> ReadClientAnswerAsync(Stream client, CancellationToken cancellationToken)
     {
+        _awaitingServer = false;
         string expected = _context.ExpectedPasswordMessage switch
         {
             FrontendMessageKind.SASLInitialResponse or FrontendMessageKind.SASLResponse => "SASL",
@@ -263,7 +272,7 @@ internal sealed partial class ProxyConnection
     /// text, or null) and the size limit judge before any of the body is read; then exactly the
     /// body. Null when the peer closes before a message starts.
     /// </summary>
-    private async Task<byte[]?> ReadMessageAsync(Stream input, PgDirection from, Func<byte, string?> admit, CancellationToken cancellationToken)
+    private async Task<byte[]?> ReadMessageAsync(Stream input, PgDirection from, Func<byte, string?> admit, CancellationToken cancellationToken, int maxLength = int.MaxValue)
     {
         bool fromClient = from == PgDirection.Frontend;
         string who = fromClient ? "the client" : "the server";
@@ -289,6 +298,11 @@ internal sealed partial class ProxyConnection
         if (PgFramer.TryReadFrame(header, PgFrameKind.Typed, from, _context.Limits, out PgFrameHeader frame, out PgDecodeError error) == PgFrameStatus.Malformed)
         {
             throw ProtocolViolation(who + " sent a malformed message: " + error.ToString(), fromClient);
+        }
+
+        if (frame.Length > maxLength)
+        {
+            throw ProtocolViolation($"{who} sent a message of type {PgTraceWriter.FormatByte(header[0])} and length {frame.Length} during login, where at most {maxLength} is allowed", fromClient);
         }
 
         // The buffer grows with what arrives: a length word alone buys nothing (a server's ErrorResponse may declare 1 GiB).

@@ -9,6 +9,9 @@ internal sealed partial class ProxyConnection
     /// <summary>Requests (Query, Sync, FunctionCall) the server has yet to answer with ReadyForQuery; the login counts as one.</summary>
     private int _unanswered = 1;
 
+    /// <summary>Syncs since the last Execute, with only Sync and Flush between; -1 when another message came after it.</summary>
+    private int _syncsAfterExecute = -1;
+
     /// <summary>
     /// Relays messages both ways until one side closes or breaks the protocol. Reads stop on
     /// <paramref name="cancel"/> or when the other direction ends; a write in progress is given the
@@ -71,6 +74,7 @@ internal sealed partial class ProxyConnection
         bool fromClient = reader.Direction == PgDirection.Frontend;
         int streamThreshold = _trace is null ? Options.StreamThreshold : int.MaxValue;
         var state = new PumpState(reader);
+        _proxy.Statistics.OnBuffer(state.Buffer.Capacity);
         try
         {
             while (true)
@@ -150,10 +154,51 @@ internal sealed partial class ProxyConnection
         lock (_timerLock)
         {
             _unanswered = Math.Max(0, _unanswered + state.Requests);
-            if (fromClient || state.Requests != 0)
+            if (fromClient)
             {
-                Arm(ConnectionTimer.Idle, _unanswered == 0 ? Options.IdleTimeout : Timeout.InfiniteTimeSpan);
+                // As PostgreSQL's idle_session_timeout: idle is from ReadyForQuery until the client
+                // sends anything (an Execute and Flush without Sync keeps a query running).
+                Arm(ConnectionTimer.Idle, Timeout.InfiniteTimeSpan);
             }
+            else if (state.Requests != 0 && _unanswered == 0)
+            {
+                Arm(ConnectionTimer.Idle, Options.IdleTimeout);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Counts the requests a ReadyForQuery will answer: each Query, FunctionCall and Sync, but for a
+    /// Sync sent in copy-in mode, which the server ignores (see the CopyInResponse case of <see cref="Scan"/>).
+    /// </summary>
+    private void CountRequest(PumpState state, FrontendMessageKind kind)
+    {
+        switch (kind)
+        {
+            case FrontendMessageKind.Sync:
+                if (_context.Phase != PgSessionPhase.CopyIn)
+                {
+                    state.Requests++;
+                    if (Volatile.Read(ref _syncsAfterExecute) >= 0)
+                    {
+                        Interlocked.Increment(ref _syncsAfterExecute);
+                    }
+                }
+
+                break;
+            case FrontendMessageKind.Flush:
+                break;
+            case FrontendMessageKind.Execute:
+                Volatile.Write(ref _syncsAfterExecute, 0);
+                break;
+            case FrontendMessageKind.Query:
+            case FrontendMessageKind.FunctionCall:
+                state.Requests++;
+                Volatile.Write(ref _syncsAfterExecute, -1);
+                break;
+            default:
+                Volatile.Write(ref _syncsAfterExecute, -1);
+                break;
         }
     }
 
@@ -240,20 +285,23 @@ internal sealed partial class ProxyConnection
             state.Messages++;
             if (fromClient)
             {
-                if (message.FrontendKind is FrontendMessageKind.Query or FrontendMessageKind.Sync or FrontendMessageKind.FunctionCall)
-                {
-                    state.Requests++;
-                }
+                CountRequest(state, message.FrontendKind);
             }
             else if (message.BackendKind == BackendMessageKind.ReadyForQuery)
             {
                 state.Requests--;
             }
+            else if (message.BackendKind == BackendMessageKind.CopyInResponse)
+            {
+                // The server ignores Sync in copy-in mode: those that followed the Execute starting
+                // the COPY (libpq sends Execute and Sync together) get no ReadyForQuery.
+                state.Requests -= Math.Max(0, Interlocked.Exchange(ref _syncsAfterExecute, -1));
+            }
             else if (message.BackendKind == BackendMessageKind.BackendKeyData && message.Body.Length >= 8)
             {
                 // The client gets (and the trace shows, as the client's own libpq would) the proxy's key.
                 byte[] issued = IssueKey(message.Body);
-                TraceSent(PgDirection.Backend, issued);
+                TraceSent(PgDirection.Backend, issued, message.Offset);
                 return new Step(start, issued, null);
             }
 

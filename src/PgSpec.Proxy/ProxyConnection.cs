@@ -47,6 +47,7 @@ internal sealed partial class ProxyConnection
 {
     private const byte TlsHandshakeRecord = 0x16;
     private static readonly byte[] s_sslRequest = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    private static readonly SslApplicationProtocol s_postgresqlAlpn = new("postgresql");
 
     private readonly PgProxy _proxy;
     private readonly long _id;
@@ -63,6 +64,9 @@ internal sealed partial class ProxyConnection
     private X509Certificate2? _upstreamCertificate;
     private bool _clientTls;
     private bool _startupReceived;
+
+    /// <summary>True while the handshake waits for the server (so a timeout names the side it waited for).</summary>
+    private bool _awaitingServer;
     private bool _clientStreamBroken;
     private int _issuedProcessId;
     private byte[]? _issuedKey;
@@ -99,7 +103,7 @@ internal sealed partial class ProxyConnection
         bool farewellAllowed = false;
         try
         {
-            Arm(ConnectionTimer.Handshake, Options.HandshakeTimeout);
+            Arm(ConnectionTimer.Handshake, _overLimit && Options.HandshakeTimeout > PgProxy.RefusalTimeout ? PgProxy.RefusalTimeout : Options.HandshakeTimeout);
             (client, byte[]? startup, bool tunnel) = await StartupAsync(client, timers.Token).ConfigureAwait(false);
             if (tunnel)
             {
@@ -119,10 +123,11 @@ internal sealed partial class ProxyConnection
                 _proxy.Statistics.OnRefused();
                 farewell = ErrorResponse("FATAL", "53300", "sorry, too many clients already");
                 farewellAllowed = true;
-                _proxy.Note(this, $"refused: the proxy already serves {Options.MaxClientConnections} connections (--max-client-connections)");
+                _proxy.Note(this, $"refused: the proxy already serves {_proxy.MaxClientConnections} connections (--max-client-connections)");
                 return;
             }
 
+            _awaitingServer = true;
             upstream = await ConnectUpstreamAsync(startup, timers.Token).ConfigureAwait(false);
             if (!await AuthenticateAsync(client, upstream, timers.Token).ConfigureAwait(false))
             {
@@ -158,14 +163,22 @@ internal sealed partial class ProxyConnection
         catch (Exception e)
         {
             // Whatever goes wrong ends this connection only.
-            failure = "closed after an unexpected error: " + e;
+            failure = "closed after an unexpected error: " + ProxyErrors.DescribeUnexpected(e);
             _proxy.Note(this, failure);
         }
         finally
         {
             if (farewell is not null && farewellAllowed && !_clientStreamBroken)
             {
-                TraceSent(PgDirection.Backend, farewell);
+                try
+                {
+                    TraceSent(PgDirection.Backend, farewell, _backend.Position);
+                }
+                catch (Exception e)
+                {
+                    _proxy.Note(this, "the trace sink failed: " + ProxyErrors.Describe(e));
+                }
+
                 await TrySendAsync(client, farewell).ConfigureAwait(false);
 
                 // Closing with unread input would reset the connection, and the reset can overtake
@@ -179,7 +192,16 @@ internal sealed partial class ProxyConnection
                 _proxy.CancelKeys.Remove(_issuedProcessId, _issuedKey);
             }
 
-            _trace?.EndConnection(_id, failure);
+            try
+            {
+                _trace?.EndConnection(_id, failure);
+            }
+            catch (Exception e)
+            {
+                // A trace that fails never keeps a connection from closing.
+                _proxy.Note(this, "the trace sink failed: " + ProxyErrors.Describe(e));
+            }
+
             await DisposeQuietlyAsync(upstream).ConfigureAwait(false);
             _upstream?.Dispose();
             await DisposeQuietlyAsync(client).ConfigureAwait(false);
@@ -238,6 +260,9 @@ internal sealed partial class ProxyConnection
         static string Seconds(TimeSpan time) => time.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture) + " s";
         return timer switch
         {
+            ConnectionTimer.Handshake when _awaitingServer => (
+                $"closed by the handshake timeout ({Seconds(Options.HandshakeTimeout)}): the server did not answer in time",
+                ErrorResponse("FATAL", "08006", $"pgspec proxy: the server did not complete authentication within --handshake-timeout ({Seconds(Options.HandshakeTimeout)})")),
             ConnectionTimer.Handshake => (
                 $"closed by the handshake timeout ({Seconds(Options.HandshakeTimeout)}): the client did not complete startup and authentication in time",
                 ErrorResponse("FATAL", "57014", $"pgspec proxy: canceling authentication due to timeout (startup and authentication did not complete within --handshake-timeout {Seconds(Options.HandshakeTimeout)})")),
@@ -286,6 +311,7 @@ internal sealed partial class ProxyConnection
             client = await AcceptTlsAsync(client, direct: true, cancellationToken).ConfigureAwait(false);
         }
 
+        bool sslRequested = _clientTls, gssRequested = false;
         while (true)
         {
             byte[]? packet = await ReadStartupPacketAsync(client, cancellationToken).ConfigureAwait(false);
@@ -297,6 +323,19 @@ internal sealed partial class ProxyConnection
             PgReceivedMessage message = Accept(_frontend, packet, "an invalid startup packet");
             Trace(message);
             FrontendMessageKind kind = message.FrontendKind;
+            if (kind is FrontendMessageKind.SSLRequest or FrontendMessageKind.GSSENCRequest)
+            {
+                // As PostgreSQL: each request at most once (a client tries GSS, then SSL, then goes on).
+                ref bool requested = ref kind == FrontendMessageKind.SSLRequest ? ref sslRequested : ref gssRequested;
+                if (requested)
+                {
+                    int code = BinaryPrimitives.ReadInt32BigEndian(packet.AsSpan(4));
+                    throw ProtocolViolation($"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: server supports 3.0 to 3.2", fromClient: true);
+                }
+
+                requested = true;
+            }
+
             switch (kind)
             {
                 case FrontendMessageKind.SSLRequest when Options.TlsPassthrough && !_overLimit:
@@ -310,7 +349,7 @@ internal sealed partial class ProxyConnection
                     break;
                 case FrontendMessageKind.SSLRequest:
                 case FrontendMessageKind.GSSENCRequest:
-                    bool tls = kind == FrontendMessageKind.SSLRequest && Options.TlsCertificate is not null && !_clientTls;
+                    bool tls = kind == FrontendMessageKind.SSLRequest && Options.TlsCertificate is not null;
                     await AnswerEncryptionRequestAsync(client, tls ? (byte)'S' : (byte)'N', cancellationToken).ConfigureAwait(false);
                     if (tls)
                     {
@@ -336,7 +375,7 @@ internal sealed partial class ProxyConnection
         {
             // Trace the answer as a backend message of this connection.
             _context.ExpectEncryptionAnswer = true;
-            TraceSent(PgDirection.Backend, [answer]);
+            TraceSent(PgDirection.Backend, [answer], _backend.Position);
         }
 
         _context.ExpectEncryptionAnswer = false;
@@ -352,7 +391,7 @@ internal sealed partial class ProxyConnection
         {
             ServerCertificate = Options.TlsCertificate,
             ClientCertificateRequired = false,
-            ApplicationProtocols = direct ? [new SslApplicationProtocol("postgresql")] : null,
+            ApplicationProtocols = direct ? [s_postgresqlAlpn] : null,
         };
         try
         {
@@ -361,6 +400,14 @@ internal sealed partial class ProxyConnection
         catch (Exception e) when (e is AuthenticationException or IOException)
         {
             throw new ProxyConnectionException("the TLS handshake with the client failed: " + ProxyErrors.Describe(e), null);
+        }
+
+        if (direct && tls.NegotiatedApplicationProtocol != s_postgresqlAlpn)
+        {
+            // PostgreSQL 17 requires ALPN 'postgresql' on direct TLS, so that a TLS connection meant
+            // for another protocol (HTTPS, say) cannot be taken for PostgreSQL's.
+            await tls.DisposeAsync().ConfigureAwait(false);
+            throw new ProxyConnectionException("the client started direct TLS without the ALPN protocol 'postgresql'; refused, as PostgreSQL refuses it", null);
         }
 
         _clientTls = true;
@@ -588,7 +635,7 @@ internal sealed partial class ProxyConnection
     /// Traces a message the proxy itself sends (a FATAL, a key of its own, a rewritten offer): read
     /// back with a copy of the connection's context, so tracing changes nothing of the connection.
     /// </summary>
-    private void TraceSent(PgDirection direction, byte[] bytes)
+    private void TraceSent(PgDirection direction, byte[] bytes, long offset)
     {
         if (_trace is null)
         {
@@ -605,6 +652,7 @@ internal sealed partial class ProxyConnection
             Limits = _context.Limits,
         };
         var reader = new PgMessageReader(direction, context);
+        reader.Skip(offset);
         if (reader.TryRead(bytes, out _, out PgReceivedMessage message, out _) == PgReadStatus.Message)
         {
             _trace.Write(_id, message, context);
@@ -664,13 +712,26 @@ internal static class ProxyErrors
         for (Exception? e = exception; e is not null; e = e.InnerException)
         {
             string text = e.Message.Replace("see inner exception.", "", StringComparison.OrdinalIgnoreCase).Trim().TrimEnd(',', '.').Trim();
-            if (text.Length > 0 && !parts.Contains(text))
+            if (text.Length > 0 && !parts.Exists(part => part.Contains(text, StringComparison.Ordinal)))
             {
                 parts.Add(text);
             }
         }
 
         return parts.Count == 0 ? exception.GetType().Name : string.Join(": ", parts);
+    }
+
+    /// <summary>An unexpected exception with its stack trace (which needs files the runtime may not be able to open when out of descriptors).</summary>
+    public static string DescribeUnexpected(Exception exception)
+    {
+        try
+        {
+            return exception.ToString();
+        }
+        catch (Exception)
+        {
+            return exception.GetType().Name + ": " + exception.Message;
+        }
     }
 
     /// <summary>True when the peer reset the connection.</summary>

@@ -32,6 +32,35 @@ public class DecodeCommandTests
     }
 
     [Fact]
+    public void Decode_WithAPeerFromTheSameSide_IsAUsageError()
+    {
+        using var dir = new TempDirectory();
+        string frontend = dir.Write("frontend.bin", Frontend);
+        string backend = dir.Write("backend.bin", Backend);
+
+        CliResult sameFrontend = CliRunner.Run("decode", "--from", "frontend", "--peer", frontend, frontend);
+        CliResult sameBackend = CliRunner.Run("decode", "--from", "backend", "--peer", backend, backend);
+
+        Assert.Equal(PgSpecCommandLine.ExitUsage, sameFrontend.ExitCode);
+        Assert.Contains("the --peer stream looks like the frontend's too", sameFrontend.Stderr);
+        Assert.Equal(PgSpecCommandLine.ExitUsage, sameBackend.ExitCode);
+        Assert.Contains("the --peer stream looks like the backend's too", sameBackend.Stderr);
+    }
+
+    [Fact]
+    public void Decode_WithAPeerThatBreaksTheProtocol_SaysHowFarItIsUsed()
+    {
+        using var dir = new TempDirectory();
+        string frontend = dir.Write("frontend.bin", Frontend);
+        string broken = dir.Write("backend.bin", [.. Sasl.ToArray(), (byte)'R', 0, 0, 0, 2]);
+
+        CliResult result = CliRunner.Run("decode", "--from", "frontend", "--peer", broken, frontend);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("pgspec: note: the --peer stream breaks the protocol (frame.length: length 2", result.Stderr);
+    }
+
+    [Fact]
     public void Decode_HexBackendWithFrontendPeer_PrintsEveryMessageButAuthenticationOk()
     {
         using var dir = new TempDirectory();

@@ -84,7 +84,7 @@ public class HardeningTests
     }
 
     [Fact]
-    public async Task DuringLogin_AServerErrorThatOnlyDeclaresAGigabyte_CostsWhatArrives()
+    public async Task DuringLogin_AServerErrorLongerThanLibpqAllows_IsRefusedBeforeItsBodyIsRead()
     {
         await using var fake = new FakeServerProxy(async socket =>
         {
@@ -99,7 +99,7 @@ public class HardeningTests
         (char Type, byte[] Body)? error = await client.ReadUntilAsync('E');
 
         Assert.NotNull(error);
-        Assert.Contains("the server closed the connection inside a message", Encoding.UTF8.GetString(error.Value.Body));
+        Assert.Contains("during login, where at most 30000 is allowed", Encoding.UTF8.GetString(error.Value.Body));
         Assert.True(GC.GetTotalAllocatedBytes(precise: true) - allocated < 256L * 1024 * 1024, "the proxy allocated what the server declared");
         await fake.StopAsync();
     }
@@ -225,6 +225,7 @@ public class HardeningTests
 
         string[] lines = Encoding.UTF8.GetString(trace.ToArray()).TrimEnd('\n').Split('\n');
         Assert.Matches(@"connection 1 from 127\.0\.0\.1:\d+: the client sent a malformed message", proxy.Log);
+        Assert.True(proxy.Proxy.Statistics.LargestBuffer >= 16 * 1024, proxy.Proxy.Statistics.ToString());
         Assert.Matches(@"^1\t\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\tB\t\d+\tErrorResponse\t S ""FATAL"" V ""FATAL"" C ""08P01"" M ""the client sent a malformed message: frame\.length", lines[^2]);
         Assert.Matches(@"^1\t\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\t# connection ended: the client sent a malformed message: frame\.length: length 2 of message type Q is less than 4 \(at offset \d+\)$", lines[^1]);
     }
@@ -248,6 +249,14 @@ public class HardeningTests
 
         Assert.Equal(0, exitCode);
         System.Text.Json.JsonElement[] lines = File.ReadAllLines(trace).Select(line => System.Text.Json.JsonDocument.Parse(line).RootElement).ToArray();
+        Assert.All(lines, line => Assert.Equal(1, line.GetProperty("connection").GetInt64()));
+        System.Text.Json.JsonElement[] fromServer = lines.Where(line => line.TryGetProperty("direction", out var d) && d.GetString() == "B").ToArray();
+        for (int i = 1; i < fromServer.Length; i++)
+        {
+            // Each message starts where the one before ended, the proxy's own BackendKeyData too.
+            Assert.Equal(fromServer[i - 1].GetProperty("offset").GetInt64() + 1 + fromServer[i - 1].GetProperty("length").GetInt64(), fromServer[i].GetProperty("offset").GetInt64());
+        }
+
         Assert.Equal("ErrorResponse", lines[^2].GetProperty("name").GetString());
         System.Text.Json.JsonElement ended = lines[^1];
         Assert.Equal(1, ended.GetProperty("connection").GetInt64());
@@ -448,6 +457,293 @@ public class HardeningTests
         Assert.True(peak - baseline < 150L * 1000 * 1000, $"tracing a 50 MB row took the proxy from {baseline >> 20} MB to {peak >> 20} MB");
         Assert.True(after - baseline < 32L * 1024 * 1024, $"after the row the proxy stayed at {after >> 20} MB (from {baseline >> 20} MB)");
     }
+
+    [Fact]
+    public async Task ProxyProcess_WithATraceThatCannotBeWritten_GoesOnRelayingAndStopsCleanly()
+    {
+        PgServer server = await _servers.Server(15);
+        int port = ProxyProcess.FreePort();
+        await using ProxyProcess proxy = await ProxyProcess.StartAsync("--listen", "127.0.0.1:" + port.ToString(CultureInfo.InvariantCulture), "--upstream", $"{server.Host}:{server.Port}", "--trace", "/dev/full");
+
+        // /dev/full fails every write with "No space left on device", as a full disk does.
+        for (int i = 0; i < 3; i++)
+        {
+            ProcessOutput query = Query(port, server.Role(PgAuthMethod.Trust), $"SELECT {i}, repeat('y', 100000)");
+            Assert.True(query.ExitCode == 0, query.ToString());
+        }
+
+        await proxy.WaitForLineAsync(line => line.Contains("the trace cannot be written: No space left on device", StringComparison.Ordinal));
+        (int exitCode, _) = await proxy.StopAsync();
+
+        Assert.Equal(0, exitCode);
+        Assert.Matches(@"stopped; connections: 3 accepted, 3 closed, 0 failed.*; \d+ bytes of trace dropped", proxy.Stderr);
+    }
+
+    [Fact]
+    public async Task ProxyProcess_TracingToAPipeNobodyReads_StillStopsWithinTheGrace()
+    {
+        PgServer server = await _servers.Server(15);
+        int port = ProxyProcess.FreePort();
+        await using ProxyProcess proxy = await ProxyProcess.StartAsync(
+            ["--listen", "127.0.0.1:" + port.ToString(CultureInfo.InvariantCulture), "--upstream", $"{server.Host}:{server.Port}", "--trace", "-", "--shutdown-grace", "1"],
+            readStdout: false,
+            openFiles: null);
+        using RawClient client = await LoggedInAsync(port, server.Role(PgAuthMethod.Trust));
+
+        // 20 MB of trace: more than the pipe and the trace's queue hold, so the trace falls behind for good.
+        await client.SendAsync(RawClient.Message('Q', "SELECT repeat('z', 1000000) FROM generate_series(1, 20)\0"));
+        Assert.NotNull(await client.ReadUntilAsync('D'));
+        var stopping = System.Diagnostics.Stopwatch.StartNew();
+        (int exitCode, _) = await proxy.StopAsync();
+
+        Assert.Equal(0, exitCode);
+        Assert.True(stopping.Elapsed < TimeSpan.FromSeconds(30), $"the proxy took {stopping.Elapsed} to stop with a grace of 1 s");
+        Assert.Matches(@"stopped; connections: 1 accepted.*bytes of trace dropped", proxy.Stderr);
+    }
+
+    [Fact]
+    public async Task ProxyProcess_OutOfFileDescriptors_KeepsServingWithinWhatTheLimitAllows()
+    {
+        PgServer server = await _servers.Server(15);
+        int port = ProxyProcess.FreePort();
+        await using ProxyProcess proxy = await ProxyProcess.StartAsync(
+            ["--listen", "127.0.0.1:" + port.ToString(CultureInfo.InvariantCulture), "--upstream", $"{server.Host}:{server.Port}"],
+            readStdout: true,
+            openFiles: 256);
+        await proxy.WaitForLineAsync(line => line.Contains("the limit of open files (256) allows 56 client connections at once", StringComparison.Ordinal));
+
+        // Far more idle connections than descriptors: the proxy serves what it can, refuses or closes the rest.
+        var idle = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < 400; i++)
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
+                idle.Add(socket);
+            }
+
+            using RawClient refused = await RawClient.ConnectAsync(port);
+            await refused.SendAsync(RawClient.Startup(server.Role(PgAuthMethod.Trust).Name));
+            await refused.ClosedAsync();
+        }
+        finally
+        {
+            idle.ForEach(socket => socket.Dispose());
+        }
+
+        Assert.False(proxy.HasExited, proxy.Stderr);
+        await WaitUntilAsync(() => Query(port, server.Role(PgAuthMethod.Trust), "SELECT 'served again'").ExitCode == 0, "a client is served once the idle ones left");
+        (int exitCode, _) = await proxy.StopAsync();
+        Assert.Equal(0, exitCode);
+        Assert.DoesNotContain("Out of memory", proxy.Stderr);
+        Assert.DoesNotContain("unexpected error", proxy.Stderr);
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task UnixSocketLock_NeverFollowsALinkNorTouchesAFileItDidNotWrite_AndReplacesOneItLeftBehind()
+    {
+        PgServer server = await _servers.Server(18);
+        using var directory = new TempDirectory();
+        string path = Path.Combine(directory.Path, ".s.PGSQL.6433");
+        string victim = Path.Combine(directory.Path, "victim.txt");
+        await File.WriteAllTextAsync(victim, "IMPORTANT");
+        ProxyEndpoint listen = ProxyEndpoint.Parse(path);
+        var options = new PgProxyOptions { Listen = listen, Upstream = ProxyEndpoint.Parse(server.Host + ":" + server.Port.ToString(CultureInfo.InvariantCulture)) };
+
+        File.CreateSymbolicLink(path + ".lock", victim);
+        await using (var linked = new PgProxy(options))
+        {
+            PgProxyStartException refused = Assert.Throws<PgProxyStartException>(linked.Start);
+            Assert.Contains("is not a lock file of pgspec proxy", refused.Message);
+        }
+
+        Assert.Equal("IMPORTANT", await File.ReadAllTextAsync(victim));
+        File.Delete(path + ".lock");
+
+        await File.WriteAllTextAsync(path + ".lock", "precious");
+        await using (var foreign = new PgProxy(options))
+        {
+            PgProxyStartException refused = Assert.Throws<PgProxyStartException>(foreign.Start);
+            Assert.Contains("was not written by pgspec proxy", refused.Message);
+        }
+
+        Assert.Equal("precious", await File.ReadAllTextAsync(path + ".lock"));
+
+        // A lock file of a proxy that is gone: its format, and nobody holds it.
+        await File.WriteAllTextAsync(path + ".lock", "999999\npgspec proxy\n");
+        await using (var harness = new ProxyHarness(server, o => o with { Listen = listen }))
+        {
+            using RawClient client = await RawClient.ConnectAsync(path);
+            await client.SendAsync(RawClient.Startup(server.Role(PgAuthMethod.Trust).Name));
+            Assert.NotNull(await client.ReadUntilAsync('Z'));
+            Assert.Equal((UnixFileMode)0x1FF, File.GetUnixFileMode(path) & (UnixFileMode)0x1FF);
+        }
+
+        Assert.False(File.Exists(path + ".lock"));
+        await using (var restricted = new ProxyHarness(server, o => o with { Listen = listen, UnixSocketPermissions = (UnixFileMode)0x1F8 }))
+        {
+            Assert.Equal((UnixFileMode)0x1F8, File.GetUnixFileMode(path) & (UnixFileMode)0x1FF);
+        }
+    }
+
+    [Fact]
+    public async Task BeyondTheLimit_ManyIdleSockets_StillLeaveAClientItsFatal53300_AndAreClosedSoon()
+    {
+        PgServer server = await _servers.Server(18);
+        await using var proxy = new ProxyHarness(server, options => options with { MaxClientConnections = 1, HandshakeTimeout = TimeSpan.FromMinutes(2) });
+        using RawClient served = await RobustnessTests.LoggedInAsync(proxy, server);
+        var idle = new List<RawClient>();
+        try
+        {
+            for (int i = 0; i < 100; i++)
+            {
+                idle.Add(await RawClient.ConnectAsync(proxy.Port));
+            }
+
+            using RawClient refused = await RawClient.ConnectAsync(proxy.Port);
+            await refused.SendAsync(RawClient.Startup(server.Role(PgAuthMethod.Trust).Name));
+            (char Type, byte[] Body)? error = await refused.ReadUntilAsync('E');
+            Assert.NotNull(error);
+            Assert.Contains("53300", Encoding.UTF8.GetString(error.Value.Body));
+
+            // Beyond the limit, a connection has a few seconds, not the handshake timeout, to say what it wants.
+            var waited = System.Diagnostics.Stopwatch.StartNew();
+            Assert.True(await idle[0].ClosedAsync());
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"an idle connection beyond the limit was held {waited.Elapsed}");
+        }
+        finally
+        {
+            idle.ForEach(client => client.Dispose());
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task IdleTimeout_NeverCutsAnExtendedQuery_AndAppliesAgainAfterACopyFromStdin(bool copy)
+    {
+        PgServer server = await _servers.Server(15);
+        await using var proxy = new ProxyHarness(server, options => options with { IdleTimeout = TimeSpan.FromSeconds(1) });
+        using RawClient client = await RobustnessTests.LoggedInAsync(proxy, server);
+        if (!copy)
+        {
+            // Parse, Bind, Execute and Flush, no Sync: the query runs, and its client waits for it.
+            await client.SendAsync([.. Parse("SELECT pg_sleep(2.5), 'extended'"), .. Bind(), .. Execute(), .. RawClient.Message('H', "")]);
+            (char Type, byte[] Body)? row = await client.ReadUntilAsync('D');
+            Assert.NotNull(row);
+            Assert.Contains("extended", Encoding.UTF8.GetString(row.Value.Body));
+            await client.SendAsync(RawClient.Message('S', ""));
+            Assert.NotNull(await client.ReadUntilAsync('Z'));
+        }
+        else
+        {
+            // As libpq's PQexecParams does COPY: Execute and Sync, then the data, CopyDone and Sync.
+            await client.SendAsync(RawClient.Message('Q', "CREATE TEMP TABLE t (x int)\0"));
+            Assert.NotNull(await client.ReadUntilAsync('Z'));
+            await client.SendAsync([.. Parse("COPY t FROM STDIN"), .. Bind(), .. Execute(), .. RawClient.Message('S', "")]);
+            Assert.NotNull(await client.ReadUntilAsync('G'));
+            await client.SendAsync([.. RawClient.Message('d', "1\n"), .. RawClient.Message('c', ""), .. RawClient.Message('S', "")]);
+            Assert.NotNull(await client.ReadUntilAsync('Z'));
+        }
+
+        (char Type, byte[] Body)? farewell = await client.ReadUntilAsync('E');
+        Assert.NotNull(farewell);
+        Assert.Contains("57P05", Encoding.UTF8.GetString(farewell.Value.Body));
+    }
+
+    [Fact]
+    public async Task AnSslRequestAfterAnSslRequest_IsRefusedAsPostgresqlRefusesIt()
+    {
+        PgServer server = await _servers.Server(18);
+        await using var proxy = new ProxyHarness(server);
+        using RawClient client = await RawClient.ConnectAsync(proxy.Port);
+        byte[] sslRequest = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+        await client.SendAsync(sslRequest);
+        Assert.Equal('N', await client.ReadByteAsync());
+        await client.SendAsync(sslRequest);
+        (char Type, byte[] Body)? error = await client.ReadUntilAsync('E');
+
+        Assert.NotNull(error);
+        Assert.Contains("unsupported frontend protocol 1234.5679", Encoding.UTF8.GetString(error.Value.Body));
+    }
+
+    [Fact]
+    public async Task DirectTls_WithoutTheAlpnOfPostgresql_IsRefused()
+    {
+        PgServer server = await _servers.Server(18);
+        using X509Certificate2 certificate = TlsTests.SelfSigned();
+        await using var proxy = new ProxyHarness(server, options => options with { TlsCertificate = certificate });
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, proxy.Port));
+        using var tls = new System.Net.Security.SslStream(new NetworkStream(socket), false, (_, _, _, _) => true);
+
+        await tls.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions { TargetHost = "localhost" });
+        int read;
+        try
+        {
+            read = await tls.ReadAsync(new byte[16]);
+        }
+        catch (IOException)
+        {
+            read = 0;
+        }
+
+        Assert.Equal(0, read);
+        await proxy.WaitIdleAsync();
+        Assert.Contains("without the ALPN protocol 'postgresql'", proxy.Log);
+    }
+
+    [Fact]
+    public async Task ConnectionsThatOpenAndCloseAtOnce_AllLeaveTheCountOfOpenOnes()
+    {
+        PgServer server = await _servers.Server(15);
+        await using var proxy = new ProxyHarness(server, options => options with { Log = null });
+        for (int i = 0; i < 2000; i++)
+        {
+            using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, proxy.Port));
+        }
+
+        await WaitUntilAsync(() => proxy.Proxy.Statistics.Closed + proxy.Proxy.Statistics.Failed == 2000, "every connection ended");
+        await WaitUntilAsync(() => proxy.Proxy.ActiveConnections == 0, "no connection counted as open");
+    }
+
+    [Fact]
+    public async Task HandshakeTimeout_WhileTheServerIsSilent_NamesTheServer()
+    {
+        await using var fake = new FakeServerProxy(
+            async socket =>
+            {
+                byte[] buffer = new byte[1024];
+                await socket.ReceiveAsync(buffer);
+                try
+                {
+                    await socket.ReceiveAsync(buffer);
+                }
+                catch (SocketException)
+                {
+                }
+            },
+            options => options with { HandshakeTimeout = TimeSpan.FromSeconds(1) });
+        using RawClient client = await RawClient.ConnectAsync(fake.Port);
+
+        await client.SendAsync(RawClient.Startup("anyone"));
+        (char Type, byte[] Body)? error = await client.ReadUntilAsync('E');
+
+        Assert.NotNull(error);
+        Assert.Contains("the server did not complete authentication within --handshake-timeout", Encoding.UTF8.GetString(error.Value.Body));
+        Assert.Contains("the server did not answer in time", fake.Log);
+        await fake.StopAsync();
+    }
+
+    private static byte[] Parse(string sql) => RawClient.Message('P', "\0" + sql + "\0\0\0");
+
+    private static byte[] Bind() => RawClient.Message('B', "\0\0\0\0\0\0\0\0");
+
+    private static byte[] Execute() => RawClient.Message('E', "\0\0\0\0\0");
 
     /// <summary>Resident memory once it is at most <paramref name="target"/>, or after a minute of trying (then the test fails on it).</summary>
     private static async Task<long> SettledResidentBytesAsync(ProxyProcess proxy, long target)

@@ -153,6 +153,18 @@ public class ProxyCommandTests
     }
 
     [Fact]
+    public void ProxyCommand_WithAnOutOfRangeHandshakeTimeout_SaysWhatTheRangeIs()
+    {
+        using var output = new MemoryStream();
+        using var error = new StringWriter();
+
+        int exit = PgSpecCommandLine.Run(["proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:5432", "--handshake-timeout", "1e9"], new MemoryStream(), output, error);
+
+        Assert.Equal(PgSpecCommandLine.ExitUsage, exit);
+        Assert.Contains("--handshake-timeout is a number of seconds more than 0 and at most 86400", error.ToString());
+    }
+
+    [Fact]
     public void ProxyHelp_DescribesTheOptions()
     {
         using var output = new MemoryStream();
@@ -162,6 +174,8 @@ public class ProxyCommandTests
 
         string help = Encoding.UTF8.GetString(output.ToArray());
         Assert.Equal(0, exit);
+        Assert.Contains("idle between queries", help);
+        Assert.Contains("for its startup and login", help);
         foreach (string option in new[] { "--listen", "--upstream", "--tls-cert", "--tls-key", "--trace", "--regress", "--format", "--show-secrets", "--connection-ids", "--timestamps", "--idle-timeout", "--tls-passthrough", "--stream-threshold", "--socket-engine", "--io-threads", "--max-client-connections", "--channel-binding-fallback", "--trace-append", "SIGHUP", "SCRAM-SHA-256-PLUS" })
         {
             Assert.Contains(option, help);

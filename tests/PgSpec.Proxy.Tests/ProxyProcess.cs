@@ -19,10 +19,10 @@ public sealed class ProxyProcess : IAsyncDisposable
     private readonly Task<string> _stdout;
     private readonly Task _readErrors;
 
-    private ProxyProcess(Process process)
+    private ProxyProcess(Process process, bool readStdout)
     {
         _process = process;
-        _stdout = process.StandardOutput.ReadToEndAsync();
+        _stdout = readStdout ? process.StandardOutput.ReadToEndAsync() : Task.FromResult("(not read)");
         _readErrors = Task.Run(async () =>
         {
             while (await process.StandardError.ReadLineAsync() is { } line)
@@ -65,14 +65,27 @@ public sealed class ProxyProcess : IAsyncDisposable
     }
 
     /// <summary>Starts <c>pgspec proxy ARGUMENTS</c> and waits until it listens.</summary>
-    public static async Task<ProxyProcess> StartAsync(params string[] arguments)
+    public static Task<ProxyProcess> StartAsync(params string[] arguments) => StartAsync(arguments, readStdout: true, openFiles: null);
+
+    /// <summary>
+    /// Starts <c>pgspec proxy ARGUMENTS</c> and waits until it listens; standard output is left
+    /// unread (a pipe nobody reads) unless <paramref name="readStdout"/>, and the limit of open
+    /// files is <paramref name="openFiles"/> when given.
+    /// </summary>
+    public static async Task<ProxyProcess> StartAsync(string[] arguments, bool readStdout, int? openFiles)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(openFiles is null ? "dotnet" : "/usr/bin/prlimit")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (openFiles is { } limit)
+        {
+            start.ArgumentList.Add($"--nofile={limit}:{limit}");
+            start.ArgumentList.Add("dotnet");
+        }
+
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "pgspec.dll"));
         start.ArgumentList.Add("proxy");
         foreach (string argument in arguments)
@@ -80,7 +93,7 @@ public sealed class ProxyProcess : IAsyncDisposable
             start.ArgumentList.Add(argument);
         }
 
-        var proxy = new ProxyProcess(Process.Start(start)!);
+        var proxy = new ProxyProcess(Process.Start(start)!, readStdout);
         await proxy.WaitForLineAsync(line => line.Contains("listening on", StringComparison.Ordinal));
         return proxy;
     }
