@@ -58,8 +58,10 @@ internal static class ProxyCommand
         rather than held whole; with a trace, messages are held whole (up to the limits), since
         a trace line shows the whole message. --handshake-timeout covers startup and login;
         --idle-timeout applies only while the client is idle between queries (a long query
-        runs on); beyond --max-client-connections a client gets FATAL 53300. A connection ended
-        by a timeout or shutdown gets a FATAL naming it, where the protocol allows one.
+        runs on); beyond --max-client-connections a client gets FATAL 53300 (up to 256 of them
+        are read for it, for 5 s at most; more are closed at once), and the limit of open files
+        caps that limit (two descriptors a connection). A connection ended by a timeout or
+        shutdown gets a FATAL naming it, where the protocol allows one.
 
         Signals: SIGINT/SIGTERM stop accepting, give open connections --shutdown-grace seconds,
         close the rest (FATAL 57P01), and print a summary to standard error. SIGHUP reopens the
@@ -68,7 +70,9 @@ internal static class ProxyCommand
 
         Trace: --trace FILE (or '-' for standard output) prints one line per message in libpq
         18's PQtrace format (F: client to server, B: server to client), or JSON lines with
-        --format json. An existing non-empty FILE is refused unless --trace-append. Passwords,
+        --format json (each object names its connection). An existing non-empty FILE is refused
+        unless --trace-append. The trace is written by a thread of its own; a trace output that
+        fails is reported once and dropped (and counted) until SIGHUP reopens it. Passwords,
         SASL and GSS data are hidden unless --show-secrets. A connection that ends abnormally
         gets a last line "# connection ended: REASON" (in JSON, an object with "event": "ended").
         Notes on standard error carry the time and the client's address.
