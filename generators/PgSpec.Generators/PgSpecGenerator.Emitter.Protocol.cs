@@ -272,12 +272,25 @@ namespace PgSpec.Generators
                 w.Close();
                 w.Line();
 
-                w.Line("/// <summary>Writes libpq's trace line of a validated body of the given kind.</summary>");
-                w.Open("public static void Trace(" + kindType + " kind, " + Span + " body, " + Rt + ".PgTraceWriter trace)");
+                w.Line("/// <summary>Writes libpq's trace line of a body of the given kind; a malformed body throws <see cref=\"" + Rt + ".PgProtocolException\"/> and writes nothing.</summary>");
+                w.Open("public static void Trace(" + kindType + " kind, " + Span + " body, " + Rt + ".PgTraceWriter trace, " + Rt + ".DecodeContext? context = null)");
                 w.Open("switch (kind)");
                 foreach (MessageSpec m in messages)
                 {
-                    w.Line("case " + kindType + "." + m.Name + ": " + m.Name + ".Trace(body, trace, '" + dirChar + "'); return;");
+                    w.Line("case " + kindType + "." + m.Name + ": " + m.Name + ".Trace(body, trace, '" + dirChar + "', context); return;");
+                }
+
+                w.Line("default: throw new global::System.ArgumentOutOfRangeException(nameof(kind));");
+                w.Close();
+                w.Close();
+                w.Line();
+
+                w.Line("/// <summary>Writes libpq's trace line of a body of the given kind already validated; nothing is checked again.</summary>");
+                w.Open("internal static void TraceValidated(" + kindType + " kind, " + Span + " body, " + Rt + ".PgTraceWriter trace)");
+                w.Open("switch (kind)");
+                foreach (MessageSpec m in messages)
+                {
+                    w.Line("case " + kindType + "." + m.Name + ": " + m.Name + ".TraceValidated(body, trace, '" + dirChar + "'); return;");
                 }
 
                 w.Line("default: throw new global::System.ArgumentOutOfRangeException(nameof(kind));");

@@ -12,7 +12,7 @@ namespace PgSpec.Generators
             /// The borrowed view: a ref struct over the received body, validated once, whose
             /// accessors read the wire bytes in place and allocate nothing.
             /// </summary>
-            private static void EmitView(IndentedWriter w, MessageSpec m)
+            private static void EmitView(IndentedWriter w, MessageSpec m, bool protocol)
             {
                 bool typed = m.TypeByte >= 0;
                 List<FieldSpec> body = m.Fields.Skip(typed ? 2 : 1).ToList();
@@ -40,6 +40,35 @@ namespace PgSpec.Generators
                 w.Line("return TryRead(body, context, out View view, out " + Rt + ".PgDecodeError error) ? view : throw new " + Rt + ".PgProtocolException(error);");
                 w.Close();
                 w.Line();
+                if (protocol)
+                {
+                    // A reader names and validates what it reads: its messages need no second check.
+                    var kinds = new List<string>();
+                    if (m.Direction != Direction.Backend)
+                    {
+                        kinds.Add("message.FrontendKind == " + Rt + ".FrontendMessageKind." + m.Name);
+                    }
+
+                    if (m.Direction != Direction.Frontend)
+                    {
+                        kinds.Add("message.BackendKind == " + Rt + ".BackendMessageKind." + m.Name);
+                    }
+
+                    w.Line("/// <summary>");
+                    w.Line("/// Wraps the body of a message a <see cref=\"" + Rt + ".PgMessageReader\"/> has read, without checking it");
+                    w.Line("/// again when the reader validated it (see <see cref=\"" + Rt + ".PgReceivedMessage.IsValidated\"/>); another");
+                    w.Line("/// message is an <see cref=\"global::System.ArgumentException\"/>.");
+                    w.Line("/// </summary>");
+                    w.Open("public static View Read(" + Rt + ".PgReceivedMessage message, " + Rt + ".DecodeContext? context = null)");
+                    w.Open("if (!(" + string.Join(" || ", kinds) + "))");
+                    w.Line("throw new global::System.ArgumentException(\"the message is \" + message.Name + \", not \" + MessageName, nameof(message));");
+                    w.Close();
+                    w.Line();
+                    w.Line("return message.IsValidated ? new View(message.Body) : Read(message.Body, context);");
+                    w.Close();
+                    w.Line();
+                }
+
                 w.Line("/// <summary>Copies the view into an owned message.</summary>");
                 w.Line("public " + m.Name + " ToMessage(" + Rt + ".DecodeContext? context = null) => Decode(_body, context);");
                 w.Line();

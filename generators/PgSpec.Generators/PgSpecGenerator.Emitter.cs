@@ -199,7 +199,7 @@ namespace PgSpec.Generators
                 w.Line("/// <summary>The message as libpq's trace prints it, for logs and test failures.</summary>");
                 w.Line("public override string ToString() => " + Rt + ".PgTrace.Describe(this);");
                 w.Line();
-                EmitView(w, m);
+                EmitView(w, m, protocol: resolved.Namespace == "PgSpec.Protocol");
 
                 foreach (FieldSpec group in AllGroups(m.Fields))
                 {
@@ -718,19 +718,34 @@ namespace PgSpec.Generators
                 bool typed = m.TypeByte >= 0;
                 List<FieldSpec> body = m.Fields.Skip(typed ? 2 : 1).ToList();
                 bool hasFields = HasTracedFields(body, typed);
+                w.Line("/// <summary>");
+                w.Line("/// Writes libpq's PQtrace line for a body of this message" + (m.Untraced ? " (nothing: libpq never traces it, the spec marks it 'untraced')" : "") + ". The body is");
+                w.Line("/// checked first, as <see cref=\"TryValidate\"/> checks it (with <paramref name=\"context\"/>'s protocol");
+                w.Line("/// version): a malformed one throws <see cref=\"" + Rt + ".PgProtocolException\"/> and writes nothing.");
+                w.Line("/// </summary>");
+                w.Open("public static void Trace(" + Span + " body, " + Rt + ".PgTraceWriter trace, char direction, " + Rt + ".DecodeContext? context = null)");
+                w.Line("global::System.ArgumentNullException.ThrowIfNull(trace);");
+                w.Line("if (!TryValidate(body, context, out " + Rt + ".PgDecodeError error))");
+                w.Line("{");
+                w.Line("    throw new " + Rt + ".PgProtocolException(error);");
+                w.Line("}");
+                w.Line();
+                w.Line("TraceValidated(body, trace, direction);");
+                w.Close();
+                w.Line();
+
+                w.Line("/// <summary>Writes libpq's PQtrace line for a body already validated (by a reader or <see cref=\"TryValidate\"/>); nothing is checked again.</summary>");
+                w.Open("internal static void TraceValidated(" + Span + " body, " + Rt + ".PgTraceWriter trace, char direction)");
                 if (m.Untraced)
                 {
-                    w.Line("/// <summary>Writes nothing: libpq never traces this message (the spec marks it 'untraced').</summary>");
-                    w.Open("public static void Trace(" + Span + " body, " + Rt + ".PgTraceWriter trace, char direction)");
-                    w.Line("global::System.ArgumentNullException.ThrowIfNull(trace);");
+                    w.Line("_ = body;");
+                    w.Line("_ = trace;");
+                    w.Line("_ = direction;");
                     w.Close();
                     w.Line();
                     return;
                 }
 
-                w.Line("/// <summary>Writes libpq's PQtrace line for a valid body of this message (see <see cref=\"TryValidate\"/>).</summary>");
-                w.Open("public static void Trace(" + Span + " body, " + Rt + ".PgTraceWriter trace, char direction)");
-                w.Line("global::System.ArgumentNullException.ThrowIfNull(trace);");
                 w.Line("var r = new " + Rt + ".PgSpanReader(body, MessageName, " + (typed ? "5" : "4") + ");");
                 w.Line("int length = body.Length + 4;");
                 w.Line("trace.BeginMessage(direction, length, MessageName, maskLength: " + (m.MaskedLength ? "true" : "false") + ", hasFields: " + (hasFields ? "true" : "false") + ");");

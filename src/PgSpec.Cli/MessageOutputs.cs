@@ -54,22 +54,8 @@ internal sealed class TraceOutput : IMessageOutput
         Trace(message, _writer, context);
     }
 
-    private static void Trace(PgReceivedMessage message, PgTraceWriter writer, DecodeContext context)
-    {
-        // The reader has validated known messages; trace them as the kind it named them.
-        if (message.FrameKind == PgFrameKind.EncryptionAnswer || message.IsUnknown)
-        {
-            message.Trace(writer, context);
-        }
-        else if (message.Direction == PgDirection.Frontend)
-        {
-            FrontendMessages.Trace(message.FrontendKind, message.Body, writer);
-        }
-        else
-        {
-            BackendMessages.Trace(message.BackendKind, message.Body, writer);
-        }
-    }
+    /// <summary>Traces a message as the kind the reader named it; the reader's validation is not repeated.</summary>
+    private static void Trace(PgReceivedMessage message, PgTraceWriter writer, DecodeContext context) => message.Trace(writer, context);
 }
 
 /// <summary>

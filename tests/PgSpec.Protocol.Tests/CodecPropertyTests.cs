@@ -242,7 +242,7 @@ public class CodecPropertyTests
 
                     // The message's own tracer writes the same.
                     var own = new MemoryStream();
-                    MessageCodec.For(d.MessageType).Trace(body, new PgTraceWriter(own, new PgTraceOptions { Regress = regress }), letter);
+                    MessageCodec.For(d.MessageType).Trace(body, new PgTraceWriter(own, new PgTraceOptions { Regress = regress }), letter, null);
                     Assert.Equal(text, Encoding.UTF8.GetString(own.ToArray()));
                 }
             }

@@ -8,8 +8,9 @@ namespace PgSpec.Protocol;
 /// </summary>
 public readonly ref struct PgReceivedMessage
 {
-    internal PgReceivedMessage(PgDirection direction, PgFrameKind frameKind, int typeByte, int length, int kind, ReadOnlySpan<byte> body, long offset)
+    internal PgReceivedMessage(PgDirection direction, PgFrameKind frameKind, int typeByte, int length, int kind, ReadOnlySpan<byte> body, long offset, bool validated)
     {
+        IsValidated = validated && kind != 0;
         Direction = direction;
         FrameKind = frameKind;
         TypeByte = typeByte;
@@ -47,6 +48,12 @@ public readonly ref struct PgReceivedMessage
 
     /// <summary>The offset of the message's first byte in the stream.</summary>
     public long Offset { get; }
+
+    /// <summary>
+    /// True when the reader validated the body as the message it names (<see cref="PgMessageReader.Validate"/>):
+    /// views and traces over it need not check it again.
+    /// </summary>
+    public bool IsValidated { get; }
 
     /// <summary>The documented name.</summary>
     public string Name => FrameKind == PgFrameKind.EncryptionAnswer
@@ -101,16 +108,18 @@ public readonly ref struct PgReceivedMessage
             return;
         }
 
+        // The reader validated the body (or, when it was told not to, it is validated here):
+        // traced as the kind the reader named it, without a second check.
         if (Direction == PgDirection.Frontend)
         {
-            if (FrontendMessages.TryValidate(FrontendKind, Body, context, out _))
+            if (IsValidated || FrontendMessages.TryValidate(FrontendKind, Body, context, out _))
             {
-                FrontendMessages.Trace(FrontendKind, Body, trace);
+                FrontendMessages.TraceValidated(FrontendKind, Body, trace);
             }
         }
-        else if (BackendMessages.TryValidate(BackendKind, Body, context, out _))
+        else if (IsValidated || BackendMessages.TryValidate(BackendKind, Body, context, out _))
         {
-            BackendMessages.Trace(BackendKind, Body, trace);
+            BackendMessages.TraceValidated(BackendKind, Body, trace);
         }
     }
 }
@@ -260,7 +269,7 @@ public sealed class PgMessageReader
             return PgReadStatus.Malformed;
         }
 
-        message = new PgReceivedMessage(Direction, header.Kind, header.TypeByte, header.Length, kind, body, Position);
+        message = new PgReceivedMessage(Direction, header.Kind, header.TypeByte, header.Length, kind, body, Position, Validate);
         Observe(header, kind, body);
         Position += header.WireLength;
         return PgReadStatus.Message;
@@ -303,6 +312,9 @@ public sealed class PgMessageReader
             Context.ObserveBackend((BackendMessageKind)kind, body);
         }
     }
+
+    /// <summary>The copy <see cref="Contiguous"/> made of the last body split across segments (valid until the next read).</summary>
+    internal ReadOnlySpan<byte> CopiedBody(int length) => _scratch.AsSpan(0, length);
 
     private ReadOnlySpan<byte> Contiguous(ReadOnlySequence<byte> body)
     {

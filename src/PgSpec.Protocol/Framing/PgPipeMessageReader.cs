@@ -24,8 +24,7 @@ public sealed class PgPipeMessageReader
     private long _offset;
     private ReadOnlySequence<byte> _body;
     private ReadOnlySequence<byte> _raw;
-    private byte[] _scratch = [];
-    private bool _scratchFilled;
+    private bool _validated;
 
     /// <summary>Reads the messages <paramref name="direction"/> sends from <paramref name="input"/>.</summary>
     public PgPipeMessageReader(PipeReader input, PgDirection direction, DecodeContext? context = null)
@@ -47,14 +46,18 @@ public sealed class PgPipeMessageReader
                 throw new InvalidOperationException("no message has been read");
             }
 
-            return new PgReceivedMessage(_direction, _frameKind, _typeByte, _length, _kind, BodySpan(), _offset);
+            return new PgReceivedMessage(_direction, _frameKind, _typeByte, _length, _kind, BodySpan(), _offset, _validated);
         }
     }
 
     /// <summary>The current message's bytes as they came off the wire (type byte, length and body).</summary>
     public ReadOnlySequence<byte> CurrentRaw => _hasCurrent ? _raw : throw new InvalidOperationException("no message has been read");
 
-    /// <summary>Reads the next message. False when the stream ended cleanly between messages.</summary>
+    /// <summary>
+    /// Reads the next message. False when the stream ended cleanly between messages; a read
+    /// cancelled by <see cref="PipeReader.CancelPendingRead"/> (or <paramref name="cancellationToken"/>)
+    /// throws <see cref="OperationCanceledException"/>, and reading may go on afterwards.
+    /// </summary>
     public async ValueTask<bool> ReadAsync(CancellationToken cancellationToken = default)
     {
         Release();
@@ -62,33 +65,48 @@ public sealed class PgPipeMessageReader
         {
             ReadResult result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
             ReadOnlySequence<byte> buffer = result.Buffer;
-            if (TryTake(buffer, out PgDecodeError error, out bool malformed))
+            SequencePosition consumed = buffer.Start;
+            SequencePosition examined = buffer.Start;
+            try
             {
-                return true;
-            }
-
-            if (malformed)
-            {
-                _input.AdvanceTo(buffer.Start);
-                throw new PgProtocolException(error);
-            }
-
-            if (result.IsCompleted || result.IsCanceled)
-            {
-                long pending = buffer.Length;
-                _input.AdvanceTo(buffer.End);
-                if (pending == 0)
+                if (TryTake(buffer, out PgDecodeError error, out bool malformed))
                 {
-                    return false;
+                    // Held: the pipe is advanced past the message when the next one is asked for.
+                    return true;
                 }
 
-                throw new PgProtocolException(new PgDecodeError("frame", null, Reader.Position + pending, result.IsCanceled
-                    ? $"reading was cancelled inside a message ({pending} bytes of it received)"
-                    : $"the connection closed inside a message ({pending} bytes of it received)"));
-            }
+                if (malformed)
+                {
+                    throw new PgProtocolException(error);
+                }
 
-            // Nothing consumed; everything examined: wait for more bytes.
-            _input.AdvanceTo(buffer.Start, buffer.End);
+                if (result.IsCanceled)
+                {
+                    throw new OperationCanceledException("reading the pipe was cancelled (PipeReader.CancelPendingRead)");
+                }
+
+                if (result.IsCompleted)
+                {
+                    consumed = examined = buffer.End;
+                    if (buffer.Length == 0)
+                    {
+                        return false;
+                    }
+
+                    throw new PgProtocolException(new PgDecodeError("frame", null, Reader.Position + buffer.Length, $"the connection closed inside a message ({buffer.Length} bytes of it received)"));
+                }
+
+                // Nothing consumed; everything examined: wait for more bytes.
+                examined = buffer.End;
+            }
+            finally
+            {
+                // Whatever happened (a decode context that throws, say), the pipe is never left mid-read.
+                if (!_holding)
+                {
+                    _input.AdvanceTo(consumed, examined);
+                }
+            }
         }
     }
 
@@ -111,6 +129,7 @@ public sealed class PgPipeMessageReader
         _typeByte = message.TypeByte;
         _length = message.Length;
         _kind = message.Direction == PgDirection.Frontend ? (int)message.FrontendKind : (int)message.BackendKind;
+        _validated = message.IsValidated;
         _offset = offset;
         _raw = buffer.Slice(0, rest.Start);
         int header = _frameKind switch
@@ -120,31 +139,11 @@ public sealed class PgPipeMessageReader
             _ => 1,
         };
         _body = _raw.Slice(header);
-        _scratchFilled = false;
         return true;
     }
 
-    private ReadOnlySpan<byte> BodySpan()
-    {
-        if (_body.IsSingleSegment)
-        {
-            return _body.FirstSpan;
-        }
-
-        int length = (int)_body.Length;
-        if (!_scratchFilled)
-        {
-            if (_scratch.Length < length)
-            {
-                _scratch = new byte[Math.Max(length, Math.Min(_scratch.Length * 2, Array.MaxLength))];
-            }
-
-            _body.CopyTo(_scratch);
-            _scratchFilled = true;
-        }
-
-        return _scratch.AsSpan(0, length);
-    }
+    /// <summary>The body as one span: in place, or the copy the reader made of a body split across segments (one copy, not two).</summary>
+    private ReadOnlySpan<byte> BodySpan() => _body.IsSingleSegment ? _body.FirstSpan : Reader.CopiedBody((int)_body.Length);
 
     private void Release()
     {

@@ -26,7 +26,7 @@ public static class PgTrace
                     return false;
                 }
 
-                FrontendMessages.Trace(kind, body, trace);
+                FrontendMessages.TraceValidated(kind, body, trace);
                 return true;
             }
 
@@ -45,7 +45,7 @@ public static class PgTrace
                     return false;
                 }
 
-                BackendMessages.Trace(kind, body, trace);
+                BackendMessages.TraceValidated(kind, body, trace);
                 return true;
             }
 
@@ -81,7 +81,7 @@ public static class PgTrace
             return false;
         }
 
-        FrontendMessages.Trace(kind, body, trace);
+        FrontendMessages.TraceValidated(kind, body, trace);
         return true;
     }
 

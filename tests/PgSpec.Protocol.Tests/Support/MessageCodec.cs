@@ -12,8 +12,8 @@ public delegate object? SpanDecoder(ReadOnlySpan<byte> body, DecodeContext? cont
 /// <summary>Checks a body.</summary>
 public delegate bool SpanValidator(ReadOnlySpan<byte> body, DecodeContext? context, out PgDecodeError error);
 
-/// <summary>Traces a valid body.</summary>
-public delegate void SpanTracer(ReadOnlySpan<byte> body, PgTraceWriter trace, char direction);
+/// <summary>Traces a body (checked first: a malformed one throws PgProtocolException).</summary>
+public delegate void SpanTracer(ReadOnlySpan<byte> body, PgTraceWriter trace, char direction, DecodeContext? context);
 
 /// <summary>Reads every accessor of a message's View into plain values (null when the body is malformed).</summary>
 public delegate object?[]? SpanProjector(ReadOnlySpan<byte> body, DecodeContext? context);
