@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using PgSpec.Protocol;
-using PgSpec.Protocol.Client;
+using PgSpec.Client;
 
 namespace PgSpec.Fuzz;
 

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using PgSpec.Conformance;
 using PgSpec.Protocol;
-using PgSpec.Protocol.Client;
+using PgSpec.Client;
 using PgSpec.Servers;
 
 namespace PgSpec.Fuzz;

@@ -51,6 +51,11 @@ namespace PgSpec.Generators
 
                 w.Outdent();
                 w.Line("};");
+                w.Line();
+                w.Line("/// <summary>The default limits of these messages' length words, for framing and encoding.</summary>");
+                w.Line(spec.Namespace == ProtocolNamespace
+                    ? "public static " + Rt + ".PgLimits Limits => " + Rt + ".PgLimits.Default;"
+                    : "public static " + Rt + ".PgLimits Limits { get; } = " + Rt + ".PgLimits.Create(static (direction, typeByte) => direction == " + Rt + ".PgDirection.Frontend ? FrontendMessages.DefaultMaxLength(typeByte) : BackendMessages.DefaultMaxLength(typeByte), FrontendMessages.DefaultMaxStartupPacketLength);");
                 w.Close();
                 w.Close();
                 return w.ToString();

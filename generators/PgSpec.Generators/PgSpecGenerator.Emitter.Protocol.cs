@@ -18,6 +18,34 @@ namespace PgSpec.Generators
                 yield return ("BackendMessages.g.cs", EmitDirection(spec, Direction.Backend));
                 yield return ("ProtocolDictionary.g.cs", EmitDictionary(spec));
                 yield return ("PgProtocolSpec.g.cs", EmitDescriptors(spec));
+                if (spec.Namespace != ProtocolNamespace)
+                {
+                    yield return ("MessageInterfaces.g.cs", EmitInterfaces(spec));
+                }
+            }
+
+            /// <summary>
+            /// A message set of the user's own gets interfaces of its own (PgSpec.Protocol's name the
+            /// protocol's kinds): each message is an IPgMessage, and names its kind in this set.
+            /// </summary>
+            private static string EmitInterfaces(ProtocolSpec spec)
+            {
+                var w = new IndentedWriter();
+                w.Line(Header.TrimEnd('\n'));
+                w.Line();
+                w.Open("namespace " + spec.Namespace);
+                foreach (string prefix in new[] { "Frontend", "Backend" })
+                {
+                    w.Line("/// <summary>A message of this set that the " + prefix.ToLowerInvariant() + " sends.</summary>");
+                    w.Open("public interface I" + prefix + "Message : " + Rt + ".IPgMessage");
+                    w.Line("/// <summary>Which " + prefix.ToLowerInvariant() + " message of this set it is.</summary>");
+                    w.Line("global::" + spec.Namespace + "." + prefix + "MessageKind " + prefix + "Kind { get; }");
+                    w.Close();
+                    w.Line();
+                }
+
+                w.Close();
+                return w.ToString();
             }
 
             private static string EmitEnums(ProtocolSpec spec)
@@ -238,7 +266,7 @@ namespace PgSpec.Generators
 
                 // Decode.
                 w.Line("/// <summary>Decodes a body as the given kind into an owned message; never throws.</summary>");
-                w.Open("public static bool TryDecode(" + kindType + " kind, " + Span + " body, " + Rt + ".DecodeContext? context, [global::System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out " + Rt + "." + iface + "? message, out " + Rt + ".PgDecodeError error)");
+                w.Open("public static bool TryDecode(" + kindType + " kind, " + Span + " body, " + Rt + ".DecodeContext? context, [global::System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out global::" + spec.Namespace + "." + iface + "? message, out " + Rt + ".PgDecodeError error)");
                 w.Open("switch (kind)");
                 foreach (MessageSpec m in messages)
                 {
@@ -355,7 +383,8 @@ namespace PgSpec.Generators
                 w.Line(Header.TrimEnd('\n'));
                 w.Line();
                 w.Open("namespace " + spec.Namespace);
-                w.Line("/// <summary>Byte strings a fuzzer should try, derived from the specs (AFL++ dictionary entries).</summary>");
+                w.Line("/// <summary>Byte strings a fuzzer should try, derived from the specs (AFL++ dictionary entries); for fuzzing tools, not for applications.</summary>");
+                w.Line("[global::System.ComponentModel.EditorBrowsable(global::System.ComponentModel.EditorBrowsableState.Never)]");
                 w.Open("public static partial class ProtocolDictionary");
                 w.Line("/// <summary>Each entry as AFL++ writes it: a quoted string with \\xNN escapes.</summary>");
                 w.Line("public static global::System.Collections.Generic.IReadOnlyList<string> Entries { get; } = new string[]");

@@ -174,15 +174,16 @@ namespace PgSpec.Generators
                 w.Open("namespace " + resolved.Namespace);
                 EmitDocComment(w, m);
 
+                string own = "global::" + resolved.Namespace;
                 var interfaces = new List<string>();
                 if (m.Direction != Direction.Backend)
                 {
-                    interfaces.Add(Rt + ".IFrontendMessage");
+                    interfaces.Add(own + ".IFrontendMessage");
                 }
 
                 if (m.Direction != Direction.Frontend)
                 {
-                    interfaces.Add(Rt + ".IBackendMessage");
+                    interfaces.Add(own + ".IBackendMessage");
                 }
 
                 interfaces.Add("global::System.IEquatable<" + m.Name + ">");
@@ -191,13 +192,15 @@ namespace PgSpec.Generators
                 EmitConstants(w, m);
                 List<FieldSpec> visible = Visible(m.Fields);
                 EmitConstructorAndProperties(w, m.Name, visible);
-                EmitIdentity(w, m);
-                EmitEncode(w, m);
+                EmitIdentity(w, m, own);
+                EmitEncode(w, m, own);
                 EmitDecode(w, m);
                 EmitTrace(w, m);
                 EmitEquality(w, m.Name, visible);
                 w.Line("/// <summary>The message as libpq's trace prints it, for logs and test failures.</summary>");
-                w.Line("public override string ToString() => " + Rt + ".PgTrace.Describe(this);");
+                w.Line(resolved.Namespace == ProtocolNamespace
+                    ? "public override string ToString() => " + Rt + ".PgTrace.Describe(this);"
+                    : "public override string ToString() => " + Rt + ".PgTrace.Describe(this, '" + (m.Direction == Direction.Backend ? 'B' : 'F') + "', TraceValidated);");
                 w.Line();
                 EmitView(w, m, protocol: resolved.Namespace == "PgSpec.Protocol");
 
@@ -334,7 +337,7 @@ namespace PgSpec.Generators
                 }
             }
 
-            private static void EmitIdentity(IndentedWriter w, MessageSpec m)
+            private static void EmitIdentity(IndentedWriter w, MessageSpec m, string own)
             {
                 w.Line("/// <inheritdoc/>");
                 w.Line("string " + Rt + ".IPgMessage.Name => MessageName;");
@@ -345,14 +348,14 @@ namespace PgSpec.Generators
                 if (m.Direction != Direction.Backend)
                 {
                     w.Line("/// <inheritdoc/>");
-                    w.Line("public " + Rt + ".FrontendMessageKind FrontendKind => " + Rt + ".FrontendMessageKind." + m.Name + ";");
+                    w.Line("public " + own + ".FrontendMessageKind FrontendKind => " + own + ".FrontendMessageKind." + m.Name + ";");
                     w.Line();
                 }
 
                 if (m.Direction != Direction.Frontend)
                 {
                     w.Line("/// <inheritdoc/>");
-                    w.Line("public " + Rt + ".BackendMessageKind BackendKind => " + Rt + ".BackendMessageKind." + m.Name + ";");
+                    w.Line("public " + own + ".BackendMessageKind BackendKind => " + own + ".BackendMessageKind." + m.Name + ";");
                     w.Line();
                 }
 
@@ -366,7 +369,7 @@ namespace PgSpec.Generators
 
             // ------------------------------------------------------------------ encoding
 
-            private static void EmitEncode(IndentedWriter w, MessageSpec m)
+            private static void EmitEncode(IndentedWriter w, MessageSpec m, string own)
             {
                 bool typed = m.TypeByte >= 0;
 
@@ -383,8 +386,8 @@ namespace PgSpec.Generators
                 w.Line("_ = v;");
                 EmitGuards(w, m, m.Fields.ToList(), "this", 0);
                 string limit = typed
-                    ? "(limits ?? " + Rt + ".PgLimits.Default).MaxLength(" + (m.Direction == Direction.Backend ? Rt + ".PgDirection.Backend" : Rt + ".PgDirection.Frontend") + ", TypeCode)"
-                    : "(limits ?? " + Rt + ".PgLimits.Default).MaxStartupPacketLength";
+                    ? "(limits ?? " + own + ".PgProtocolSpec.Limits).MaxLength(" + (m.Direction == Direction.Backend ? Rt + ".PgDirection.Backend" : Rt + ".PgDirection.Frontend") + ", TypeCode)"
+                    : "(limits ?? " + own + ".PgProtocolSpec.Limits).MaxStartupPacketLength";
                 w.Line("int max = " + limit + ";");
                 w.Open("if (Length > max || Length == int.MaxValue)");
                 w.Line("throw new " + Rt + ".PgEncodeException(MessageName, null, \"the message would be \" + (Length == int.MaxValue ? \"over 2 GiB\" : Length + \" bytes\") + \", over the limit of \" + max);");

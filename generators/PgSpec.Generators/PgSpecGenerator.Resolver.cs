@@ -47,6 +47,12 @@ namespace PgSpec.Generators
                             continue;
                         }
 
+                        if (message.ByContext && ns != ProtocolNamespace)
+                        {
+                            diagnostics.Add(new DiagnosticInfo("PGSPEC008", $"'{message.Name}' is 'by-context': only the protocol's own 'p' messages can be, since only PgSpec.Protocol's decode context names them; a spec of your own (namespace {ns}) gives each message a type byte or a literal code of its own", message.Path, message.Line, 1, message.Name.Length));
+                            continue;
+                        }
+
                         MessageSpec? resolved = ResolveEnums(message, enums, diagnostics);
                         if (resolved is not null)
                         {

@@ -18,6 +18,9 @@ namespace PgSpec.Generators
         public const string ResolveStep = "PgSpec.Resolve";
         public const string MessageStep = "PgSpec.Message";
 
+        /// <summary>The namespace of the protocol itself, whose build alone generates the runtime's message types.</summary>
+        internal const string ProtocolNamespace = "PgSpec.Protocol";
+
         public void Initialize(IncrementalGeneratorInitializationContext context)
         {
             // spec text -> one model per file
@@ -26,10 +29,15 @@ namespace PgSpec.Generators
                 .Select(static (text, ct) => Parser.ParseFile(text.Path, text.GetText(ct), ct))
                 .WithTrackingName(ParseStep);
 
+            // The namespace of the generated types: PgSpecNamespace, else the project's root namespace.
+            // Only PgSpec.Protocol's own build generates into PgSpec.Protocol (the protocol itself);
+            // any other namespace gets a message set of its own, beside the protocol's.
             IncrementalValueProvider<string> ns = context.AnalyzerConfigOptionsProvider
                 .Select(static (options, _) => options.GlobalOptions.TryGetValue("build_property.PgSpecNamespace", out string? value) && !string.IsNullOrWhiteSpace(value)
                     ? value.Trim()
-                    : "PgSpec.Protocol");
+                    : options.GlobalOptions.TryGetValue("build_property.RootNamespace", out string? root) && !string.IsNullOrWhiteSpace(root)
+                        ? root.Trim()
+                        : "PgSpec.Generated");
 
             // every file -> one checked protocol
             IncrementalValueProvider<ProtocolSpec> protocol = files.Collect()

@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using PgSpec.Protocol;
-using PgSpec.Protocol.Client;
+using PgSpec.Client;
 
 namespace PgSpec.Conformance;
 

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using PgSpec.Protocol;
-using PgSpec.Protocol.Client;
+using PgSpec.Client;
 
 namespace PgSpec.Conformance;
 

@@ -4,7 +4,7 @@ using System.Globalization;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using PgSpec.Protocol;
-using PgSpec.Protocol.Client;
+using PgSpec.Client;
 using PgSpec.Servers;
 
 namespace PgSpec.Conformance;

@@ -20,6 +20,29 @@ public sealed class PgLimits
     /// <summary>The limits of the specs.</summary>
     public static PgLimits Default { get; } = CreateDefault();
 
+    /// <summary>
+    /// Limits for a message set of one's own (generated from a spec of one's own): the largest
+    /// length word per direction and type byte, and of an untyped startup packet.
+    /// </summary>
+    public static PgLimits Create(Func<PgDirection, byte, int> maxLength, int maxStartupPacketLength = 10000)
+    {
+        ArgumentNullException.ThrowIfNull(maxLength);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxStartupPacketLength, 8);
+        var frontend = new int[256];
+        var backend = new int[256];
+        for (int b = 0; b < 256; b++)
+        {
+            frontend[b] = maxLength(PgDirection.Frontend, (byte)b);
+            backend[b] = maxLength(PgDirection.Backend, (byte)b);
+            if (frontend[b] < 4 || backend[b] < 4)
+            {
+                throw new ArgumentOutOfRangeException(nameof(maxLength), $"the limit for type byte {b} is less than 4 (a length word counts itself)");
+            }
+        }
+
+        return new PgLimits(frontend, backend, maxStartupPacketLength);
+    }
+
     /// <summary>The largest length word of an untyped startup packet.</summary>
     public int MaxStartupPacketLength { get; }
 

@@ -1,6 +1,6 @@
 using System.Collections.Immutable;
 using PgSpec.Protocol;
-using PgSpec.Protocol.Client;
+using PgSpec.Client;
 
 namespace PgSpec.Proxy;
 

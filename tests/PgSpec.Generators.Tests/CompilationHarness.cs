@@ -78,6 +78,29 @@ internal static class CompilationHarness
     private static SyntaxTree Parse(string text, string path)
         => CSharpSyntaxTree.ParseText(SourceText.From(text, System.Text.Encoding.UTF8), ParseOptions, path);
 
+    private static readonly Lazy<MetadataReference> s_runtimeAssembly = new(CreateRuntimeAssembly);
+
+    /// <summary>PgSpec.Protocol built from its sources and the real specs, as a reference for code of another assembly.</summary>
+    public static MetadataReference RuntimeAssembly => s_runtimeAssembly.Value;
+
+    /// <summary>A user's own assembly: <paramref name="sources"/> (generated into its namespace) against the built runtime.</summary>
+    public static CSharpCompilation ConsumerWith(IEnumerable<KeyValuePair<string, string>> sources)
+        => CSharpCompilation.Create(
+            "Consumer",
+            sources.Select(source => Parse(source.Value, GeneratedFolder + source.Key)).Append(Parse(ImplicitUsings, "ImplicitUsings.cs")),
+            Runtime.References.Append(RuntimeAssembly),
+            Runtime.Options);
+
+    private static MetadataReference CreateRuntimeAssembly()
+    {
+        GeneratorRunResult result = GeneratorHarness.Run(GeneratorHarness.LoadRealSpecs());
+        CSharpCompilation runtime = WithGenerated(GeneratorHarness.Sources(result));
+        using var image = new MemoryStream();
+        Microsoft.CodeAnalysis.Emit.EmitResult emitted = runtime.Emit(image);
+        Assert.True(emitted.Success, Describe(emitted.Diagnostics));
+        return MetadataReference.CreateFromImage(image.ToArray());
+    }
+
     private static CSharpCompilation CreateRuntimeCompilation()
     {
         string root = RuntimeDirectory;

@@ -104,6 +104,90 @@ public class GeneratedCodeCompilationTests
         AssertCompiles(GeneratorHarness.Spec("empty", "# No messages yet.\n"));
     }
 
+    /// <summary>A message set of a user's own: a pooler's admin commands, say.</summary>
+    private const string AdminSpec = """
+        enum PoolState : Byte1
+            'A' Active
+            'P' Paused
+
+        # Asks the pooler to say hello.
+        Hello (F) max 1000
+            Byte1('h')
+            Int32 length
+            String greeting
+
+        PoolStatus (B) max 30000
+            Byte1('s')
+            Int32 length
+            PoolState state
+            Int16 clientCount
+            Client[clientCount] clients
+                String name
+                Int32 waitMillis
+        """;
+
+    [Fact]
+    public void ConsumerSpec_InItsOwnNamespace_CompilesAgainstTheBuiltRuntimeWithoutWarnings()
+    {
+        GeneratorRunResult result = GeneratorHarness.RunInto("Acme.Pooler.Admin", [GeneratorHarness.Spec("admin", AdminSpec)]);
+        Assert.Null(result.Exception);
+        Assert.True(result.Diagnostics.IsEmpty, GeneratorHarness.Describe(result.Diagnostics));
+        var sources = GeneratorHarness.Sources(result);
+        Assert.All(sources, source => Assert.Contains("namespace Acme.Pooler.Admin", source.Value, StringComparison.Ordinal));
+
+        // Code of the user's that uses the set as README shows: encode, frame, dispatch, decode, trace.
+        string use = """
+            namespace Acme.Pooler.Admin
+            {
+                internal static class Use
+                {
+                    public static string RoundTrip()
+                    {
+                        byte[] bytes = new Hello("hi").ToArray();
+                        var status = global::PgSpec.Protocol.PgFramer.TryReadFrame(bytes, global::PgSpec.Protocol.PgFrameKind.Typed, global::PgSpec.Protocol.PgDirection.Frontend, PgProtocolSpec.Limits, out var header, out _);
+                        FrontendMessageKind kind = FrontendMessages.Classify((byte)header.TypeByte, bytes.AsSpan(5), null);
+                        FrontendMessages.TryDecode(kind, bytes.AsSpan(5), null, out IFrontendMessage? message, out _);
+                        return status + " " + kind + " " + message + " " + new PoolStatus(PoolState.Paused, [new PoolStatus.Client("a", 5)]);
+                    }
+                }
+            }
+            """;
+        CSharpCompilationWithUse(sources, use, out Compilation compilation);
+        var problems = CompilationHarness.Problems(compilation);
+
+        Assert.True(problems.IsEmpty, "The consumer's code does not compile:" + Environment.NewLine + CompilationHarness.Describe(problems));
+        Assert.NotNull(compilation.GetTypeByMetadataName("Acme.Pooler.Admin.FrontendMessageKind"));
+        Assert.NotNull(compilation.GetTypeByMetadataName("Acme.Pooler.Admin.IFrontendMessage"));
+    }
+
+    [Fact]
+    public void ConsumerSpec_WithoutANamespaceProperty_GoesIntoTheProjectsRootNamespace()
+    {
+        GeneratorRunResult result = GeneratorHarness.RunInto(null, [GeneratorHarness.Spec("admin", AdminSpec)], rootNamespace: "Contoso.Pool");
+
+        Assert.All(GeneratorHarness.Sources(result), source => Assert.Contains("namespace Contoso.Pool", source.Value, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void ConsumerSpec_ByContextMessage_IsPgspec008()
+    {
+        string spec = """
+            Secret (F) max 1000 by-context
+                Byte1('q')
+                Int32 length
+                String text
+            """;
+
+        GeneratorRunResult result = GeneratorHarness.RunInto("Acme.Secrets", [GeneratorHarness.Spec("secret", spec)]);
+
+        Diagnostic diagnostic = Assert.Single(result.Diagnostics);
+        Assert.Equal("PGSPEC008", diagnostic.Id);
+        Assert.Contains("only the protocol's own 'p' messages", diagnostic.GetMessage(), StringComparison.Ordinal);
+    }
+
+    private static void CSharpCompilationWithUse(IEnumerable<KeyValuePair<string, string>> sources, string use, out Compilation compilation)
+        => compilation = CompilationHarness.ConsumerWith(sources.Append(KeyValuePair.Create("Use.cs", use)));
+
     private static void AssertCompiles(params AdditionalText[] specs)
     {
         GeneratorRunResult result = GeneratorHarness.Run(specs);

@@ -35,18 +35,48 @@ internal static class GeneratorHarness
             "PgSpec.Generators.Tests.Input",
             options: new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary));
 
-    public static GeneratorDriver CreateDriver(IEnumerable<AdditionalText> texts, bool trackSteps = false)
+    /// <summary>The protocol's own namespace, as PgSpec.Protocol's build sets PgSpecNamespace.</summary>
+    public const string ProtocolNamespace = "PgSpec.Protocol";
+
+    /// <summary>A driver that generates into <paramref name="ns"/> (the PgSpecNamespace build property; null: none set).</summary>
+    public static GeneratorDriver CreateDriver(IEnumerable<AdditionalText> texts, bool trackSteps = false, string? ns = ProtocolNamespace, string? rootNamespace = null)
         => CSharpGeneratorDriver.Create(
             [new PgSpecGenerator().AsSourceGenerator()],
             additionalTexts: texts,
+            optionsProvider: new BuildProperties(new Dictionary<string, string?>
+            {
+                ["build_property.PgSpecNamespace"] = ns,
+                ["build_property.RootNamespace"] = rootNamespace,
+            }),
             driverOptions: new GeneratorDriverOptions(IncrementalGeneratorOutputKind.None, trackIncrementalGeneratorSteps: trackSteps));
 
     /// <summary>Runs a fresh driver once over the given files.</summary>
-    public static GeneratorRunResult Run(IEnumerable<AdditionalText> texts)
+    public static GeneratorRunResult Run(IEnumerable<AdditionalText> texts) => RunInto(ProtocolNamespace, texts);
+
+    /// <summary>Runs a fresh driver once over the given files, generating into <paramref name="ns"/>.</summary>
+    public static GeneratorRunResult RunInto(string? ns, IEnumerable<AdditionalText> texts, string? rootNamespace = null)
     {
-        GeneratorDriver driver = CreateDriver(texts).RunGenerators(EmptyCompilation());
+        GeneratorDriver driver = CreateDriver(texts, ns: ns, rootNamespace: rootNamespace).RunGenerators(EmptyCompilation());
         GeneratorDriverRunResult result = driver.GetRunResult();
         return Assert.Single(result.Results);
+    }
+
+    /// <summary>Build properties as MSBuild passes them to analyzers (build_property.NAME).</summary>
+    private sealed class BuildProperties(IReadOnlyDictionary<string, string?> values) : Microsoft.CodeAnalysis.Diagnostics.AnalyzerConfigOptionsProvider
+    {
+        private readonly Options _options = new(values);
+
+        public override Microsoft.CodeAnalysis.Diagnostics.AnalyzerConfigOptions GlobalOptions => _options;
+
+        public override Microsoft.CodeAnalysis.Diagnostics.AnalyzerConfigOptions GetOptions(SyntaxTree tree) => _options;
+
+        public override Microsoft.CodeAnalysis.Diagnostics.AnalyzerConfigOptions GetOptions(AdditionalText textFile) => _options;
+
+        private sealed class Options(IReadOnlyDictionary<string, string?> values) : Microsoft.CodeAnalysis.Diagnostics.AnalyzerConfigOptions
+        {
+            public override bool TryGetValue(string key, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? value)
+                => values.TryGetValue(key, out value) && value is not null;
+        }
     }
 
     public static GeneratorRunResult Run(params AdditionalText[] texts) => Run((IEnumerable<AdditionalText>)texts);

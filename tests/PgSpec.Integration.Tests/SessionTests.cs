@@ -1,6 +1,6 @@
 using System.Text;
 using PgSpec.Protocol;
-using PgSpec.Protocol.Client;
+using PgSpec.Client;
 using PgSpec.Servers;
 
 namespace PgSpec.Integration.Tests;

@@ -1,4 +1,4 @@
-using PgSpec.Protocol.Client;
+using PgSpec.Client;
 
 namespace PgSpec.Protocol.Tests;
 

@@ -6,7 +6,7 @@ using System.Text;
 using FsCheck.Xunit;
 using PgSpec.Cli.Tests.RealServer;
 using PgSpec.Protocol;
-using PgSpec.Protocol.Client;
+using PgSpec.Client;
 using PgSpec.Servers;
 
 namespace PgSpec.Proxy.Tests;

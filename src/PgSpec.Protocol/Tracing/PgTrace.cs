@@ -4,6 +4,9 @@ using System.Text;
 
 namespace PgSpec.Protocol;
 
+/// <summary>Writes the trace line of a message body already validated (generated trace formatters have this shape).</summary>
+public delegate void PgBodyTracer(ReadOnlySpan<byte> body, PgTraceWriter trace, char direction);
+
 /// <summary>Traces whole messages, including those no spec names, as libpq 18 does.</summary>
 public static class PgTrace
 {
@@ -88,6 +91,30 @@ public static class PgTrace
     /// <summary>libpq's name for a type byte it does not know: "Unknown message: 59", with a signed char's hex.</summary>
     public static string UnknownName(byte typeByte)
         => "Unknown message: " + (typeByte >= 0x80 ? "ffffff" : "") + typeByte.ToString("x2", CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// One trace line (without the newline) describing a message of a set of one's own (generated from
+    /// a spec of one's own): <paramref name="tracer"/> traces its body as sent by <paramref name="direction"/>.
+    /// </summary>
+    public static string Describe(IPgMessage message, char direction, PgBodyTracer tracer)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(tracer);
+        byte[] bytes;
+        try
+        {
+            bytes = message.ToArray(PgProtocolVersion.Latest, PgLimits.Create(static (_, _) => int.MaxValue, int.MaxValue));
+        }
+        catch (PgEncodeException e)
+        {
+            return message.Name + " (cannot be encoded: " + e.Reason + ")";
+        }
+
+        using var output = new MemoryStream();
+        tracer(bytes.AsSpan(message.TypeByte < 0 ? 4 : 5), new PgTraceWriter(output), direction);
+        string text = Encoding.UTF8.GetString(output.ToArray()).TrimEnd('\n');
+        return text.Length > 0 ? text : message.Name;
+    }
 
     /// <summary>One trace line (without the newline) describing a message, for logs and test output.</summary>
     public static string Describe(IPgMessage message)

@@ -8,8 +8,9 @@ using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
+using PgSpec.Protocol;
 
-namespace PgSpec.Protocol.Client;
+namespace PgSpec.Client;
 
 /// <summary>One message (or one-byte answer) that crossed the connection, with its exact bytes.</summary>
 /// <param name="Direction">Who sent it.</param>
@@ -497,7 +498,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         => Options.Password ?? throw new PgConnectionException($"the server asks for a password for user {Options.User}, and none was given");
 
     /// <summary>"md5" + md5(md5(password + user) + salt), in lower-case hex.</summary>
-    public static string Md5Password(string user, string password, ReadOnlySpan<byte> salt)
+    internal static string Md5Password(string user, string password, ReadOnlySpan<byte> salt)
     {
         ArgumentNullException.ThrowIfNull(user);
         ArgumentNullException.ThrowIfNull(password);

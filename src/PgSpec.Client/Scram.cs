@@ -2,8 +2,9 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
+using PgSpec.Protocol;
 
-namespace PgSpec.Protocol.Client;
+namespace PgSpec.Client;
 
 /// <summary>
 /// The client side of SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 5802, RFC 7677), as PostgreSQL
@@ -11,7 +12,7 @@ namespace PgSpec.Protocol.Client;
 /// the password is SASLprep'ed (falling back to the raw bytes, as PostgreSQL does), the server's
 /// nonce must extend the client's, and the server signature is checked in constant time.
 /// </summary>
-public sealed class ScramSha256Client
+internal sealed class ScramSha256Client
 {
     /// <summary>The most PBKDF2 iterations a server may ask for (a hostile server could ask for billions).</summary>
     public const int MaxIterations = 10_000_000;
@@ -190,7 +191,7 @@ public sealed class ScramSha256Client
 /// drop characters mapped to nothing, NFKC; if the result has prohibited or unassigned
 /// characters, or breaks the bidi rules, the raw UTF-8 password is used instead.
 /// </summary>
-public static class SaslPrep
+internal static class SaslPrep
 {
     /// <summary>The bytes to hash for a password given as bytes: prepared when they are UTF-8, else the bytes themselves.</summary>
     public static byte[] Prepare(ReadOnlySpan<byte> password)

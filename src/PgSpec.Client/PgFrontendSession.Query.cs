@@ -1,4 +1,6 @@
-namespace PgSpec.Protocol.Client;
+using PgSpec.Protocol;
+
+namespace PgSpec.Client;
 
 /// <summary>The outcome of one statement: its row description, rows and command tag.</summary>
 public sealed class PgResult

@@ -1,6 +1,7 @@
 using System.Text;
+using PgSpec.Protocol;
 
-namespace PgSpec.Protocol.Client;
+namespace PgSpec.Client;
 
 /// <summary>The fields of an ErrorResponse or NoticeResponse, by their documented codes.</summary>
 public sealed record PgErrorFields

@@ -1,7 +1,8 @@
 using System.Globalization;
 using System.Security.Cryptography.X509Certificates;
+using PgSpec.Protocol;
 
-namespace PgSpec.Protocol.Client;
+namespace PgSpec.Client;
 
 /// <summary>libpq's sslmode.</summary>
 public enum PgSslMode
