@@ -37,9 +37,12 @@ build() {
         || { echo "dotnet publish failed"; exit 1; }
     cp -r "$out/replay" "$out/instrumented"
 
-    echo "== instrumenting PgSpec.Protocol.dll (only the codec)"
+    echo "== instrumenting PgSpec.Protocol.dll and PgSpec.Client.dll (the codec and the session)"
     (cd "$root" && dotnet tool restore >/dev/null) || { echo "dotnet tool restore failed"; exit 1; }
-    (cd "$root" && dotnet tool run sharpfuzz "$out/instrumented/PgSpec.Protocol.dll") || { echo "sharpfuzz failed"; exit 1; }
+    local assembly
+    for assembly in PgSpec.Protocol PgSpec.Client; do
+        (cd "$root" && dotnet tool run sharpfuzz "$out/instrumented/$assembly.dll") || { echo "sharpfuzz failed on $assembly.dll"; exit 1; }
+    done
 
     echo "== writing the dictionary"
     dotnet "$out/replay/PgSpec.Fuzz.dll" dictionary "$out/pgspec.dict" || exit 1
