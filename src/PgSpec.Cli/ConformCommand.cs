@@ -142,6 +142,18 @@ internal static class ConformCommand
         return majors;
     }
 
+    /// <summary>The Docker provider where this build carries it (builds from the repository); the local one otherwise, saying so.</summary>
+    private static IPgServerProvider DockerProvider(TextWriter stderr)
+    {
+#if PGSPEC_DOCKER
+        _ = stderr;
+        return new DockerPgServerProvider();
+#else
+        stderr.WriteLine("pgspec conform: this pgspec tool does not carry the Docker provider (Testcontainers and its dependencies, about 10 MB); run conform from the repository for --docker. Starting local binaries instead.");
+        return new LocalPgServerProvider();
+#endif
+    }
+
     private static async Task<int> RunAsync(string? pg, string[] urls, bool docker, string format, string[] only, int timeoutSeconds, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
         // The validators have checked every value.
@@ -159,7 +171,7 @@ internal static class ConformCommand
         {
             var targets = urls.Select(Target.FromUrl).ToList();
 
-            IPgServerProvider provider = docker ? new DockerPgServerProvider() : new LocalPgServerProvider();
+            IPgServerProvider provider = docker ? DockerProvider(stderr) : new LocalPgServerProvider();
             try
             {
                 foreach (int major in majors)
