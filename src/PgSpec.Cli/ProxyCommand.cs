@@ -234,14 +234,14 @@ internal static class ProxyCommand
                 Action<string> traceLog = text => Note(stderr, text);
                 if (tracePath == "-")
                 {
-                    traceStream = new ProxyTraceStream(stdout, traceLog, leaveOpen: true);
+                    traceStream = new ProxyTraceStream(stdout, traceLog, leaveOpen: true, gapLine: GapLine(result.GetValue(format)));
                 }
                 else
                 {
                     try
                     {
                         (Stream first, Func<Stream> reopen) = TraceFile.Open(tracePath, result.GetValue(traceAppend));
-                        traceStream = new ProxyTraceStream(first, reopen, traceLog);
+                        traceStream = new ProxyTraceStream(first, reopen, traceLog, GapLine(result.GetValue(format)));
                     }
                     catch (TraceFileException e)
                     {
@@ -293,12 +293,14 @@ internal static class ProxyCommand
     {
         using var stop = new CancellationTokenSource();
         PgProxy? running = null;
+        DateTime stopping = DateTime.MaxValue;
         void OnStop(PosixSignalContext context)
         {
             context.Cancel = true;
             if (!stop.IsCancellationRequested)
             {
                 // Connections get the grace; a trace output that holds them back past it is given up.
+                stopping = DateTime.UtcNow;
                 stop.Cancel();
                 _ = Task.Delay(options.ShutdownGrace).ContinueWith(_ => trace?.Abandon(), TaskScheduler.Default);
             }
@@ -375,7 +377,10 @@ internal static class ProxyCommand
             string dropped = "";
             if (trace is not null)
             {
-                if (!trace.Drain(options.ShutdownGrace))
+                // What the trace has not written by the end of the grace (counted from the signal) is given up.
+                DateTime deadline = stopping == DateTime.MaxValue ? DateTime.UtcNow + options.ShutdownGrace : stopping + options.ShutdownGrace;
+                TimeSpan left = deadline - DateTime.UtcNow;
+                if (!trace.Drain(left > TimeSpan.FromMilliseconds(200) ? left : TimeSpan.FromMilliseconds(200)))
                 {
                     trace.Abandon();
                 }
@@ -401,6 +406,12 @@ internal static class ProxyCommand
         mode = (UnixFileMode)Convert.ToInt32(text, 8);
         return true;
     }
+
+    /// <summary>The line that marks dropped trace lines: a comment line in the trace format, an event in JSON.</summary>
+    private static ProxyTraceGapLine? GapLine(string? format)
+        => format == "json"
+            ? static (bytes, reason) => "{\"event\":\"dropped\",\"bytes\":" + bytes.ToString(CultureInfo.InvariantCulture) + ",\"reason\":" + System.Text.Json.JsonSerializer.Serialize(reason) + "}\n"
+            : null;
 
     /// <summary>SIGUSR1 (Linux numbering): the proxy prints its statistics.</summary>
     private const PosixSignal SigUsr1 = (PosixSignal)10;
@@ -459,7 +470,9 @@ internal sealed class JsonTraceSink : IProxyTraceSink
         {
             if (failure is not null)
             {
-                using (var writer = new System.Text.Json.Utf8JsonWriter(_output))
+                // The line is written in one piece: a trace output that drops, drops it whole.
+                var line = new System.Buffers.ArrayBufferWriter<byte>(256);
+                using (var writer = new System.Text.Json.Utf8JsonWriter(line))
                 {
                     writer.WriteStartObject();
                     writer.WriteNumber("connection", connectionId);
@@ -473,7 +486,8 @@ internal sealed class JsonTraceSink : IProxyTraceSink
                     writer.WriteEndObject();
                 }
 
-                _output.WriteByte((byte)'\n');
+                System.Buffers.BuffersExtensions.Write(line, "\n"u8);
+                _output.Write(line.WrittenSpan);
             }
 
             _outputs.Remove(connectionId);

@@ -180,34 +180,64 @@ internal sealed class ListenSocket : IDisposable
         _lock.Flush();
     }
 
-    /// <summary>Removes a lock file that a proxy which is gone left behind; refuses anything else.</summary>
+    /// <summary>
+    /// Removes a lock file that a proxy which is gone left behind, and refuses anything else: a
+    /// file that is not a regular one, belongs to another user, has another format, is locked, or
+    /// names a process that still runs. The file is removed while this proxy holds its lock, and
+    /// only if the path still names the file that was checked, so two proxies starting together
+    /// cannot both take over.
+    /// </summary>
     private static void RemoveStaleLock(string path, string lockPath, Exception cause)
     {
-        if (UnixFile.IsRegularFile(lockPath) == false)
+        if (UnixFile.Describe(lockPath) is { } described)
         {
-            throw new PgProxyStartException($"cannot listen on unix:{path}: {lockPath} exists and is not a lock file of pgspec proxy (it is not a regular file); remove it if nothing uses that socket", cause);
+            if (!described.Regular)
+            {
+                throw new PgProxyStartException($"cannot listen on unix:{path}: {lockPath} exists and is not a lock file of pgspec proxy (it is not a regular file); remove it if nothing uses that socket", cause);
+            }
+
+            if (described.Owner != UnixFile.CurrentUser)
+            {
+                throw new PgProxyStartException($"cannot listen on unix:{path}: {lockPath} belongs to another user (uid {described.Owner}); it is left alone", cause);
+            }
         }
 
-        string content;
+        FileStream existing;
         try
         {
             // FileShare.None waits for no one: it fails at once while a running proxy holds the lock.
-            using var existing = new FileStream(lockPath, FileMode.Open, FileAccess.Read, FileShare.None);
-            byte[] head = new byte[64];
-            content = System.Text.Encoding.ASCII.GetString(head, 0, existing.Read(head));
+            existing = new FileStream(lockPath, FileMode.Open, FileAccess.Read, FileShare.None);
         }
         catch (IOException e) when (File.Exists(lockPath))
         {
             throw new PgProxyStartException($"cannot listen on unix:{path}: another pgspec proxy is listening there (it holds the lock file {lockPath})", e);
         }
 
-        string[] lines = content.Split('\n');
-        if (lines.Length < 2 || !int.TryParse(lines[0], NumberStyles.None, CultureInfo.InvariantCulture, out _) || lines[1] != LockMarker)
+        using (existing)
         {
-            throw new PgProxyStartException($"cannot listen on unix:{path}: {lockPath} exists and was not written by pgspec proxy; remove it if nothing uses that socket", cause);
-        }
+            if (UnixFile.Identify(existing.SafeFileHandle) is { } held && UnixFile.Identify(lockPath) is { } named && held != named)
+            {
+                throw new PgProxyStartException($"cannot listen on unix:{path}: {lockPath} changed while it was checked (another proxy is starting?)", cause);
+            }
 
-        File.Delete(lockPath);
+            byte[] head = new byte[64];
+            string content = System.Text.Encoding.ASCII.GetString(head, 0, existing.Read(head));
+            string[] lines = content.Split('\n');
+            if (lines.Length < 2 || !int.TryParse(lines[0], NumberStyles.None, CultureInfo.InvariantCulture, out int pid) || lines[1] != LockMarker)
+            {
+                throw new PgProxyStartException($"cannot listen on unix:{path}: {lockPath} exists and was not written by pgspec proxy; remove it if nothing uses that socket", cause);
+            }
+
+            if (pid != Environment.ProcessId && UnixFile.ProcessRuns(pid))
+            {
+                // As PostgreSQL: a lock whose process still runs is not taken over (with file locks off,
+                // DOTNET_SYSTEM_IO_DISABLEFILELOCKING, this is what keeps two proxies apart).
+                throw new PgProxyStartException($"cannot listen on unix:{path}: process {pid}, which wrote {lockPath}, still runs; if it is not a pgspec proxy, remove the lock file", cause);
+            }
+
+            // Removed while this proxy holds its lock: whoever opens the path next finds no file, or its own.
+            File.Delete(lockPath);
+        }
     }
 
     /// <summary>Closes the socket; removes a Unix socket (if it is still this proxy's) and its lock file.</summary>
@@ -252,6 +282,8 @@ internal static unsafe partial class UnixFile
     private const int AtSymlinkNoFollow = 0x100;
     private const uint StatxType = 0x1;
     private const uint StatxIno = 0x100;
+    private const uint StatxUid = 0x8;
+    private const int AtEmptyPath = 0x1000;
     private const int SocketType = 0xC000;
     private const int RegularType = 0x8000;
     private const int TypeMask = 0xF000;
@@ -268,7 +300,46 @@ internal static unsafe partial class UnixFile
     public static (ulong Device, ulong Inode)? Identify(string path)
         => Stat(path) is { } stat ? (stat.Device, stat.Inode) : null;
 
-    private static (int Mode, ulong Device, ulong Inode)? Stat(string path)
+    /// <summary>The device and inode of an open file; null when they cannot be told.</summary>
+    public static (ulong Device, ulong Inode)? Identify(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    {
+        bool added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            return Stat((int)handle.DangerousGetHandle(), "", AtEmptyPath) is { } stat ? (stat.Device, stat.Inode) : null;
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>Whether a file (not followed through a link) is a regular one, and its owner; null when it cannot be told.</summary>
+    public static (bool Regular, uint Owner)? Describe(string path)
+        => Stat(path) is { } stat ? ((stat.Mode & TypeMask) == RegularType, stat.Owner) : null;
+
+    /// <summary>The user this process runs as.</summary>
+    public static uint CurrentUser => OperatingSystem.IsLinux() ? GetUid() : 0;
+
+    /// <summary>Whether a process with this id runs (it may belong to another user); false where it cannot be told.</summary>
+    public static bool ProcessRuns(int pid)
+    {
+        if (!OperatingSystem.IsLinux() || pid <= 0)
+        {
+            return false;
+        }
+
+        const int EPERM = 1;
+        return Kill(pid, 0) == 0 || Marshal.GetLastPInvokeError() == EPERM;
+    }
+
+    private static (int Mode, ulong Device, ulong Inode, uint Owner)? Stat(string path) => Stat(AtFdCwd, path, AtSymlinkNoFollow);
+
+    private static (int Mode, ulong Device, ulong Inode, uint Owner)? Stat(int directory, string path, int flags)
     {
         if (!OperatingSystem.IsLinux())
         {
@@ -278,7 +349,7 @@ internal static unsafe partial class UnixFile
         byte* buffer = stackalloc byte[256];
         try
         {
-            if (Statx(AtFdCwd, path, AtSymlinkNoFollow, StatxType | StatxIno, buffer) != 0)
+            if (Statx(directory, path, flags, StatxType | StatxIno | StatxUid, buffer) != 0)
             {
                 return null;
             }
@@ -288,13 +359,20 @@ internal static unsafe partial class UnixFile
             return null;
         }
 
-        // struct statx: stx_mode (u16) at 28, stx_ino (u64) at 32, stx_dev_major/minor (u32) at 136/140.
+        // struct statx: stx_uid (u32) at 20, stx_mode (u16) at 28, stx_ino (u64) at 32, stx_dev_major/minor (u32) at 136/140.
+        uint owner = *(uint*)(buffer + 20);
         int mode = *(ushort*)(buffer + 28);
         ulong inode = *(ulong*)(buffer + 32);
         ulong device = ((ulong)*(uint*)(buffer + 136) << 32) | *(uint*)(buffer + 140);
-        return (mode, device, inode);
+        return (mode, device, inode, owner);
     }
 
     [LibraryImport("libc", EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int Statx(int directory, string path, int flags, uint mask, byte* buffer);
+
+    [LibraryImport("libc", EntryPoint = "getuid")]
+    private static partial uint GetUid();
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
 }

@@ -165,16 +165,18 @@ internal sealed partial class ProxyConnection
                 return message;
             }
 
+            if (kind is not (BackendMessageKind.ErrorResponse or BackendMessageKind.NoticeResponse))
+            {
+                // Nothing else reaches the client before the proxy has checked the server (an
+                // AuthenticationOk without the server's signature, say).
+                throw ProtocolViolation($"the server sent {BackendMessages.NameOf(kind)} where SCRAM expects {BackendMessages.NameOf(expected)}", fromClient: false);
+            }
+
             TraceSent(PgDirection.Backend, message, _backend.Position - message.Length);
             await SendAsync(client, message, cancellationToken).ConfigureAwait(false);
             if (kind == BackendMessageKind.ErrorResponse)
             {
                 throw new ProxyConnectionException("the server refused the password the client gave: " + ServerError(message), null, failure: false);
-            }
-
-            if (kind != BackendMessageKind.NoticeResponse)
-            {
-                throw ProtocolViolation($"the server sent {BackendMessages.NameOf(kind)} where SCRAM expects {BackendMessages.NameOf(expected)}", fromClient: false);
             }
         }
     }

@@ -127,10 +127,8 @@ internal sealed partial class ProxyConnection
                 }
 
                 _proxy.Statistics.OnMessages(fromClient, state.Messages, state.Received);
-                OnRelayed(fromClient, state);
                 state.Messages = 0;
                 state.Received = 0;
-                state.Requests = 0;
                 state.Buffer.Settle(state.Streamed.Active ? 0 : PartialLength(state));
             }
         }
@@ -141,10 +139,13 @@ internal sealed partial class ProxyConnection
     }
 
     /// <summary>
-    /// Keeps the idle timer: it runs only while every request has its ReadyForQuery and the client
-    /// sends nothing, so a long query is never cut; bytes from the client while it runs restart it.
+    /// A whole message from the client, before it goes on: the idle timer stops (as PostgreSQL's
+    /// idle_session_timeout stops once a command has been read, not at its first byte), and a
+    /// request that a ReadyForQuery will answer is counted (each Query, FunctionCall and Sync, but a
+    /// Sync the server ignores in copy-in mode). Counted before the server can have it, so its
+    /// ReadyForQuery can never come first.
     /// </summary>
-    private void OnRelayed(bool fromClient, PumpState state)
+    private void OnClientMessage(FrontendMessageKind kind)
     {
         if (Options.IdleTimeout == Timeout.InfiniteTimeSpan)
         {
@@ -153,52 +154,65 @@ internal sealed partial class ProxyConnection
 
         lock (_timerLock)
         {
-            _unanswered = Math.Max(0, _unanswered + state.Requests);
-            if (fromClient)
+            switch (kind)
             {
-                // As PostgreSQL's idle_session_timeout: idle is from ReadyForQuery until the client
-                // sends anything (an Execute and Flush without Sync keeps a query running).
-                Arm(ConnectionTimer.Idle, Timeout.InfiniteTimeSpan);
+                case FrontendMessageKind.Sync:
+                    if (_context.Phase != PgSessionPhase.CopyIn)
+                    {
+                        _unanswered++;
+                        if (_syncsAfterExecute >= 0)
+                        {
+                            _syncsAfterExecute++;
+                        }
+                    }
+
+                    break;
+                case FrontendMessageKind.Flush:
+                    break;
+                case FrontendMessageKind.Execute:
+                    _syncsAfterExecute = 0;
+                    break;
+                case FrontendMessageKind.Query:
+                case FrontendMessageKind.FunctionCall:
+                    _unanswered++;
+                    _syncsAfterExecute = -1;
+                    break;
+                default:
+                    _syncsAfterExecute = -1;
+                    break;
             }
-            else if (state.Requests != 0 && _unanswered == 0)
+
+            if (_timer == ConnectionTimer.Idle)
             {
-                Arm(ConnectionTimer.Idle, Options.IdleTimeout);
+                Arm(ConnectionTimer.Idle, Timeout.InfiniteTimeSpan);
             }
         }
     }
 
-    /// <summary>
-    /// Counts the requests a ReadyForQuery will answer: each Query, FunctionCall and Sync, but for a
-    /// Sync sent in copy-in mode, which the server ignores (see the CopyInResponse case of <see cref="Scan"/>).
-    /// </summary>
-    private void CountRequest(PumpState state, FrontendMessageKind kind)
+    /// <summary>A whole message from the server: a ReadyForQuery that answers the last request starts the idle timer.</summary>
+    private void OnServerMessage(BackendMessageKind kind)
     {
-        switch (kind)
+        if (Options.IdleTimeout == Timeout.InfiniteTimeSpan || kind is not (BackendMessageKind.ReadyForQuery or BackendMessageKind.CopyInResponse))
         {
-            case FrontendMessageKind.Sync:
-                if (_context.Phase != PgSessionPhase.CopyIn)
-                {
-                    state.Requests++;
-                    if (Volatile.Read(ref _syncsAfterExecute) >= 0)
-                    {
-                        Interlocked.Increment(ref _syncsAfterExecute);
-                    }
-                }
+            return;
+        }
 
-                break;
-            case FrontendMessageKind.Flush:
-                break;
-            case FrontendMessageKind.Execute:
-                Volatile.Write(ref _syncsAfterExecute, 0);
-                break;
-            case FrontendMessageKind.Query:
-            case FrontendMessageKind.FunctionCall:
-                state.Requests++;
-                Volatile.Write(ref _syncsAfterExecute, -1);
-                break;
-            default:
-                Volatile.Write(ref _syncsAfterExecute, -1);
-                break;
+        lock (_timerLock)
+        {
+            if (kind == BackendMessageKind.CopyInResponse)
+            {
+                // The server ignores Sync in copy-in mode: those that followed the Execute starting
+                // the COPY (libpq sends Execute and Sync together) get no ReadyForQuery.
+                _unanswered -= Math.Max(0, _syncsAfterExecute);
+                _syncsAfterExecute = -1;
+                return;
+            }
+
+            _unanswered = Math.Max(0, _unanswered - 1);
+            if (_unanswered == 0)
+            {
+                Arm(ConnectionTimer.Idle, Options.IdleTimeout);
+            }
         }
     }
 
@@ -212,9 +226,6 @@ internal sealed partial class ProxyConnection
         public long Messages { get; set; }
 
         public long Received { get; set; }
-
-        /// <summary>Requests sent (Query, Sync, FunctionCall: +1 each) minus ReadyForQuery received (-1 each) in this batch.</summary>
-        public int Requests { get; set; }
 
         public StreamedMessage Streamed { get; } = new();
     }
@@ -285,19 +296,14 @@ internal sealed partial class ProxyConnection
             state.Messages++;
             if (fromClient)
             {
-                CountRequest(state, message.FrontendKind);
+                OnClientMessage(message.FrontendKind);
             }
-            else if (message.BackendKind == BackendMessageKind.ReadyForQuery)
+            else
             {
-                state.Requests--;
+                OnServerMessage(message.BackendKind);
             }
-            else if (message.BackendKind == BackendMessageKind.CopyInResponse)
-            {
-                // The server ignores Sync in copy-in mode: those that followed the Execute starting
-                // the COPY (libpq sends Execute and Sync together) get no ReadyForQuery.
-                state.Requests -= Math.Max(0, Interlocked.Exchange(ref _syncsAfterExecute, -1));
-            }
-            else if (message.BackendKind == BackendMessageKind.BackendKeyData && message.Body.Length >= 8)
+
+            if (!fromClient && message.BackendKind == BackendMessageKind.BackendKeyData && message.Body.Length >= 8)
             {
                 // The client gets (and the trace shows, as the client's own libpq would) the proxy's key.
                 byte[] issued = IssueKey(message.Body);

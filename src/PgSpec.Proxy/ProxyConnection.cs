@@ -35,6 +35,9 @@ internal enum ConnectionTimer
 
     /// <summary>One side has ended; the other has the shutdown grace to follow.</summary>
     Closing,
+
+    /// <summary>Beyond the connection limit, a client has a few seconds to send its startup packet and be refused.</summary>
+    Refusal,
     ShutdownGrace,
 }
 
@@ -103,7 +106,14 @@ internal sealed partial class ProxyConnection
         bool farewellAllowed = false;
         try
         {
-            Arm(ConnectionTimer.Handshake, _overLimit && Options.HandshakeTimeout > PgProxy.RefusalTimeout ? PgProxy.RefusalTimeout : Options.HandshakeTimeout);
+            if (_overLimit)
+            {
+                Arm(ConnectionTimer.Refusal, Options.HandshakeTimeout > PgProxy.RefusalTimeout ? PgProxy.RefusalTimeout : Options.HandshakeTimeout);
+            }
+            else
+            {
+                Arm(ConnectionTimer.Handshake, Options.HandshakeTimeout);
+            }
             (client, byte[]? startup, bool tunnel) = await StartupAsync(client, timers.Token).ConfigureAwait(false);
             if (tunnel)
             {
@@ -149,11 +159,18 @@ internal sealed partial class ProxyConnection
         }
         catch (OperationCanceledException)
         {
-            (failure, farewell) = TimedOut(abort.IsCancellationRequested ? ConnectionTimer.ShutdownGrace : _timer);
+            ConnectionTimer timer = abort.IsCancellationRequested ? ConnectionTimer.ShutdownGrace : _timer;
+            (failure, farewell) = TimedOut(timer);
             _proxy.Note(this, failure);
 
-            // Before its StartupMessage a client is not reading messages: it is only closed.
-            farewellAllowed = _startupReceived;
+            // Before its StartupMessage a client is not reading messages: it is only closed. A
+            // refusal is no failure; the client may still read why.
+            farewellAllowed = _startupReceived || timer == ConnectionTimer.Refusal;
+            if (timer == ConnectionTimer.Refusal)
+            {
+                failure = null;
+                _proxy.Statistics.OnRefused();
+            }
         }
         catch (Exception e) when (e is IOException or SocketException or AuthenticationException or ObjectDisposedException)
         {
@@ -269,6 +286,9 @@ internal sealed partial class ProxyConnection
             ConnectionTimer.Idle => (
                 $"closed by the idle timeout ({Seconds(Options.IdleTimeout)}): the client sent nothing for that long between queries",
                 ErrorResponse("FATAL", "57P05", $"pgspec proxy: terminating connection due to idle timeout (--idle-timeout {Seconds(Options.IdleTimeout)})")),
+            ConnectionTimer.Refusal => (
+                $"refused: the proxy already serves {_proxy.MaxClientConnections} connections (--max-client-connections), and the client sent no startup packet within {Seconds(PgProxy.RefusalTimeout)}",
+                ErrorResponse("FATAL", "53300", "sorry, too many clients already")),
             ConnectionTimer.Closing => (
                 $"closed: one side ended and the other did not follow within the grace ({Seconds(Options.ShutdownGrace)})",
                 null),

@@ -493,12 +493,21 @@ public class HardeningTests
         // 20 MB of trace: more than the pipe and the trace's queue hold, so the trace falls behind for good.
         await client.SendAsync(RawClient.Message('Q', "SELECT repeat('z', 1000000) FROM generate_series(1, 20)\0"));
         Assert.NotNull(await client.ReadUntilAsync('D'));
+
+        // The stuck trace holds no one up for long: the query ends, and other clients are served.
+        Assert.NotNull(await client.ReadUntilAsync('Z'));
+        for (int i = 0; i < 3; i++)
+        {
+            ProcessOutput other = Query(port, server.Role(PgAuthMethod.Trust), $"SELECT {i}, repeat('w', 100000)");
+            Assert.True(other.ExitCode == 0, other.ToString());
+        }
+
         var stopping = System.Diagnostics.Stopwatch.StartNew();
         (int exitCode, _) = await proxy.StopAsync();
 
         Assert.Equal(0, exitCode);
         Assert.True(stopping.Elapsed < TimeSpan.FromSeconds(30), $"the proxy took {stopping.Elapsed} to stop with a grace of 1 s");
-        Assert.Matches(@"stopped; connections: 1 accepted.*bytes of trace dropped", proxy.Stderr);
+        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(proxy.Stderr, @"stopped; connections: 4 accepted, 3 closed, 1 failed.*; \d+ bytes of trace dropped"), proxy.Stderr);
     }
 
     [Fact]
@@ -589,6 +598,55 @@ public class HardeningTests
     }
 
     [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task UnixSocketLock_OfAProcessThatStillRuns_OrOfAnotherUser_IsLeftAlone()
+    {
+        PgServer server = await _servers.Server(18);
+        using var directory = new TempDirectory();
+        string path = Path.Combine(directory.Path, ".s.PGSQL.6434");
+        var options = new PgProxyOptions { Listen = ProxyEndpoint.Parse(path), Upstream = ProxyEndpoint.Parse(server.Host + ":" + server.Port.ToString(CultureInfo.InvariantCulture)) };
+
+        // The lock names a process that runs (as PostgreSQL's postmaster.pid does): it is not taken over,
+        // even though nobody holds the file lock (file locks may be off, or the holder another kind of proxy).
+        using (System.Diagnostics.Process running = System.Diagnostics.Process.Start("sleep", "600"))
+        {
+            try
+            {
+                string content = running.Id.ToString(CultureInfo.InvariantCulture) + "\npgspec proxy\n";
+                await File.WriteAllTextAsync(path + ".lock", content);
+                await using (var proxy = new PgProxy(options))
+                {
+                    PgProxyStartException refused = Assert.Throws<PgProxyStartException>(proxy.Start);
+                    Assert.Contains($"process {running.Id}, which wrote {path}.lock, still runs", refused.Message);
+                }
+
+                Assert.Equal(content, await File.ReadAllTextAsync(path + ".lock"));
+            }
+            finally
+            {
+                running.Kill();
+                await running.WaitForExitAsync();
+            }
+        }
+
+        // A lock of a proxy that is gone, but another user's: left alone (the tests run as root, as CI does).
+        await File.WriteAllTextAsync(path + ".lock", "999999\npgspec proxy\n");
+        using (System.Diagnostics.Process chown = System.Diagnostics.Process.Start("chown", ["nobody", path + ".lock"]))
+        {
+            await chown.WaitForExitAsync();
+            Assert.Equal(0, chown.ExitCode);
+        }
+
+        await using (var proxy = new PgProxy(options))
+        {
+            PgProxyStartException refused = Assert.Throws<PgProxyStartException>(proxy.Start);
+            Assert.Contains("belongs to another user", refused.Message);
+        }
+
+        Assert.True(File.Exists(path + ".lock"));
+    }
+
+    [Fact]
     public async Task BeyondTheLimit_ManyIdleSockets_StillLeaveAClientItsFatal53300_AndAreClosedSoon()
     {
         PgServer server = await _servers.Server(18);
@@ -612,6 +670,11 @@ public class HardeningTests
             var waited = System.Diagnostics.Stopwatch.StartNew();
             Assert.True(await idle[0].ClosedAsync());
             Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"an idle connection beyond the limit was held {waited.Elapsed}");
+            Assert.Contains("sorry, too many clients already", Encoding.UTF8.GetString(error.Value.Body));
+
+            // Refusals are counted as such, not as failed connections.
+            await WaitUntilAsync(() => proxy.Proxy.Statistics.Refused >= 2, "the refusals are counted");
+            Assert.Equal(0, proxy.Proxy.Statistics.Failed);
         }
         finally
         {
@@ -651,6 +714,44 @@ public class HardeningTests
         (char Type, byte[] Body)? farewell = await client.ReadUntilAsync('E');
         Assert.NotNull(farewell);
         Assert.Contains("57P05", Encoding.UTF8.GetString(farewell.Value.Body));
+    }
+
+    [Fact]
+    public async Task IdleTimeout_AfterManyQuickQueries_StillEndsTheIdleConnection()
+    {
+        // Answers that overtake the proxy's count of the queries they answer must not leave it
+        // thinking a query still runs: after hundreds of quick ones, the idle connection ends.
+        PgServer server = await _servers.Server(15);
+        await using var proxy = new ProxyHarness(server, options => options with { IdleTimeout = TimeSpan.FromSeconds(1) });
+        using RawClient client = await RobustnessTests.LoggedInAsync(proxy, server);
+        for (int round = 0; round < 20; round++)
+        {
+            byte[] query = RawClient.Message('Q', ";\0");
+            await client.SendAsync([.. Enumerable.Repeat(query, 50).SelectMany(bytes => bytes)]);
+            for (int i = 0; i < 50; i++)
+            {
+                Assert.NotNull(await client.ReadUntilAsync('Z'));
+            }
+        }
+
+        (char Type, byte[] Body)? farewell = await client.ReadUntilAsync('E');
+        Assert.NotNull(farewell);
+        Assert.Contains("57P05", Encoding.UTF8.GetString(farewell.Value.Body));
+    }
+
+    [Fact]
+    public async Task IdleTimeout_APartOfAMessageHeader_DoesNotKeepTheConnectionOpen()
+    {
+        // Three bytes of a header, then nothing: PostgreSQL's idle timeout still ends the session.
+        PgServer server = await _servers.Server(15);
+        await using var proxy = new ProxyHarness(server, options => options with { IdleTimeout = TimeSpan.FromSeconds(1) });
+        using RawClient client = await RobustnessTests.LoggedInAsync(proxy, server);
+        await client.SendAsync([(byte)'Q', 0, 0]);
+
+        (char Type, byte[] Body)? farewell = await client.ReadUntilAsync('E');
+        Assert.NotNull(farewell);
+        Assert.Contains("57P05", Encoding.UTF8.GetString(farewell.Value.Body));
+        Assert.True(await client.ClosedAsync());
     }
 
     [Fact]
