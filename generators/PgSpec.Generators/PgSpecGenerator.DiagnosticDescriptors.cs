@@ -20,6 +20,7 @@ namespace PgSpec.Generators
             public static readonly DiagnosticDescriptor BadAttribute = Create("PGSPEC010", "Invalid field attribute", "{0}");
             public static readonly DiagnosticDescriptor BadTerminator = Create("PGSPEC011", "Invalid terminated list", "{0}");
             public static readonly DiagnosticDescriptor UnusedField = Create("PGSPEC012", "Count or length field used by nothing", "{0}");
+            public static readonly DiagnosticDescriptor MissingRuntime = Create("PGSPEC013", "PgSpec.Protocol is not referenced", "The messages of spec/*.txt (namespace {0}) are built on PgSpec.Protocol, which this project does not reference: add <PackageReference Include=\"PgSpec.Protocol\" /> beside PgSpec.Generators");
 
             private static DiagnosticDescriptor Create(string id, string title, string format)
                 => new DiagnosticDescriptor(id, title, format, Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
@@ -40,6 +41,7 @@ namespace PgSpec.Generators
                     case "PGSPEC010": return BadAttribute;
                     case "PGSPEC011": return BadTerminator;
                     case "PGSPEC012": return UnusedField;
+                    case "PGSPEC013": return MissingRuntime;
                     default: return null;
                 }
             }

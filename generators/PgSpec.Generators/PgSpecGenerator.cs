@@ -50,8 +50,14 @@ namespace PgSpec.Generators
                 .SelectMany(static (spec, _) => Resolver.PerMessage(spec))
                 .WithTrackingName(MessageStep);
 
-            context.RegisterSourceOutput(protocol, static (spc, spec) =>
+            // A message set of a user's own is built on PgSpec.Protocol's runtime: without it, one
+            // clear error instead of hundreds about missing types.
+            IncrementalValueProvider<bool> runtime = context.CompilationProvider
+                .Select(static (compilation, _) => compilation.GetTypeByMetadataName(ProtocolNamespace + ".PgLimits") is not null);
+
+            context.RegisterSourceOutput(protocol.Combine(runtime), static (spc, pair) =>
             {
+                ProtocolSpec spec = pair.Left;
                 foreach (DiagnosticInfo info in spec.Diagnostics)
                 {
                     spc.ReportDiagnostic(ToDiagnostic(info));
@@ -62,17 +68,32 @@ namespace PgSpec.Generators
                     return;
                 }
 
+                if (!HasRuntime(spec.Namespace, pair.Right) && spec.Messages.Count > 0)
+                {
+                    spc.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MissingRuntime, Location.None, spec.Namespace));
+                    return;
+                }
+
                 foreach ((string name, string source) in Emitter.EmitProtocol(spec))
                 {
                     spc.AddSource(name, SourceText.From(source, System.Text.Encoding.UTF8));
                 }
             });
 
-            context.RegisterSourceOutput(messages, static (spc, message) =>
+            context.RegisterSourceOutput(messages.Combine(runtime), static (spc, pair) =>
             {
+                ResolvedMessage message = pair.Left;
+                if (!HasRuntime(message.Namespace, pair.Right))
+                {
+                    return;
+                }
+
                 spc.AddSource(message.Message.Name + ".g.cs", SourceText.From(Emitter.EmitMessage(message), System.Text.Encoding.UTF8));
             });
         }
+
+        /// <summary>Whether the generated code can compile: PgSpec.Protocol's own build has its runtime in source, any other needs the package.</summary>
+        private static bool HasRuntime(string ns, bool runtimeReferenced) => runtimeReferenced || ns == ProtocolNamespace;
 
         internal static bool IsSpecFile(string path)
         {

@@ -169,6 +169,18 @@ public class GeneratedCodeCompilationTests
     }
 
     [Fact]
+    public void ConsumerSpec_WithoutPgSpecProtocol_IsOnePgspec013SayingWhatToAdd_AndNothingIsGenerated()
+    {
+        GeneratorRunResult result = GeneratorHarness.RunInto("Acme.Pooler.Admin", [GeneratorHarness.Spec("admin", AdminSpec)], withoutRuntime: true);
+
+        Diagnostic diagnostic = Assert.Single(result.Diagnostics);
+        Assert.Equal("PGSPEC013", diagnostic.Id);
+        Assert.Equal(DiagnosticSeverity.Error, diagnostic.Severity);
+        Assert.Contains("<PackageReference Include=\"PgSpec.Protocol\" />", diagnostic.GetMessage(), StringComparison.Ordinal);
+        Assert.Empty(result.GeneratedSources);
+    }
+
+    [Fact]
     public void ConsumerSpec_ByContextMessage_IsPgspec008()
     {
         string spec = """

@@ -53,10 +53,12 @@ internal static class GeneratorHarness
     /// <summary>Runs a fresh driver once over the given files.</summary>
     public static GeneratorRunResult Run(IEnumerable<AdditionalText> texts) => RunInto(ProtocolNamespace, texts);
 
-    /// <summary>Runs a fresh driver once over the given files, generating into <paramref name="ns"/>.</summary>
-    public static GeneratorRunResult RunInto(string? ns, IEnumerable<AdditionalText> texts, string? rootNamespace = null)
+    /// <summary>Runs a fresh driver once over the given files, generating into <paramref name="ns"/> (without PgSpec.Protocol's runtime when <paramref name="withoutRuntime"/>).</summary>
+    public static GeneratorRunResult RunInto(string? ns, IEnumerable<AdditionalText> texts, string? rootNamespace = null, bool withoutRuntime = false)
     {
-        GeneratorDriver driver = CreateDriver(texts, ns: ns, rootNamespace: rootNamespace).RunGenerators(EmptyCompilation());
+        // A project of a user's own references PgSpec.Protocol, as README says.
+        CSharpCompilation compilation = ns == ProtocolNamespace || withoutRuntime ? EmptyCompilation() : EmptyCompilation().AddReferences(CompilationHarness.RuntimeAssembly);
+        GeneratorDriver driver = CreateDriver(texts, ns: ns, rootNamespace: rootNamespace).RunGenerators(compilation);
         GeneratorDriverRunResult result = driver.GetRunResult();
         return Assert.Single(result.Results);
     }
