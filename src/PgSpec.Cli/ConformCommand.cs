@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using PgSpec.Conformance;
 using PgSpec.Servers;
 
@@ -166,6 +167,22 @@ internal static class ConformCommand
             cancel.Cancel();
         };
         Console.CancelKeyPress += onCancel;
+        bool terminated = false;
+
+        // SIGTERM (timeout(1), a CI job's end) and SIGHUP (the terminal closed) stop the servers as Ctrl+C does.
+        using PosixSignalRegistration onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context => Stop(context, "terminated"));
+        using PosixSignalRegistration onHangUp = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context => Stop(context, "hung up"));
+        void Stop(PosixSignalContext context, string why)
+        {
+            context.Cancel = true;
+            if (!cancel.IsCancellationRequested)
+            {
+                stderr.WriteLine($"pgspec conform: {why}; stopping servers");
+                terminated = context.Signal == PosixSignal.SIGTERM;
+                cancel.Cancel();
+            }
+        }
+
         var servers = new List<PgServer>();
         try
         {
@@ -211,7 +228,8 @@ internal static class ConformCommand
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested)
         {
-            return 130;
+            // As a shell reports a program ended by SIGINT or SIGTERM: 128 + the signal.
+            return terminated ? 143 : 130;
         }
         finally
         {
