@@ -52,7 +52,7 @@ internal static class ConformCommand
         var stdout = new StreamWriter(stdoutStream, new System.Text.UTF8Encoding(false), 4096, leaveOpen: true) { AutoFlush = true };
         var pg = new Option<string>("--pg") { Description = $"Major versions to start, comma-separated, from {MinMajor} to {MaxMajor} (default 15,18; none with --server)." };
         var server = new Option<string[]>("--server") { Description = "A running server to test, as postgres://user:password@host:port/database (repeatable).", AllowMultipleArgumentsPerToken = false };
-        var docker = new Option<bool>("--docker") { Description = "Start the servers with Testcontainers (Docker) instead of local binaries." };
+        var docker = new Option<bool>("--docker") { Description = "Start the servers with Testcontainers (Docker) instead of local binaries (builds from the repository; the tool package leaves the Docker provider out and starts local binaries)." };
         var format = new Option<string>("--format") { Description = "table or json.", DefaultValueFactory = _ => "table" };
         format.AcceptOnlyFromAmong("table", "json");
         var scenario = new Option<string[]>("--scenario") { Description = "Run only these scenarios (repeatable): " + string.Join(", ", Scenarios.All.Select(s => s.Name)) + "." };

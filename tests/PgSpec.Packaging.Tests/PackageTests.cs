@@ -131,6 +131,39 @@ public sealed class PackageTests : IClassFixture<PackedPackages>
         Assert.True(new FileInfo(Path.Combine(_packed.Packages, $"pgspec.{_packed.Version}.nupkg")).Length < 2 * 1024 * 1024, "the tool package grew past 2 MB");
     }
 
+    /// <summary>A portable PDB whose every source document is embedded, under the deterministic root /_/ (no path of the build machine).</summary>
+    private static void AssertSourcesEmbeddedWithMappedPaths(ZipArchiveEntry pdb)
+    {
+        var embeddedSource = new Guid("0E8A571B-6926-466E-B4AD-8AB04611F5FE");
+        using var image = new MemoryStream();
+        using (Stream stream = pdb.Open())
+        {
+            stream.CopyTo(image);
+        }
+
+        image.Position = 0;
+        using var provider = System.Reflection.Metadata.MetadataReaderProvider.FromPortablePdbStream(image);
+        System.Reflection.Metadata.MetadataReader reader = provider.GetMetadataReader();
+        int documents = 0;
+        foreach (System.Reflection.Metadata.DocumentHandle handle in reader.Documents)
+        {
+            string name = reader.GetString(reader.GetDocument(handle).Name);
+            if (!name.EndsWith(".cs", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            documents++;
+            Assert.StartsWith("/_/", name, StringComparison.Ordinal);
+            bool embedded = reader.GetCustomDebugInformation(handle)
+                .Select(reader.GetCustomDebugInformation)
+                .Any(info => reader.GetGuid(info.Kind) == embeddedSource);
+            Assert.True(embedded, $"{pdb.FullName}: the source {name} is not embedded");
+        }
+
+        Assert.True(documents > 3, $"{pdb.FullName} names {documents} sources");
+    }
+
     [Theory]
     [InlineData("PgSpec.Protocol")]
     [InlineData("PgSpec.Client")]
@@ -165,7 +198,15 @@ public sealed class PackageTests : IClassFixture<PackedPackages>
             // A library or the tool: no generator rides along, and symbols are published beside it.
             Assert.DoesNotContain(package.Entries, entry => entry.FullName.StartsWith("analyzers/", StringComparison.Ordinal));
             using ZipArchive symbols = _packed.OpenPackage(id, "snupkg");
-            Assert.Contains(symbols.Entries, entry => entry.FullName.EndsWith(".pdb", StringComparison.Ordinal));
+            ZipArchiveEntry pdb = symbols.Entries.First(entry => entry.FullName.EndsWith(".pdb", StringComparison.Ordinal));
+            AssertSourcesEmbeddedWithMappedPaths(pdb);
+        }
+
+        if (id == "PgSpec.Proxy")
+        {
+            // The proxy uses PgSpec.Client's internal SCRAM client: it depends on exactly the Client built with it.
+            XElement client = nuspec.Descendants(ns + "dependency").Single(d => (string?)d.Attribute("id") == "PgSpec.Client");
+            Assert.Equal($"[{_packed.Version}]", (string?)client.Attribute("version"));
         }
 
         if (id.StartsWith("PgSpec.", StringComparison.Ordinal) && id != "PgSpec.Generators")
