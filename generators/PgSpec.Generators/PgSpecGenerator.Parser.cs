@@ -41,6 +41,43 @@ namespace PgSpec.Generators
                 "equals", "getHashCode", "toString", "skipItem", "view", "list", "bytes",
             };
 
+            // The members of every message class: a message of that name would have a member of its own name.
+            private static readonly HashSet<string> s_messageMemberNames = new HashSet<string>(
+                s_reservedNames.Select(Pascal).Concat(new[] { "View", "List", "Length" }),
+                StringComparer.Ordinal);
+
+            // What the emitter declares beside the messages and enums, in the same namespace.
+            private static readonly HashSet<string> s_generatedTypeNames = new HashSet<string>(StringComparer.Ordinal)
+            {
+                "FrontendMessageKind", "BackendMessageKind", "IFrontendMessage", "IBackendMessage",
+                "FrontendMessages", "BackendMessages", "PgProtocolSpec", "ProtocolDictionary",
+            };
+
+            // The files the emitter adds beside one per message; the compiler compares file (hint) names ignoring case.
+            private static readonly HashSet<string> s_generatedFileNames = new HashSet<string>(StringComparer.OrdinalIgnoreCase)
+            {
+                "Enums", "MessageInterfaces", "FrontendMessages", "BackendMessages", "PgProtocolSpec", "ProtocolDictionary",
+            };
+
+            // The members of the dispatchers (FrontendMessages, BackendMessages), which name the message
+            // types from inside, where a member of the same name would hide the type; and the member of
+            // the kinds for what no spec defines.
+            private static readonly HashSet<string> s_dispatcherNames = new HashSet<string>(StringComparer.Ordinal)
+            {
+                "DefaultMaxLength", "DefaultUnknownMaxLength", "DefaultMaxStartupPacketLength", "IsDefinedTypeByte",
+                "Classify", "ClassifyStartup", "NameOf", "TypeByteOf", "All", "TryDecode", "TryValidate", "Trace", "TraceValidated",
+                "Unknown",
+            };
+
+            // The members of the static class a String enum becomes, besides its constants.
+            private static readonly HashSet<string> s_stringEnumMemberNames = new HashSet<string>(StringComparer.Ordinal)
+            {
+                "All", "Equals", "GetHashCode", "GetType", "ToString", "ReferenceEquals", "MemberwiseClone", "Finalize",
+            };
+
+            // The types nested in every message and group class, where fields name their enums.
+            private static readonly HashSet<string> s_nestedTypeNames = new HashSet<string>(StringComparer.Ordinal) { "View", "List" };
+
             private static readonly Regex s_identifier = new Regex(@"^[a-z][A-Za-z0-9]*$", RegexOptions.CultureInvariant);
             private static readonly Regex s_typeName = new Regex(@"^[A-Z][A-Za-z0-9]*$", RegexOptions.CultureInvariant);
             private static readonly Regex s_fixedBytes = new Regex(@"^Byte(?<n>[1-9][0-9]*)$", RegexOptions.CultureInvariant);
@@ -233,6 +270,19 @@ namespace PgSpec.Generators
             private static EnumSpec? ParseEnum(ParseContext context, Line header, Match match, List<Line> body)
             {
                 string name = match.Groups["name"].Value;
+                int nameColumn = match.Groups["name"].Index + 1;
+                if (!char.IsUpper(name[0]))
+                {
+                    context.Report("PGSPEC009", $"Enum name '{name}' must start with an upper-case letter: it names a C# type", header.Number, nameColumn, name.Length);
+                    return null;
+                }
+
+                if (s_generatedTypeNames.Contains(name) || s_nestedTypeNames.Contains(name))
+                {
+                    context.Report("PGSPEC004", $"Enum name '{name}' is reserved: the generator declares a type of that name (beside the messages, or in every message and group); choose another", header.Number, nameColumn, name.Length);
+                    return null;
+                }
+
                 WireType type;
                 switch (match.Groups["type"].Value)
                 {
@@ -271,6 +321,13 @@ namespace PgSpec.Generators
                         if (!seenNames.Add(tokens[1]) || !seenTexts.Add(text))
                         {
                             context.Report("PGSPEC004", $"Enum '{name}' has '{tokens[1]}' or its value twice", line.Number, line.Indent + 1, line.Text.Length);
+                            continue;
+                        }
+
+                        // A String enum is a static class of constants beside its list 'All'.
+                        if (tokens[1] == name || s_stringEnumMemberNames.Contains(tokens[1]))
+                        {
+                            context.Report("PGSPEC004", $"'{tokens[1]}' is reserved in a String enum, whose class '{name}' has 'All' and the members of object; choose another", line.Number, line.Text.IndexOf(tokens[1], token.Length, StringComparison.Ordinal) + line.Indent + 1, tokens[1].Length);
                             continue;
                         }
 
@@ -327,6 +384,11 @@ namespace PgSpec.Generators
             private static MessageSpec? ParseMessage(ParseContext context, Line header, Match match, List<Line> body, string comment)
             {
                 string name = match.Groups["name"].Value;
+                if (!CheckMessageName(context, header, name))
+                {
+                    return null;
+                }
+
                 string dir = match.Groups["dir"].Value;
                 Direction direction = dir == "F" ? Direction.Frontend : dir == "B" ? Direction.Backend : Direction.Both;
 
@@ -437,20 +499,66 @@ namespace PgSpec.Generators
                 };
             }
 
+            /// <summary>
+            /// A message names a C# type, its kind in the kinds enums and, with a file of its own, a
+            /// hint name: none may be a name the generator uses for something else.
+            /// </summary>
+            private static bool CheckMessageName(ParseContext context, Line header, string name)
+            {
+                if (!char.IsUpper(name[0]))
+                {
+                    context.Report("PGSPEC008", $"Message name '{name}' must start with an upper-case letter: it names a C# type (such as 'Query')", header.Number, 1, name.Length);
+                    return false;
+                }
+
+                string? taken = s_generatedTypeNames.Contains(name) ? "a type the generator declares beside the messages"
+                    : s_generatedFileNames.Contains(name) ? $"a file the generator adds beside the messages ({name}.g.cs; file names compare ignoring case)"
+                    : s_dispatcherNames.Contains(name) ? "a member of the dispatchers (FrontendMessages, BackendMessages) or of the kinds enums"
+                    : s_messageMemberNames.Contains(name) ? "a member every message has"
+                    : null;
+                if (taken is not null)
+                {
+                    context.Report("PGSPEC004", $"Message name '{name}' is reserved: it is {taken}; choose another", header.Number, 1, name.Length);
+                    return false;
+                }
+
+                return true;
+            }
+
+            /// <summary>
+            /// Reads the fields of one level, all at <paramref name="indent"/>. A group's level ends at
+            /// a shallower line; the message's own level reads to its last line, so every line is
+            /// either a field or an error.
+            /// </summary>
             private static ImmutableArray<FieldSpec> ParseFields(ParseContext context, List<Line> lines, ref int position, int indent, bool topLevel)
             {
                 var fields = ImmutableArray.CreateBuilder<FieldSpec>();
                 while (position < lines.Count)
                 {
                     Line line = lines[position];
-                    if (line.Indent < indent)
+                    if (line.Indent < indent && !topLevel)
                     {
                         break;
                     }
 
+                    if (line.Indent < indent)
+                    {
+                        context.Report("PGSPEC001", $"This line is indented less than the fields of the message above it, which start at column {indent + 1}; a message's fields share one indentation", line.Number, line.Indent + 1, line.Text.Length);
+                        position++;
+                        continue;
+                    }
+
                     if (line.Indent > indent)
                     {
-                        context.Report("PGSPEC001", "This line is indented deeper than the field above it, which is not a group", line.Number, line.Indent + 1, line.Text.Length);
+                        string? group = fields.Count > 0 ? fields[fields.Count - 1].GroupName : null;
+                        context.Report(
+                            "PGSPEC001",
+                            group is null
+                                ? "This line is indented deeper than the field above it, which is not a group"
+                                : $"This line is indented neither like the fields of group '{group}' above it nor like the fields around the group, which start at column {indent + 1}",
+                            line.Number,
+                            line.Indent + 1,
+                            line.Text.Length);
                         position++;
                         continue;
                     }
@@ -931,11 +1039,7 @@ namespace PgSpec.Generators
             /// </summary>
             private static void CheckGroupNames(ParseContext context, string message, ImmutableArray<FieldSpec> fields)
             {
-                var members = new HashSet<string>(StringComparer.Ordinal) { message, "View", "List", "Length" };
-                foreach (string reserved in s_reservedNames)
-                {
-                    members.Add(Pascal(reserved));
-                }
+                var members = new HashSet<string>(s_messageMemberNames, StringComparer.Ordinal) { message };
 
                 var groups = new List<FieldSpec>();
                 CollectGroups(fields, groups, members);

@@ -35,17 +35,26 @@ namespace PgSpec.Generators
                     }
                 }
 
-                var names = new HashSet<string>(StringComparer.Ordinal);
+                // Each message has a file of its own, and the compiler compares file (hint) names ignoring case.
+                var names = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
                 foreach (SpecFile file in files.OrderBy(f => f.Path, StringComparer.Ordinal))
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     foreach (MessageSpec message in file.Messages)
                     {
-                        if (!names.Add(message.Name) || enums.ContainsKey(message.Name))
+                        if (names.TryGetValue(message.Name, out string? other) && other != message.Name)
+                        {
+                            diagnostics.Add(new DiagnosticInfo("PGSPEC004", $"'{message.Name}' differs from the message '{other}' in case only, and so would its generated file {message.Name}.g.cs; choose another name", message.Path, message.Line, 1, message.Name.Length));
+                            continue;
+                        }
+
+                        if (other is not null || enums.ContainsKey(message.Name))
                         {
                             diagnostics.Add(new DiagnosticInfo("PGSPEC004", $"'{message.Name}' is defined twice", message.Path, message.Line, 1, message.Name.Length));
                             continue;
                         }
+
+                        names.Add(message.Name, message.Name);
 
                         if (message.ByContext && ns != ProtocolNamespace)
                         {

@@ -2,13 +2,14 @@ using System;
 using System.Collections.Immutable;
 using System.IO;
 using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.Diagnostics;
 using Microsoft.CodeAnalysis.Text;
 using PgSpec.Generators.Model;
 
 namespace PgSpec.Generators
 {
     /// <summary>
-    /// Turns the protocol specs (spec/*.txt, passed as AdditionalFiles) into message types,
+    /// Turns the protocol specs (AdditionalFiles marked PgSpecFile="true", spec/**/*.txt) into message types,
     /// codecs, dispatchers and trace formatters.
     /// </summary>
     [Generator(LanguageNames.CSharp)]
@@ -21,12 +22,37 @@ namespace PgSpec.Generators
         /// <summary>The namespace of the protocol itself, whose build alone generates the runtime's message types.</summary>
         internal const string ProtocolNamespace = "PgSpec.Protocol";
 
+        /// <summary>
+        /// The item metadata that marks an AdditionalFiles item as a spec (PgSpecFile="true"), as the
+        /// compiler passes it on (CompilerVisibleItemMetadata).
+        /// </summary>
+        internal const string SpecFileMetadata = "build_metadata.AdditionalFiles.PgSpecFile";
+
+        /// <summary>A type of PgSpec.Protocol's runtime: where it is tells the protocol's own build from a user's.</summary>
+        private const string RuntimeMarker = ProtocolNamespace + ".PgLimits";
+
+        /// <summary>Where the compilation finds PgSpec.Protocol's runtime.</summary>
+        private enum Runtime
+        {
+            /// <summary>Nowhere: a user's project that does not reference PgSpec.Protocol.</summary>
+            Missing,
+
+            /// <summary>In a referenced assembly: a user's project.</summary>
+            Referenced,
+
+            /// <summary>Declared in source: PgSpec.Protocol's own build.</summary>
+            InSource,
+        }
+
         public void Initialize(IncrementalGeneratorInitializationContext context)
         {
-            // spec text -> one model per file
+            // spec text -> one model per file. A spec is an additional file the build marks as one; that
+            // is checked before parsing, so that new options re-parse no file that stays a spec.
             IncrementalValuesProvider<SpecFile> files = context.AdditionalTextsProvider
-                .Where(static text => IsSpecFile(text.Path))
-                .Select(static (text, ct) => Parser.ParseFile(text.Path, text.GetText(ct), ct))
+                .Combine(context.AnalyzerConfigOptionsProvider)
+                .Select(static (pair, _) => (Text: pair.Left, IsSpec: IsSpecFile(pair.Right.GetOptions(pair.Left))))
+                .Where(static file => file.IsSpec)
+                .Select(static (file, ct) => Parser.ParseFile(file.Text.Path, file.Text.GetText(ct), ct))
                 .WithTrackingName(ParseStep);
 
             // The namespace of the generated types: PgSpecNamespace, else the project's root namespace.
@@ -50,10 +76,11 @@ namespace PgSpec.Generators
                 .SelectMany(static (spec, _) => Resolver.PerMessage(spec))
                 .WithTrackingName(MessageStep);
 
-            // A message set of a user's own is built on PgSpec.Protocol's runtime: without it, one
-            // clear error instead of hundreds about missing types.
-            IncrementalValueProvider<bool> runtime = context.CompilationProvider
-                .Select(static (compilation, _) => compilation.GetTypeByMetadataName(ProtocolNamespace + ".PgLimits") is not null);
+            // The generated code is built on PgSpec.Protocol's runtime: a user's project references it,
+            // the protocol's own build has it in source. A small value, equal from one compilation to
+            // the next, so that typing code re-runs nothing downstream.
+            IncrementalValueProvider<Runtime> runtime = context.CompilationProvider
+                .Select(static (compilation, _) => FindRuntime(compilation));
 
             context.RegisterSourceOutput(protocol.Combine(runtime), static (spc, pair) =>
             {
@@ -68,9 +95,19 @@ namespace PgSpec.Generators
                     return;
                 }
 
-                if (!HasRuntime(spec.Namespace, pair.Right) && spec.Messages.Count > 0)
+                // PgSpec.Protocol's runtime names its generated types, specs or not; a user's project
+                // without a message or an enum gets nothing (and needs nothing).
+                bool protocolBuild = spec.Namespace == ProtocolNamespace && pair.Right == Runtime.InSource;
+                if (!protocolBuild && spec.Messages.Count == 0 && spec.Enums.Count == 0)
                 {
-                    spc.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MissingRuntime, Location.None, spec.Namespace));
+                    return;
+                }
+
+                // One clear error instead of hundreds from code that cannot compile.
+                DiagnosticDescriptor? blocker = Blocker(spec.Namespace, pair.Right);
+                if (blocker is not null)
+                {
+                    spc.ReportDiagnostic(Diagnostic.Create(blocker, Location.None, spec.Namespace));
                     return;
                 }
 
@@ -83,7 +120,7 @@ namespace PgSpec.Generators
             context.RegisterSourceOutput(messages.Combine(runtime), static (spc, pair) =>
             {
                 ResolvedMessage message = pair.Left;
-                if (!HasRuntime(message.Namespace, pair.Right))
+                if (Blocker(message.Namespace, pair.Right) is not null)
                 {
                     return;
                 }
@@ -92,16 +129,24 @@ namespace PgSpec.Generators
             });
         }
 
-        /// <summary>Whether the generated code can compile: PgSpec.Protocol's own build has its runtime in source, any other needs the package.</summary>
-        private static bool HasRuntime(string ns, bool runtimeReferenced) => runtimeReferenced || ns == ProtocolNamespace;
+        private static Runtime FindRuntime(Compilation compilation)
+            => compilation.Assembly.GetTypeByMetadataName(RuntimeMarker) is not null ? Runtime.InSource
+                : compilation.GetTypesByMetadataName(RuntimeMarker).IsEmpty ? Runtime.Missing
+                : Runtime.Referenced;
 
-        internal static bool IsSpecFile(string path)
-        {
-            string normalized = path.Replace('\\', '/');
-            return normalized.EndsWith(".txt", StringComparison.OrdinalIgnoreCase)
-                && normalized.IndexOf("/spec/", StringComparison.OrdinalIgnoreCase) >= 0
-                && !normalized.EndsWith("/README.txt", StringComparison.OrdinalIgnoreCase);
-        }
+        /// <summary>
+        /// Why code generated into <paramref name="ns"/> could not compile, or null: only PgSpec.Protocol's
+        /// own build generates into its namespace, and any other needs the runtime.
+        /// </summary>
+        private static DiagnosticDescriptor? Blocker(string ns, Runtime runtime)
+            => ns == ProtocolNamespace
+                ? runtime == Runtime.InSource ? null : DiagnosticDescriptors.ProtocolNamespaceTaken
+                : runtime == Runtime.Missing ? DiagnosticDescriptors.MissingRuntime : null;
+
+        /// <summary>Whether the build marks an additional file as a spec: PgSpecFile="true" (the buildTransitive targets mark spec/**/*.txt).</summary>
+        internal static bool IsSpecFile(AnalyzerConfigOptions options)
+            => options.TryGetValue(SpecFileMetadata, out string? value)
+            && string.Equals(value.Trim(), "true", StringComparison.OrdinalIgnoreCase);
 
         private static Diagnostic ToDiagnostic(DiagnosticInfo info)
         {

@@ -20,6 +20,78 @@ public class DiagnosticTests
     }
 
     [Fact]
+    public void FieldIndentedLessThanTheFieldsAbove_ReportsPgSpec001AtItsColumn()
+    {
+        // One column short of the other fields: an error, not the end of Other's fields.
+        string spec = """
+            Other (F)
+                Byte1('o')
+                Int32 length
+                String a
+               String b
+                String c
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC001", "indent", spec, line: 5);
+        Assert.Equal(4, ColumnOf(diagnostic));
+    }
+
+    [Fact]
+    public void IndentedLineAfterBlankLine_LessThanTheFieldsAbove_ReportsPgSpec001AtItsColumn()
+    {
+        string spec = """
+            Other (F)
+                Byte1('o')
+                Int32 length
+                String a
+
+              String b
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC001", "indent", spec, line: 6);
+        Assert.Equal(3, ColumnOf(diagnostic));
+    }
+
+    [Fact]
+    public void FieldIndentedLessThanItsGroupsFieldsAndTheMessages_ReportsPgSpec001AtItsColumn()
+    {
+        string spec = """
+            RowDescription (B)
+                Byte1('T')
+                Int32 length
+                Int16 fieldCount
+                Field[fieldCount] fields
+                    String name
+                    Int32 tableOid
+               Int16 trailer
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC001", "indent", spec, line: 8);
+        Assert.Equal(4, ColumnOf(diagnostic));
+    }
+
+    [Fact]
+    public void FieldsIndentedDeeperThanAFieldOrBetweenAGroupsFieldsAndTheMessages_ReportPgSpec001AtTheirColumns()
+    {
+        string spec = """
+            RowDescription (B)
+                Byte1('T')
+                Int32 length
+                Int16 fieldCount
+                Field[fieldCount] fields
+                    String name
+                      Int32 tableOid
+                  Int16 trailer
+            """;
+
+        GeneratorRunResult result = GeneratorHarness.Run(GeneratorHarness.Spec("indent", spec));
+
+        Assert.Equal(["PGSPEC001 7:11", "PGSPEC001 8:7"], result.Diagnostics.Select(d => d.Id + " " + (d.Location.GetLineSpan().StartLinePosition.Line + 1) + ":" + ColumnOf(d)));
+        Assert.Contains("group 'Field'", result.Diagnostics[1].GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+        Assert.Empty(result.GeneratedSources);
+    }
+
+    [Fact]
     public void HeaderThatIsNeitherMessageNorEnum_ReportsPgSpec001AtTheHeader()
     {
         string spec = """
@@ -132,6 +204,211 @@ public class DiagnosticTests
             """;
 
         AssertError("PGSPEC004", "b", [GeneratorHarness.Spec("a", first), GeneratorHarness.Spec("b", second)], line: 5);
+    }
+
+    [Theory]
+    [InlineData("FrontendMessageKind")] // the kinds enums
+    [InlineData("BackendMessageKind")]
+    [InlineData("IFrontendMessage")] // the interfaces of a user's message set
+    [InlineData("IBackendMessage")]
+    [InlineData("FrontendMessages")] // the dispatchers
+    [InlineData("BackendMessages")]
+    [InlineData("PgProtocolSpec")] // descriptors and limits
+    [InlineData("ProtocolDictionary")]
+    [InlineData("Enums")] // files of their own: Enums.g.cs, MessageInterfaces.g.cs
+    [InlineData("MessageInterfaces")]
+    [InlineData("ENUMS")] // file names differ in case only
+    [InlineData("Unknown")] // the kinds' member for what no spec defines
+    [InlineData("Classify")] // dispatcher members, which name message types from inside
+    [InlineData("NameOf")]
+    [InlineData("All")]
+    [InlineData("DefaultUnknownMaxLength")]
+    [InlineData("View")] // members of every message class
+    [InlineData("Encode")]
+    [InlineData("TryDecode")]
+    [InlineData("Trace")]
+    [InlineData("MessageName")]
+    [InlineData("BackendKind")]
+    public void MessageNamedLikeANameTheGeneratorUses_ReportsPgSpec004AtTheHeader(string name)
+    {
+        string spec = $"""
+            # A blank line, then the message.
+
+            {name} (F) max 1000
+                Byte1('h')
+                Int32 length
+                String text
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC004", "names", spec, line: 3);
+        Assert.Contains("'" + name + "'", diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("FrontendMessageKind")]
+    [InlineData("IBackendMessage")]
+    [InlineData("BackendMessages")]
+    [InlineData("PgProtocolSpec")]
+    [InlineData("ProtocolDictionary")]
+    [InlineData("View")] // nested in every message and group, where fields name their enum
+    [InlineData("List")]
+    public void EnumNamedLikeATypeTheGeneratorDeclares_ReportsPgSpec004AtTheHeader(string name)
+    {
+        string spec = $"""
+            enum {name} : Byte1
+                'A' Active
+                'P' Paused
+            """;
+
+        AssertError("PGSPEC004", "names", spec, line: 1);
+    }
+
+    [Theory]
+    [InlineData("All")] // the list of every value
+    [InlineData("SaslMechanism")] // the class itself
+    [InlineData("ToString")] // a member of object
+    public void StringEnumMemberNamedLikeAMemberOfItsClass_ReportsPgSpec004AtTheMember(string name)
+    {
+        string spec = $"""
+            enum SaslMechanism : String
+                "SCRAM-SHA-256" ScramSha256
+                "OTHER" {name}
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC004", "names", spec, line: 3);
+        Assert.Equal(13, ColumnOf(diagnostic));
+    }
+
+    [Fact]
+    public void EveryNameGeneratedBesideTheMessages_IsReservedForMessagesAndEnums()
+    {
+        // What the generator declares is read from its output (a user's set, with messages both ways,
+        // typed, coded and untyped), so that a type, file or dispatcher member added later is covered.
+        string spec = """
+            Hello (F) max 1000
+                Byte1('h')
+                Int32 length
+                String greeting
+
+            Hi (B) max 1000
+                Byte1('R')
+                Int32 length
+                Int32(1) code
+
+            Bye (B) max 1000
+                Byte1('R')
+                Int32 length
+                Int32(2) code
+
+            Knock (F) max 1000
+                Int32(8) length
+                Int32(1234) knockCode
+            """;
+        GeneratorRunResult result = GeneratorHarness.RunInto("Acme.Names", [GeneratorHarness.Spec("names", spec)]);
+        Assert.True(result.Diagnostics.IsEmpty, GeneratorHarness.Describe(result.Diagnostics));
+        string[] messages = ["Hello", "Hi", "Bye", "Knock"];
+
+        var files = new SortedSet<string>(StringComparer.Ordinal);
+        var types = new SortedSet<string>(StringComparer.Ordinal);
+        var members = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (GeneratedSourceResult source in result.GeneratedSources)
+        {
+            string file = source.HintName[..^".g.cs".Length];
+            if (messages.Contains(file))
+            {
+                continue;
+            }
+
+            files.Add(file);
+            SyntaxNode root = source.SyntaxTree.GetRoot();
+            foreach (var type in root.DescendantNodes().OfType<Microsoft.CodeAnalysis.CSharp.Syntax.BaseTypeDeclarationSyntax>())
+            {
+                types.Add(type.Identifier.ValueText);
+                if (type.Identifier.ValueText is "FrontendMessages" or "BackendMessages")
+                {
+                    members.UnionWith(((Microsoft.CodeAnalysis.CSharp.Syntax.TypeDeclarationSyntax)type).Members.Select(MemberName));
+                }
+                else if (type is Microsoft.CodeAnalysis.CSharp.Syntax.EnumDeclarationSyntax kinds)
+                {
+                    members.UnionWith(kinds.Members.Select(member => member.Identifier.ValueText).Except(messages));
+                }
+            }
+        }
+
+        Assert.Contains("MessageInterfaces", files);
+        Assert.Contains("IFrontendMessage", types);
+        Assert.Contains("Unknown", members);
+        Assert.Contains("ClassifyStartup", members);
+
+        foreach (string name in files.Concat(types).Concat(members).Distinct())
+        {
+            AssertReserved(name + " (F) max 1000\n    Byte1('h')\n    Int32 length\n    String text\n", name);
+        }
+
+        foreach (string name in types)
+        {
+            AssertReserved("enum " + name + " : Byte1\n    'A' Active\n", name);
+        }
+
+        static void AssertReserved(string spec, string name)
+        {
+            GeneratorRunResult result = GeneratorHarness.Run(GeneratorHarness.Spec("names", spec));
+            Assert.True(result.Diagnostics.Any(d => d.Id == "PGSPEC004"), $"'{name}' is generated beside the messages, but a spec may use it: {GeneratorHarness.Describe(result.Diagnostics)}");
+        }
+
+        static string MemberName(Microsoft.CodeAnalysis.CSharp.Syntax.MemberDeclarationSyntax member)
+            => member switch
+            {
+                Microsoft.CodeAnalysis.CSharp.Syntax.MethodDeclarationSyntax method => method.Identifier.ValueText,
+                Microsoft.CodeAnalysis.CSharp.Syntax.PropertyDeclarationSyntax property => property.Identifier.ValueText,
+                Microsoft.CodeAnalysis.CSharp.Syntax.FieldDeclarationSyntax field => field.Declaration.Variables.Single().Identifier.ValueText,
+                _ => throw new InvalidOperationException("a dispatcher member of a new kind: " + member.Kind()),
+            };
+    }
+
+    [Fact]
+    public void MessageNamesDifferingInCaseOnly_ReportsPgSpec004AtTheSecond()
+    {
+        // Two types, but one generated file name: the file system may not tell them apart.
+        string first = """
+            Query (F)
+                Byte1('Q')
+                Int32 length
+                String queryString
+            """;
+        string second = """
+            QUERY (F)
+                Byte1('q')
+                Int32 length
+                String sql
+            """;
+
+        AssertError("PGSPEC004", "b", [GeneratorHarness.Spec("a", first), GeneratorHarness.Spec("b", second)], line: 1);
+    }
+
+    [Fact]
+    public void MessageNameStartingLowerCase_ReportsPgSpec008AtTheHeader()
+    {
+        // It names a C# type, and lower-case names meet keywords and the dispatchers' parameters (body, kind, context).
+        string spec = """
+            body (F)
+                Byte1('h')
+                Int32 length
+                String text
+            """;
+
+        AssertError("PGSPEC008", "names", spec, line: 1);
+    }
+
+    [Fact]
+    public void EnumNameStartingLowerCase_ReportsPgSpec009AtTheHeader()
+    {
+        string spec = """
+            enum int : Byte1
+                'A' Active
+            """;
+
+        AssertError("PGSPEC009", "names", spec, line: 1);
     }
 
     [Fact]
@@ -469,11 +746,11 @@ public class DiagnosticTests
         AssertError("PGSPEC012", "nullable", spec, line: 4);
     }
 
-    private static void AssertError(string id, string fileName, string spec, int line)
+    private static Diagnostic AssertError(string id, string fileName, string spec, int line)
         => AssertError(id, fileName, [GeneratorHarness.Spec(fileName, spec)], line);
 
     /// <summary>The files give exactly one diagnostic: an error with this id, in this file, at this 1-based line.</summary>
-    private static void AssertError(string id, string fileName, AdditionalText[] files, int line)
+    private static Diagnostic AssertError(string id, string fileName, AdditionalText[] files, int line)
     {
         GeneratorRunResult result = GeneratorHarness.Run(files);
         Assert.Null(result.Exception);
@@ -490,5 +767,9 @@ public class DiagnosticTests
 
         // Nothing is generated from a protocol with errors.
         Assert.Empty(result.GeneratedSources);
+        return diagnostic;
     }
+
+    /// <summary>The 1-based column where the diagnostic starts.</summary>
+    private static int ColumnOf(Diagnostic diagnostic) => diagnostic.Location.GetLineSpan().StartLinePosition.Character + 1;
 }

@@ -25,15 +25,30 @@ internal static class GeneratorHarness
             .ToImmutableArray();
     }
 
-    /// <summary>An in-memory spec file named like the build names them (a .txt under a spec folder).</summary>
+    /// <summary>An in-memory spec file named like the build names them (a .txt under a spec folder), marked as a spec.</summary>
     public static AdditionalText Spec(string name, string text)
         => new InMemoryAdditionalText("memory/spec/" + name + ".txt", text);
 
-    /// <summary>A compilation for the generator to run against; it reads only the additional files.</summary>
+    /// <summary>An additional file the build does not mark as a spec (BannedSymbols.txt, PublicAPI.Shipped.txt...).</summary>
+    public static AdditionalText OtherFile(string path, string text)
+        => new InMemoryAdditionalText(path, text, pgSpecFile: false);
+
+    /// <summary>A compilation with nothing in it: no PgSpec.Protocol, in source or referenced.</summary>
     public static CSharpCompilation EmptyCompilation()
         => CSharpCompilation.Create(
             "PgSpec.Generators.Tests.Input",
             options: new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary));
+
+    /// <summary>
+    /// PgSpec.Protocol's own build, as the generator tells it apart: PgSpec.Protocol.PgLimits is
+    /// declared in source (the runtime's real sources are compiled by <see cref="CompilationHarness"/>).
+    /// </summary>
+    public static CSharpCompilation ProtocolCompilation()
+        => EmptyCompilation().AddSyntaxTrees(CSharpSyntaxTree.ParseText("namespace PgSpec.Protocol { internal sealed class PgLimits { } }"));
+
+    /// <summary>A user's project: PgSpec.Protocol is a referenced assembly, as README says.</summary>
+    public static CSharpCompilation ConsumerCompilation()
+        => EmptyCompilation().AddReferences(CompilationHarness.RuntimeAssembly);
 
     /// <summary>The protocol's own namespace, as PgSpec.Protocol's build sets PgSpecNamespace.</summary>
     public const string ProtocolNamespace = "PgSpec.Protocol";
@@ -53,26 +68,41 @@ internal static class GeneratorHarness
     /// <summary>Runs a fresh driver once over the given files.</summary>
     public static GeneratorRunResult Run(IEnumerable<AdditionalText> texts) => RunInto(ProtocolNamespace, texts);
 
-    /// <summary>Runs a fresh driver once over the given files, generating into <paramref name="ns"/> (without PgSpec.Protocol's runtime when <paramref name="withoutRuntime"/>).</summary>
+    /// <summary>
+    /// Runs a fresh driver once over the given files, generating into <paramref name="ns"/>: as
+    /// PgSpec.Protocol's own build for its namespace, else as a user's project referencing
+    /// PgSpec.Protocol (or without it when <paramref name="withoutRuntime"/>).
+    /// </summary>
     public static GeneratorRunResult RunInto(string? ns, IEnumerable<AdditionalText> texts, string? rootNamespace = null, bool withoutRuntime = false)
+        => RunAgainst(withoutRuntime ? EmptyCompilation() : ns == ProtocolNamespace ? ProtocolCompilation() : ConsumerCompilation(), ns, texts, rootNamespace);
+
+    /// <summary>Runs a fresh driver once over the given files and compilation, generating into <paramref name="ns"/>.</summary>
+    public static GeneratorRunResult RunAgainst(CSharpCompilation compilation, string? ns, IEnumerable<AdditionalText> texts, string? rootNamespace = null)
     {
-        // A project of a user's own references PgSpec.Protocol, as README says.
-        CSharpCompilation compilation = ns == ProtocolNamespace || withoutRuntime ? EmptyCompilation() : EmptyCompilation().AddReferences(CompilationHarness.RuntimeAssembly);
         GeneratorDriver driver = CreateDriver(texts, ns: ns, rootNamespace: rootNamespace).RunGenerators(compilation);
         GeneratorDriverRunResult result = driver.GetRunResult();
         return Assert.Single(result.Results);
     }
 
-    /// <summary>Build properties as MSBuild passes them to analyzers (build_property.NAME).</summary>
+    /// <summary>
+    /// Build properties as MSBuild passes them to analyzers (build_property.NAME), and the item
+    /// metadata of additional files (build_metadata.AdditionalFiles.NAME): PgSpecFile, which the
+    /// build sets on spec files.
+    /// </summary>
     private sealed class BuildProperties(IReadOnlyDictionary<string, string?> values) : Microsoft.CodeAnalysis.Diagnostics.AnalyzerConfigOptionsProvider
     {
         private readonly Options _options = new(values);
 
+        private readonly Options _specFile = new(new Dictionary<string, string?> { ["build_metadata.AdditionalFiles.PgSpecFile"] = "true" });
+
+        private readonly Options _none = new(new Dictionary<string, string?>());
+
         public override Microsoft.CodeAnalysis.Diagnostics.AnalyzerConfigOptions GlobalOptions => _options;
 
-        public override Microsoft.CodeAnalysis.Diagnostics.AnalyzerConfigOptions GetOptions(SyntaxTree tree) => _options;
+        public override Microsoft.CodeAnalysis.Diagnostics.AnalyzerConfigOptions GetOptions(SyntaxTree tree) => _none;
 
-        public override Microsoft.CodeAnalysis.Diagnostics.AnalyzerConfigOptions GetOptions(AdditionalText textFile) => _options;
+        public override Microsoft.CodeAnalysis.Diagnostics.AnalyzerConfigOptions GetOptions(AdditionalText textFile)
+            => textFile is InMemoryAdditionalText { PgSpecFile: true } ? _specFile : _none;
 
         private sealed class Options(IReadOnlyDictionary<string, string?> values) : Microsoft.CodeAnalysis.Diagnostics.AnalyzerConfigOptions
         {
