@@ -260,6 +260,43 @@ namespace PgSpec.Generators
                 w.Close();
                 w.Close();
                 w.Line();
+                if (direction == Direction.Backend)
+                {
+                    // The flow the bytes alone cannot say: which frontend message answers a request ('answered-by').
+                    w.Line("/// <summary>The frontend message that answers a message of this kind (its spec's 'answered-by': the 'p' message an authentication request asks for), or the frontend's Unknown when none does.</summary>");
+                    w.Open("public static FrontendMessageKind AnsweredBy(" + kindType + " kind)");
+                    w.Open("switch (kind)");
+                    foreach (MessageSpec m in messages.Where(m => m.AnsweredBy.Length > 0))
+                    {
+                        w.Line("case " + kindType + "." + m.Name + ": return FrontendMessageKind." + m.AnsweredBy + ";");
+                    }
+
+                    w.Line("default: return FrontendMessageKind.Unknown;");
+                    w.Close();
+                    w.Close();
+                    w.Line();
+                }
+                else
+                {
+                    w.Line("/// <summary>Whether messages of this kind share their type byte and are told apart only by what the other side asked for (the spec's 'by-context': the 'p' family).</summary>");
+                    w.Open("public static bool IsByContext(" + kindType + " kind)");
+                    w.Open("switch (kind)");
+                    foreach (MessageSpec m in messages.Where(m => m.ByContext))
+                    {
+                        w.Line("case " + kindType + "." + m.Name + ":");
+                    }
+
+                    if (messages.Any(m => m.ByContext))
+                    {
+                        w.Line("    return true;");
+                    }
+
+                    w.Line("default: return false;");
+                    w.Close();
+                    w.Close();
+                    w.Line();
+                }
+
                 w.Line("/// <summary>Every message kind of this direction, in name order.</summary>");
                 w.Line("public static global::System.Collections.Generic.IReadOnlyList<" + kindType + "> All { get; } = new " + kindType + "[] { " + string.Join(", ", messages.Select(m => kindType + "." + m.Name)) + " };");
                 w.Line();

@@ -65,7 +65,7 @@ namespace PgSpec.Generators
             private static readonly HashSet<string> s_dispatcherNames = new HashSet<string>(StringComparer.Ordinal)
             {
                 "DefaultMaxLength", "DefaultUnknownMaxLength", "DefaultMaxStartupPacketLength", "IsDefinedTypeByte",
-                "Classify", "ClassifyStartup", "NameOf", "TypeByteOf", "All", "TryDecode", "TryValidate", "Trace", "TraceValidated",
+                "Classify", "ClassifyStartup", "NameOf", "TypeByteOf", "AnsweredBy", "IsByContext", "All", "TryDecode", "TryValidate", "Trace", "TraceValidated",
                 "Unknown",
             };
 
@@ -396,6 +396,7 @@ namespace PgSpec.Generators
                 bool byContext = false;
                 bool maskedLength = false;
                 bool untraced = false;
+                string answeredBy = "";
                 string[] options = Tokens(match.Groups["options"].Value);
                 for (int i = 0; i < options.Length; i++)
                 {
@@ -416,9 +417,14 @@ namespace PgSpec.Generators
                     {
                         untraced = true;
                     }
+                    else if (options[i] == "answered-by" && i + 1 < options.Length && s_typeName.IsMatch(options[i + 1]))
+                    {
+                        answeredBy = options[i + 1];
+                        i++;
+                    }
                     else
                     {
-                        context.Report("PGSPEC008", $"Unknown message option '{options[i]}' (expected 'max N' with 4 <= N < 2^31, 'by-context', 'masked-length' or 'untraced')", header.Number, 1, header.Text.Length);
+                        context.Report("PGSPEC008", $"Unknown message option '{options[i]}' (expected 'max N' with 4 <= N < 2^31, 'by-context', 'masked-length', 'untraced' or 'answered-by MESSAGE')", header.Number, 1, header.Text.Length);
                     }
                 }
 
@@ -492,6 +498,7 @@ namespace PgSpec.Generators
                     ByContext = byContext,
                     MaskedLength = maskedLength,
                     Untraced = untraced,
+                    AnsweredBy = answeredBy,
                     Fields = fields.ToEquatableArray(),
                     Path = context.Path,
                     Line = header.Number,

@@ -73,6 +73,7 @@ namespace PgSpec.Generators
                 CheckTypeBytes(messages, Direction.Frontend, diagnostics);
                 CheckTypeBytes(messages, Direction.Backend, diagnostics);
                 CheckUntyped(messages, diagnostics);
+                CheckAnswers(messages, diagnostics);
 
                 return new ProtocolSpec(
                     messages.OrderBy(m => m.Name, StringComparer.Ordinal).ToEquatableArray(),
@@ -180,6 +181,23 @@ namespace PgSpec.Generators
             }
 
             /// <summary>Messages sharing a type byte in one direction need a sub-code or the decode context.</summary>
+            /// <summary>'answered-by': a backend message names the frontend message, told apart by context, that answers it.</summary>
+            private static void CheckAnswers(List<MessageSpec> messages, ImmutableArray<DiagnosticInfo>.Builder diagnostics)
+            {
+                foreach (MessageSpec message in messages.Where(m => m.AnsweredBy.Length > 0))
+                {
+                    MessageSpec? answer = messages.FirstOrDefault(m => m.Name == message.AnsweredBy);
+                    if (message.Direction != Direction.Backend)
+                    {
+                        diagnostics.Add(new DiagnosticInfo("PGSPEC008", $"'{message.Name}' is not a backend message: only a backend message is 'answered-by' one of the frontend's", message.Path, message.Line, 1, message.Name.Length));
+                    }
+                    else if (answer is null || answer.Direction != Direction.Frontend || !answer.ByContext)
+                    {
+                        diagnostics.Add(new DiagnosticInfo("PGSPEC008", $"'{message.Name}' is 'answered-by {message.AnsweredBy}', which is no frontend message marked 'by-context' (the context names such a message by what it answers)", message.Path, message.Line, 1, message.Name.Length));
+                    }
+                }
+            }
+
             private static void CheckTypeBytes(List<MessageSpec> messages, Direction direction, ImmutableArray<DiagnosticInfo>.Builder diagnostics)
             {
                 foreach (IGrouping<int, MessageSpec> group in messages

@@ -38,16 +38,8 @@ internal sealed class PeerDecodeContext : DecodeContext
         }
     }
 
-    /// <summary>The 'p' message that answers an authentication request, or Unknown if the request expects none.</summary>
-    public static FrontendMessageKind AnswerTo(BackendMessageKind request) => request switch
-    {
-        BackendMessageKind.AuthenticationCleartextPassword or BackendMessageKind.AuthenticationMD5Password => FrontendMessageKind.PasswordMessage,
-        BackendMessageKind.AuthenticationSASL => FrontendMessageKind.SASLInitialResponse,
-        BackendMessageKind.AuthenticationSASLContinue => FrontendMessageKind.SASLResponse,
-        BackendMessageKind.AuthenticationGSS or BackendMessageKind.AuthenticationSSPI or BackendMessageKind.AuthenticationGSSContinue => FrontendMessageKind.GSSResponse,
-        _ => FrontendMessageKind.Unknown,
-    };
+    /// <summary>The 'p' message that answers an authentication request (the spec's 'answered-by'), or Unknown if the request expects none.</summary>
+    public static FrontendMessageKind AnswerTo(BackendMessageKind request) => BackendMessages.AnsweredBy(request);
 
-    private static bool IsPasswordMessage(FrontendMessageKind kind)
-        => kind is FrontendMessageKind.PasswordMessage or FrontendMessageKind.SASLInitialResponse or FrontendMessageKind.SASLResponse or FrontendMessageKind.GSSResponse;
+    private static bool IsPasswordMessage(FrontendMessageKind kind) => FrontendMessages.IsByContext(kind);
 }

@@ -60,6 +60,12 @@ public class DecodeContext
     /// <summary>Learns from a frontend message (its body is the bytes after the length word).</summary>
     public virtual void ObserveFrontend(FrontendMessageKind kind, ReadOnlySpan<byte> body)
     {
+        if (FrontendMessages.IsByContext(kind))
+        {
+            // The answer the request asked for has come.
+            ExpectedPasswordMessage = FrontendMessageKind.Unknown;
+        }
+
         switch (kind)
         {
             case FrontendMessageKind.StartupMessage:
@@ -76,12 +82,6 @@ public class DecodeContext
                 ExpectEncryptionAnswer = true;
                 LastEncryptionRequest = kind;
                 break;
-            case FrontendMessageKind.PasswordMessage:
-            case FrontendMessageKind.SASLInitialResponse:
-            case FrontendMessageKind.SASLResponse:
-            case FrontendMessageKind.GSSResponse:
-                ExpectedPasswordMessage = FrontendMessageKind.Unknown;
-                break;
             case FrontendMessageKind.CopyDone:
             case FrontendMessageKind.CopyFail:
                 if (Phase == PgSessionPhase.CopyIn)
@@ -96,23 +96,15 @@ public class DecodeContext
     /// <summary>Learns from a backend message (its body is the bytes after the length word).</summary>
     public virtual void ObserveBackend(BackendMessageKind kind, ReadOnlySpan<byte> body)
     {
+        // Which 'p' message answers a request is the spec's ('answered-by').
+        FrontendMessageKind answer = BackendMessages.AnsweredBy(kind);
+        if (answer != FrontendMessageKind.Unknown)
+        {
+            ExpectedPasswordMessage = answer;
+        }
+
         switch (kind)
         {
-            case BackendMessageKind.AuthenticationCleartextPassword:
-            case BackendMessageKind.AuthenticationMD5Password:
-                ExpectedPasswordMessage = FrontendMessageKind.PasswordMessage;
-                break;
-            case BackendMessageKind.AuthenticationSASL:
-                ExpectedPasswordMessage = FrontendMessageKind.SASLInitialResponse;
-                break;
-            case BackendMessageKind.AuthenticationSASLContinue:
-                ExpectedPasswordMessage = FrontendMessageKind.SASLResponse;
-                break;
-            case BackendMessageKind.AuthenticationGSS:
-            case BackendMessageKind.AuthenticationSSPI:
-            case BackendMessageKind.AuthenticationGSSContinue:
-                ExpectedPasswordMessage = FrontendMessageKind.GSSResponse;
-                break;
             case BackendMessageKind.AuthenticationOk:
                 ExpectedPasswordMessage = FrontendMessageKind.Unknown;
                 Phase = PgSessionPhase.Normal;

@@ -24,7 +24,7 @@ public static class ProxySecrets
 {
     /// <summary>True for PasswordMessage, the SASL and GSS messages of both directions.</summary>
     public static bool IsSecret(PgReceivedMessage message) => message.Direction == PgDirection.Frontend
-        ? message.FrontendKind is FrontendMessageKind.PasswordMessage or FrontendMessageKind.SASLInitialResponse or FrontendMessageKind.SASLResponse or FrontendMessageKind.GSSResponse
+        ? FrontendMessages.IsByContext(message.FrontendKind)
         : message.BackendKind is BackendMessageKind.AuthenticationSASLContinue or BackendMessageKind.AuthenticationSASLFinal or BackendMessageKind.AuthenticationGSSContinue;
 }
 

@@ -746,6 +746,40 @@ public class DiagnosticTests
         AssertError("PGSPEC012", "nullable", spec, line: 4);
     }
 
+    [Fact]
+    public void AnsweredBy_NamingNoByContextFrontendMessage_ReportsPgSpec008AtTheRequest()
+    {
+        string spec = """
+            Ask (B) max 100 answered-by Reply
+                Byte1('a')
+                Int32 length
+
+            Reply (F) max 100
+                Byte1('r')
+                Int32 length
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC008", "answers", spec, line: 1);
+        Assert.Contains("'answered-by Reply', which is no frontend message marked 'by-context'", diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AnsweredBy_OnAFrontendMessage_ReportsPgSpec008()
+    {
+        string spec = """
+            Ask (F) max 100 answered-by Reply
+                Byte1('a')
+                Int32 length
+
+            Reply (F) max 100 by-context
+                Byte1('p')
+                Int32 length
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC008", "answers", spec, line: 1);
+        Assert.Contains("only a backend message is 'answered-by'", diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
     private static Diagnostic AssertError(string id, string fileName, string spec, int line)
         => AssertError(id, fileName, [GeneratorHarness.Spec(fileName, spec)], line);
 

@@ -140,6 +140,9 @@ namespace PgSpec.Generators.Model
 
         /// <summary>Trace: libpq never prints this message.</summary>
         public bool Untraced { get; init; }
+
+        /// <summary>Flow: the frontend message that answers this one ('answered-by NAME'), or empty.</summary>
+        public string AnsweredBy { get; init; } = "";
         public EquatableArray<FieldSpec> Fields { get; init; } = EquatableArray<FieldSpec>.Empty;
         public string Path { get; init; } = "";
         public int Line { get; init; }

@@ -133,7 +133,7 @@ public static class PgTrace
         using var output = new MemoryStream();
         var writer = new PgTraceWriter(output);
         var context = new DecodeContext();
-        if (message is IFrontendMessage f && f.FrontendKind is FrontendMessageKind.PasswordMessage or FrontendMessageKind.SASLInitialResponse or FrontendMessageKind.SASLResponse or FrontendMessageKind.GSSResponse)
+        if (message is IFrontendMessage f && FrontendMessages.IsByContext(f.FrontendKind))
         {
             context.ExpectedPasswordMessage = f.FrontendKind;
         }
