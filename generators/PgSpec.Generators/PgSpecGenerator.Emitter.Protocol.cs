@@ -297,6 +297,24 @@ namespace PgSpec.Generators
                     w.Line();
                 }
 
+                w.Line("/// <summary>Whether messages of this kind carry a password or authentication exchange data (the spec's 'secret'): traces hide them unless asked to show secrets.</summary>");
+                w.Open("public static bool IsSecret(" + kindType + " kind)");
+                w.Open("switch (kind)");
+                foreach (MessageSpec m in messages.Where(m => m.Secret))
+                {
+                    w.Line("case " + kindType + "." + m.Name + ":");
+                }
+
+                if (messages.Any(m => m.Secret))
+                {
+                    w.Line("    return true;");
+                }
+
+                w.Line("default: return false;");
+                w.Close();
+                w.Close();
+                w.Line();
+
                 w.Line("/// <summary>Every message kind of this direction, in name order.</summary>");
                 w.Line("public static global::System.Collections.Generic.IReadOnlyList<" + kindType + "> All { get; } = new " + kindType + "[] { " + string.Join(", ", messages.Select(m => kindType + "." + m.Name)) + " };");
                 w.Line();

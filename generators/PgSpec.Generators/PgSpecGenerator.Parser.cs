@@ -65,7 +65,7 @@ namespace PgSpec.Generators
             private static readonly HashSet<string> s_dispatcherNames = new HashSet<string>(StringComparer.Ordinal)
             {
                 "DefaultMaxLength", "DefaultUnknownMaxLength", "DefaultMaxStartupPacketLength", "IsDefinedTypeByte",
-                "Classify", "ClassifyStartup", "NameOf", "TypeByteOf", "AnsweredBy", "IsByContext", "All", "TryDecode", "TryValidate", "Trace", "TraceValidated",
+                "Classify", "ClassifyStartup", "NameOf", "TypeByteOf", "AnsweredBy", "IsByContext", "IsSecret", "All", "TryDecode", "TryValidate", "Trace", "TraceValidated",
                 "Unknown",
             };
 
@@ -397,6 +397,7 @@ namespace PgSpec.Generators
                 bool maskedLength = false;
                 bool untraced = false;
                 string answeredBy = "";
+                bool secret = false;
                 string[] options = Tokens(match.Groups["options"].Value);
                 for (int i = 0; i < options.Length; i++)
                 {
@@ -417,6 +418,10 @@ namespace PgSpec.Generators
                     {
                         untraced = true;
                     }
+                    else if (options[i] == "secret")
+                    {
+                        secret = true;
+                    }
                     else if (options[i] == "answered-by" && i + 1 < options.Length && s_typeName.IsMatch(options[i + 1]))
                     {
                         answeredBy = options[i + 1];
@@ -424,7 +429,7 @@ namespace PgSpec.Generators
                     }
                     else
                     {
-                        context.Report("PGSPEC008", $"Unknown message option '{options[i]}' (expected 'max N' with 4 <= N < 2^31, 'by-context', 'masked-length', 'untraced' or 'answered-by MESSAGE')", header.Number, 1, header.Text.Length);
+                        context.Report("PGSPEC008", $"Unknown message option '{options[i]}' (expected 'max N' with 4 <= N < 2^31, 'by-context', 'masked-length', 'untraced', 'secret' or 'answered-by MESSAGE')", header.Number, 1, header.Text.Length);
                     }
                 }
 
@@ -499,6 +504,7 @@ namespace PgSpec.Generators
                     MaskedLength = maskedLength,
                     Untraced = untraced,
                     AnsweredBy = answeredBy,
+                    Secret = secret,
                     Fields = fields.ToEquatableArray(),
                     Path = context.Path,
                     Line = header.Number,

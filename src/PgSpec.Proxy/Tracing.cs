@@ -22,10 +22,10 @@ public interface IProxyTraceSink
 /// <summary>Whether a message carries a password or authentication exchange data.</summary>
 public static class ProxySecrets
 {
-    /// <summary>True for PasswordMessage, the SASL and GSS messages of both directions.</summary>
+    /// <summary>True for the messages the spec marks 'secret': PasswordMessage, the SASL and GSS data of both directions.</summary>
     public static bool IsSecret(PgReceivedMessage message) => message.Direction == PgDirection.Frontend
-        ? FrontendMessages.IsByContext(message.FrontendKind)
-        : message.BackendKind is BackendMessageKind.AuthenticationSASLContinue or BackendMessageKind.AuthenticationSASLFinal or BackendMessageKind.AuthenticationGSSContinue;
+        ? FrontendMessages.IsSecret(message.FrontendKind)
+        : BackendMessages.IsSecret(message.BackendKind);
 }
 
 /// <summary>

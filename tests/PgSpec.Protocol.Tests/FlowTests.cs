@@ -42,4 +42,15 @@ public class FlowTests
         Assert.All(family, kind => Assert.Contains(BackendMessages.All, request => BackendMessages.AnsweredBy(request) == kind));
         Assert.All(family, kind => Assert.Equal((byte)'p', FrontendMessages.TypeByteOf(kind)));
     }
+
+    [Fact]
+    public void TheSecretMessages_AreThePasswordAndTheSaslAndGssExchangeData_OfBothDirections()
+    {
+        Assert.Equal(
+            [FrontendMessageKind.GSSResponse, FrontendMessageKind.PasswordMessage, FrontendMessageKind.SASLInitialResponse, FrontendMessageKind.SASLResponse],
+            FrontendMessages.All.Where(FrontendMessages.IsSecret).Order());
+        Assert.Equal(
+            [BackendMessageKind.AuthenticationGSSContinue, BackendMessageKind.AuthenticationSASLContinue, BackendMessageKind.AuthenticationSASLFinal],
+            BackendMessages.All.Where(BackendMessages.IsSecret).Order());
+    }
 }

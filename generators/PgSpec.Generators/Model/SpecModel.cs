@@ -141,6 +141,9 @@ namespace PgSpec.Generators.Model
         /// <summary>Trace: libpq never prints this message.</summary>
         public bool Untraced { get; init; }
 
+        /// <summary>The message carries a password or authentication exchange data ('secret'): traces hide it unless asked.</summary>
+        public bool Secret { get; init; }
+
         /// <summary>Flow: the frontend message that answers this one ('answered-by NAME'), or empty.</summary>
         public string AnsweredBy { get; init; } = "";
         public EquatableArray<FieldSpec> Fields { get; init; } = EquatableArray<FieldSpec>.Empty;
