@@ -97,6 +97,30 @@ namespace PgSpec.Generators
                 w.Line();
             }
 
+            /// <summary>A static predicate over the kinds: true for <paramref name="members"/>, false for the rest.</summary>
+            private static void EmitKindPredicate(IndentedWriter w, string kindType, string name, IEnumerable<MessageSpec> members, string summary)
+            {
+                w.Line("/// <summary>" + summary + "</summary>");
+                w.Open("public static bool " + name + "(" + kindType + " kind)");
+                w.Open("switch (kind)");
+                bool any = false;
+                foreach (MessageSpec m in members)
+                {
+                    w.Line("case " + kindType + "." + m.Name + ":");
+                    any = true;
+                }
+
+                if (any)
+                {
+                    w.Line("    return true;");
+                }
+
+                w.Line("default: return false;");
+                w.Close();
+                w.Close();
+                w.Line();
+            }
+
             private static string EmitDirection(ProtocolSpec spec, Direction direction)
             {
                 string prefix = direction == Direction.Frontend ? "Frontend" : "Backend";
@@ -278,42 +302,10 @@ namespace PgSpec.Generators
                 }
                 else
                 {
-                    w.Line("/// <summary>Whether messages of this kind share their type byte and are told apart only by what the other side asked for (the spec's 'by-context': the 'p' family).</summary>");
-                    w.Open("public static bool IsByContext(" + kindType + " kind)");
-                    w.Open("switch (kind)");
-                    foreach (MessageSpec m in messages.Where(m => m.ByContext))
-                    {
-                        w.Line("case " + kindType + "." + m.Name + ":");
-                    }
-
-                    if (messages.Any(m => m.ByContext))
-                    {
-                        w.Line("    return true;");
-                    }
-
-                    w.Line("default: return false;");
-                    w.Close();
-                    w.Close();
-                    w.Line();
+                    EmitKindPredicate(w, kindType, "IsByContext", messages.Where(m => m.ByContext), "Whether messages of this kind share their type byte and are told apart only by what the other side asked for (the spec's 'by-context': the 'p' family).");
                 }
 
-                w.Line("/// <summary>Whether messages of this kind carry a password or authentication exchange data (the spec's 'secret'): traces hide them unless asked to show secrets.</summary>");
-                w.Open("public static bool IsSecret(" + kindType + " kind)");
-                w.Open("switch (kind)");
-                foreach (MessageSpec m in messages.Where(m => m.Secret))
-                {
-                    w.Line("case " + kindType + "." + m.Name + ":");
-                }
-
-                if (messages.Any(m => m.Secret))
-                {
-                    w.Line("    return true;");
-                }
-
-                w.Line("default: return false;");
-                w.Close();
-                w.Close();
-                w.Line();
+                EmitKindPredicate(w, kindType, "IsSecret", messages.Where(m => m.Secret), "Whether messages of this kind carry a password or authentication exchange data (the spec's 'secret'): traces hide them unless asked to show secrets.");
 
                 w.Line("/// <summary>Every message kind of this direction, in name order.</summary>");
                 w.Line("public static global::System.Collections.Generic.IReadOnlyList<" + kindType + "> All { get; } = new " + kindType + "[] { " + string.Join(", ", messages.Select(m => kindType + "." + m.Name)) + " };");
