@@ -116,13 +116,13 @@ public class ConsumerProjectTests
     [Fact]
     public void TextFilesUnderAFolderNamedSpec_AreReadOnlyWhenMarkedAsSpecs()
     {
-        // A project living under /work/spec/: its analyzers' text files are no specs.
+        // A project living under /repos/spec/: its analyzers' text files are no specs.
         AdditionalText[] files =
         [
-            GeneratorHarness.OtherFile("/work/spec/MyApp/BannedSymbols.txt", "T:System.Console;Use the logger\n"),
-            GeneratorHarness.OtherFile("/work/spec/MyApp/PublicAPI.Shipped.txt", "#nullable enable\nAcme.Pooler.Admin.Hello\n"),
-            GeneratorHarness.OtherFile("/work/spec/MyApp/spec/notes.txt", "Not a spec: the build does not mark it.\n"),
-            new InMemoryAdditionalText("/work/spec/MyApp/spec/admin.txt", HelloSpec),
+            GeneratorHarness.OtherFile("/repos/spec/MyApp/BannedSymbols.txt", "T:System.Console;Use the logger\n"),
+            GeneratorHarness.OtherFile("/repos/spec/MyApp/PublicAPI.Shipped.txt", "#nullable enable\nAcme.Pooler.Admin.Hello\n"),
+            GeneratorHarness.OtherFile("/repos/spec/MyApp/spec/notes.txt", "Not a spec: the build does not mark it.\n"),
+            new InMemoryAdditionalText("/repos/spec/MyApp/spec/admin.txt", HelloSpec),
         ];
 
         GeneratorRunResult result = GeneratorHarness.RunInto(Namespace, files);
@@ -135,7 +135,7 @@ public class ConsumerProjectTests
     public void MarkedFile_OutsideAnySpecFolder_IsRead()
     {
         // A user who lists the specs (PgSpecIncludeSpecFiles=false) may keep them anywhere.
-        GeneratorRunResult result = GeneratorHarness.RunInto(Namespace, [new InMemoryAdditionalText("/work/MyApp/protocol/admin.pgspec", HelloSpec)]);
+        GeneratorRunResult result = GeneratorHarness.RunInto(Namespace, [new InMemoryAdditionalText("/repos/MyApp/protocol/admin.pgspec", HelloSpec)]);
 
         Assert.True(result.Diagnostics.IsEmpty, GeneratorHarness.Describe(result.Diagnostics));
         Assert.Contains(result.GeneratedSources, source => source.HintName == "Hello.g.cs");
