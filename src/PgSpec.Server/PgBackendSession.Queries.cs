@@ -1,0 +1,626 @@
+using System.Collections.Immutable;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using PgSpec.Protocol;
+
+namespace PgSpec.Server;
+
+public sealed partial class PgBackendSession
+{
+    private static readonly short[] s_noFormats = [];
+
+    private readonly Dictionary<string, PgStatement> _statements = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Portal> _portals = new(StringComparer.Ordinal);
+
+    /// <summary>After an error in an extended-query message, everything up to Sync is skipped.</summary>
+    private bool _skipUntilSync;
+
+    /// <summary>An extended-query batch (messages up to Sync) has begun; false when it failed.</summary>
+    private bool _inBatch;
+    private bool _batchSucceeded;
+
+    private sealed class Portal(PgStatement statement, PgResult result, PgBindContext bind)
+    {
+        public PgStatement Statement { get; } = statement;
+
+        public PgResult Result { get; } = result;
+
+        public PgBindContext Bind { get; } = bind;
+
+        public bool Done { get; set; }
+
+        public bool Suspended { get; set; }
+    }
+
+    /// <summary>Reads and answers the client's messages until it leaves.</summary>
+    private async Task ServeQueriesAsync()
+    {
+        PgPipeMessageReader reader = _reader!;
+        while (true)
+        {
+            if (!await ReadNextAsync(reader).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            await _writeLock.WaitAsync(_lifetime.Token).ConfigureAwait(false);
+            try
+            {
+                BeginBusy();
+                if (!await DispatchAsync(reader).ConfigureAwait(false))
+                {
+                    return;
+                }
+            }
+            finally
+            {
+                EndBusy();
+                _writeLock.Release();
+            }
+
+            if (!_notifications.IsEmpty && IsIdle)
+            {
+                await DeliverNotificationsWhileIdleAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static bool IsExtendedQuery(FrontendMessageKind kind)
+        => kind is FrontendMessageKind.Parse or FrontendMessageKind.Bind or FrontendMessageKind.Describe or FrontendMessageKind.Execute
+            or FrontendMessageKind.Close or FrontendMessageKind.Flush or FrontendMessageKind.Sync;
+
+    /// <summary>Idle: the last message answered was ReadyForQuery, and no batch is open.</summary>
+    private bool IsIdle => !_inBatch && !_skipUntilSync;
+
+    private async ValueTask<bool> ReadNextAsync(PgPipeMessageReader reader)
+    {
+        TimeSpan timeout = !IsIdle ? Timeout.InfiniteTimeSpan
+            : _handler!.TransactionStatus == TransactionStatus.Idle ? _options.IdleTimeout : _options.IdleInTransactionTimeout;
+        if (timeout == Timeout.InfiniteTimeSpan)
+        {
+            return await reader.ReadAsync(_lifetime.Token).ConfigureAwait(false);
+        }
+
+        using var idle = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
+        idle.CancelAfter(timeout);
+        try
+        {
+            return await reader.ReadAsync(idle.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (idle.IsCancellationRequested && !_lifetime.IsCancellationRequested)
+        {
+            End(_handler!.TransactionStatus == TransactionStatus.Idle ? SessionEnd.IdleTimeout : SessionEnd.IdleInTransactionTimeout);
+            throw;
+        }
+    }
+
+    /// <summary>Answers one message; false when the session ends (Terminate).</summary>
+    private async ValueTask<bool> DispatchAsync(PgPipeMessageReader reader)
+    {
+        OnTraffic(PgDirection.Frontend, reader.CurrentRaw);
+        PgReceivedMessage received = reader.Current;
+        FrontendMessageKind kind = received.FrontendKind;
+        if (kind == FrontendMessageKind.Terminate)
+        {
+            return false;
+        }
+
+        if (received.IsUnknown)
+        {
+            throw new PgErrorException("FATAL", "08P01", $"invalid frontend message type {received.TypeByte}");
+        }
+
+        if (_skipUntilSync && kind != FrontendMessageKind.Sync)
+        {
+            // PostgreSQL discards everything after an extended-query error until Sync.
+            return true;
+        }
+
+        IFrontendMessage message;
+        try
+        {
+            message = (IFrontendMessage)received.ToMessage(_context);
+        }
+        catch (PgProtocolException e)
+        {
+            // The frame is sound (the reader checked it); a string in it is not UTF-8.
+            var error = new PgErrorException("22021", "invalid byte sequence for encoding \"UTF8\"") { Detail = e.Error.Reason };
+            await FailAsync(error, extended: IsExtendedQuery(kind)).ConfigureAwait(false);
+            if (!IsExtendedQuery(kind))
+            {
+                await ReadyForQueryAsync(_lifetime.Token).ConfigureAwait(false);
+            }
+
+            return true;
+        }
+
+        CancellationToken token = Linked(default);
+        try
+        {
+            switch (message)
+            {
+                case Query query:
+                    await SimpleQueryAsync(query.QueryString, token).ConfigureAwait(false);
+                    break;
+                case Parse parse:
+                    await BeginBatchAsync(token).ConfigureAwait(false);
+                    await ParseAsync(parse, token).ConfigureAwait(false);
+                    break;
+                case Bind bind:
+                    await BeginBatchAsync(token).ConfigureAwait(false);
+                    await BindAsync(bind, token).ConfigureAwait(false);
+                    break;
+                case Describe describe:
+                    await BeginBatchAsync(token).ConfigureAwait(false);
+                    await DescribeAsync(describe).ConfigureAwait(false);
+                    break;
+                case Execute execute:
+                    await BeginBatchAsync(token).ConfigureAwait(false);
+                    await ExecuteAsync(execute, token).ConfigureAwait(false);
+                    break;
+                case Close close:
+                    await BeginBatchAsync(token).ConfigureAwait(false);
+                    await CloseAsync(close).ConfigureAwait(false);
+                    break;
+                case Sync:
+                    await SyncAsync(token).ConfigureAwait(false);
+                    break;
+                case Flush:
+                    await FlushAsync(_lifetime.Token).ConfigureAwait(false);
+                    break;
+                case FunctionCall call:
+                    await FunctionCallAsync(call, token).ConfigureAwait(false);
+                    break;
+                case CopyData or CopyDone or CopyFail:
+                    // Outside COPY these are dropped: a COPY that failed leaves the client still sending.
+                    break;
+                default:
+                    throw new PgErrorException("FATAL", "08P01", $"unexpected message {((IPgMessage)message).Name} ({PgTraceWriter.FormatByte((byte)received.TypeByte)})");
+            }
+        }
+        catch (PgErrorException e) when (!e.IsFatal)
+        {
+            await FailAsync(e, IsExtendedQuery(kind)).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (_cancelRequest.IsCancellationRequested && !_lifetime.IsCancellationRequested)
+        {
+            await FailAsync(new PgErrorException("57014", "canceling statement due to user request"), IsExtendedQuery(kind)).ConfigureAwait(false);
+        }
+
+        return true;
+    }
+
+    /// <summary>An error in a statement: ErrorResponse; in the extended protocol, skip to Sync.</summary>
+    private async ValueTask FailAsync(PgErrorException error, bool extended)
+    {
+        if (_handler is not null)
+        {
+            try
+            {
+                await _handler.OnErrorAsync(error, _lifetime.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                _logger?.LogWarning(e, "session {ProcessId}: the handler's OnErrorAsync failed", ProcessId);
+            }
+        }
+
+        Send(error.ToErrorResponse());
+        if (extended)
+        {
+            _skipUntilSync = true;
+            _batchSucceeded = false;
+        }
+    }
+
+    private async ValueTask ReadyForQueryAsync(CancellationToken cancellationToken)
+    {
+        SendNotifications();
+        foreach (KeyValuePair<string, string> changed in _changedParameters)
+        {
+            Send(new ParameterStatus(changed.Key, changed.Value));
+        }
+
+        _changedParameters.Clear();
+        TransactionStatus status = _handler!.TransactionStatus;
+        if (status == TransactionStatus.Idle && _portals.Count > 0)
+        {
+            // Portals last until the end of their transaction.
+            await DisposeResultsAsync().ConfigureAwait(false);
+        }
+
+        Send(new ReadyForQuery(status));
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask DisposeResultsAsync()
+    {
+        foreach (Portal portal in _portals.Values)
+        {
+            await portal.Result.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _portals.Clear();
+    }
+
+    // ------------------------------------------------------------------ simple query
+
+    private async ValueTask SimpleQueryAsync(string sql, CancellationToken cancellationToken)
+    {
+        PgSessionHandler handler = _handler!;
+        IReadOnlyList<string> statements;
+        try
+        {
+            statements = handler.SplitQuery(sql);
+        }
+        catch (PgErrorException e) when (!e.IsFatal)
+        {
+            await FailAsync(e, extended: false).ConfigureAwait(false);
+            await ReadyForQueryAsync(_lifetime.Token).ConfigureAwait(false);
+            return;
+        }
+
+        if (statements.Count == 0)
+        {
+            Send(new EmptyQueryResponse());
+            await ReadyForQueryAsync(_lifetime.Token).ConfigureAwait(false);
+            return;
+        }
+
+        bool success = true;
+        await handler.BeginBatchAsync(cancellationToken).ConfigureAwait(false);
+        foreach (string text in statements)
+        {
+            try
+            {
+                PgStatement statement = await handler.PrepareAsync(text, [], cancellationToken).ConfigureAwait(false);
+                var bind = new PgBindContext([], s_noFormats, s_noFormats);
+                PgResult result = await handler.BindAsync(statement, bind, cancellationToken).ConfigureAwait(false);
+                await using (result.ConfigureAwait(false))
+                {
+                    if (result is not (PgCopyInResult or PgCopyOutResult) && result.Columns is { } columns)
+                    {
+                        Send(Describe(columns, bind));
+                    }
+
+                    await RunAsync(result, bind, maxRows: 0, extended: false, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            catch (PgErrorException e) when (!e.IsFatal)
+            {
+                await FailAsync(e, extended: false).ConfigureAwait(false);
+                success = false;
+            }
+            catch (OperationCanceledException) when (_cancelRequest.IsCancellationRequested && !_lifetime.IsCancellationRequested)
+            {
+                await FailAsync(new PgErrorException("57014", "canceling statement due to user request"), extended: false).ConfigureAwait(false);
+                success = false;
+            }
+
+            if (!success)
+            {
+                break;
+            }
+        }
+
+        await handler.EndBatchAsync(success, _lifetime.Token).ConfigureAwait(false);
+        await ReadyForQueryAsync(_lifetime.Token).ConfigureAwait(false);
+    }
+
+    /// <summary>Sends a result: its rows (up to <paramref name="maxRows"/>, 0 for all) and CommandComplete, or the COPY sub-protocol.</summary>
+    /// <returns>True when the result is complete; false when the row limit suspended it.</returns>
+    private async ValueTask<bool> RunAsync(PgResult result, PgBindContext bind, int maxRows, bool extended, CancellationToken cancellationToken)
+    {
+        switch (result)
+        {
+            case PgCopyInResult copyIn:
+                await CopyInAsync(copyIn, extended, cancellationToken).ConfigureAwait(false);
+                return true;
+            case PgCopyOutResult copyOut:
+                await CopyOutAsync(copyOut, cancellationToken).ConfigureAwait(false);
+                return true;
+        }
+
+        IReadOnlyList<PgColumn>? columns = result.Columns;
+        long rows = 0;
+        if (columns is not null)
+        {
+            int count = columns.Count;
+            while (maxRows == 0 || rows < maxRows)
+            {
+                if (!await result.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    Send(new CommandComplete(Tag(result.CommandTag, rows)));
+                    return true;
+                }
+
+                var values = ImmutableArray.CreateBuilder<ReadOnlyMemory<byte>?>(count);
+                for (int i = 0; i < count; i++)
+                {
+                    values.Add(result.GetValue(i, bind.ResultFormat(i)));
+                }
+
+                Send(new DataRow(values.MoveToImmutable()));
+                rows++;
+                await FlushIfFullAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            Send(new PortalSuspended());
+            return false;
+        }
+
+        Send(new CommandComplete(result.CommandTag));
+        return true;
+    }
+
+    /// <summary>A SELECT's tag counts the rows of this Execute, as PostgreSQL's does when a portal is fetched in parts.</summary>
+    private static string Tag(string tag, long rows)
+        => tag.StartsWith("SELECT ", StringComparison.Ordinal) ? "SELECT " + rows.ToString(CultureInfo.InvariantCulture) : tag;
+
+    private static RowDescription Describe(IReadOnlyList<PgColumn> columns, PgBindContext? bind)
+    {
+        var fields = ImmutableArray.CreateBuilder<RowDescription.Field>(columns.Count);
+        for (int i = 0; i < columns.Count; i++)
+        {
+            PgColumn c = columns[i];
+            fields.Add(new RowDescription.Field(c.Name, c.TableOid, c.ColumnNumber, c.TypeOid, c.TypeSize, c.TypeModifier, bind?.ResultFormat(i) ?? 0));
+        }
+
+        return new RowDescription(fields.MoveToImmutable());
+    }
+
+    // ------------------------------------------------------------------ COPY
+
+    private async ValueTask CopyInAsync(PgCopyInResult copy, bool extended, CancellationToken cancellationToken)
+    {
+        Send(new CopyInResponse(copy.Format, [.. Enumerable.Repeat((short)copy.Format, copy.ColumnCount)]));
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+        PgPipeMessageReader reader = _reader!;
+        try
+        {
+            while (true)
+            {
+                if (!await reader.ReadAsync(_lifetime.Token).ConfigureAwait(false))
+                {
+                    throw new EndOfStreamException("the client closed the connection during COPY FROM STDIN");
+                }
+
+                OnTraffic(PgDirection.Frontend, reader.CurrentRaw);
+                PgReceivedMessage received = reader.Current;
+                switch (received.FrontendKind)
+                {
+                    case FrontendMessageKind.CopyData:
+                        // The body is CopyData's data: handed on as it is, copied once.
+                        await copy.WriteAsync(received.Body.ToArray(), cancellationToken).ConfigureAwait(false);
+                        break;
+                    case FrontendMessageKind.CopyDone:
+                        await copy.CompleteAsync(cancellationToken).ConfigureAwait(false);
+                        Send(new CommandComplete(copy.CommandTag));
+                        return;
+                    case FrontendMessageKind.CopyFail:
+                        string reason = ((CopyFail)received.ToMessage(_context)).ErrorMessage;
+                        await copy.FailAsync(reason, _lifetime.Token).ConfigureAwait(false);
+                        throw new PgErrorException("57014", $"COPY from stdin failed: {reason}");
+                    case FrontendMessageKind.Flush:
+                    case FrontendMessageKind.Sync:
+                        // Ignored during COPY IN, as the protocol says.
+                        break;
+                    case FrontendMessageKind.Terminate:
+                        await copy.FailAsync("the client terminated the session", _lifetime.Token).ConfigureAwait(false);
+                        throw new EndOfStreamException("the client terminated the session during COPY FROM STDIN");
+                    default:
+                        throw new PgErrorException("08P01", $"unexpected message type 0x{received.TypeByte:X2} during COPY from stdin");
+                }
+            }
+        }
+        catch (Exception e) when (e is PgErrorException { IsFatal: false } or OperationCanceledException && !_lifetime.IsCancellationRequested)
+        {
+            if (e is not PgErrorException { SqlState: "57014" })
+            {
+                await copy.FailAsync(e.Message, _lifetime.Token).ConfigureAwait(false);
+            }
+
+            // Back to normal: later CopyData, CopyDone and CopyFail are dropped.
+            _context.Phase = PgSessionPhase.Normal;
+            throw;
+        }
+    }
+
+    private async ValueTask CopyOutAsync(PgCopyOutResult copy, CancellationToken cancellationToken)
+    {
+        Send(new CopyOutResponse(copy.Format, [.. Enumerable.Repeat((short)copy.Format, copy.ColumnCount)]));
+        try
+        {
+            while (await copy.ReadCopyDataAsync(cancellationToken).ConfigureAwait(false) is ReadOnlyMemory<byte> data)
+            {
+                Send(new CopyData(data));
+                await FlushIfFullAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            // An error ends COPY OUT too: the ErrorResponse follows the data sent.
+            _context.Phase = PgSessionPhase.Normal;
+        }
+
+        Send(new CopyDone());
+        Send(new CommandComplete(copy.CommandTag));
+    }
+
+    // ------------------------------------------------------------------ extended query
+
+    private async ValueTask BeginBatchAsync(CancellationToken cancellationToken)
+    {
+        if (!_inBatch)
+        {
+            _inBatch = true;
+            _batchSucceeded = true;
+            await _handler!.BeginBatchAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask SyncAsync(CancellationToken cancellationToken)
+    {
+        _skipUntilSync = false;
+        if (_inBatch)
+        {
+            _inBatch = false;
+            await _handler!.EndBatchAsync(_batchSucceeded, cancellationToken).ConfigureAwait(false);
+        }
+
+        await ReadyForQueryAsync(_lifetime.Token).ConfigureAwait(false);
+    }
+
+    private async ValueTask ParseAsync(Parse parse, CancellationToken cancellationToken)
+    {
+        if (parse.StatementName.Length > 0 && _statements.ContainsKey(parse.StatementName))
+        {
+            throw new PgErrorException("42P05", $"prepared statement \"{parse.StatementName}\" already exists");
+        }
+
+        PgStatement statement = await _handler!.PrepareAsync(parse.QueryString, parse.ParameterTypeOids, cancellationToken).ConfigureAwait(false);
+        _statements[parse.StatementName] = statement;
+        Send(new ParseComplete());
+    }
+
+    private PgStatement FindStatement(string name)
+        => _statements.TryGetValue(name, out PgStatement? statement) ? statement
+            : throw new PgErrorException("26000", name.Length == 0 ? "unnamed prepared statement does not exist" : $"prepared statement \"{name}\" does not exist");
+
+    private Portal FindPortal(string name)
+        => _portals.TryGetValue(name, out Portal? portal) ? portal
+            : throw new PgErrorException("34000", $"portal \"{name}\" does not exist");
+
+    private async ValueTask BindAsync(Bind bind, CancellationToken cancellationToken)
+    {
+        PgStatement statement = FindStatement(bind.StatementName);
+        int parameterCount = bind.Parameters.Length;
+        if (bind.ParameterFormatCodes.Length > 1 && bind.ParameterFormatCodes.Length != parameterCount)
+        {
+            throw new PgErrorException("08P01", $"bind message has {bind.ParameterFormatCodes.Length} parameter formats but {parameterCount} parameters");
+        }
+
+        if (parameterCount != statement.ParameterTypes.Count)
+        {
+            throw new PgErrorException("08P01", $"bind message supplies {parameterCount} parameters, but prepared statement \"{bind.StatementName}\" requires {statement.ParameterTypes.Count}");
+        }
+
+        short[] formats = new short[parameterCount];
+        for (int i = 0; i < parameterCount; i++)
+        {
+            formats[i] = CheckFormat(bind.ParameterFormatCodes.Length switch
+            {
+                0 => 0,
+                1 => bind.ParameterFormatCodes[0],
+                _ => bind.ParameterFormatCodes[i],
+            });
+        }
+
+        foreach (short format in bind.ResultFormatCodes)
+        {
+            CheckFormat(format);
+        }
+
+        if (statement.Columns is { } columns && bind.ResultFormatCodes.Length > 1 && bind.ResultFormatCodes.Length != columns.Count)
+        {
+            throw new PgErrorException("08P01", $"bind message has {bind.ResultFormatCodes.Length} result formats but query has {columns.Count} columns");
+        }
+
+        if (bind.PortalName.Length > 0 && _portals.ContainsKey(bind.PortalName))
+        {
+            throw new PgErrorException("42P03", $"cursor \"{bind.PortalName}\" already exists");
+        }
+
+        if (_portals.Remove(bind.PortalName, out Portal? replaced))
+        {
+            await replaced.Result.DisposeAsync().ConfigureAwait(false);
+        }
+
+        var context = new PgBindContext(bind.Parameters, formats, bind.ResultFormatCodes);
+        PgResult result = await _handler!.BindAsync(statement, context, cancellationToken).ConfigureAwait(false);
+        _portals[bind.PortalName] = new Portal(statement, result, context);
+        Send(new BindComplete());
+    }
+
+    private static short CheckFormat(short format)
+        => format is 0 or 1 ? format : throw new PgErrorException("22023", $"unsupported format code: {format}");
+
+    private ValueTask DescribeAsync(Describe describe)
+    {
+        if (describe.Target == StatementOrPortal.Statement)
+        {
+            PgStatement statement = FindStatement(describe.Name);
+            Send(new ParameterDescription([.. statement.ParameterTypes]));
+            Send(statement.Columns is { } columns ? Describe(columns, null) : new NoData());
+        }
+        else
+        {
+            Portal portal = FindPortal(describe.Name);
+            IReadOnlyList<PgColumn>? columns = portal.Result is PgCopyInResult or PgCopyOutResult ? null : portal.Result.Columns;
+            Send(columns is not null ? Describe(columns, portal.Bind) : new NoData());
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    private async ValueTask ExecuteAsync(Execute execute, CancellationToken cancellationToken)
+    {
+        Portal portal = FindPortal(execute.PortalName);
+        if (portal.Done)
+        {
+            // A portal run to its end gives no more rows.
+            Send(new CommandComplete(Tag(portal.Result.CommandTag, 0)));
+            return;
+        }
+
+        bool complete = await RunAsync(portal.Result, portal.Bind, execute.MaxRows < 0 ? 0 : execute.MaxRows, extended: true, cancellationToken).ConfigureAwait(false);
+        portal.Done = complete;
+        portal.Suspended = !complete;
+    }
+
+    private async ValueTask CloseAsync(Close close)
+    {
+        if (close.Target == StatementOrPortal.Statement)
+        {
+            _statements.Remove(close.Name);
+        }
+        else if (_portals.Remove(close.Name, out Portal? portal))
+        {
+            await portal.Result.DisposeAsync().ConfigureAwait(false);
+        }
+
+        Send(new CloseComplete());
+    }
+
+    // ------------------------------------------------------------------ function call
+
+    private async ValueTask FunctionCallAsync(FunctionCall call, CancellationToken cancellationToken)
+    {
+        try
+        {
+            short[] formats = new short[call.Arguments.Length];
+            for (int i = 0; i < formats.Length; i++)
+            {
+                formats[i] = CheckFormat(call.ArgumentFormatCodes.Length switch
+                {
+                    0 => 0,
+                    1 => call.ArgumentFormatCodes[0],
+                    _ => i < call.ArgumentFormatCodes.Length ? call.ArgumentFormatCodes[i] : (short)0,
+                });
+            }
+
+            ReadOnlyMemory<byte>? value = await _handler!.FunctionCallAsync(call.FunctionOid, call.Arguments, formats, CheckFormat(call.ResultFormatCode), cancellationToken).ConfigureAwait(false);
+            Send(new FunctionCallResponse(value));
+        }
+        catch (PgErrorException e) when (!e.IsFatal)
+        {
+            await FailAsync(e, extended: false).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (_cancelRequest.IsCancellationRequested && !_lifetime.IsCancellationRequested)
+        {
+            await FailAsync(new PgErrorException("57014", "canceling statement due to user request"), extended: false).ConfigureAwait(false);
+        }
+
+        await ReadyForQueryAsync(_lifetime.Token).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,829 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Logging;
+using PgSpec.Protocol;
+
+namespace PgSpec.Server;
+
+/// <summary>
+/// One client connection in the backend role: the startup packets (TLS, cancel requests), the
+/// protocol version, authentication, then the client's queries, handed to its
+/// <see cref="PgSessionHandler"/>. What a handler may ask of its session is public here.
+/// </summary>
+public sealed partial class PgBackendSession
+{
+    private const byte TlsHandshakeRecord = 0x16;
+    private static readonly SslApplicationProtocol s_postgresqlAlpn = new("postgresql");
+
+    private readonly PgBackendServer _server;
+    private readonly PgBackendOptions _options;
+    private readonly Socket? _socket;
+    private readonly ILogger? _logger;
+    private readonly DecodeContext _context;
+    private readonly Dictionary<string, string> _parameters = new(StringComparer.Ordinal);
+    private readonly List<KeyValuePair<string, string>> _changedParameters = [];
+    private readonly ConcurrentQueue<NotificationResponse> _notifications = new();
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly CancellationTokenSource _lifetime = new();
+    private readonly Lock _cancelLock = new();
+    private readonly Dictionary<string, string> _startupParameters = new(StringComparer.Ordinal);
+    private Stream _stream;
+    private PipeReader? _input;
+    private PipeWriter? _output;
+    private PgPipeMessageReader? _reader;
+    private PgSessionHandler? _handler;
+    private CancellationTokenSource _cancelRequest = new();
+    private bool _busy;
+    private bool _outputBroken;
+    private long _backendOffset;
+    private volatile SessionEnd _end;
+
+    internal PgBackendSession(PgBackendServer server, Stream stream, Socket? socket, EndPoint? remoteEndPoint, int processId)
+    {
+        _server = server;
+        _options = server.Options;
+        _stream = stream;
+        _socket = socket;
+        RemoteEndPoint = remoteEndPoint;
+        ProcessId = processId;
+        _logger = _options.LoggerFactory?.CreateLogger<PgBackendSession>();
+
+        // The client may send nothing large before it is authenticated: only the answers to
+        // authentication requests, at most PostgreSQL's limit for them (PG_MAX_AUTH_TOKEN_LENGTH).
+        _context = new DecodeContext { Limits = _options.Limits.WithAll(PgDirection.Frontend, AuthenticationMessageLimit), ProtocolVersion = _options.MaxProtocolVersion };
+    }
+
+    /// <summary>The largest length word a message may have before the client is authenticated.</summary>
+    internal const int AuthenticationMessageLimit = 65539;
+
+    /// <summary>The session's process ID, as BackendKeyData gives it to the client.</summary>
+    public int ProcessId { get; }
+
+    /// <summary>The client's address (null for a stream given to <see cref="PgBackendServer.ServeAsync"/> without one).</summary>
+    public EndPoint? RemoteEndPoint { get; }
+
+    /// <summary>The user the startup packet names (and authentication checked).</summary>
+    public string User { get; private set; } = "";
+
+    /// <summary>The database the startup packet names (the user's name when none).</summary>
+    public string Database { get; private set; } = "";
+
+    /// <summary>The startup packet's other parameters (application_name, client_encoding, options, ...), not user and database.</summary>
+    public IReadOnlyDictionary<string, string> StartupParameters => _startupParameters;
+
+    /// <summary>The protocol version in force (3.0 or 3.2).</summary>
+    public PgProtocolVersion ProtocolVersion => _context.ProtocolVersion;
+
+    /// <summary>How TLS started ("SSLRequest" or "direct"), or null without TLS.</summary>
+    public string? Tls { get; private set; }
+
+    /// <summary>The authentication method that let the client in ("trust", "password", "md5", "scram-sha-256").</summary>
+    public string AuthenticationMethod => _options.Authentication.Method;
+
+    /// <summary>The values reported to the client with ParameterStatus.</summary>
+    public IReadOnlyDictionary<string, string> Parameters => _parameters;
+
+    /// <summary>The cancel key (4 bytes under 3.0, <see cref="PgBackendOptions.CancelKeyLength"/> under 3.2).</summary>
+    internal byte[] SecretKey { get; private set; } = [];
+
+    /// <summary>
+    /// Sets a parameter the client is told about (ParameterStatus): sent before the next
+    /// ReadyForQuery, as PostgreSQL reports a changed setting. Call it from the handler.
+    /// </summary>
+    public void SetParameter(string name, string value)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentNullException.ThrowIfNull(value);
+        if (_parameters.TryGetValue(name, out string? old) && old == value)
+        {
+            return;
+        }
+
+        _parameters[name] = value;
+        _changedParameters.Add(new(name, value));
+    }
+
+    /// <summary>Sends a NoticeResponse now, among the messages of the statement running. Call it from the handler.</summary>
+    public void SendNotice(PgErrorException notice)
+    {
+        ArgumentNullException.ThrowIfNull(notice);
+        if (_output is not null)
+        {
+            Send(notice.ToNoticeResponse());
+        }
+    }
+
+    /// <summary>
+    /// Queues a NotificationResponse (LISTEN/NOTIFY): sent at once when the session is idle, else
+    /// before its next ReadyForQuery, as PostgreSQL delivers notifications between transactions.
+    /// Safe to call from any thread.
+    /// </summary>
+    public void Notify(string channel, string payload, int senderProcessId)
+    {
+        ArgumentNullException.ThrowIfNull(channel);
+        ArgumentNullException.ThrowIfNull(payload);
+        _notifications.Enqueue(new NotificationResponse(senderProcessId, channel, payload));
+        _ = DeliverNotificationsWhileIdleAsync();
+    }
+
+    /// <summary>Ends the session: FATAL 57P01 (terminating connection due to administrator command) once the statement running stops.</summary>
+    public void Terminate() => End(SessionEnd.Shutdown);
+
+    internal bool IsAuthenticated { get; private set; }
+
+    /// <summary>Delivers a CancelRequest: cancels what the session runs, if it runs anything.</summary>
+    internal void Cancel()
+    {
+        lock (_cancelLock)
+        {
+            if (_busy)
+            {
+                _cancelRequest.Cancel();
+            }
+        }
+    }
+
+    internal void End(SessionEnd reason)
+    {
+        if (_end == SessionEnd.None)
+        {
+            _end = reason;
+        }
+
+        try
+        {
+            _lifetime.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    // ------------------------------------------------------------------ the connection's life
+
+    internal async Task RunAsync(bool overLimit)
+    {
+        string? failure = null;
+        PgErrorException? farewell = null;
+        using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
+        handshake.CancelAfter(_options.HandshakeTimeout);
+        bool started = false;
+        try
+        {
+            if (!await StartupAsync(handshake.Token).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            started = true;
+            if (overLimit)
+            {
+                farewell = new PgErrorException("FATAL", "53300", "sorry, too many clients already");
+                return;
+            }
+
+            await AuthenticateAsync(handshake.Token).ConfigureAwait(false);
+            handshake.CancelAfter(Timeout.InfiniteTimeSpan);
+            await ServeQueriesAsync().ConfigureAwait(false);
+        }
+        catch (PgErrorException e)
+        {
+            farewell = e;
+            failure = e.Message;
+        }
+        catch (PgProtocolException e)
+        {
+            // Malformed input ends the connection with FATAL 08P01, and nothing else.
+            farewell = new PgErrorException("FATAL", "08P01", "invalid frontend message") { Detail = e.Error.ToString() };
+            failure = e.Message;
+        }
+        catch (OperationCanceledException) when (_lifetime.IsCancellationRequested || handshake.IsCancellationRequested)
+        {
+            (farewell, failure) = _end switch
+            {
+                SessionEnd.Shutdown => (new PgErrorException("FATAL", "57P01", "terminating connection due to administrator command"), "ended by the server's shutdown"),
+                SessionEnd.IdleTimeout => (new PgErrorException("FATAL", "57P05", "terminating connection due to idle-session timeout"), "idle-session timeout"),
+                SessionEnd.IdleInTransactionTimeout => (new PgErrorException("FATAL", "25P03", "terminating connection due to idle-in-transaction timeout"), "idle-in-transaction timeout"),
+                _ => (started ? new PgErrorException("FATAL", "57014", "canceling authentication due to timeout") : null, "handshake timeout"),
+            };
+        }
+        catch (Exception e) when (e is IOException or SocketException or AuthenticationException or ObjectDisposedException or EndOfStreamException)
+        {
+            failure = "the connection failed: " + e.Message;
+        }
+        catch (Exception e)
+        {
+            // Whatever goes wrong ends this session only.
+            farewell = new PgErrorException("FATAL", "XX000", "internal error: " + e.Message);
+            failure = "unexpected error: " + e;
+        }
+        finally
+        {
+            if (farewell is not null)
+            {
+                await SendFarewellAsync(farewell).ConfigureAwait(false);
+            }
+
+            await CloseAsync().ConfigureAwait(false);
+            if (failure is not null)
+            {
+                _logger?.LogInformation("session {ProcessId} ({Peer}) ended: {Reason}", ProcessId, RemoteEndPoint, failure);
+            }
+        }
+    }
+
+    private async Task SendFarewellAsync(PgErrorException error)
+    {
+        if (_outputBroken)
+        {
+            return;
+        }
+
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            byte[] bytes = error.ToErrorResponse().ToArray(ProtocolVersion);
+            OnTraffic(PgDirection.Backend, bytes);
+            if (_output is not null)
+            {
+                _output.Write(bytes);
+                await _output.FlushAsync(timeout.Token).ConfigureAwait(false);
+            }
+            else
+            {
+                await _stream.WriteAsync(bytes, timeout.Token).ConfigureAwait(false);
+                await _stream.FlushAsync(timeout.Token).ConfigureAwait(false);
+            }
+
+            // Closing with unread input would reset the connection, and the reset can overtake the
+            // error on its way.
+            _socket?.Shutdown(SocketShutdown.Send);
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or AuthenticationException)
+        {
+        }
+    }
+
+    private async Task CloseAsync()
+    {
+        _server.Unregister(this);
+        if (_handler is not null)
+        {
+            try
+            {
+                await DisposeResultsAsync().ConfigureAwait(false);
+                await _handler.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                _logger?.LogWarning(e, "session {ProcessId}: the handler failed to close", ProcessId);
+            }
+        }
+
+        try
+        {
+            if (_input is not null)
+            {
+                await _input.CompleteAsync().ConfigureAwait(false);
+            }
+
+            if (_output is not null)
+            {
+                await _output.CompleteAsync().ConfigureAwait(false);
+            }
+
+            await _stream.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or InvalidOperationException or OperationCanceledException or AuthenticationException)
+        {
+        }
+
+        _socket?.Dispose();
+        _lifetime.Dispose();
+        _cancelRequest.Dispose();
+    }
+
+    // ------------------------------------------------------------------ startup
+
+    /// <summary>TLS and the startup packets; true when a StartupMessage arrived (false: a cancel request, or the client left).</summary>
+    private async Task<bool> StartupAsync(CancellationToken cancellationToken)
+    {
+        byte[] first = new byte[1];
+        if (await _stream.ReadAsync(first, cancellationToken).ConfigureAwait(false) == 0)
+        {
+            return false;
+        }
+
+        byte[]? pending = first;
+        if (first[0] == TlsHandshakeRecord)
+        {
+            if (_options.TlsCertificate is null)
+            {
+                // Nothing to answer a TLS handshake with; PostgreSQL without ssl closes too.
+                _logger?.LogInformation("session {ProcessId}: direct TLS without a certificate configured", ProcessId);
+                return false;
+            }
+
+            await StartTlsAsync(new PrefixedStream(_stream, first), direct: true, cancellationToken).ConfigureAwait(false);
+            pending = null;
+        }
+
+        var packets = new PgMessageReader(PgDirection.Frontend, _context);
+        bool sslRequested = Tls is not null, gssRequested = false;
+        while (true)
+        {
+            byte[]? packet = await ReadStartupPacketAsync(pending, cancellationToken).ConfigureAwait(false);
+            pending = null;
+            if (packet is null)
+            {
+                return false;
+            }
+
+            OnTraffic(PgDirection.Frontend, packet);
+            PgReadStatus status = packets.TryRead(packet, out _, out PgReceivedMessage message, out PgDecodeError error);
+            if (status != PgReadStatus.Message || message.IsUnknown)
+            {
+                throw UnsupportedOrMalformed(packet, status == PgReadStatus.Message ? null : error);
+            }
+
+            FrontendMessageKind kind = message.FrontendKind;
+            switch (kind)
+            {
+                case FrontendMessageKind.SSLRequest:
+                case FrontendMessageKind.GSSENCRequest:
+                    // As PostgreSQL: each request at most once (libpq tries GSS, then SSL, then goes on).
+                    ref bool requested = ref kind == FrontendMessageKind.SSLRequest ? ref sslRequested : ref gssRequested;
+                    if (requested)
+                    {
+                        throw UnsupportedOrMalformed(packet, null);
+                    }
+
+                    requested = true;
+                    bool tls = kind == FrontendMessageKind.SSLRequest && _options.TlsCertificate is not null;
+                    if (tls && _socket is { Available: > 0 })
+                    {
+                        // Bytes sent before our answer cannot be part of a TLS handshake the client
+                        // started after it: someone may be injecting them (CVE-2021-23222).
+                        throw new PgErrorException("FATAL", "08P01", "received unencrypted data after SSL request")
+                        {
+                            Detail = "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.",
+                        };
+                    }
+
+                    byte[] answer = [tls ? (byte)'S' : (byte)'N'];
+                    OnTraffic(PgDirection.Backend, answer);
+                    _context.ExpectEncryptionAnswer = false;
+                    await _stream.WriteAsync(answer, cancellationToken).ConfigureAwait(false);
+                    await _stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+                    if (tls)
+                    {
+                        await StartTlsAsync(_stream, direct: false, cancellationToken).ConfigureAwait(false);
+                    }
+
+                    break;
+                case FrontendMessageKind.CancelRequest:
+                    var cancel = (CancelRequest)message.ToMessage(_context);
+                    _server.DeliverCancel(cancel.ProcessId, cancel.SecretKey.Span);
+                    return false;
+                case FrontendMessageKind.StartupMessage:
+                    AcceptStartup((StartupMessage)message.ToMessage(_context));
+                    return true;
+                default:
+                    throw UnsupportedOrMalformed(packet, null);
+            }
+        }
+    }
+
+    /// <summary>Reads one startup packet exactly (never a byte beyond it: TLS may follow); null when the client left between packets.</summary>
+    private async Task<byte[]?> ReadStartupPacketAsync(byte[]? firstByte, CancellationToken cancellationToken)
+    {
+        byte[] header = new byte[4];
+        int have = 0;
+        if (firstByte is not null)
+        {
+            header[0] = firstByte[0];
+            have = 1;
+        }
+
+        while (have < 4)
+        {
+            int n = await _stream.ReadAsync(header.AsMemory(have), cancellationToken).ConfigureAwait(false);
+            if (n == 0)
+            {
+                return null;
+            }
+
+            have += n;
+        }
+
+        int length = BinaryPrimitives.ReadInt32BigEndian(header);
+        if (length < 8 || length > _context.Limits.MaxStartupPacketLength)
+        {
+            // PostgreSQL only logs this ("invalid length of startup packet") and closes.
+            throw new EndOfStreamException($"invalid length of startup packet ({length})");
+        }
+
+        byte[] packet = new byte[length];
+        header.CopyTo(packet, 0);
+        await _stream.ReadExactlyAsync(packet.AsMemory(4), cancellationToken).ConfigureAwait(false);
+        return packet;
+    }
+
+    private PgErrorException UnsupportedOrMalformed(byte[] packet, PgDecodeError? error)
+    {
+        int code = BinaryPrimitives.ReadInt32BigEndian(packet.AsSpan(4));
+        int major = code >> 16, minor = code & 0xFFFF;
+        if (major != 3 && major != 1234)
+        {
+            return new PgErrorException("FATAL", "0A000", $"unsupported frontend protocol {major}.{minor}: server supports 3.0 to {_options.MaxProtocolVersion.Major}.{_options.MaxProtocolVersion.Minor}");
+        }
+
+        if (error is null && major == 1234)
+        {
+            // A request sent twice, or one this server does not know.
+            return new PgErrorException("FATAL", "08P01", $"unsupported frontend protocol {major}.{minor}: server supports 3.0 to {_options.MaxProtocolVersion.Major}.{_options.MaxProtocolVersion.Minor}");
+        }
+
+        return new PgErrorException("FATAL", "08P01", "invalid startup packet layout") { Detail = error?.ToString() };
+    }
+
+    private async Task StartTlsAsync(Stream inner, bool direct, CancellationToken cancellationToken)
+    {
+        var ssl = new SslStream(inner, leaveInnerStreamOpen: false);
+        var options = new SslServerAuthenticationOptions
+        {
+            ServerCertificate = _options.TlsCertificate,
+            ClientCertificateRequired = false,
+            EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+
+            // A client that offers ALPN must offer "postgresql" (PostgreSQL 17 and later).
+            ApplicationProtocols = [s_postgresqlAlpn],
+        };
+        await ssl.AuthenticateAsServerAsync(options, cancellationToken).ConfigureAwait(false);
+        _stream = ssl;
+        if (direct && ssl.NegotiatedApplicationProtocol != s_postgresqlAlpn)
+        {
+            throw new PgErrorException("FATAL", "08P01", "received direct SSL connection request without ALPN protocol negotiation extension");
+        }
+
+        Tls = direct ? "direct" : "SSLRequest";
+    }
+
+    private void AcceptStartup(StartupMessage startup)
+    {
+        var requested = new PgProtocolVersion(startup.ProtocolVersion);
+        PgProtocolVersion offered = requested.Code > _options.MaxProtocolVersion.Code ? _options.MaxProtocolVersion : requested;
+        _context.ProtocolVersion = offered;
+        var unknownOptions = new List<string>();
+        foreach (StartupMessage.Parameter parameter in startup.Parameters)
+        {
+            switch (parameter.Name)
+            {
+                case "user":
+                    User = parameter.Value;
+                    break;
+                case "database":
+                    Database = parameter.Value;
+                    break;
+                case ['_', 'p', 'q', '_', '.', ..]:
+                    // No protocol extension is known here: each is reported as unrecognized.
+                    unknownOptions.Add(parameter.Name);
+                    break;
+                default:
+                    _startupParameters[parameter.Name] = parameter.Value;
+                    break;
+            }
+        }
+
+        if (User.Length == 0)
+        {
+            throw new PgErrorException("FATAL", "28000", "no PostgreSQL user name specified in startup packet");
+        }
+
+        if (Database.Length == 0)
+        {
+            Database = User;
+        }
+
+        if (offered.Code != requested.Code || unknownOptions.Count > 0)
+        {
+            _pendingNegotiation = new NegotiateProtocolVersion(offered.Code, [.. unknownOptions]);
+        }
+    }
+
+    private NegotiateProtocolVersion? _pendingNegotiation;
+
+    // ------------------------------------------------------------------ authentication
+
+    private async Task AuthenticateAsync(CancellationToken cancellationToken)
+    {
+        _input = PipeReader.Create(_stream, new StreamPipeReaderOptions(leaveOpen: true));
+        _output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(leaveOpen: true));
+        _reader = new PgPipeMessageReader(_input, PgDirection.Frontend, _context);
+        if (_pendingNegotiation is not null)
+        {
+            Send(_pendingNegotiation);
+        }
+
+        await _options.Authentication.AuthenticateAsync(new Exchange(this), cancellationToken).ConfigureAwait(false);
+        Send(new AuthenticationOk());
+        IsAuthenticated = true;
+        _context.Limits = _options.Limits;
+
+        _handler = _server.CreateHandler(this);
+        foreach (KeyValuePair<string, string> pair in _options.Parameters)
+        {
+            _parameters[pair.Key] = pair.Value;
+        }
+
+        foreach (string name in (string[])["application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle"])
+        {
+            if (_startupParameters.TryGetValue(name, out string? value))
+            {
+                _parameters[name] = value;
+            }
+        }
+
+        _parameters["session_authorization"] = User;
+        _parameters.TryAdd("application_name", "");
+        BeginBusy();
+        try
+        {
+            await _handler.StartAsync(this, Linked(cancellationToken)).ConfigureAwait(false);
+        }
+        finally
+        {
+            EndBusy();
+        }
+
+        _changedParameters.Clear();
+        foreach (KeyValuePair<string, string> pair in _parameters.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            Send(new ParameterStatus(pair.Key, pair.Value));
+        }
+
+        SecretKey = RandomNumberGenerator.GetBytes(ProtocolVersion.HasVariableCancelKey ? _options.CancelKeyLength : 4);
+        _server.Register(this);
+        Send(new BackendKeyData(ProcessId, SecretKey));
+        await ReadyForQueryAsync(_lifetime.Token).ConfigureAwait(false);
+        _logger?.LogDebug("session {ProcessId} ({Peer}): {User}@{Database} authenticated ({Method}, protocol {Version}, TLS {Tls})", ProcessId, RemoteEndPoint, User, Database, AuthenticationMethod, ProtocolVersion, Tls ?? "off");
+    }
+
+    private sealed class Exchange(PgBackendSession session) : PgAuthenticationExchange
+    {
+        public override string User => session.User;
+
+        public override X509Certificate2? TlsCertificate => session.Tls is null ? null : session._options.TlsCertificate;
+
+        public override async ValueTask SendAsync(IBackendMessage message, CancellationToken cancellationToken)
+        {
+            session.Send(message);
+            await session.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        public override async ValueTask<IFrontendMessage> ReceiveAsync(CancellationToken cancellationToken)
+        {
+            FrontendMessageKind expected = session._context.ExpectedPasswordMessage;
+            PgPipeMessageReader reader = session._reader!;
+            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                throw new EndOfStreamException("the client closed the connection during authentication");
+            }
+
+            session.OnTraffic(PgDirection.Frontend, reader.CurrentRaw);
+            PgReceivedMessage received = reader.Current;
+            if (received.FrontendKind != expected || expected == FrontendMessageKind.Unknown)
+            {
+                string what = expected switch
+                {
+                    FrontendMessageKind.SASLInitialResponse or FrontendMessageKind.SASLResponse => "SASL",
+                    FrontendMessageKind.GSSResponse => "GSS",
+                    _ => "password",
+                };
+                throw new PgErrorException("FATAL", "08P01", $"expected {what} response, got message type {received.TypeByte}");
+            }
+
+            try
+            {
+                return (IFrontendMessage)received.ToMessage(session._context);
+            }
+            catch (PgProtocolException)
+            {
+                // Strings are UTF-8; a password that is not cannot match.
+                throw PgAuthenticator.PasswordFailed(session.User);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ sending
+
+    /// <summary>Encodes a message into the output (sent at the next flush), and lets the decode context learn from it.</summary>
+    private void Send(IBackendMessage message)
+    {
+        PipeWriter output = _output!;
+        if (_options.Traffic is null && message.BackendKind != BackendMessageKind.NegotiateProtocolVersion)
+        {
+            long before = output.UnflushedBytes;
+            message.Encode(output, ProtocolVersion);
+            _backendOffset += output.UnflushedBytes - before;
+            _context.ObserveBackend(message.BackendKind, default);
+            return;
+        }
+
+        byte[] bytes = message.ToArray(ProtocolVersion);
+        OnTraffic(PgDirection.Backend, bytes);
+        output.Write(bytes);
+        _backendOffset += bytes.Length;
+        int header = message.TypeByte < 0 ? 4 : 5;
+        _context.ObserveBackend(message.BackendKind, bytes.AsSpan(header));
+    }
+
+    private async ValueTask FlushAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            FlushResult result = await _output!.FlushAsync(cancellationToken).ConfigureAwait(false);
+            if (result.IsCompleted)
+            {
+                _outputBroken = true;
+                throw new EndOfStreamException("the client stopped reading");
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Part of a message may have gone out: nothing more can be said on this connection.
+            _outputBroken = true;
+            throw;
+        }
+        catch (Exception e) when (e is IOException or SocketException)
+        {
+            _outputBroken = true;
+            throw;
+        }
+    }
+
+    /// <summary>Flushes when enough output waits: a client that does not read holds back its own session only.</summary>
+    private ValueTask FlushIfFullAsync(CancellationToken cancellationToken)
+        => _output!.UnflushedBytes >= _options.OutputBufferSize ? FlushAsync(cancellationToken) : ValueTask.CompletedTask;
+
+    private void OnTraffic(PgDirection direction, ReadOnlySpan<byte> raw) => _options.Traffic?.Invoke(this, direction, raw);
+
+    private void OnTraffic(PgDirection direction, ReadOnlySequence<byte> raw)
+    {
+        if (_options.Traffic is { } traffic)
+        {
+            traffic(this, direction, raw.IsSingleSegment ? raw.FirstSpan : raw.ToArray());
+        }
+    }
+
+    private async ValueTask DeliverNotificationsWhileIdleAsync()
+    {
+        if (_output is null || !IsAuthenticated || !await _writeLock.WaitAsync(0).ConfigureAwait(false))
+        {
+            // The session is busy: it delivers them before its next ReadyForQuery.
+            return;
+        }
+
+        try
+        {
+            if (SendNotifications())
+            {
+                await FlushAsync(_lifetime.Token).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or EndOfStreamException)
+        {
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private bool SendNotifications()
+    {
+        bool any = false;
+        while (_notifications.TryDequeue(out NotificationResponse? notification))
+        {
+            Send(notification);
+            any = true;
+        }
+
+        return any;
+    }
+
+    // ------------------------------------------------------------------ cancel requests
+
+    /// <summary>The session runs something a CancelRequest may cancel: a fresh token if the last one was used.</summary>
+    private void BeginBusy()
+    {
+        lock (_cancelLock)
+        {
+            if (_cancelRequest.IsCancellationRequested)
+            {
+                _cancelRequest.Dispose();
+                _cancelRequest = new CancellationTokenSource();
+            }
+
+            _busy = true;
+        }
+    }
+
+    private void EndBusy()
+    {
+        lock (_cancelLock)
+        {
+            _busy = false;
+        }
+    }
+
+    private CancellationToken Linked(CancellationToken other)
+    {
+        _linked?.Dispose();
+        _linked = CancellationTokenSource.CreateLinkedTokenSource(_cancelRequest.Token, _lifetime.Token, other);
+        return _linked.Token;
+    }
+
+    private CancellationTokenSource? _linked;
+
+    /// <summary>A stream that gives back the bytes already read from another before reading on.</summary>
+    private sealed class PrefixedStream(Stream inner, byte[] prefix) : Stream
+    {
+        private int _offset;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override void Flush() => inner.Flush();
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            if (_offset < prefix.Length)
+            {
+                int n = Math.Min(buffer.Length, prefix.Length - _offset);
+                prefix.AsSpan(_offset, n).CopyTo(buffer);
+                _offset += n;
+                return n;
+            }
+
+            return inner.Read(buffer);
+        }
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+            => _offset < prefix.Length ? ValueTask.FromResult(Read(buffer.Span)) : inner.ReadAsync(buffer, cancellationToken);
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+            => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => inner.WriteAsync(buffer, cancellationToken);
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => inner.WriteAsync(buffer, offset, count, cancellationToken);
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                inner.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+
+        public override ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
+}
+
+/// <summary>Why a session is being ended from outside its own flow.</summary>
+internal enum SessionEnd
+{
+    None,
+    Shutdown,
+    IdleTimeout,
+    IdleInTransactionTimeout,
+}
