@@ -81,8 +81,6 @@ tick_us=$((1000000 / $(getconf CLK_TCK)))
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # switches PID: voluntary + involuntary context switches of all its threads.
 switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'; }
-# machine: the total, steal and idle jiffies of all CPUs.
-machine() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9, $5 + $6 }' /proc/stat; }
 
 # run NAME PORT SECONDS [PID]: appends "name tps transactions cpu_us switches steal% idle%" to results.
 run() {
