@@ -9,6 +9,22 @@ public sealed partial class PgBackendSession
 {
     private static readonly short[] s_noFormats = [];
 
+    // Messages without fields, encoded the same every time.
+    private static readonly ParseComplete s_parseComplete = new();
+    private static readonly BindComplete s_bindComplete = new();
+    private static readonly CloseComplete s_closeComplete = new();
+    private static readonly NoData s_noData = new();
+    private static readonly PortalSuspended s_portalSuspended = new();
+    private static readonly EmptyQueryResponse s_emptyQueryResponse = new();
+    private static readonly CopyDone s_copyDone = new();
+    private static readonly ReadyForQuery[] s_readyForQuery = [new(TransactionStatus.Idle), new(TransactionStatus.InTransaction), new(TransactionStatus.FailedTransaction)];
+
+    /// <summary>The last RowDescription sent, for the columns and formats it describes: a statement described again and again is encoded from the same message.</summary>
+    private (IReadOnlyList<PgColumn> Columns, IReadOnlyList<short> Formats, RowDescription Message)? _lastDescription;
+
+    /// <summary>The last CommandComplete sent.</summary>
+    private CommandComplete? _lastCompletion;
+
     private readonly Dictionary<string, PgStatement> _statements = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Portal> _portals = new(StringComparer.Ordinal);
 
@@ -72,15 +88,15 @@ public sealed partial class PgBackendSession
     /// <summary>Idle: the last message answered was ReadyForQuery, and no batch is open.</summary>
     private bool IsIdle => !_inBatch && !_skipUntilSync;
 
-    private async ValueTask<bool> ReadNextAsync(PgPipeMessageReader reader)
+    private ValueTask<bool> ReadNextAsync(PgPipeMessageReader reader)
     {
         TimeSpan timeout = !IsIdle ? Timeout.InfiniteTimeSpan
             : _handler!.TransactionStatus == TransactionStatus.Idle ? _options.IdleTimeout : _options.IdleInTransactionTimeout;
-        if (timeout == Timeout.InfiniteTimeSpan)
-        {
-            return await reader.ReadAsync(_lifetime.Token).ConfigureAwait(false);
-        }
+        return timeout == Timeout.InfiniteTimeSpan ? reader.ReadAsync(_lifetime.Token) : ReadWithTimeoutAsync(reader, timeout);
+    }
 
+    private async ValueTask<bool> ReadWithTimeoutAsync(PgPipeMessageReader reader, TimeSpan timeout)
+    {
         using var idle = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
         idle.CancelAfter(timeout);
         try
@@ -100,6 +116,7 @@ public sealed partial class PgBackendSession
         OnTraffic(PgDirection.Frontend, reader.CurrentRaw);
         PgReceivedMessage received = reader.Current;
         FrontendMessageKind kind = received.FrontendKind;
+        byte typeByte = (byte)received.TypeByte;
         if (kind == FrontendMessageKind.Terminate)
         {
             return false;
@@ -134,7 +151,12 @@ public sealed partial class PgBackendSession
             return true;
         }
 
-        CancellationToken token = Linked(default);
+        if (MustLeaveIoThread(_handler))
+        {
+            await Task.Yield();
+        }
+
+        CancellationToken token = QueryToken;
         try
         {
             switch (message)
@@ -175,7 +197,7 @@ public sealed partial class PgBackendSession
                     // Outside COPY these are dropped: a COPY that failed leaves the client still sending.
                     break;
                 default:
-                    throw new PgErrorException("FATAL", "08P01", $"unexpected message {((IPgMessage)message).Name} ({PgTraceWriter.FormatByte((byte)received.TypeByte)})");
+                    throw new PgErrorException("FATAL", "08P01", $"unexpected message {((IPgMessage)message).Name} ({PgTraceWriter.FormatByte(typeByte)})");
             }
         }
         catch (PgErrorException e) when (!e.IsFatal)
@@ -229,7 +251,13 @@ public sealed partial class PgBackendSession
             await DisposeResultsAsync().ConfigureAwait(false);
         }
 
-        Send(new ReadyForQuery(status));
+        Send(status switch
+        {
+            TransactionStatus.Idle => s_readyForQuery[0],
+            TransactionStatus.InTransaction => s_readyForQuery[1],
+            TransactionStatus.FailedTransaction => s_readyForQuery[2],
+            _ => new ReadyForQuery(status),
+        });
         await FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -262,7 +290,7 @@ public sealed partial class PgBackendSession
 
         if (statements.Count == 0)
         {
-            Send(new EmptyQueryResponse());
+            Send(s_emptyQueryResponse);
             await ReadyForQueryAsync(_lifetime.Token).ConfigureAwait(false);
             return;
         }
@@ -330,7 +358,7 @@ public sealed partial class PgBackendSession
             {
                 if (!await result.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    Send(new CommandComplete(Tag(result.CommandTag, rows)));
+                    Send(Completion(Tag(result.CommandTag, rows)));
                     return true;
                 }
 
@@ -345,19 +373,42 @@ public sealed partial class PgBackendSession
                 await FlushIfFullAsync(cancellationToken).ConfigureAwait(false);
             }
 
-            Send(new PortalSuspended());
+            Send(s_portalSuspended);
             return false;
         }
 
-        Send(new CommandComplete(result.CommandTag));
+        Send(Completion(result.CommandTag));
         return true;
+    }
+
+    private CommandComplete Completion(string tag)
+    {
+        if (_lastCompletion is { } last && last.CommandTag == tag)
+        {
+            return last;
+        }
+
+        return _lastCompletion = new CommandComplete(tag);
     }
 
     /// <summary>A SELECT's tag counts the rows of this Execute, as PostgreSQL's does when a portal is fetched in parts.</summary>
     private static string Tag(string tag, long rows)
         => tag.StartsWith("SELECT ", StringComparison.Ordinal) ? "SELECT " + rows.ToString(CultureInfo.InvariantCulture) : tag;
 
-    private static RowDescription Describe(IReadOnlyList<PgColumn> columns, PgBindContext? bind)
+    private RowDescription Describe(IReadOnlyList<PgColumn> columns, PgBindContext? bind)
+    {
+        IReadOnlyList<short> formats = bind?.ResultFormats ?? s_noFormats;
+        if (_lastDescription is var (lastColumns, lastFormats, message) && ReferenceEquals(lastColumns, columns) && lastFormats.SequenceEqual(formats))
+        {
+            return message;
+        }
+
+        RowDescription description = DescribeColumns(columns, bind);
+        _lastDescription = (columns, formats.ToArray(), description);
+        return description;
+    }
+
+    private static RowDescription DescribeColumns(IReadOnlyList<PgColumn> columns, PgBindContext? bind)
     {
         var fields = ImmutableArray.CreateBuilder<RowDescription.Field>(columns.Count);
         for (int i = 0; i < columns.Count; i++)
@@ -395,7 +446,7 @@ public sealed partial class PgBackendSession
                         break;
                     case FrontendMessageKind.CopyDone:
                         await copy.CompleteAsync(cancellationToken).ConfigureAwait(false);
-                        Send(new CommandComplete(copy.CommandTag));
+                        Send(Completion(copy.CommandTag));
                         return;
                     case FrontendMessageKind.CopyFail:
                         string reason = ((CopyFail)received.ToMessage(_context)).ErrorMessage;
@@ -443,8 +494,8 @@ public sealed partial class PgBackendSession
             _context.Phase = PgSessionPhase.Normal;
         }
 
-        Send(new CopyDone());
-        Send(new CommandComplete(copy.CommandTag));
+        Send(s_copyDone);
+        Send(Completion(copy.CommandTag));
     }
 
     // ------------------------------------------------------------------ extended query
@@ -480,7 +531,7 @@ public sealed partial class PgBackendSession
 
         PgStatement statement = await _handler!.PrepareAsync(parse.QueryString, parse.ParameterTypeOids, cancellationToken).ConfigureAwait(false);
         _statements[parse.StatementName] = statement;
-        Send(new ParseComplete());
+        Send(s_parseComplete);
     }
 
     private PgStatement FindStatement(string name)
@@ -539,7 +590,7 @@ public sealed partial class PgBackendSession
         var context = new PgBindContext(bind.Parameters, formats, bind.ResultFormatCodes);
         PgResult result = await _handler!.BindAsync(statement, context, cancellationToken).ConfigureAwait(false);
         _portals[bind.PortalName] = new Portal(statement, result, context);
-        Send(new BindComplete());
+        Send(s_bindComplete);
     }
 
     private static short CheckFormat(short format)
@@ -569,7 +620,7 @@ public sealed partial class PgBackendSession
         if (portal.Done)
         {
             // A portal run to its end gives no more rows.
-            Send(new CommandComplete(Tag(portal.Result.CommandTag, 0)));
+            Send(Completion(Tag(portal.Result.CommandTag, 0)));
             return;
         }
 
@@ -589,7 +640,7 @@ public sealed partial class PgBackendSession
             await portal.Result.DisposeAsync().ConfigureAwait(false);
         }
 
-        Send(new CloseComplete());
+        Send(s_closeComplete);
     }
 
     // ------------------------------------------------------------------ function call

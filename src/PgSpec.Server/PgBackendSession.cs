@@ -41,6 +41,7 @@ public sealed partial class PgBackendSession
     private PgPipeMessageReader? _reader;
     private PgSessionHandler? _handler;
     private CancellationTokenSource _cancelRequest = new();
+    private CancellationTokenSource? _queryToken;
     private bool _busy;
     private bool _outputBroken;
     private long _backendOffset;
@@ -307,6 +308,8 @@ public sealed partial class PgBackendSession
         }
 
         _socket?.Dispose();
+        _queryToken?.Dispose();
+        _linked?.Dispose();
         _lifetime.Dispose();
         _cancelRequest.Dispose();
     }
@@ -526,6 +529,12 @@ public sealed partial class PgBackendSession
 
     private async Task AuthenticateAsync(CancellationToken cancellationToken)
     {
+        if (MustLeaveIoThread(null))
+        {
+            // Authentication hashes (SCRAM's PBKDF2): never on an I/O thread.
+            await Task.Yield();
+        }
+
         _input = PipeReader.Create(_stream, new StreamPipeReaderOptions(leaveOpen: true));
         _output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(leaveOpen: true));
         _reader = new PgPipeMessageReader(_input, PgDirection.Frontend, _context);
@@ -730,6 +739,8 @@ public sealed partial class PgBackendSession
         {
             if (_cancelRequest.IsCancellationRequested)
             {
+                _queryToken?.Dispose();
+                _queryToken = null;
                 _cancelRequest.Dispose();
                 _cancelRequest = new CancellationTokenSource();
             }
@@ -737,6 +748,17 @@ public sealed partial class PgBackendSession
             _busy = true;
         }
     }
+
+    /// <summary>What the handler's calls are given: fires on a cancel request or when the session ends.</summary>
+    private CancellationToken QueryToken
+        => (_queryToken ??= CancellationTokenSource.CreateLinkedTokenSource(_cancelRequest.Token, _lifetime.Token)).Token;
+
+    /// <summary>
+    /// Leaves the socket's I/O thread (where continuations run when the process inlines them) for
+    /// the thread pool, unless the handler says it never blocks.
+    /// </summary>
+    private static bool MustLeaveIoThread(PgSessionHandler? handler)
+        => handler is not { RunsInline: true } && !Thread.CurrentThread.IsThreadPoolThread;
 
     private void EndBusy()
     {

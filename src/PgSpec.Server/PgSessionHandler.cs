@@ -44,6 +44,15 @@ public abstract class PgSessionHandler : IAsyncDisposable
     /// </summary>
     public abstract ValueTask<PgResult> BindAsync(PgStatement statement, PgBindContext bind, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// True when the handler's methods never block a thread: they complete at once or await
+    /// asynchronous work. The session may then call them on the socket's I/O thread when the
+    /// process runs socket continuations inline (<c>DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1</c>,
+    /// which saves a thread hop per message); otherwise, and by default, it moves to the thread
+    /// pool before calling the handler, so that a slow statement never holds up other connections.
+    /// </summary>
+    public virtual bool RunsInline => false;
+
     /// <summary>The transaction status that ReadyForQuery reports; Idle by default.</summary>
     public virtual TransactionStatus TransactionStatus => TransactionStatus.Idle;
 

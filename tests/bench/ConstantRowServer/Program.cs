@@ -1,0 +1,69 @@
+// A PostgreSQL-protocol server that answers every statement with one row, one int4 column "?column?"
+// holding 1 (text or binary, as the client asks): what the Go server on pgproto3 in
+// ../pgproto3-server answers, so that serve-compare.sh measures the protocol's cost and nothing else.
+//
+// Usage: ConstantRowServer --listen HOST:PORT
+using System.Net;
+using PgSpec.Server;
+
+// The handler never blocks: socket continuations may run it inline on the I/O threads, saving a
+// thread hop per message (read before the first socket is made).
+Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
+
+string listen = args.Length == 2 && args[0] == "--listen" ? args[1] : "127.0.0.1:5432";
+var options = new PgBackendOptions();
+options.Listen.Add(IPEndPoint.Parse(listen));
+await using PgBackendServer server = PgBackendServer.Start(options, _ => new ConstantRowHandler());
+Console.WriteLine($"listening on {server.EndPoints[0]}");
+using var stop = new CancellationTokenSource();
+using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, context =>
+{
+    context.Cancel = true;
+    stop.Cancel();
+});
+Console.CancelKeyPress += (_, e) =>
+{
+    e.Cancel = true;
+    stop.Cancel();
+};
+try
+{
+    await Task.Delay(Timeout.Infinite, stop.Token);
+}
+catch (OperationCanceledException)
+{
+}
+
+internal sealed class ConstantRowHandler : PgSessionHandler
+{
+    private static readonly PgColumn[] s_columns = [new("?column?", 23, 4)];
+    private static readonly PgStatement s_statement = new("SELECT 1", [], s_columns);
+
+    public override bool RunsInline => true;
+
+    public override ValueTask<PgStatement> PrepareAsync(string sql, IReadOnlyList<uint> parameterTypes, CancellationToken cancellationToken)
+        => ValueTask.FromResult(s_statement);
+
+    public override ValueTask<PgResult> BindAsync(PgStatement statement, PgBindContext bind, CancellationToken cancellationToken)
+        => ValueTask.FromResult<PgResult>(new OneRow());
+
+    private sealed class OneRow : PgResult
+    {
+        private static readonly byte[] s_text = "1"u8.ToArray();
+        private static readonly byte[] s_binary = [0, 0, 0, 1];
+        private bool _read;
+
+        public override IReadOnlyList<PgColumn>? Columns => s_columns;
+
+        public override string CommandTag => "SELECT 1";
+
+        public override ValueTask<bool> ReadAsync(CancellationToken cancellationToken)
+        {
+            bool more = !_read;
+            _read = true;
+            return ValueTask.FromResult(more);
+        }
+
+        public override ReadOnlyMemory<byte>? GetValue(int column, short format) => format == 1 ? s_binary : s_text;
+    }
+}
