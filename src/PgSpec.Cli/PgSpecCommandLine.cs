@@ -119,6 +119,7 @@ public static class PgSpecCommandLine
         // The proxy's trace has a writer thread of its own, which may be stuck on a pipe nobody
         // reads: it writes to standard output directly, never through the buffer the rest shares.
         root.Subcommands.Add(ProxyCommand.Create(unbufferedStdout, stderr));
+        root.Subcommands.Add(ServeCommand.Create(unbufferedStdout, stderr));
         root.Subcommands.Add(HelpCommand(root));
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();

@@ -80,6 +80,9 @@ public sealed class PgBackendOptions
     /// </summary>
     public PgBackendTraffic? Traffic { get; set; }
 
+    /// <summary>Called when a session has ended, with why when it ended abnormally (null: the client left as the protocol foresees).</summary>
+    public Action<PgBackendSession, string?>? SessionEnded { get; set; }
+
     internal void Validate()
     {
         if (MaxProtocolVersion.Code != PgProtocolVersion.V3_0.Code && MaxProtocolVersion.Code != PgProtocolVersion.V3_2.Code)

@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using PgSpec.Protocol;
+using static PgSpec.Server.PgResult;
 
 namespace PgSpec.Server;
 
@@ -84,6 +85,22 @@ public sealed partial class PgBackendSession
     private static bool IsExtendedQuery(FrontendMessageKind kind)
         => kind is FrontendMessageKind.Parse or FrontendMessageKind.Bind or FrontendMessageKind.Describe or FrontendMessageKind.Execute
             or FrontendMessageKind.Close or FrontendMessageKind.Flush or FrontendMessageKind.Sync;
+
+    /// <summary>
+    /// Drops a prepared statement (DEALLOCATE name), or every one (null: DEALLOCATE ALL, DISCARD
+    /// ALL), as the statements a handler runs ask. Call it from the handler.
+    /// </summary>
+    public void Deallocate(string? name)
+    {
+        if (name is null)
+        {
+            _statements.Clear();
+        }
+        else if (!_statements.Remove(name))
+        {
+            throw new PgErrorException("26000", $"prepared statement \"{name}\" does not exist");
+        }
+    }
 
     /// <summary>Idle: the last message answered was ReadyForQuery, and no batch is open.</summary>
     private bool IsIdle => !_inBatch && !_skipUntilSync;
@@ -341,6 +358,9 @@ public sealed partial class PgBackendSession
     {
         switch (result)
         {
+            case EmptyQueryResult:
+                Send(s_emptyQueryResponse);
+                return true;
             case PgCopyInResult copyIn:
                 await CopyInAsync(copyIn, extended, cancellationToken).ConfigureAwait(false);
                 return true;

@@ -238,6 +238,15 @@ public sealed partial class PgBackendSession
             {
                 _logger?.LogInformation("session {ProcessId} ({Peer}) ended: {Reason}", ProcessId, RemoteEndPoint, failure);
             }
+
+            try
+            {
+                _options.SessionEnded?.Invoke(this, failure);
+            }
+            catch (Exception e)
+            {
+                _logger?.LogWarning(e, "session {ProcessId}: the SessionEnded callback failed", ProcessId);
+            }
         }
     }
 

@@ -162,6 +162,9 @@ public abstract class PgResult : IAsyncDisposable
     /// <summary>The command tag (CommandComplete), once the rows are read: "SELECT 3", "INSERT 0 1", "CREATE TABLE".</summary>
     public abstract string CommandTag { get; }
 
+    /// <summary>The result of a statement that is empty (only white space or comments): EmptyQueryResponse instead of CommandComplete.</summary>
+    public static PgResult EmptyQuery { get; } = new EmptyQueryResult();
+
     /// <summary>A result with no rows, only a command tag.</summary>
     public static PgResult Command(string commandTag) => new CommandResult(commandTag);
 
@@ -178,6 +181,13 @@ public abstract class PgResult : IAsyncDisposable
     {
         GC.SuppressFinalize(this);
         return ValueTask.CompletedTask;
+    }
+
+    internal sealed class EmptyQueryResult : PgResult
+    {
+        public override string CommandTag => "";
+
+        public override ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 
     private sealed class CommandResult(string tag) : PgResult

@@ -1,0 +1,318 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography.X509Certificates;
+using PgSpec.Cli.Serve;
+using PgSpec.Protocol;
+using PgSpec.Proxy;
+using PgSpec.Server;
+
+namespace PgSpec.Cli;
+
+/// <summary><c>pgspec serve</c>: a PostgreSQL-protocol server over SQLite, on PgSpec.Server.</summary>
+internal static class ServeCommand
+{
+    private const string Summary = "Serve a SQLite database over the PostgreSQL protocol.";
+
+    private const string Description = """
+        A PostgreSQL-protocol server over SQLite (PgSpec.Server's demonstration and test bed): psql,
+        pgbench, Npgsql, node-postgres, postgres.js and psycopg connect to it as to PostgreSQL.
+
+        The SQL is SQLite's, plus PostgreSQL's ::type casts, $n parameters, BEGIN/COMMIT/ROLLBACK,
+        SET/SHOW, version(), pg_sleep(seconds) and COPY ... FROM STDIN / TO STDOUT (text and CSV).
+        Values are int8, float8, text, bytea, bool and NULL, in text and binary format. Catalog
+        queries (pg_catalog, information_schema) get an error: use Npgsql's
+        Server Compatibility Mode=NoTypeLoading, postgres.js's fetch_types: false.
+
+        By default it listens on 127.0.0.1:5432 with trust authentication, as a fresh PostgreSQL
+        cluster does for local connections, and serves an in-memory database shared by all
+        sessions. SIGINT or SIGTERM: new connections are refused, and open sessions end with FATAL
+        57P01 after --shutdown-grace.
+        """;
+
+    /// <summary>The longest timeout or grace accepted, in seconds (a day).</summary>
+    private const double MaxSeconds = 86400;
+
+    public static Command Create(Stream stdout, TextWriter stderr)
+    {
+        var listen = new Option<string>("--listen") { Description = "Where clients connect: HOST:PORT or a Unix socket path (PostgreSQL's clients look for PATH/.s.PGSQL.PORT).", HelpName = "HOST:PORT|PATH", DefaultValueFactory = _ => "127.0.0.1:5432" };
+        var database = new Option<string>("--db") { Description = "The SQLite database file (created if missing), or :memory: for one in-memory database shared by all sessions.", HelpName = "FILE|:memory:", DefaultValueFactory = _ => ":memory:" };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate for TLS (SSLRequest and direct TLS; needs --tls-key).", HelpName = "FILE" };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert.", HelpName = "FILE" };
+        var auth = new Option<string>("--auth") { Description = "How clients log in: trust (any user, no password), password (cleartext), md5, or scram-sha-256 (with -PLUS under TLS).", HelpName = "trust|password|md5|scram-sha-256", DefaultValueFactory = _ => "trust" };
+        auth.AcceptOnlyFromAmong("trust", "password", "md5", "scram-sha-256");
+        var user = new Option<string?>("--user") { Description = "The user that may log in (required with a password method; with trust, only this user may log in when given).", HelpName = "NAME" };
+        var password = new Option<string?>("--password") { Description = "The user's password (or set PGSPEC_SERVE_PASSWORD, which keeps it out of the process list).", HelpName = "PASSWORD" };
+        var maxProtocol = new Option<string>("--max-protocol") { Description = "The newest protocol version offered; a client asking for more gets NegotiateProtocolVersion.", HelpName = "3.0|3.2", DefaultValueFactory = _ => "3.2" };
+        maxProtocol.AcceptOnlyFromAmong("3.0", "3.2");
+        var trace = new Option<string?>("--trace") { Description = "Write each message of each session as libpq's PQtrace prints it (each line starts with the session's process id and a TAB) to FILE, or to standard output with '-'.", HelpName = "FILE|-" };
+        var maxConnections = new Option<int>("--max-connections") { Description = "Serve at most N sessions at once; the next client gets FATAL 53300.", HelpName = "N", DefaultValueFactory = _ => 100 };
+        var handshakeTimeout = new Option<double>("--handshake-timeout") { Description = "Seconds a client has to start TLS, send its startup packet and log in.", HelpName = "SECONDS", DefaultValueFactory = _ => 60 };
+        var idleTimeout = new Option<double>("--idle-timeout") { Description = "End a session idle outside a transaction for this many seconds with FATAL 57P05. 0: never.", HelpName = "SECONDS", DefaultValueFactory = _ => 0 };
+        var shutdownGrace = new Option<double>("--shutdown-grace") { Description = "Seconds open sessions may go on after SIGINT/SIGTERM before FATAL 57P01.", HelpName = "SECONDS", DefaultValueFactory = _ => 5 };
+        var quiet = new Option<bool>("--quiet") { Description = "No notes about sessions on standard error." };
+
+        var command = new PgSpecCommand("serve", Summary, Description)
+        {
+            listen, database, tlsCert, tlsKey, auth, user, password, maxProtocol, trace, maxConnections, handshakeTimeout, idleTimeout, shutdownGrace, quiet,
+        };
+
+        command.Validators.Add(result =>
+        {
+            T? Value<T>(Option<T> option) => PgSpecCommandLine.ValueInValidator(result, option);
+
+            if ((Value(tlsCert) is null) != (Value(tlsKey) is null))
+            {
+                result.AddError("--tls-cert and --tls-key go together.");
+            }
+
+            if (Value(listen) is { } text && !ProxyEndpoint.TryParse(text, out ProxyEndpoint? endpoint, out string error))
+            {
+                result.AddError("--listen: " + error);
+            }
+            else if (Value(listen) is { } host && ProxyEndpoint.Parse(host).EndPoint is DnsEndPoint)
+            {
+                result.AddError("--listen takes an IP address (127.0.0.1, [::1], 0.0.0.0) or a socket path, not a host name.");
+            }
+
+            if (Value(auth) is { } method && method != "trust" && (Value(user) is null || (Value(password) ?? Environment.GetEnvironmentVariable("PGSPEC_SERVE_PASSWORD")) is null))
+            {
+                result.AddError($"--auth {method} needs --user and --password (or PGSPEC_SERVE_PASSWORD).");
+            }
+
+            if (Value(auth) == "trust" && Value(password) is not null)
+            {
+                result.AddError("--password applies to --auth password, md5 or scram-sha-256.");
+            }
+
+            if (result.GetResult(maxConnections) is { Implicit: false } && Value(maxConnections) < 1)
+            {
+                result.AddError("--max-connections is at least 1.");
+            }
+
+            foreach (Option<double> seconds in new[] { handshakeTimeout, idleTimeout, shutdownGrace })
+            {
+                if (result.GetResult(seconds) is not { Implicit: false })
+                {
+                    continue;
+                }
+
+                double value = Value(seconds);
+                double least = seconds == handshakeTimeout ? double.Epsilon : 0;
+                if (value < least || double.IsNaN(value) || value > MaxSeconds)
+                {
+                    result.AddError(seconds == handshakeTimeout
+                        ? $"--handshake-timeout is a number of seconds more than 0 and at most {MaxSeconds}."
+                        : $"{seconds.Name} is a number of seconds from 0 to {MaxSeconds}.");
+                }
+            }
+        });
+
+        command.SetAction(result =>
+        {
+            X509Certificate2? certificate = null;
+            if (result.GetValue(tlsCert) is { } certFile)
+            {
+                try
+                {
+                    certificate = X509Certificate2.CreateFromPemFile(certFile, result.GetValue(tlsKey));
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+                {
+                    stderr.WriteLine($"pgspec: cannot load --tls-cert/--tls-key: {e.Message}");
+                    return PgSpecCommandLine.ExitUsage;
+                }
+            }
+
+            SqliteEngine engine;
+            try
+            {
+                engine = new SqliteEngine(result.GetValue(database)!);
+            }
+            catch (Exception e) when (e is SqlError or IOException or UnauthorizedAccessException or Microsoft.Data.Sqlite.SqliteException)
+            {
+                stderr.WriteLine($"pgspec: cannot open --db {result.GetValue(database)}: {e.Message}");
+                return PgSpecCommandLine.ExitUsage;
+            }
+
+            using (engine)
+            {
+                string? name = result.GetValue(user);
+                string? secret = result.GetValue(password) ?? Environment.GetEnvironmentVariable("PGSPEC_SERVE_PASSWORD");
+                var options = new PgBackendOptions
+                {
+                    TlsCertificate = certificate,
+                    MaxProtocolVersion = result.GetValue(maxProtocol) == "3.0" ? PgProtocolVersion.V3_0 : PgProtocolVersion.V3_2,
+                    MaxConnections = result.GetValue(maxConnections),
+                    HandshakeTimeout = TimeSpan.FromSeconds(result.GetValue(handshakeTimeout)),
+                    IdleTimeout = result.GetValue(idleTimeout) == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(result.GetValue(idleTimeout)),
+                    ShutdownGracePeriod = TimeSpan.FromSeconds(result.GetValue(shutdownGrace)),
+                    Authentication = result.GetValue(auth) switch
+                    {
+                        "password" => PgAuthenticator.Cleartext(u => u == name ? secret : null),
+                        "md5" => PgAuthenticator.Md5(u => u == name ? secret : null),
+                        "scram-sha-256" => ScramOf(name!, secret!),
+                        _ => name is null ? PgAuthenticator.Trust : PgAuthenticator.TrustUsers(u => u == name),
+                    },
+                };
+                options.Parameters["server_version"] = engine.ServerVersion;
+                options.Listen.Add(ProxyEndpoint.Parse(result.GetValue(listen)!).EndPoint);
+                bool notes = !result.GetValue(quiet);
+                if (notes)
+                {
+                    options.SessionEnded = (session, failure) =>
+                    {
+                        if (failure is not null)
+                        {
+                            Note(stderr, $"session {session.ProcessId} ({session.RemoteEndPoint?.ToString() ?? "local"}): {failure}");
+                        }
+                    };
+                }
+
+                Stream? traceOutput = null;
+                if (result.GetValue(trace) is { } tracePath)
+                {
+                    try
+                    {
+                        traceOutput = tracePath == "-" ? stdout : TraceFile.Open(tracePath, append: false).First;
+                    }
+                    catch (TraceFileException e)
+                    {
+                        stderr.WriteLine("pgspec: " + e.Message);
+                        return PgSpecCommandLine.ExitUsage;
+                    }
+
+                    var serveTrace = new ServeTrace(new PqTraceSink(traceOutput, new PgTraceOptions(), connectionIds: true));
+                    options.Traffic = serveTrace.OnTraffic;
+                    Action<PgBackendSession, string?>? ended = options.SessionEnded;
+                    options.SessionEnded = (session, failure) =>
+                    {
+                        serveTrace.End(session, failure);
+                        ended?.Invoke(session, failure);
+                    };
+                }
+
+                try
+                {
+                    return Run(options, engine, stderr, notes);
+                }
+                finally
+                {
+                    if (traceOutput is not null && traceOutput != stdout)
+                    {
+                        traceOutput.Dispose();
+                    }
+                }
+            }
+        });
+
+        return command;
+    }
+
+    private static PgAuthenticator ScramOf(string user, string password)
+    {
+        PgScramVerifier verifier = PgScramVerifier.Create(password);
+        return PgAuthenticator.ScramSha256(u => u == user ? verifier : null);
+    }
+
+    private static int Run(PgBackendOptions options, SqliteEngine engine, TextWriter stderr, bool notes)
+    {
+        using var stop = new CancellationTokenSource();
+        void OnStop(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        }
+
+        using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnStop);
+        using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnStop);
+        if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") is null)
+        {
+            // Socket continuations run on the I/O threads; the session moves SQLite's work (which
+            // blocks) to the thread pool itself (read when the first socket operation starts; an
+            // explicit setting wins).
+            Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
+        }
+
+        PgBackendServer server;
+        try
+        {
+            server = PgBackendServer.Start(options, _ => new SqliteHandler(engine));
+        }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or UnauthorizedAccessException)
+        {
+            stderr.WriteLine($"pgspec: cannot listen on {options.Listen[0]}: {e.Message}");
+            return PgSpecCommandLine.ExitUsage;
+        }
+
+        Note(stderr, $"listening on {string.Join(", ", server.EndPoints)} ({options.Authentication.Method}, protocol up to {options.MaxProtocolVersion}, TLS {(options.TlsCertificate is null ? "off" : "on")}), database {engine.Database}; pid {Environment.ProcessId}");
+        try
+        {
+            stop.Token.WaitHandle.WaitOne();
+        }
+        finally
+        {
+            if (notes)
+            {
+                Note(stderr, $"stopping: {server.ActiveSessions} open session(s) get {options.ShutdownGracePeriod.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s");
+            }
+
+            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            Note(stderr, "stopped");
+        }
+
+        return PgSpecCommandLine.ExitOk;
+    }
+
+    private static void Note(TextWriter stderr, string text)
+    {
+        lock (stderr)
+        {
+            stderr.WriteLine($"pgspec serve: {text}");
+            stderr.Flush();
+        }
+    }
+}
+
+/// <summary>Traces each session's messages as libpq's PQtrace does, naming each from the session's own flow.</summary>
+internal sealed class ServeTrace(IProxyTraceSink sink)
+{
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<PgBackendSession, State> _states = new();
+
+    public void OnTraffic(PgBackendSession session, PgDirection direction, ReadOnlySpan<byte> raw)
+    {
+        State state = _states.GetOrAdd(session, _ => new State());
+        lock (state)
+        {
+            PgMessageReader reader = direction == PgDirection.Frontend ? state.Frontend : state.Backend;
+            if (reader.TryRead(raw, out _, out PgReceivedMessage message, out _) == PgReadStatus.Message)
+            {
+                sink.Write(session.ProcessId, message, state.Context);
+            }
+        }
+    }
+
+    public void End(PgBackendSession session, string? failure)
+    {
+        if (_states.TryRemove(session, out _))
+        {
+            sink.EndConnection(session.ProcessId, failure);
+        }
+    }
+
+    private sealed class State
+    {
+        public State()
+        {
+            Frontend = new PgMessageReader(PgDirection.Frontend, Context) { Validate = false };
+            Backend = new PgMessageReader(PgDirection.Backend, Context) { Validate = false };
+        }
+
+        public DecodeContext Context { get; } = new() { Limits = PgLimits.Default.WithAll(PgDirection.Frontend, int.MaxValue).WithAll(PgDirection.Backend, int.MaxValue) };
+
+        public PgMessageReader Frontend { get; }
+
+        public PgMessageReader Backend { get; }
+    }
+}
