@@ -52,3 +52,22 @@ public class SplitAndRewriteTests
         Assert.Equal(11, e.Position);
     }
 }
+
+public class CompatibilityTests : IDisposable
+{
+    private readonly EngineHarness h = new();
+
+    public void Dispose() => h.Dispose();
+
+    [Fact]
+    public void PostgreSQL_spellings_that_SQLite_lacks()
+    {
+        Assert.Equal("tester", h.Scalar("SELECT current_user"));
+        Assert.Equal("current_user", h.Query("SELECT current_user").Single().Columns![0].Name);
+        Assert.StartsWith("PostgreSQL", h.Scalar("SELECT pg_catalog.version()"));
+        h.Query("CREATE TABLE a (id serial PRIMARY KEY, v text) WITH (fillfactor=100)");
+        h.Query("INSERT INTO a (v) VALUES ('x'), ('y')");
+        Assert.Equal("2", h.Scalar("SELECT max(id) FROM a"));
+        Assert.Equal("1", h.Scalar("SELECT count(*) FROM a WHERE v ILIKE 'X'"));
+    }
+}
