@@ -108,6 +108,7 @@ internal static class SqlRewriter
         var current = new List<Unit>();
         var paramCasts = new Dictionary<int, PgType>();
         int maxParam = 0;
+        string? firstWord = null;
         for (int ti = 0; ti < tokens.Count; ti++)
         {
             var t = tokens[ti];
@@ -121,6 +122,7 @@ internal static class SqlRewriter
                 case TokenKind.Word:
                 {
                     string lower = text.ToLowerInvariant();
+                    firstWord ??= lower;
                     string outText = lower switch { "ilike" => "LIKE", _ => text };
                     current.Add(new Unit { Kind = UnitKind.Word, Text = outText, Origin = t.Start, Name = lower });
                     break;
@@ -179,6 +181,7 @@ internal static class SqlRewriter
                         break;
                     }
                     var (parent, origin) = stack.Pop();
+                    Fixup(current, firstWord);
                     parent.Add(new Unit { Kind = UnitKind.Group, Text = "(" + Concat(current) + ")", Origin = origin, Children = current });
                     current = parent;
                     break;
@@ -209,7 +212,19 @@ internal static class SqlRewriter
             parent.AddRange(current);
             current = parent;
         }
-        var significant = current.Where(u => u.Kind != UnitKind.Trivia).ToList();
+        Fixup(current, firstWord);
+        if (firstWord == "create")
+        {
+            // CREATE TABLE ... WITH (storage parameters): SQLite has none.
+            var sig = current.Select((u, i) => (u, i)).Where(p => p.u.Kind is not (UnitKind.Trivia or UnitKind.Semicolon)).ToList();
+            if (sig.Count >= 3 && sig[^1].u.Kind == UnitKind.Group && sig[^2].u.IsWord("with") && sig[^3].u.Kind == UnitKind.Group
+                && sig.Take(5).Any(p => p.u.IsWord("table")))
+            {
+                sig[^1].u.Text = "";
+                sig[^2].u.Text = "";
+            }
+        }
+        var significant = current.Where(u => u.Kind != UnitKind.Trivia && u.Text.Length > 0).ToList();
         string? verb = MainVerb(significant);
         return new RewrittenSql
         {
@@ -233,6 +248,36 @@ internal static class SqlRewriter
         };
         string near = sql[t.Start..];
         return SqlError.Error(SqlStates.SyntaxError, $"{what} at or near \"{near}\"", position: t.Start + 1);
+    }
+
+    /// <summary>
+    /// PostgreSQL's forms SQLite spells otherwise: current_user and session_user without parentheses,
+    /// pg_catalog.f(...), and in CREATE statements the serial types.
+    /// </summary>
+    private static void Fixup(List<Unit> units, string? firstWord)
+    {
+        for (int i = 0; i < units.Count; i++)
+        {
+            var u = units[i];
+            if (u.Kind != UnitKind.Word) continue;
+            int next = i + 1;
+            while (next < units.Count && units[next].Kind == UnitKind.Trivia) next++;
+            bool call = next < units.Count && units[next].Kind == UnitKind.Group;
+            switch (u.Name)
+            {
+                case "current_user" or "session_user" or "current_role" when !call:
+                    u.Text = u.Name == "session_user" ? "session_user()" : "current_user()";
+                    break;
+                case "pg_catalog" when next < units.Count && units[next].Kind == UnitKind.Dot && next + 2 < units.Count
+                                       && units[next + 1].IsIdent && units[next + 2].Kind == UnitKind.Group:
+                    u.Text = "";
+                    units[next].Text = "";
+                    break;
+                case "serial" or "serial4" or "bigserial" or "serial8" or "smallserial" or "serial2" when firstWord == "create":
+                    u.Text = "INTEGER";
+                    break;
+            }
+        }
     }
 
     public static string Concat(List<Unit> units)
