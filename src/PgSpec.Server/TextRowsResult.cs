@@ -44,7 +44,7 @@ internal sealed class TextRowsResult : PgResult
     public override ReadOnlyMemory<byte>? GetValue(int column, short format)
     {
         string? text = (_current ?? throw new InvalidOperationException("no current row"))[column];
-        return text is null ? null : PgTextValues.Encode(text, _columns[column], format);
+        return text is null ? (ReadOnlyMemory<byte>?)null : PgTextValues.Encode(text, _columns[column], format);
     }
 
     public override ValueTask DisposeAsync()

@@ -275,7 +275,7 @@ internal sealed class SqliteHandler(SqliteEngine engine) : PgSessionHandler
         {
             try
             {
-                return ValueTask.FromResult<ReadOnlyMemory<byte>?>(cursor.ReadCopyData(out ReadOnlyMemory<byte> data) ? data : null);
+                return ValueTask.FromResult<ReadOnlyMemory<byte>?>(cursor.ReadCopyData(out ReadOnlyMemory<byte> data) ? data : (ReadOnlyMemory<byte>?)null);
             }
             catch (SqlError e)
             {
