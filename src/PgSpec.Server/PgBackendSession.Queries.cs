@@ -2,7 +2,7 @@ using System.Collections.Immutable;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using PgSpec.Protocol;
-using static PgSpec.Server.PgResult;
+using static PgSpec.Server.PgStatementResult;
 
 namespace PgSpec.Server;
 
@@ -36,11 +36,11 @@ public sealed partial class PgBackendSession
     private bool _inBatch;
     private bool _batchSucceeded;
 
-    private sealed class Portal(PgStatement statement, PgResult result, PgBindContext bind)
+    private sealed class Portal(PgStatement statement, PgStatementResult result, PgBindContext bind)
     {
         public PgStatement Statement { get; } = statement;
 
-        public PgResult Result { get; } = result;
+        public PgStatementResult Result { get; } = result;
 
         public PgBindContext Bind { get; } = bind;
 
@@ -225,9 +225,24 @@ public sealed partial class PgBackendSession
         {
             await FailAsync(new PgErrorException("57014", "canceling statement due to user request"), IsExtendedQuery(kind)).ConfigureAwait(false);
         }
+        catch (Exception e) when (IsHandlerFailure(e))
+        {
+            // A handler that throws something else fails its statement, not the session.
+            _logger?.LogWarning(e, "session {ProcessId}: the handler failed", ProcessId);
+            await FailAsync(new PgErrorException("XX000", "internal error: " + e.Message), IsExtendedQuery(kind)).ConfigureAwait(false);
+            if (kind is FrontendMessageKind.Query)
+            {
+                await ReadyForQueryAsync(_lifetime.Token).ConfigureAwait(false);
+            }
+        }
 
         return true;
     }
+
+    /// <summary>An exception of the handler's own, not of the connection or of the session's end.</summary>
+    private bool IsHandlerFailure(Exception e)
+        => e is not (IOException or System.Net.Sockets.SocketException or OperationCanceledException or PgProtocolException or ObjectDisposedException or PgErrorException)
+            && !_outputBroken && !_lifetime.IsCancellationRequested;
 
     /// <summary>An error in a statement: ErrorResponse; in the extended protocol, skip to Sync.</summary>
     private async ValueTask FailAsync(PgErrorException error, bool extended)
@@ -320,7 +335,7 @@ public sealed partial class PgBackendSession
             {
                 PgStatement statement = await handler.PrepareAsync(text, [], cancellationToken).ConfigureAwait(false);
                 var bind = new PgBindContext([], s_noFormats, s_noFormats);
-                PgResult result = await handler.BindAsync(statement, bind, cancellationToken).ConfigureAwait(false);
+                PgStatementResult result = await handler.BindAsync(statement, bind, cancellationToken).ConfigureAwait(false);
                 await using (result.ConfigureAwait(false))
                 {
                     if (result is not (PgCopyInResult or PgCopyOutResult) && result.Columns is { } columns)
@@ -341,6 +356,12 @@ public sealed partial class PgBackendSession
                 await FailAsync(new PgErrorException("57014", "canceling statement due to user request"), extended: false).ConfigureAwait(false);
                 success = false;
             }
+            catch (Exception e) when (IsHandlerFailure(e))
+            {
+                _logger?.LogWarning(e, "session {ProcessId}: the handler failed", ProcessId);
+                await FailAsync(new PgErrorException("XX000", "internal error: " + e.Message), extended: false).ConfigureAwait(false);
+                success = false;
+            }
 
             if (!success)
             {
@@ -354,7 +375,7 @@ public sealed partial class PgBackendSession
 
     /// <summary>Sends a result: its rows (up to <paramref name="maxRows"/>, 0 for all) and CommandComplete, or the COPY sub-protocol.</summary>
     /// <returns>True when the result is complete; false when the row limit suspended it.</returns>
-    private async ValueTask<bool> RunAsync(PgResult result, PgBindContext bind, int maxRows, bool extended, CancellationToken cancellationToken)
+    private async ValueTask<bool> RunAsync(PgStatementResult result, PgBindContext bind, int maxRows, bool extended, CancellationToken cancellationToken)
     {
         switch (result)
         {
@@ -608,7 +629,7 @@ public sealed partial class PgBackendSession
         }
 
         var context = new PgBindContext(bind.Parameters, formats, bind.ResultFormatCodes);
-        PgResult result = await _handler!.BindAsync(statement, context, cancellationToken).ConfigureAwait(false);
+        PgStatementResult result = await _handler!.BindAsync(statement, context, cancellationToken).ConfigureAwait(false);
         _portals[bind.PortalName] = new Portal(statement, result, context);
         Send(s_bindComplete);
     }

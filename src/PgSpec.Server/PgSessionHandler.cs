@@ -40,9 +40,9 @@ public abstract class PgSessionHandler : IAsyncDisposable
     /// <summary>
     /// Binds parameters to a prepared statement (Bind, or a statement of a simple Query): the
     /// result is read when the client executes it. A result that produces rows should not run
-    /// further than its columns need until <see cref="PgResult.ReadAsync"/> is called.
+    /// further than its columns need until <see cref="PgStatementResult.ReadAsync"/> is called.
     /// </summary>
-    public abstract ValueTask<PgResult> BindAsync(PgStatement statement, PgBindContext bind, CancellationToken cancellationToken);
+    public abstract ValueTask<PgStatementResult> BindAsync(PgStatement statement, PgBindContext bind, CancellationToken cancellationToken);
 
     /// <summary>
     /// True when the handler's methods never block a thread: they complete at once or await
@@ -147,7 +147,7 @@ public sealed class PgBindContext
 /// suspends the portal), then the command tag. Subclass <see cref="PgCopyInResult"/> or
 /// <see cref="PgCopyOutResult"/> for COPY.
 /// </summary>
-public abstract class PgResult : IAsyncDisposable
+public abstract class PgStatementResult : IAsyncDisposable
 {
     /// <summary>The columns of the rows (RowDescription), or null when the statement returns no rows (NoData).</summary>
     public virtual IReadOnlyList<PgColumn>? Columns => null;
@@ -163,17 +163,17 @@ public abstract class PgResult : IAsyncDisposable
     public abstract string CommandTag { get; }
 
     /// <summary>The result of a statement that is empty (only white space or comments): EmptyQueryResponse instead of CommandComplete.</summary>
-    public static PgResult EmptyQuery { get; } = new EmptyQueryResult();
+    public static PgStatementResult EmptyQuery { get; } = new EmptyQueryResult();
 
     /// <summary>A result with no rows, only a command tag.</summary>
-    public static PgResult Command(string commandTag) => new CommandResult(commandTag);
+    public static PgStatementResult Command(string commandTag) => new CommandResult(commandTag);
 
     /// <summary>
     /// Rows given as text (null for NULL), in memory: each column is sent in text format, or in
     /// binary for the types whose binary form is simple (text, varchar, name, int2, int4, int8,
     /// float4, float8, bool, bytea given as <c>\x</c> hex); the tag is "SELECT n".
     /// </summary>
-    public static PgResult Rows(IReadOnlyList<PgColumn> columns, IEnumerable<IReadOnlyList<string?>> rows)
+    public static PgStatementResult Rows(IReadOnlyList<PgColumn> columns, IEnumerable<IReadOnlyList<string?>> rows)
         => new TextRowsResult(columns, rows);
 
     /// <summary>Releases what the result holds (the session disposes of every result).</summary>
@@ -183,21 +183,21 @@ public abstract class PgResult : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
-    internal sealed class EmptyQueryResult : PgResult
+    internal sealed class EmptyQueryResult : PgStatementResult
     {
         public override string CommandTag => "";
 
         public override ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 
-    private sealed class CommandResult(string tag) : PgResult
+    private sealed class CommandResult(string tag) : PgStatementResult
     {
         public override string CommandTag => tag;
     }
 }
 
 /// <summary>A COPY ... FROM STDIN: the session answers CopyInResponse and hands each CopyData to the result.</summary>
-public abstract class PgCopyInResult : PgResult
+public abstract class PgCopyInResult : PgStatementResult
 {
     /// <summary>0 for text (and CSV), 1 for binary COPY.</summary>
     public virtual CopyFormat Format => CopyFormat.Text;
@@ -208,7 +208,7 @@ public abstract class PgCopyInResult : PgResult
     /// <summary>A CopyData's bytes (split anywhere: rows may span messages).</summary>
     public abstract ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken);
 
-    /// <summary>CopyDone: finish and make <see cref="PgResult.CommandTag"/> ("COPY n").</summary>
+    /// <summary>CopyDone: finish and make <see cref="PgStatementResult.CommandTag"/> ("COPY n").</summary>
     public abstract ValueTask CompleteAsync(CancellationToken cancellationToken);
 
     /// <summary>CopyFail (or an error): undo what this COPY did. The session answers 57014 "COPY from stdin failed: message".</summary>
@@ -216,7 +216,7 @@ public abstract class PgCopyInResult : PgResult
 }
 
 /// <summary>A COPY ... TO STDOUT: the session answers CopyOutResponse, then sends each piece of data as CopyData, then CopyDone.</summary>
-public abstract class PgCopyOutResult : PgResult
+public abstract class PgCopyOutResult : PgStatementResult
 {
     /// <summary>0 for text (and CSV), 1 for binary COPY.</summary>
     public virtual CopyFormat Format => CopyFormat.Text;
@@ -224,6 +224,6 @@ public abstract class PgCopyOutResult : PgResult
     /// <summary>The number of columns copied.</summary>
     public abstract int ColumnCount { get; }
 
-    /// <summary>The next piece of data (a row's line, say); null at the end, when <see cref="PgResult.CommandTag"/> is "COPY n".</summary>
+    /// <summary>The next piece of data (a row's line, say); null at the end, when <see cref="PgStatementResult.CommandTag"/> is "COPY n".</summary>
     public abstract ValueTask<ReadOnlyMemory<byte>?> ReadCopyDataAsync(CancellationToken cancellationToken);
 }

@@ -5,7 +5,7 @@ using System.Text;
 namespace PgSpec.Server;
 
 /// <summary>Rows given as text, sent in text format or, for the simple types, in binary.</summary>
-internal sealed class TextRowsResult : PgResult
+internal sealed class TextRowsResult : PgStatementResult
 {
     private readonly IReadOnlyList<PgColumn> _columns;
     private readonly IEnumerator<IReadOnlyList<string?>> _rows;

@@ -110,6 +110,15 @@ public sealed class PackageTests : IClassFixture<PackedPackages>
     }
 
     [Fact]
+    public void TheServerPackageExample_AnswersAClientThatLogsInWithScram()
+    {
+        ProcessOutput run = _packed.RunExample("server-package");
+
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Equal("hello, world\n", run.Stdout.Replace("\r\n", "\n", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void TheTool_InstalledFromItsPackage_DecodesHex()
     {
         string tools = Path.Combine(_packed.Work, "tools");
@@ -168,6 +177,7 @@ public sealed class PackageTests : IClassFixture<PackedPackages>
     [InlineData("PgSpec.Protocol")]
     [InlineData("PgSpec.Client")]
     [InlineData("PgSpec.Proxy")]
+    [InlineData("PgSpec.Server")]
     [InlineData("PgSpec.Generators")]
     [InlineData("pgspec")]
     public void EachPackage_CarriesItsReadmeLicenceAndMetadata(string id)

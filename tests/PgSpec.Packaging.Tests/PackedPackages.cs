@@ -22,6 +22,7 @@ public sealed class PackedPackages : IAsyncLifetime
         "src/PgSpec.Protocol/PgSpec.Protocol.csproj",
         "src/PgSpec.Client/PgSpec.Client.csproj",
         "src/PgSpec.Proxy/PgSpec.Proxy.csproj",
+        "src/PgSpec.Server/PgSpec.Server.csproj",
         "generators/PgSpec.Generators/PgSpec.Generators.csproj",
         "src/PgSpec.Cli/PgSpec.Cli.csproj",
     ];
@@ -196,6 +197,7 @@ public sealed class PackedPackages : IAsyncLifetime
                         <PackageReference Include="PgSpec.Protocol" Version="{Version}" />
                         <PackageReference Include="PgSpec.Client" Version="{Version}" />
                         <PackageReference Include="PgSpec.Proxy" Version="{Version}" />
+                        <PackageReference Include="PgSpec.Server" Version="{Version}" />
                       </ItemGroup>
                     </Project>
                     """);

@@ -43,41 +43,41 @@ internal sealed class ScriptedHandler : PgSessionHandler
         });
     }
 
-    public override async ValueTask<PgResult> BindAsync(PgStatement statement, PgBindContext bind, CancellationToken cancellationToken)
+    public override async ValueTask<PgStatementResult> BindAsync(PgStatement statement, PgBindContext bind, CancellationToken cancellationToken)
     {
         string[] words = statement.Sql.Split(' ', StringSplitOptions.RemoveEmptyEntries);
         switch (words[0])
         {
             case "rows":
                 int n = int.Parse(words[1], CultureInfo.InvariantCulture);
-                return PgResult.Rows(s_rowColumns, Enumerable.Range(1, n).Select(i => (IReadOnlyList<string?>)[i.ToString(CultureInfo.InvariantCulture), "row " + i]));
+                return PgStatementResult.Rows(s_rowColumns, Enumerable.Range(1, n).Select(i => (IReadOnlyList<string?>)[i.ToString(CultureInfo.InvariantCulture), "row " + i]));
             case "param":
                 string? value = bind.Parameters[0] is ReadOnlyMemory<byte> bytes ? Encoding.UTF8.GetString(bytes.Span) : null;
-                return PgResult.Rows(statement.Columns!, [[value]]);
+                return PgStatementResult.Rows(statement.Columns!, [[value]]);
             case "fail":
                 throw new PgErrorException("22012", "division by zero");
             case "sleep":
                 SleepStarted.TrySetResult();
                 await Task.Delay(Timeout.Infinite, cancellationToken);
-                return PgResult.Command("never");
+                return PgStatementResult.Command("never");
             case "copy" when words[1] == "in":
                 return new CopyIn();
             case "copy" when words[1] == "out":
                 return new CopyOut(int.Parse(words[2], CultureInfo.InvariantCulture));
             case "set":
                 _session.SetParameter(words[1], words[2]);
-                return PgResult.Command("SET");
+                return PgStatementResult.Command("SET");
             case "notice":
                 _session.SendNotice(new PgErrorException("NOTICE", "00000", "a notice"));
-                return PgResult.Command("NOTICE");
+                return PgStatementResult.Command("NOTICE");
             case "begin":
                 _status = TransactionStatus.InTransaction;
-                return PgResult.Command("BEGIN");
+                return PgStatementResult.Command("BEGIN");
             case "commit" or "rollback":
                 _status = TransactionStatus.Idle;
-                return PgResult.Command(words[0].ToUpperInvariant());
+                return PgStatementResult.Command(words[0].ToUpperInvariant());
             default:
-                return PgResult.Command(statement.Sql.ToUpperInvariant());
+                return PgStatementResult.Command(statement.Sql.ToUpperInvariant());
         }
     }
 

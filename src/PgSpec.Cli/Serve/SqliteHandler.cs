@@ -62,14 +62,14 @@ internal sealed class SqliteHandler(SqliteEngine engine) : PgSessionHandler
         }
     }
 
-    public override ValueTask<PgResult> BindAsync(PgStatement statement, PgBindContext bind, CancellationToken cancellationToken)
+    public override ValueTask<PgStatementResult> BindAsync(PgStatement statement, PgBindContext bind, CancellationToken cancellationToken)
     {
         SqlStatement sql = ((Statement)statement).Parsed;
         try
         {
             if (sql.IsEmpty)
             {
-                return ValueTask.FromResult(PgResult.EmptyQuery);
+                return ValueTask.FromResult(PgStatementResult.EmptyQuery);
             }
 
             SqlCursor cursor = Sql.Open(sql, bind.Parameters, bind.ParameterFormats, cancellationToken);
@@ -83,7 +83,7 @@ internal sealed class SqliteHandler(SqliteEngine engine) : PgSessionHandler
                     break;
             }
 
-            PgResult result = cursor.IsCopyIn ? new CopyIn(this, cursor)
+            PgStatementResult result = cursor.IsCopyIn ? new CopyIn(this, cursor)
                 : cursor.IsCopyOut ? new CopyOut(this, cursor)
                 : new Rows(this, cursor);
             return ValueTask.FromResult(result);
@@ -170,7 +170,7 @@ internal sealed class SqliteHandler(SqliteEngine engine) : PgSessionHandler
         public SqlStatement Parsed { get; } = sql;
     }
 
-    private sealed class Rows(SqliteHandler handler, SqlCursor cursor) : PgResult
+    private sealed class Rows(SqliteHandler handler, SqlCursor cursor) : PgStatementResult
     {
         private IReadOnlyList<PgColumn>? _columns;
         private bool _described;

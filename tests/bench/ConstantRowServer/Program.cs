@@ -44,10 +44,10 @@ internal sealed class ConstantRowHandler : PgSessionHandler
     public override ValueTask<PgStatement> PrepareAsync(string sql, IReadOnlyList<uint> parameterTypes, CancellationToken cancellationToken)
         => ValueTask.FromResult(s_statement);
 
-    public override ValueTask<PgResult> BindAsync(PgStatement statement, PgBindContext bind, CancellationToken cancellationToken)
-        => ValueTask.FromResult<PgResult>(new OneRow());
+    public override ValueTask<PgStatementResult> BindAsync(PgStatement statement, PgBindContext bind, CancellationToken cancellationToken)
+        => ValueTask.FromResult<PgStatementResult>(new OneRow());
 
-    private sealed class OneRow : PgResult
+    private sealed class OneRow : PgStatementResult
     {
         private static readonly byte[] s_text = "1"u8.ToArray();
         private static readonly byte[] s_binary = [0, 0, 0, 1];
