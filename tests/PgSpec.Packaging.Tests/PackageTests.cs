@@ -137,7 +137,8 @@ public sealed class PackageTests : IClassFixture<PackedPackages>
         // What the tool does not carry: the Docker provider and its dependencies.
         using ZipArchive tool = _packed.OpenPackage("pgspec");
         Assert.DoesNotContain(tool.Entries, entry => Regex.IsMatch(entry.Name, "^(Testcontainers|Docker\\.DotNet|BouncyCastle|Renci\\.SshNet|PgSpec\\.Servers\\.Docker)", RegexOptions.IgnoreCase));
-        Assert.True(new FileInfo(Path.Combine(_packed.Packages, $"pgspec.{_packed.Version}.nupkg")).Length < 2 * 1024 * 1024, "the tool package grew past 2 MB");
+        // SQLite's native library for eight platforms (pgspec serve) is most of it.
+        Assert.True(new FileInfo(Path.Combine(_packed.Packages, $"pgspec.{_packed.Version}.nupkg")).Length < 8 * 1024 * 1024, "the tool package grew past 8 MB");
     }
 
     /// <summary>A portable PDB whose every source document is embedded, under the deterministic root /_/ (no path of the build machine).</summary>
