@@ -29,6 +29,19 @@ internal static class ServeCommand
         cluster does for local connections, and serves an in-memory database shared by all
         sessions. SIGINT or SIGTERM: new connections are refused, and open sessions end with FATAL
         57P01 after --shutdown-grace.
+
+        Authentication: with --auth password, md5 or scram-sha-256 only --user logs in, with
+        --password (or PGSPEC_SERVE_PASSWORD, which keeps it out of the process list); a wrong
+        password gets PostgreSQL's FATAL 28P01. With TLS, SCRAM also offers SCRAM-SHA-256-PLUS.
+
+        Exit codes: 0 stopped by a signal; 2 a usage error, or the database, the certificate or the
+        listen address could not be used.
+
+        Examples:
+          pgspec serve
+          pgspec serve --listen 127.0.0.1:5433 --db app.db --trace -
+          pgspec serve --listen /tmp/pgspec/.s.PGSQL.5432 --auth scram-sha-256 --user app --password secret
+          pgspec serve --tls-cert server.crt --tls-key server.key --auth md5 --user app --password secret
         """;
 
     /// <summary>The longest timeout or grace accepted, in seconds (a day).</summary>

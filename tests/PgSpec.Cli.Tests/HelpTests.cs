@@ -5,7 +5,7 @@ namespace PgSpec.Cli.Tests;
 /// <summary>`pgspec --help`, `pgspec help [COMMAND]`, `pgspec -V`: short where it lists, whole where it explains.</summary>
 public class HelpTests
 {
-    private static readonly string[] s_commands = ["decode", "conform", "proxy", "help"];
+    private static readonly string[] s_commands = ["decode", "conform", "proxy", "serve", "help"];
 
     /// <summary>A sentence of each command's long description, which only its own help shows.</summary>
     private static readonly (string Command, string Sentence)[] s_longDescriptions =
@@ -13,6 +13,7 @@ public class HelpTests
         ("decode", "Which side: --from."),
         ("conform", "binaries come from PGSPEC_PG_BIN"),
         ("proxy", "Endpoints: HOST:PORT"),
+        ("serve", "Server Compatibility Mode=NoTypeLoading"),
     ];
 
     public static TheoryData<string, string> LongDescriptions()
