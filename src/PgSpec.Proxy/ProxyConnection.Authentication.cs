@@ -204,11 +204,14 @@ internal sealed partial class ProxyConnection
     private static ProxyConnectionException ServerAuthenticationFailure(string reason)
         => new("authenticating to the server failed: " + reason, ErrorResponse("FATAL", "28000", "pgspec proxy could not authenticate to the server: " + reason));
 
-    /// <summary>The server's next message before authentication completes: only 'R', 'E', 'N' and 'v' may come, each within its limit.</summary>
+    /// <summary>
+    /// The server's next message before authentication completes: only what the flow allows in the
+    /// Authentication phase may come ('R', 'E', 'N' and 'v'), each within its limit.
+    /// </summary>
     private async Task<byte[]> ReadServerDuringAuthenticationAsync(Stream upstream, CancellationToken cancellationToken)
     {
         _awaitingServer = true;
-        byte[]? message = await ReadMessageAsync(upstream, PgDirection.Backend, static type => type is (byte)'R' or (byte)'E' or (byte)'N' or (byte)'v'
+        byte[]? message = await ReadMessageAsync(upstream, PgDirection.Backend, static type => BackendMessages.IsTypeByteAllowedIn(type, PgSessionPhase.Authentication)
             ? null
             : $"the server sent a message of type {PgTraceWriter.FormatByte(type)} before authentication completed", cancellationToken, MaxServerMessageDuringLogin).ConfigureAwait(false);
         return message ?? throw new ProxyConnectionException(
@@ -218,8 +221,8 @@ internal sealed partial class ProxyConnection
 
     /// <summary>
     /// The client's answer to an authentication request: one 'p' message (its kind named by the
-    /// request); anything else is refused from its type byte, as PostgreSQL does. Null when the
-    /// client closes instead.
+    /// request), the only one the flow allows in the Authentication phase; anything else is refused
+    /// from its type byte, as PostgreSQL does. Null when the client closes instead.
     /// </summary>
     private async Task<byte[]?> ReadClientAnswerAsync(Stream client, CancellationToken cancellationToken)
     {
@@ -230,7 +233,7 @@ internal sealed partial class ProxyConnection
             FrontendMessageKind.GSSResponse => "GSS",
             _ => "password",
         };
-        byte[]? answer = await ReadMessageAsync(client, PgDirection.Frontend, type => type == (byte)'p'
+        byte[]? answer = await ReadMessageAsync(client, PgDirection.Frontend, type => FrontendMessages.IsTypeByteAllowedIn(type, PgSessionPhase.Authentication)
             ? null
             : $"expected {expected} response, got message type {type}", cancellationToken).ConfigureAwait(false);
         if (answer is null)

@@ -187,15 +187,23 @@ public class FlowTests
     }
 
     [Fact]
-    public void AfterAFailedCopy_TheServerDropsTheCopyMessagesThatStillCome()
+    public void AfterACopy_EachSideDropsTheOthersCopyMessagesThatStillCome()
     {
+        // The server, those of a frontend that goes on after a failed COPY (the docs); a frontend,
+        // those of a server that goes on after its CopyDone (libpq; walsender does so).
         Assert.Equal(
             new[] { FrontendMessageKind.CopyData, FrontendMessageKind.CopyDone, FrontendMessageKind.CopyFail }.Order(),
             FrontendMessages.All.Where(kind => FrontendMessages.IsIgnoredIn(kind, PgSessionPhase.Normal)).Order());
+        Assert.Equal(
+            new[] { BackendMessageKind.CopyData, BackendMessageKind.CopyDone }.Order(),
+            BackendMessages.All.Where(kind => BackendMessages.IsIgnoredIn(kind, PgSessionPhase.Normal)).Order());
         Assert.All(
             FrontendMessages.All.Where(kind => FrontendMessages.IsAllowedIn(kind, PgSessionPhase.Normal)),
             kind => Assert.Equal(PgSessionPhase.Normal, FrontendMessages.NextPhase(kind, PgSessionPhase.Normal)));
-        Assert.DoesNotContain(BackendMessages.All, kind => s_phases.Any(phase => BackendMessages.IsIgnoredIn(kind, phase)));
+        Assert.All(
+            BackendMessages.All.Where(kind => BackendMessages.IsIgnoredIn(kind, PgSessionPhase.Normal)),
+            kind => Assert.Equal(PgSessionPhase.Normal, BackendMessages.NextPhase(kind, PgSessionPhase.Normal)));
+        Assert.DoesNotContain(BackendMessages.All, kind => s_phases.Where(phase => phase != PgSessionPhase.Normal).Any(phase => BackendMessages.IsIgnoredIn(kind, phase)));
     }
 
     [Fact]
@@ -318,6 +326,10 @@ public class FlowTests
             session.Frontend(new CopyDone(), PgSessionPhase.CopyOut);
             session.Backend(new CopyData(new byte[] { (byte)'w', 0 }), PgSessionPhase.CopyOut);
             session.Backend(new CopyDone(), PgSessionPhase.Normal);
+
+            // PostgreSQL's walsender may still send data after its CopyDone: the frontend drops it.
+            Assert.True(BackendMessages.IsIgnoredIn(BackendMessageKind.CopyData, PgSessionPhase.Normal));
+            session.Backend(new CopyData(new byte[] { (byte)'k', 0 }), PgSessionPhase.Normal);
         }
         else
         {
