@@ -202,7 +202,7 @@ internal sealed partial class ProxyConnection
     }
 
     private static ProxyConnectionException ServerAuthenticationFailure(string reason)
-        => new("authenticating to the server failed: " + reason, ErrorResponse("FATAL", "28000", "pgspec proxy could not authenticate to the server: " + reason));
+        => new("authenticating to the server failed: " + reason, Fatal("28000", "pgspec proxy could not authenticate to the server: " + reason));
 
     /// <summary>
     /// The server's next message before authentication completes: only what the flow allows in the
@@ -216,7 +216,7 @@ internal sealed partial class ProxyConnection
             : $"the server sent a message of type {PgTraceWriter.FormatByte(type)} before authentication completed", cancellationToken, MaxServerMessageDuringLogin).ConfigureAwait(false);
         return message ?? throw new ProxyConnectionException(
             "the server closed the connection during authentication",
-            ErrorResponse("FATAL", "08006", "the server behind pgspec proxy closed the connection during authentication"));
+            Fatal("08006", "the server behind pgspec proxy closed the connection during authentication"));
     }
 
     /// <summary>
@@ -268,7 +268,7 @@ internal sealed partial class ProxyConnection
             // would take "y" for a downgrade attack. Say so here, with what would work.
             throw new ProxyConnectionException(
                 "the client supports SCRAM channel binding, which cannot pass through the proxy",
-                ErrorResponse("FATAL", "28000", "SCRAM channel binding cannot pass through pgspec proxy: the client's TLS connection ends at the proxy, the server's begins there. Connect with channel_binding=disable, or run the proxy with the server's certificate, with --tls-passthrough, or with --channel-binding-fallback password"));
+                Fatal("28000", "SCRAM channel binding cannot pass through pgspec proxy: the client's TLS connection ends at the proxy, the server's begins there. Connect with channel_binding=disable, or run the proxy with the server's certificate, with --tls-passthrough, or with --channel-binding-fallback password"));
         }
     }
 
@@ -326,7 +326,7 @@ internal sealed partial class ProxyConnection
             {
                 throw new ProxyConnectionException(
                     who + $" closed the connection inside a message ({filled} of its {frame.WireLength} bytes received)",
-                    fromClient ? null : ErrorResponse("FATAL", "08006", "the server closed the connection inside a message"));
+                    fromClient ? null : Fatal("08006", "the server closed the connection inside a message"));
             }
 
             filled += got;

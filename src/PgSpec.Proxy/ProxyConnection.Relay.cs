@@ -94,7 +94,7 @@ internal sealed partial class ProxyConnection
                         long received = state.Streamed.Active ? 0 : state.Buffer.Unread;
                         throw new ProxyConnectionException(
                             (fromClient ? "the client" : "the server") + $" closed the connection inside a message" + (received > 0 ? $" ({received} bytes of it received)" : ""),
-                            fromClient ? null : ErrorResponse("FATAL", "08006", "the server closed the connection inside a message"));
+                            fromClient ? null : Fatal("08006", "the server closed the connection inside a message"));
                     }
 
                     return;
