@@ -2,7 +2,12 @@ using System.Buffers.Binary;
 
 namespace PgSpec.Protocol;
 
-/// <summary>Where a connection is in the protocol: decides what the next bytes can be.</summary>
+/// <summary>
+/// Where a connection is in the protocol: decides what the next bytes can be. The spec's flow
+/// options name these phases: what each side may send in each (<see cref="FrontendMessages.IsAllowedIn"/>,
+/// <see cref="BackendMessages.IsAllowedIn"/>) and how messages change them (<see cref="FrontendMessages.NextPhase"/>,
+/// <see cref="BackendMessages.NextPhase"/>).
+/// </summary>
 public enum PgSessionPhase
 {
     /// <summary>Before StartupMessage: the frontend sends untyped packets (SSLRequest, GSSENCRequest, StartupMessage, CancelRequest).</summary>
@@ -20,7 +25,7 @@ public enum PgSessionPhase
     /// <summary>COPY TO STDOUT: the backend sends CopyData, then CopyDone.</summary>
     CopyOut,
 
-    /// <summary>Replication: CopyData both ways.</summary>
+    /// <summary>Replication: CopyData both ways, until each side has sent CopyDone (the frontend's leaves CopyOut, the backend's CopyIn).</summary>
     CopyBoth,
 }
 
