@@ -150,10 +150,14 @@ public sealed class SessionTarget : FuzzTarget
         }
     }
 
-    /// <summary>Checks what the session reports: every received message re-encodes to the bytes it came in.</summary>
+    /// <summary>
+    /// Checks what the session reports: every received message re-encodes to the bytes it came in,
+    /// and is one the protocol's flow allows in the phase the connection is in (followed here from
+    /// the same traffic, from its StartupMessage on).
+    /// </summary>
     private sealed class TrafficCheck(string name)
     {
-        private readonly DecodeContext _context = new() { Phase = PgSessionPhase.Authentication };
+        private readonly DecodeContext _context = new();
         private FuzzFindingException? _failure;
 
         public void Observe(PgTraffic traffic)
@@ -188,6 +192,11 @@ public sealed class SessionTarget : FuzzTarget
                 Oracle.CheckReencodes($"{name}: received", message, raw, version, _context.Limits);
                 if (message is IBackendMessage backend)
                 {
+                    if (backend.BackendKind != BackendMessageKind.Unknown && !BackendMessages.IsAllowedIn(backend.BackendKind, _context.Phase))
+                    {
+                        throw new FuzzFindingException($"{name}: the session took {traffic.Name} in the {_context.Phase} phase, where the protocol's flow does not allow it");
+                    }
+
                     _context.ObserveBackend(backend.BackendKind, raw[5..]);
                 }
             }

@@ -26,10 +26,14 @@ internal sealed class StreamOutcome
 /// <summary>The decode contexts the stream targets start with.</summary>
 internal static class StreamContexts
 {
+    /// <summary>
+    /// A frontend's stream starts in the Startup phase; a backend's once the frontend's StartupMessage
+    /// has moved the connection on (the spec's 'enters').
+    /// </summary>
     public static DecodeContext Create(bool backend, bool protocol32) => new()
     {
         ProtocolVersion = protocol32 ? PgProtocolVersion.V3_2 : PgProtocolVersion.V3_0,
-        Phase = backend ? PgSessionPhase.Authentication : PgSessionPhase.Startup,
+        Phase = backend ? FrontendMessages.NextPhase(FrontendMessageKind.StartupMessage, PgSessionPhase.Startup) : PgSessionPhase.Startup,
     };
 
     /// <summary>Checks one message read from a stream: it decodes to an owned message that re-encodes to its raw bytes, and it traces.</summary>

@@ -20,6 +20,7 @@ namespace PgSpec.Generators
             public static readonly DiagnosticDescriptor BadAttribute = Create("PGSPEC010", "Invalid field attribute", "{0}");
             public static readonly DiagnosticDescriptor BadTerminator = Create("PGSPEC011", "Invalid terminated list", "{0}");
             public static readonly DiagnosticDescriptor UnusedField = Create("PGSPEC012", "Count or length field used by nothing", "{0}");
+            public static readonly DiagnosticDescriptor BadFlow = Create("PGSPEC015", "Invalid flow option", "{0}");
             public static readonly DiagnosticDescriptor MissingRuntime = Create("PGSPEC013", "PgSpec.Protocol is not referenced", "The code generated from the specs (namespace {0}) is built on PgSpec.Protocol, which this project does not reference: add <PackageReference Include=\"PgSpec.Protocol\" /> beside PgSpec.Generators");
             public static readonly DiagnosticDescriptor ProtocolNamespaceTaken = Create("PGSPEC014", "The namespace PgSpec.Protocol is the protocol's own", "The namespace {0} belongs to PgSpec.Protocol's own assembly, whose types the code generated from the specs would clash with: generate it into a namespace of your own (set <PgSpecNamespace> to another namespace than {0}, or leave it out for the project's RootNamespace)");
 
@@ -44,6 +45,7 @@ namespace PgSpec.Generators
                     case "PGSPEC012": return UnusedField;
                     case "PGSPEC013": return MissingRuntime;
                     case "PGSPEC014": return ProtocolNamespaceTaken;
+                    case "PGSPEC015": return BadFlow;
                     default: return null;
                 }
             }

@@ -121,6 +121,117 @@ namespace PgSpec.Generators
                 w.Line();
             }
 
+            private const string Phase = Rt + ".PgSessionPhase";
+
+            /// <summary>
+            /// The flow of one direction's messages, as tables: the phases each may be sent in ('in',
+            /// 'ignored-in'), the phase after it ('enters'), and for the frontend the extended query
+            /// protocol's rules ('extended', 'ends-error-skip').
+            /// </summary>
+            private static void EmitFlow(IndentedWriter w, string kindType, Direction direction, List<MessageSpec> messages)
+            {
+                string side = direction == Direction.Frontend ? "frontend" : "backend";
+                string receiver = direction == Direction.Frontend ? "backend" : "frontend";
+                Func<MessageSpec, FlowSpec> flowOf = direction == Direction.Frontend ? (Func<MessageSpec, FlowSpec>)(m => m.FrontendFlow) : m => m.BackendFlow;
+
+                EmitPhasePredicate(
+                    w,
+                    "public static bool IsAllowedIn(" + kindType + " kind, " + Phase + " phase)",
+                    messages.Select(m => (Case: kindType + "." + m.Name, Phases: flowOf(m).In.Concat(flowOf(m).IgnoredIn))),
+                    "Whether the " + side + " may send a message of this kind while the connection is in <paramref name=\"phase\"/> (the spec's 'in' and 'ignored-in'): the " + receiver + " acts on it there, or drops it (<see cref=\"IsIgnoredIn\"/>). Any other message there is a protocol violation.");
+
+                EmitPhasePredicate(
+                    w,
+                    "public static bool IsIgnoredIn(" + kindType + " kind, " + Phase + " phase)",
+                    messages.Select(m => (Case: kindType + "." + m.Name, Phases: (IEnumerable<string>)flowOf(m).IgnoredIn)),
+                    "Whether the " + receiver + " drops a message of this kind in <paramref name=\"phase\"/> without acting on it (the spec's 'ignored-in')" + (direction == Direction.Frontend ? ", as PostgreSQL drops Flush and Sync during COPY FROM STDIN and the copy messages that follow a failed COPY." : "."));
+
+                EmitPhasePredicate(
+                    w,
+                    "public static bool IsTypeByteAllowedIn(byte typeByte, " + Phase + " phase)",
+                    messages.Where(m => m.TypeByte >= 0).GroupBy(m => m.TypeByte).OrderBy(g => g.Key)
+                        .Select(g => (Case: ByteLit(g.Key), Phases: g.SelectMany(m => flowOf(m).In.Concat(flowOf(m).IgnoredIn)))),
+                    "Whether a typed message with this type byte may be sent by the " + side + " in <paramref name=\"phase\"/>, judged from the type byte alone, before the body is read (as PostgreSQL judges it): true when some message of that byte may be (<see cref=\"IsAllowedIn\"/>).");
+
+                // The phase changes.
+                w.Line("/// <summary>The phase after the " + side + " sends a message of this kind in <paramref name=\"current\"/> (the spec's 'enters'): <paramref name=\"current\"/> itself when the message changes nothing there.</summary>");
+                w.Open("public static " + Phase + " NextPhase(" + kindType + " kind, " + Phase + " current)");
+                w.Open("switch (kind)");
+                foreach (var group in messages
+                    .Where(m => flowOf(m).Transitions.Count > 0)
+                    .GroupBy(m => string.Join(";", flowOf(m).Transitions.OrderBy(t => PhaseIndex(t.From)).Select(t => t.From + ">" + t.To)), StringComparer.Ordinal))
+                {
+                    foreach (MessageSpec m in group)
+                    {
+                        w.Line("case " + kindType + "." + m.Name + ":");
+                    }
+
+                    w.Indent();
+                    EquatableArray<PhaseTransition> transitions = flowOf(group.First()).Transitions;
+                    if (transitions.Count == 1 && transitions[0].From.Length == 0)
+                    {
+                        w.Line("return " + Phase + "." + transitions[0].To + ";");
+                    }
+                    else
+                    {
+                        w.Open("switch (current)");
+                        foreach (PhaseTransition t in transitions.OrderBy(t => PhaseIndex(t.From)))
+                        {
+                            w.Line("case " + Phase + "." + t.From + ": return " + Phase + "." + t.To + ";");
+                        }
+
+                        w.Line("default: return current;");
+                        w.Close();
+                    }
+
+                    w.Outdent();
+                }
+
+                w.Line("default: return current;");
+                w.Close();
+                w.Close();
+                w.Line();
+
+                if (direction == Direction.Frontend)
+                {
+                    EmitKindPredicate(w, kindType, "IsExtendedQuery", messages.Where(m => m.FrontendFlow.Extended), "Whether messages of this kind belong to the extended query protocol (the spec's 'extended'). When the server fails on one of them, it sends ErrorResponse and then discards every message until one that <see cref=\"EndsErrorSkip\"/> (Sync), unless the failing message was itself one of those.");
+                    EmitKindPredicate(w, kindType, "EndsErrorSkip", messages.Where(m => m.FrontendFlow.EndsErrorSkip), "Whether a message of this kind ends the skip that follows an error in the extended query protocol (the spec's 'ends-error-skip'): the server, which discards every other message after such an error, acts on it again (Sync, which it answers with ReadyForQuery; and Terminate, as PostgreSQL does).");
+                }
+            }
+
+            /// <summary>
+            /// A static predicate over cases (kinds or type bytes) and a phase: true when the phase is
+            /// one of the case's; cases with the same phases share one return.
+            /// </summary>
+            private static void EmitPhasePredicate(IndentedWriter w, string signature, IEnumerable<(string Case, IEnumerable<string> Phases)> cases, string summary)
+            {
+                string parameter = signature.Substring(signature.IndexOf('(') + 1).Split(' ')[0] == "byte" ? "typeByte" : "kind";
+                w.Line("/// <summary>" + summary + "</summary>");
+                w.Open(signature);
+                w.Open("switch (" + parameter + ")");
+                var groups = cases
+                    .Select(c => (c.Case, Phases: c.Phases.Distinct().OrderBy(PhaseIndex).ToList()))
+                    .Where(c => c.Phases.Count > 0)
+                    .GroupBy(c => string.Join(",", c.Phases), StringComparer.Ordinal);
+                foreach (var group in groups)
+                {
+                    foreach (var c in group)
+                    {
+                        w.Line("case " + c.Case + ":");
+                    }
+
+                    w.Line("    return phase is " + string.Join(" or ", group.First().Phases.Select(p => Phase + "." + p)) + ";");
+                }
+
+                w.Line("default: return false;");
+                w.Close();
+                w.Close();
+                w.Line();
+            }
+
+            /// <summary>The order of the phases in PgSessionPhase (any phase, the empty name, first).</summary>
+            private static int PhaseIndex(string phase) => Array.IndexOf(Parser.Phases, phase);
+
             private static string EmitDirection(ProtocolSpec spec, Direction direction)
             {
                 string prefix = direction == Direction.Frontend ? "Frontend" : "Backend";
@@ -306,6 +417,8 @@ namespace PgSpec.Generators
                 }
 
                 EmitKindPredicate(w, kindType, "IsSecret", messages.Where(m => m.Secret), "Whether messages of this kind carry a password or authentication exchange data (the spec's 'secret'): traces hide them unless asked to show secrets.");
+
+                EmitFlow(w, kindType, direction, messages);
 
                 w.Line("/// <summary>Every message kind of this direction, in name order.</summary>");
                 w.Line("public static global::System.Collections.Generic.IReadOnlyList<" + kindType + "> All { get; } = new " + kindType + "[] { " + string.Join(", ", messages.Select(m => kindType + "." + m.Name)) + " };");

@@ -65,7 +65,8 @@ namespace PgSpec.Generators
             private static readonly HashSet<string> s_dispatcherNames = new HashSet<string>(StringComparer.Ordinal)
             {
                 "DefaultMaxLength", "DefaultUnknownMaxLength", "DefaultMaxStartupPacketLength", "IsDefinedTypeByte",
-                "Classify", "ClassifyStartup", "NameOf", "TypeByteOf", "AnsweredBy", "IsByContext", "IsSecret", "All", "TryDecode", "TryValidate", "Trace", "TraceValidated",
+                "Classify", "ClassifyStartup", "NameOf", "TypeByteOf", "AnsweredBy", "IsByContext", "IsSecret",
+                "IsAllowedIn", "IsIgnoredIn", "IsTypeByteAllowedIn", "NextPhase", "IsExtendedQuery", "EndsErrorSkip", "All", "TryDecode", "TryValidate", "Trace", "TraceValidated",
                 "Unknown",
             };
 
@@ -398,40 +399,71 @@ namespace PgSpec.Generators
                 bool untraced = false;
                 string answeredBy = "";
                 bool secret = false;
-                string[] options = Tokens(match.Groups["options"].Value);
-                for (int i = 0; i < options.Length; i++)
+
+                // The options of the header, then those of the flow lines ('(F) ...', '(B) ...') right below it.
+                var options = new List<Option>();
+                foreach (string token in Tokens(match.Groups["options"].Value))
                 {
-                    if (options[i] == "max" && i + 1 < options.Length && TryParseLiteral(options[i + 1], out long value, out bool isChar) && !isChar && value >= 4 && value <= int.MaxValue)
+                    options.Add(new Option(token, header, 1, header.Text.Length));
+                }
+
+                int flowLines = 0;
+                while (flowLines < body.Count && IsFlowLine(body[flowLines].Text))
+                {
+                    Line flowLine = body[flowLines];
+                    foreach (string token in Tokens(flowLine.Text))
+                    {
+                        options.Add(new Option(token, flowLine, flowLine.Indent + 1, flowLine.Text.Length));
+                    }
+
+                    flowLines++;
+                }
+
+                body = body.GetRange(flowLines, body.Count - flowLines);
+                foreach (Line misplaced in body.Where(l => IsFlowLine(l.Text)))
+                {
+                    context.Report("PGSPEC015", $"A flow line ('{misplaced.Text.Substring(0, 3)} ...') comes right below the message header, before the fields", misplaced.Number, misplaced.Indent + 1, misplaced.Text.Length);
+                }
+
+                body = body.Where(l => !IsFlowLine(l.Text)).ToList();
+
+                var flow = new FlowReader(context, name, direction);
+                for (int i = 0; i < options.Count; i++)
+                {
+                    string option = options[i].Text;
+                    if (option == "max" && i + 1 < options.Count && TryParseLiteral(options[i + 1].Text, out long value, out bool isChar) && !isChar && value >= 4 && value <= int.MaxValue)
                     {
                         max = value;
                         i++;
                     }
-                    else if (options[i] == "by-context")
+                    else if (option == "by-context")
                     {
                         byContext = true;
                     }
-                    else if (options[i] == "masked-length")
+                    else if (option == "masked-length")
                     {
                         maskedLength = true;
                     }
-                    else if (options[i] == "untraced")
+                    else if (option == "untraced")
                     {
                         untraced = true;
                     }
-                    else if (options[i] == "secret")
+                    else if (option == "secret")
                     {
                         secret = true;
                     }
-                    else if (options[i] == "answered-by" && i + 1 < options.Length && s_typeName.IsMatch(options[i + 1]))
+                    else if (option == "answered-by" && i + 1 < options.Count && s_typeName.IsMatch(options[i + 1].Text))
                     {
-                        answeredBy = options[i + 1];
+                        answeredBy = options[i + 1].Text;
                         i++;
                     }
-                    else
+                    else if (!flow.TryRead(options, ref i))
                     {
-                        context.Report("PGSPEC008", $"Unknown message option '{options[i]}' (expected 'max N' with 4 <= N < 2^31, 'by-context', 'masked-length', 'untraced', 'secret' or 'answered-by MESSAGE')", header.Number, 1, header.Text.Length);
+                        options[i].Report(context, "PGSPEC008", $"Unknown message option '{option}' (expected 'max N' with 4 <= N < 2^31, 'by-context', 'masked-length', 'untraced', 'secret', 'answered-by MESSAGE', or the flow options '(F)', '(B)', 'in PHASES', 'ignored-in PHASES', 'enters PHASE [from PHASES]', 'extended', 'ends-error-skip')");
                     }
                 }
+
+                flow.Check();
 
                 if (body.Count == 0)
                 {
@@ -505,12 +537,303 @@ namespace PgSpec.Generators
                     Untraced = untraced,
                     AnsweredBy = answeredBy,
                     Secret = secret,
+                    FrontendFlow = flow.Build(Direction.Frontend),
+                    BackendFlow = flow.Build(Direction.Backend),
                     Fields = fields.ToEquatableArray(),
                     Path = context.Path,
                     Line = header.Number,
                     Comment = comment,
                 };
             }
+
+            /// <summary>A line right below a message header that gives one side's flow: '(F) in Normal ...'.</summary>
+            private static bool IsFlowLine(string text)
+                => (text.StartsWith("(F)", StringComparison.Ordinal) || text.StartsWith("(B)", StringComparison.Ordinal))
+                    && (text.Length == 3 || text[3] == ' ' || text[3] == '\t');
+
+            /// <summary>One option token and where it was written (for diagnostics: its line).</summary>
+            private readonly struct Option
+            {
+                public Option(string text, Line line, int column, int length)
+                {
+                    Text = text;
+                    Line = line.Number;
+                    Column = column;
+                    Length = length;
+                }
+
+                public string Text { get; }
+                public int Line { get; }
+                public int Column { get; }
+                public int Length { get; }
+
+                public void Report(ParseContext context, string id, string message) => context.Report(id, message, Line, Column, Length);
+            }
+
+            /// <summary>
+            /// Reads the flow options of a message: for each side that sends it, the phases it may be
+            /// sent in ('in', 'ignored-in'), the phase changes it makes ('enters'), and for the frontend
+            /// the extended query rules ('extended', 'ends-error-skip'). A message both sides send names
+            /// the side first: '(F)' or '(B)'.
+            /// </summary>
+            private sealed class FlowReader
+            {
+                private readonly ParseContext _context;
+                private readonly string _name;
+                private readonly Direction _direction;
+                private readonly Dictionary<Direction, Side> _sides = new Dictionary<Direction, Side>();
+                private Direction? _side;
+
+                public FlowReader(ParseContext context, string name, Direction direction)
+                {
+                    _context = context;
+                    _name = name;
+                    _direction = direction;
+                    _side = direction == Direction.Both ? null : direction;
+                }
+
+                /// <summary>Reads the flow option at <paramref name="i"/> (and its arguments); false if it is none.</summary>
+                public bool TryRead(List<Option> options, ref int i)
+                {
+                    Option option = options[i];
+                    switch (option.Text)
+                    {
+                        case "(F)":
+                        case "(B)":
+                            Direction marked = option.Text == "(F)" ? Direction.Frontend : Direction.Backend;
+                            if (_direction != Direction.Both && _direction != marked)
+                            {
+                                option.Report(_context, "PGSPEC015", $"'{option.Text}' names the {SideName(marked)}, which does not send '{_name}' ({(_direction == Direction.Frontend ? "F" : "B")})");
+                            }
+
+                            _side = marked;
+                            return true;
+                        case "in":
+                        case "ignored-in":
+                        {
+                            Side? side = Current(option);
+                            List<string>? phases = ReadPhases(options, ref i, option);
+                            if (side is not null && phases is not null)
+                            {
+                                List<string> list = option.Text == "in" ? side.In : side.IgnoredIn;
+                                foreach (string phase in phases)
+                                {
+                                    if (side.In.Contains(phase) || side.IgnoredIn.Contains(phase))
+                                    {
+                                        option.Report(_context, "PGSPEC015", $"'{_name}' ({SideLetter(side.Direction)}) lists the phase '{phase}' twice in 'in' and 'ignored-in'; a message is either acted on or dropped in a phase");
+                                    }
+                                    else
+                                    {
+                                        list.Add(phase);
+                                    }
+                                }
+                            }
+
+                            return true;
+                        }
+
+                        case "enters":
+                        {
+                            Side? side = Current(option);
+                            if (i + 1 >= options.Count || !IsPhase(options[i + 1].Text))
+                            {
+                                option.Report(_context, "PGSPEC015", $"'enters' expects a phase ({PhaseList}), found {(i + 1 < options.Count ? "'" + options[i + 1].Text + "'" : "nothing")}");
+                                i = Math.Min(i + 1, options.Count - 1);
+                                return true;
+                            }
+
+                            string to = options[++i].Text;
+                            List<string> from = new List<string> { "" };
+                            if (i + 1 < options.Count && options[i + 1].Text == "from")
+                            {
+                                i++;
+                                from = ReadPhases(options, ref i, options[i]) ?? new List<string>();
+                            }
+
+                            if (side is not null)
+                            {
+                                foreach (string phase in from)
+                                {
+                                    side.Transitions.Add((new PhaseTransition(phase, to), option));
+                                }
+                            }
+
+                            return true;
+                        }
+
+                        case "extended":
+                        case "ends-error-skip":
+                        {
+                            Side? side = Current(option);
+                            if (side is null)
+                            {
+                                return true;
+                            }
+
+                            if (side.Direction != Direction.Frontend)
+                            {
+                                option.Report(_context, "PGSPEC015", $"'{option.Text}' is a rule of the frontend's messages (the extended query protocol and the skip after an error are the server's reading of them); '{_name}' is sent by the backend here");
+                                return true;
+                            }
+
+                            if (option.Text == "extended")
+                            {
+                                side.Extended = true;
+                            }
+                            else
+                            {
+                                side.EndsErrorSkip = true;
+                            }
+
+                            return true;
+                        }
+
+                        default:
+                            return false;
+                    }
+                }
+
+                /// <summary>What only the whole set of options can tell: the phase changes agree with each other and with 'in'.</summary>
+                public void Check()
+                {
+                    foreach (Side side in _sides.Values)
+                    {
+                        var seen = new HashSet<string>(StringComparer.Ordinal);
+                        bool any = false, conditional = false;
+                        foreach ((PhaseTransition transition, Option option) in side.Transitions)
+                        {
+                            string who = $"'{_name}' ({SideLetter(side.Direction)})";
+                            if (transition.From.Length == 0)
+                            {
+                                if (any || conditional)
+                                {
+                                    option.Report(_context, "PGSPEC015", $"{who} enters a phase whatever the phase ('enters {transition.To}' without 'from') and has another phase change; give each a 'from'");
+                                }
+
+                                any = true;
+                                continue;
+                            }
+
+                            conditional = true;
+                            if (any)
+                            {
+                                option.Report(_context, "PGSPEC015", $"{who} already enters a phase whatever the phase ('enters' without 'from'); 'enters {transition.To} from {transition.From}' contradicts it");
+                            }
+                            else if (!seen.Add(transition.From))
+                            {
+                                option.Report(_context, "PGSPEC015", $"{who} has two phase changes from '{transition.From}'");
+                            }
+                            else if (transition.From == transition.To)
+                            {
+                                option.Report(_context, "PGSPEC015", $"{who} 'enters {transition.To} from {transition.From}': a phase change needs two different phases");
+                            }
+                            else if (!side.In.Contains(transition.From))
+                            {
+                                option.Report(_context, "PGSPEC015", $"{who} 'enters {transition.To} from {transition.From}', but 'in' does not list '{transition.From}': a message changes the phase only where it is acted on");
+                            }
+                        }
+                    }
+                }
+
+                /// <summary>The flow of one side, as the model keeps it.</summary>
+                public FlowSpec Build(Direction direction)
+                {
+                    if (!_sides.TryGetValue(direction, out Side? side))
+                    {
+                        return FlowSpec.Empty;
+                    }
+
+                    return new FlowSpec
+                    {
+                        In = side.In.ToEquatableArray(),
+                        IgnoredIn = side.IgnoredIn.ToEquatableArray(),
+                        Transitions = side.Transitions.Select(t => t.Transition).ToEquatableArray(),
+                        Extended = side.Extended,
+                        EndsErrorSkip = side.EndsErrorSkip,
+                    };
+                }
+
+                private Side? Current(Option option)
+                {
+                    if (_side is not Direction side)
+                    {
+                        option.Report(_context, "PGSPEC015", $"'{option.Text}' on '{_name}', which both sides send: say whose flow it is with '(F)' or '(B)' before it");
+                        return null;
+                    }
+
+                    if (!_sides.TryGetValue(side, out Side? flow))
+                    {
+                        flow = new Side(side);
+                        _sides.Add(side, flow);
+                    }
+
+                    return flow;
+                }
+
+                /// <summary>Reads 'A, B, C' after the option at <paramref name="i"/> (spaces after the commas allowed); null after a diagnostic.</summary>
+                private List<string>? ReadPhases(List<Option> options, ref int i, Option option)
+                {
+                    if (i + 1 >= options.Count)
+                    {
+                        option.Report(_context, "PGSPEC015", $"'{option.Text}' expects a list of phases such as 'Normal, CopyIn' ({PhaseList}), found nothing");
+                        return null;
+                    }
+
+                    string text = options[++i].Text;
+                    while (i + 1 < options.Count && (text.EndsWith(",", StringComparison.Ordinal) || options[i + 1].Text.StartsWith(",", StringComparison.Ordinal)))
+                    {
+                        text += options[++i].Text;
+                    }
+
+                    var phases = new List<string>();
+                    foreach (string item in text.Split(','))
+                    {
+                        if (!IsPhase(item))
+                        {
+                            option.Report(_context, "PGSPEC015", item.Length == 0
+                                ? $"'{option.Text} {text}' is not a list of phases: an empty item (a comma too many); write them as 'Normal, CopyIn'"
+                                : $"'{item}' is not a phase: the phases are {PhaseList}");
+                            return null;
+                        }
+
+                        if (phases.Contains(item))
+                        {
+                            option.Report(_context, "PGSPEC015", $"'{option.Text} {text}' lists '{item}' twice");
+                            return null;
+                        }
+
+                        phases.Add(item);
+                    }
+
+                    return phases;
+                }
+
+                private static string SideName(Direction direction) => direction == Direction.Frontend ? "frontend" : "backend";
+
+                private static string SideLetter(Direction direction) => direction == Direction.Frontend ? "F" : "B";
+
+                private sealed class Side
+                {
+                    public Side(Direction direction)
+                    {
+                        Direction = direction;
+                    }
+
+                    public Direction Direction { get; }
+                    public List<string> In { get; } = new List<string>();
+                    public List<string> IgnoredIn { get; } = new List<string>();
+                    public List<(PhaseTransition Transition, Option Option)> Transitions { get; } = new List<(PhaseTransition, Option)>();
+                    public bool Extended { get; set; }
+                    public bool EndsErrorSkip { get; set; }
+                }
+            }
+
+            /// <summary>The phases of a connection: the members of PgSpec.Protocol's PgSessionPhase, which the flow options name.</summary>
+            internal static readonly string[] Phases = { "Startup", "Authentication", "Normal", "CopyIn", "CopyOut", "CopyBoth" };
+
+            private static string PhaseList => string.Join(", ", Phases);
+
+            private static bool IsPhase(string text) => Array.IndexOf(Phases, text) >= 0;
 
             /// <summary>
             /// A message names a C# type, its kind in the kinds enums and, with a file of its own, a

@@ -218,20 +218,13 @@ internal static class StreamScan
 
     /// <summary>
     /// What a backend may send before authentication ends (with AuthenticationOk or an error):
-    /// authentication requests, NegotiateProtocolVersion, notices.
+    /// what the flow allows in the Authentication phase and keeps it there (authentication
+    /// requests, NegotiateProtocolVersion, notices).
     /// </summary>
-    private static bool IsBeforeAuthenticationEnds(BackendMessageKind kind) => kind
-        is BackendMessageKind.AuthenticationKerberosV5
-        or BackendMessageKind.AuthenticationCleartextPassword
-        or BackendMessageKind.AuthenticationMD5Password
-        or BackendMessageKind.AuthenticationGSS
-        or BackendMessageKind.AuthenticationGSSContinue
-        or BackendMessageKind.AuthenticationSSPI
-        or BackendMessageKind.AuthenticationSASL
-        or BackendMessageKind.AuthenticationSASLContinue
-        or BackendMessageKind.AuthenticationSASLFinal
-        or BackendMessageKind.NegotiateProtocolVersion
-        or BackendMessageKind.NoticeResponse;
+    private static bool IsBeforeAuthenticationEnds(BackendMessageKind kind)
+        => kind != BackendMessageKind.ErrorResponse
+            && BackendMessages.IsAllowedIn(kind, PgSessionPhase.Authentication)
+            && BackendMessages.NextPhase(kind, PgSessionPhase.Authentication) == PgSessionPhase.Authentication;
 
     private static bool IsAnswer(byte b) => b is (byte)'S' or (byte)'N' or (byte)'G';
 }

@@ -568,11 +568,15 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
 
     /// <summary>
     /// Receives the next message, whatever it is (notices and notifications too, which are also
-    /// raised as events). ParameterStatus and the transaction status are tracked.
+    /// raised as events). ParameterStatus and the transaction status are tracked. A message the
+    /// protocol's flow does not allow in the connection's phase (<see cref="BackendMessages.IsAllowedIn"/>:
+    /// a DataRow during COPY, a CopyData outside it) breaks the connection with a
+    /// <see cref="PgProtocolException"/>.
     /// </summary>
     public async Task<IBackendMessage> ReceiveAsync(CancellationToken cancellationToken = default)
     {
         ThrowIfBroken();
+        PgSessionPhase phase = _context.Phase;
         bool any;
         try
         {
@@ -598,6 +602,11 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         }
 
         PgReceivedMessage received = _reader.Current;
+        if (!received.IsUnknown && !BackendMessages.IsAllowedIn(received.BackendKind, phase))
+        {
+            throw Violation($"the server sent {received.Name}, which the protocol does not allow in the {phase} phase");
+        }
+
         var message = (IBackendMessage)received.ToMessage(_context);
         byte[] raw = _reader.CurrentRaw.ToArray();
         _traffic?.Invoke(new PgTraffic(PgDirection.Backend, received.IsUnknown ? "Unknown" : message.Name, message, raw));

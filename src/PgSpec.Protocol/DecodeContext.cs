@@ -2,7 +2,12 @@ using System.Buffers.Binary;
 
 namespace PgSpec.Protocol;
 
-/// <summary>Where a connection is in the protocol: decides what the next bytes can be.</summary>
+/// <summary>
+/// Where a connection is in the protocol: decides what the next bytes can be. The spec's flow
+/// options name these phases: what each side may send in each (<see cref="FrontendMessages.IsAllowedIn"/>,
+/// <see cref="BackendMessages.IsAllowedIn"/>) and how messages change them (<see cref="FrontendMessages.NextPhase"/>,
+/// <see cref="BackendMessages.NextPhase"/>).
+/// </summary>
 public enum PgSessionPhase
 {
     /// <summary>Before StartupMessage: the frontend sends untyped packets (SSLRequest, GSSENCRequest, StartupMessage, CancelRequest).</summary>
@@ -20,7 +25,7 @@ public enum PgSessionPhase
     /// <summary>COPY TO STDOUT: the backend sends CopyData, then CopyDone.</summary>
     CopyOut,
 
-    /// <summary>Replication: CopyData both ways.</summary>
+    /// <summary>Replication: CopyData both ways, until each side has sent CopyDone (the frontend's leaves CopyOut, the backend's CopyIn).</summary>
     CopyBoth,
 }
 
@@ -57,7 +62,10 @@ public class DecodeContext
     /// <summary>Names the backend message of a type byte that only the context can tell apart (none in protocol 3.2).</summary>
     public virtual BackendMessageKind ResolveBackendByContext(byte typeByte) => BackendMessageKind.Unknown;
 
-    /// <summary>Learns from a frontend message (its body is the bytes after the length word).</summary>
+    /// <summary>
+    /// Learns from a frontend message (its body is the bytes after the length word). The phase
+    /// changes as the spec says ('enters': <see cref="FrontendMessages.NextPhase"/>).
+    /// </summary>
     public virtual void ObserveFrontend(FrontendMessageKind kind, ReadOnlySpan<byte> body)
     {
         if (FrontendMessages.IsByContext(kind))
@@ -68,32 +76,24 @@ public class DecodeContext
 
         switch (kind)
         {
-            case FrontendMessageKind.StartupMessage:
-                if (body.Length >= 4)
-                {
-                    var requested = new PgProtocolVersion(BinaryPrimitives.ReadInt32BigEndian(body));
-                    ProtocolVersion = requested.Code > PgProtocolVersion.Latest.Code ? PgProtocolVersion.Latest : requested;
-                }
-
-                Phase = PgSessionPhase.Authentication;
+            case FrontendMessageKind.StartupMessage when body.Length >= 4:
+                var requested = new PgProtocolVersion(BinaryPrimitives.ReadInt32BigEndian(body));
+                ProtocolVersion = requested.Code > PgProtocolVersion.Latest.Code ? PgProtocolVersion.Latest : requested;
                 break;
             case FrontendMessageKind.SSLRequest:
             case FrontendMessageKind.GSSENCRequest:
                 ExpectEncryptionAnswer = true;
                 LastEncryptionRequest = kind;
                 break;
-            case FrontendMessageKind.CopyDone:
-            case FrontendMessageKind.CopyFail:
-                if (Phase == PgSessionPhase.CopyIn)
-                {
-                    Phase = PgSessionPhase.Normal;
-                }
-
-                break;
         }
+
+        EnterPhase(FrontendMessages.NextPhase(kind, Phase));
     }
 
-    /// <summary>Learns from a backend message (its body is the bytes after the length word).</summary>
+    /// <summary>
+    /// Learns from a backend message (its body is the bytes after the length word). The phase
+    /// changes as the spec says ('enters': <see cref="BackendMessages.NextPhase"/>).
+    /// </summary>
     public virtual void ObserveBackend(BackendMessageKind kind, ReadOnlySpan<byte> body)
     {
         // Which 'p' message answers a request is the spec's ('answered-by').
@@ -103,35 +103,26 @@ public class DecodeContext
             ExpectedPasswordMessage = answer;
         }
 
-        switch (kind)
+        if (kind == BackendMessageKind.NegotiateProtocolVersion && body.Length >= 4)
         {
-            case BackendMessageKind.AuthenticationOk:
-                ExpectedPasswordMessage = FrontendMessageKind.Unknown;
-                Phase = PgSessionPhase.Normal;
-                break;
-            case BackendMessageKind.NegotiateProtocolVersion:
-                if (body.Length >= 4)
-                {
-                    var offered = new PgProtocolVersion(BinaryPrimitives.ReadInt32BigEndian(body));
-                    if (offered.Code < ProtocolVersion.Code)
-                    {
-                        ProtocolVersion = offered;
-                    }
-                }
-
-                break;
-            case BackendMessageKind.CopyInResponse:
-                Phase = PgSessionPhase.CopyIn;
-                break;
-            case BackendMessageKind.CopyOutResponse:
-                Phase = PgSessionPhase.CopyOut;
-                break;
-            case BackendMessageKind.CopyBothResponse:
-                Phase = PgSessionPhase.CopyBoth;
-                break;
-            case BackendMessageKind.ReadyForQuery:
-                Phase = PgSessionPhase.Normal;
-                break;
+            var offered = new PgProtocolVersion(BinaryPrimitives.ReadInt32BigEndian(body));
+            if (offered.Code < ProtocolVersion.Code)
+            {
+                ProtocolVersion = offered;
+            }
         }
+
+        EnterPhase(BackendMessages.NextPhase(kind, Phase));
+    }
+
+    private void EnterPhase(PgSessionPhase next)
+    {
+        if (next != PgSessionPhase.Authentication && Phase == PgSessionPhase.Authentication)
+        {
+            // Authentication is over (AuthenticationOk): no request awaits an answer.
+            ExpectedPasswordMessage = FrontendMessageKind.Unknown;
+        }
+
+        Phase = next;
     }
 }

@@ -202,24 +202,27 @@ internal sealed partial class ProxyConnection
     }
 
     private static ProxyConnectionException ServerAuthenticationFailure(string reason)
-        => new("authenticating to the server failed: " + reason, ErrorResponse("FATAL", "28000", "pgspec proxy could not authenticate to the server: " + reason));
+        => new("authenticating to the server failed: " + reason, Fatal("28000", "pgspec proxy could not authenticate to the server: " + reason));
 
-    /// <summary>The server's next message before authentication completes: only 'R', 'E', 'N' and 'v' may come, each within its limit.</summary>
+    /// <summary>
+    /// The server's next message before authentication completes: only what the flow allows in the
+    /// Authentication phase may come ('R', 'E', 'N' and 'v'), each within its limit.
+    /// </summary>
     private async Task<byte[]> ReadServerDuringAuthenticationAsync(Stream upstream, CancellationToken cancellationToken)
     {
         _awaitingServer = true;
-        byte[]? message = await ReadMessageAsync(upstream, PgDirection.Backend, static type => type is (byte)'R' or (byte)'E' or (byte)'N' or (byte)'v'
+        byte[]? message = await ReadMessageAsync(upstream, PgDirection.Backend, static type => BackendMessages.IsTypeByteAllowedIn(type, PgSessionPhase.Authentication)
             ? null
             : $"the server sent a message of type {PgTraceWriter.FormatByte(type)} before authentication completed", cancellationToken, MaxServerMessageDuringLogin).ConfigureAwait(false);
         return message ?? throw new ProxyConnectionException(
             "the server closed the connection during authentication",
-            ErrorResponse("FATAL", "08006", "the server behind pgspec proxy closed the connection during authentication"));
+            Fatal("08006", "the server behind pgspec proxy closed the connection during authentication"));
     }
 
     /// <summary>
     /// The client's answer to an authentication request: one 'p' message (its kind named by the
-    /// request); anything else is refused from its type byte, as PostgreSQL does. Null when the
-    /// client closes instead.
+    /// request), the only one the flow allows in the Authentication phase; anything else is refused
+    /// from its type byte, as PostgreSQL does. Null when the client closes instead.
     /// </summary>
     private async Task<byte[]?> ReadClientAnswerAsync(Stream client, CancellationToken cancellationToken)
     {
@@ -230,7 +233,7 @@ internal sealed partial class ProxyConnection
             FrontendMessageKind.GSSResponse => "GSS",
             _ => "password",
         };
-        byte[]? answer = await ReadMessageAsync(client, PgDirection.Frontend, type => type == (byte)'p'
+        byte[]? answer = await ReadMessageAsync(client, PgDirection.Frontend, type => FrontendMessages.IsTypeByteAllowedIn(type, PgSessionPhase.Authentication)
             ? null
             : $"expected {expected} response, got message type {type}", cancellationToken).ConfigureAwait(false);
         if (answer is null)
@@ -265,7 +268,7 @@ internal sealed partial class ProxyConnection
             // would take "y" for a downgrade attack. Say so here, with what would work.
             throw new ProxyConnectionException(
                 "the client supports SCRAM channel binding, which cannot pass through the proxy",
-                ErrorResponse("FATAL", "28000", "SCRAM channel binding cannot pass through pgspec proxy: the client's TLS connection ends at the proxy, the server's begins there. Connect with channel_binding=disable, or run the proxy with the server's certificate, with --tls-passthrough, or with --channel-binding-fallback password"));
+                Fatal("28000", "SCRAM channel binding cannot pass through pgspec proxy: the client's TLS connection ends at the proxy, the server's begins there. Connect with channel_binding=disable, or run the proxy with the server's certificate, with --tls-passthrough, or with --channel-binding-fallback password"));
         }
     }
 
@@ -323,7 +326,7 @@ internal sealed partial class ProxyConnection
             {
                 throw new ProxyConnectionException(
                     who + $" closed the connection inside a message ({filled} of its {frame.WireLength} bytes received)",
-                    fromClient ? null : ErrorResponse("FATAL", "08006", "the server closed the connection inside a message"));
+                    fromClient ? null : Fatal("08006", "the server closed the connection inside a message"));
             }
 
             filled += got;

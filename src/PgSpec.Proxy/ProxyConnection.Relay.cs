@@ -94,7 +94,7 @@ internal sealed partial class ProxyConnection
                         long received = state.Streamed.Active ? 0 : state.Buffer.Unread;
                         throw new ProxyConnectionException(
                             (fromClient ? "the client" : "the server") + $" closed the connection inside a message" + (received > 0 ? $" ({received} bytes of it received)" : ""),
-                            fromClient ? null : ErrorResponse("FATAL", "08006", "the server closed the connection inside a message"));
+                            fromClient ? null : Fatal("08006", "the server closed the connection inside a message"));
                     }
 
                     return;
@@ -142,8 +142,8 @@ internal sealed partial class ProxyConnection
     /// A whole message from the client, before it goes on: the idle timer stops (as PostgreSQL's
     /// idle_session_timeout stops once a command has been read, not at its first byte), and a
     /// request that a ReadyForQuery will answer is counted (each Query, FunctionCall and Sync, but a
-    /// Sync the server ignores in copy-in mode). Counted before the server can have it, so its
-    /// ReadyForQuery can never come first.
+    /// Sync the server ignores in the phase, as in copy-in mode: the spec's 'ignored-in'). Counted
+    /// before the server can have it, so its ReadyForQuery can never come first.
     /// </summary>
     private void OnClientMessage(FrontendMessageKind kind)
     {
@@ -157,7 +157,7 @@ internal sealed partial class ProxyConnection
             switch (kind)
             {
                 case FrontendMessageKind.Sync:
-                    if (_context.Phase != PgSessionPhase.CopyIn)
+                    if (!FrontendMessages.IsIgnoredIn(kind, _context.Phase))
                     {
                         _unanswered++;
                         if (_syncsAfterExecute >= 0)
@@ -192,17 +192,24 @@ internal sealed partial class ProxyConnection
     /// <summary>A whole message from the server: a ReadyForQuery that answers the last request starts the idle timer.</summary>
     private void OnServerMessage(BackendMessageKind kind)
     {
-        if (Options.IdleTimeout == Timeout.InfiniteTimeSpan || kind is not (BackendMessageKind.ReadyForQuery or BackendMessageKind.CopyInResponse))
+        if (Options.IdleTimeout == Timeout.InfiniteTimeSpan)
+        {
+            return;
+        }
+
+        // A message that starts a phase in which the server ignores Sync (CopyInResponse: copy-in mode).
+        bool syncsIgnored = FrontendMessages.IsIgnoredIn(FrontendMessageKind.Sync, BackendMessages.NextPhase(kind, PgSessionPhase.Normal));
+        if (kind != BackendMessageKind.ReadyForQuery && !syncsIgnored)
         {
             return;
         }
 
         lock (_timerLock)
         {
-            if (kind == BackendMessageKind.CopyInResponse)
+            if (syncsIgnored)
             {
-                // The server ignores Sync in copy-in mode: those that followed the Execute starting
-                // the COPY (libpq sends Execute and Sync together) get no ReadyForQuery.
+                // The Syncs that followed the Execute starting the COPY (libpq sends Execute and
+                // Sync together) reached the server in that phase: they get no ReadyForQuery.
                 _unanswered -= Math.Max(0, _syncsAfterExecute);
                 _syncsAfterExecute = -1;
                 return;

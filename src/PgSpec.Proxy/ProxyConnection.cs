@@ -49,7 +49,7 @@ internal enum ConnectionTimer
 internal sealed partial class ProxyConnection
 {
     private const byte TlsHandshakeRecord = 0x16;
-    private static readonly byte[] s_sslRequest = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    private static readonly byte[] s_sslRequest = new SSLRequest().ToArray();
     private static readonly SslApplicationProtocol s_postgresqlAlpn = new("postgresql");
 
     private readonly PgProxy _proxy;
@@ -131,7 +131,7 @@ internal sealed partial class ProxyConnection
             if (_overLimit)
             {
                 _proxy.Statistics.OnRefused();
-                farewell = ErrorResponse("FATAL", "53300", "sorry, too many clients already");
+                farewell = Fatal("53300", "sorry, too many clients already");
                 farewellAllowed = true;
                 _proxy.Note(this, $"refused: the proxy already serves {_proxy.MaxClientConnections} connections (--max-client-connections)");
                 return;
@@ -279,22 +279,22 @@ internal sealed partial class ProxyConnection
         {
             ConnectionTimer.Handshake when _awaitingServer => (
                 $"closed by the handshake timeout ({Seconds(Options.HandshakeTimeout)}): the server did not answer in time",
-                ErrorResponse("FATAL", "08006", $"pgspec proxy: the server did not complete authentication within --handshake-timeout ({Seconds(Options.HandshakeTimeout)})")),
+                Fatal("08006", $"pgspec proxy: the server did not complete authentication within --handshake-timeout ({Seconds(Options.HandshakeTimeout)})")),
             ConnectionTimer.Handshake => (
                 $"closed by the handshake timeout ({Seconds(Options.HandshakeTimeout)}): the client did not complete startup and authentication in time",
-                ErrorResponse("FATAL", "57014", $"pgspec proxy: canceling authentication due to timeout (startup and authentication did not complete within --handshake-timeout {Seconds(Options.HandshakeTimeout)})")),
+                Fatal("57014", $"pgspec proxy: canceling authentication due to timeout (startup and authentication did not complete within --handshake-timeout {Seconds(Options.HandshakeTimeout)})")),
             ConnectionTimer.Idle => (
                 $"closed by the idle timeout ({Seconds(Options.IdleTimeout)}): the client sent nothing for that long between queries",
-                ErrorResponse("FATAL", "57P05", $"pgspec proxy: terminating connection due to idle timeout (--idle-timeout {Seconds(Options.IdleTimeout)})")),
+                Fatal("57P05", $"pgspec proxy: terminating connection due to idle timeout (--idle-timeout {Seconds(Options.IdleTimeout)})")),
             ConnectionTimer.Refusal => (
                 $"refused: the proxy already serves {_proxy.MaxClientConnections} connections (--max-client-connections), and the client sent no startup packet within {Seconds(PgProxy.RefusalTimeout)}",
-                ErrorResponse("FATAL", "53300", "sorry, too many clients already")),
+                Fatal("53300", "sorry, too many clients already")),
             ConnectionTimer.Closing => (
                 $"closed: one side ended and the other did not follow within the grace ({Seconds(Options.ShutdownGrace)})",
                 null),
             ConnectionTimer.ShutdownGrace => (
                 $"closed by shutdown: the connection did not finish within the shutdown grace ({Seconds(Options.ShutdownGrace)})",
-                ErrorResponse("FATAL", "57P01", "pgspec proxy: terminating connection due to administrator command (the proxy is shutting down)")),
+                Fatal("57P01", "pgspec proxy: terminating connection due to administrator command (the proxy is shutting down)")),
             _ => ("closed: cancelled", null),
         };
     }
@@ -448,13 +448,12 @@ internal sealed partial class ProxyConnection
             throw new ProxyConnectionException("the client closed inside a startup packet", null);
         }
 
-        int length = BinaryPrimitives.ReadInt32BigEndian(header);
-        if (length < 8 || length > _context.Limits.MaxStartupPacketLength)
+        if (PgFramer.TryReadFrame(header, PgFrameKind.StartupPacket, PgDirection.Frontend, _context.Limits, out PgFrameHeader frame, out _) == PgFrameStatus.Malformed)
         {
-            throw ProtocolViolation($"invalid length of startup packet: {length}", fromClient: true);
+            throw ProtocolViolation($"invalid length of startup packet: {BinaryPrimitives.ReadInt32BigEndian(header)}", fromClient: true);
         }
 
-        byte[] packet = new byte[length];
+        byte[] packet = new byte[frame.WireLength];
         header.CopyTo(packet, 0);
         try
         {
@@ -471,14 +470,12 @@ internal sealed partial class ProxyConnection
     private async Task ForwardCancelAsync(byte[] packet, CancellationToken cancellationToken)
     {
         _proxy.Statistics.OnCancelRequest();
-        int processId = BinaryPrimitives.ReadInt32BigEndian(packet.AsSpan(8));
+        var cancel = CancelRequest.View.Read(packet.AsSpan(4), _context);
+        int processId = cancel.ProcessId;
         byte[] request;
-        if (_proxy.CancelKeys.TryGetUpstreamKey(processId, packet.AsSpan(12), out byte[] upstreamKey))
+        if (_proxy.CancelKeys.TryGetUpstreamKey(processId, cancel.SecretKey, out byte[] upstreamKey))
         {
-            request = new byte[12 + upstreamKey.Length];
-            BinaryPrimitives.WriteInt32BigEndian(request, request.Length);
-            packet.AsSpan(4, 8).CopyTo(request.AsSpan(4));
-            upstreamKey.CopyTo(request, 12);
+            request = new CancelRequest(processId, upstreamKey).ToArray(_context.ProtocolVersion, _context.Limits);
         }
         else if (Options.TlsPassthrough)
         {
@@ -518,7 +515,7 @@ internal sealed partial class ProxyConnection
         }
         catch (SocketException e)
         {
-            throw new ProxyConnectionException($"cannot connect to the server {Options.Upstream}: {e.Message}", ErrorResponse("FATAL", "08006", $"pgspec proxy cannot connect to the server {Options.Upstream}: {e.Message}"));
+            throw new ProxyConnectionException($"cannot connect to the server {Options.Upstream}: {e.Message}", Fatal("08006", $"pgspec proxy cannot connect to the server {Options.Upstream}: {e.Message}"));
         }
     }
 
@@ -543,7 +540,7 @@ internal sealed partial class ProxyConnection
         byte[] answer = new byte[1];
         if (await upstream.ReadAsync(answer, cancellationToken).ConfigureAwait(false) == 0)
         {
-            throw new ProxyConnectionException("the server closed the connection instead of answering SSLRequest", ErrorResponse("FATAL", "08006", "the server behind pgspec proxy closed the connection instead of answering SSLRequest"));
+            throw new ProxyConnectionException("the server closed the connection instead of answering SSLRequest", Fatal("08006", "the server behind pgspec proxy closed the connection instead of answering SSLRequest"));
         }
 
         if (answer[0] == (byte)'S' && _upstream!.Available > 0)
@@ -622,7 +619,7 @@ internal sealed partial class ProxyConnection
             if (answer != (byte)'S')
             {
                 string what = answer == (byte)'N' ? "refused TLS (answered 'N' to SSLRequest)" : $"answered SSLRequest with {PgTraceWriter.FormatByte(answer)}, not 'S' or 'N'";
-                throw new ProxyConnectionException("the server " + what, ErrorResponse("FATAL", "08001", "the server behind pgspec proxy " + what + ", and the proxy was told to use TLS (--upstream-tls)"));
+                throw new ProxyConnectionException("the server " + what, Fatal("08001", "the server behind pgspec proxy " + what + ", and the proxy was told to use TLS (--upstream-tls)"));
             }
 
             var tls = new SslStream(upstream, leaveInnerStreamOpen: false);
@@ -637,7 +634,7 @@ internal sealed partial class ProxyConnection
             catch (Exception e) when (e is AuthenticationException or IOException)
             {
                 string text = "the TLS handshake with the server failed: " + ProxyErrors.Describe(e);
-                throw new ProxyConnectionException(text, ErrorResponse("FATAL", "08006", "pgspec proxy: " + text));
+                throw new ProxyConnectionException(text, Fatal("08006", "pgspec proxy: " + text));
             }
 
             _upstreamCertificate = tls.RemoteCertificate is { } certificate ? new X509Certificate2(certificate) : null;
@@ -680,14 +677,10 @@ internal sealed partial class ProxyConnection
     }
 
     private static ProxyConnectionException ProtocolViolation(string text, bool fromClient)
-        => new(text, ErrorResponse("FATAL", "08P01", fromClient ? text : "pgspec proxy: " + text));
+        => new(text, Fatal("08P01", fromClient ? text : "pgspec proxy: " + text));
 
-    /// <summary>An ErrorResponse with severity, code and message, encoded by the codec.</summary>
-    internal static byte[] ErrorResponse(string severity, string code, string message)
-    {
-        static ErrorResponse.Field Field(char code, string value) => new((byte)code, value.Replace('\0', ' '));
-        return new ErrorResponse([Field('S', severity), Field('V', severity), Field('C', code), Field('M', message)]).ToArray();
-    }
+    /// <summary>A FATAL ErrorResponse, as PostgreSQL writes one (severity, code, message), encoded.</summary>
+    internal static byte[] Fatal(string code, string message) => PgErrors.Fatal(code, message).ToArray();
 
     private static async Task TrySendAsync(Stream stream, byte[] bytes)
     {

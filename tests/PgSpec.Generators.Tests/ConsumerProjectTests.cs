@@ -141,6 +141,36 @@ public class ConsumerProjectTests
         Assert.Contains(result.GeneratedSources, source => source.HintName == "Hello.g.cs");
     }
 
+    [Fact]
+    public void SpecOfYourOwn_WithFlow_CompilesIntoPhaseTables()
+    {
+        string spec = """
+            Hello (F) max 100 in Startup enters Normal
+                Int32 length
+                Int32(12345678) code
+
+            Ping (F & B) max 100
+                (F) in Normal, CopyIn  ignored-in CopyOut  extended  enters CopyOut from CopyIn
+                (B) in Normal
+                Byte1('!')
+                Int32(4) length
+            """;
+
+        GeneratorRunResult result = GeneratorHarness.RunInto(Namespace, [GeneratorHarness.Spec("flow", spec)]);
+        Assert.True(result.Diagnostics.IsEmpty, GeneratorHarness.Describe(result.Diagnostics));
+
+        Compilation compilation = CompilationHarness.ConsumerWith(GeneratorHarness.Sources(result));
+        var problems = CompilationHarness.Problems(compilation);
+        Assert.True(problems.IsEmpty, CompilationHarness.Describe(problems));
+
+        string frontend = GeneratorHarness.Sources(result).Single(pair => pair.Key == "FrontendMessages.g.cs").Value;
+        Assert.Contains("case global::PgSpec.Protocol.PgSessionPhase.CopyIn: return global::PgSpec.Protocol.PgSessionPhase.CopyOut;", frontend, StringComparison.Ordinal);
+        Assert.Contains("return phase is global::PgSpec.Protocol.PgSessionPhase.Normal or global::PgSpec.Protocol.PgSessionPhase.CopyIn or global::PgSpec.Protocol.PgSessionPhase.CopyOut;", frontend, StringComparison.Ordinal);
+        Assert.Contains("public static bool IsExtendedQuery(FrontendMessageKind kind)", frontend, StringComparison.Ordinal);
+        string backend = GeneratorHarness.Sources(result).Single(pair => pair.Key == "BackendMessages.g.cs").Value;
+        Assert.DoesNotContain("IsExtendedQuery", backend, StringComparison.Ordinal);
+    }
+
     private static void AssertNothing(GeneratorRunResult result)
     {
         Assert.Null(result.Exception);

@@ -780,6 +780,115 @@ public class DiagnosticTests
         Assert.Contains("only a backend message is 'answered-by'", diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void FlowOption_NamingNoPhase_ReportsPgSpec015AtTheHeader()
+    {
+        string spec = """
+            Ask (F) max 100 in Normal, Copying
+                Byte1('a')
+                Int32 length
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC015", "phases", spec, line: 1);
+        Assert.Contains("'Copying' is not a phase", diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void FlowLine_NamingNoPhase_ReportsPgSpec015AtThatLine()
+    {
+        string spec = """
+            Both (F & B) max 100
+                (F) in Normal
+                (B) in Normal enters Elsewhere
+                Byte1('b')
+                Int32 length
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC015", "flowline", spec, line: 3);
+        Assert.Contains("'enters' expects a phase", diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+        Assert.Equal(5, ColumnOf(diagnostic));
+    }
+
+    [Theory]
+    [InlineData("in Normal,", "an empty item")]
+    [InlineData("in", "expects a list of phases")]
+    [InlineData("in Normal, Normal", "lists 'Normal' twice")]
+    [InlineData("in Normal ignored-in CopyIn, Normal", "twice in 'in' and 'ignored-in'")]
+    [InlineData("in CopyIn enters Normal from CopyOut", "'in' does not list 'CopyOut'")]
+    [InlineData("in CopyIn enters Normal enters CopyOut from CopyIn", "already enters a phase whatever the phase")]
+    [InlineData("in CopyIn enters CopyOut from CopyIn enters Normal", "has another phase change")]
+    [InlineData("in CopyIn, CopyBoth enters Normal from CopyIn enters CopyOut from CopyIn", "two phase changes from 'CopyIn'")]
+    [InlineData("in CopyIn enters CopyIn from CopyIn", "two different phases")]
+    [InlineData("(B) in Normal", "which does not send")]
+    public void MalformedFlowOption_ReportsPgSpec015(string options, string expected)
+    {
+        string spec = $"""
+            Ask (F) max 100 {options}
+                Byte1('a')
+                Int32 length
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC015", "flow", spec, line: 1);
+        Assert.Contains(expected, diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void FlowOption_OnAMessageBothSidesSend_WithoutSayingWhose_ReportsPgSpec015()
+    {
+        string spec = """
+            Both (F & B) max 100 in Normal
+                Byte1('b')
+                Int32 length
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC015", "whose", spec, line: 1);
+        Assert.Contains("say whose flow it is with '(F)' or '(B)'", diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("extended")]
+    [InlineData("ends-error-skip")]
+    public void ExtendedQueryRule_OnABackendMessage_ReportsPgSpec015(string option)
+    {
+        string spec = $"""
+            Answer (B) max 100 in Normal {option}
+                Byte1('a')
+                Int32 length
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC015", "extended", spec, line: 1);
+        Assert.Contains("a rule of the frontend's messages", diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void FlowLine_AmongTheFields_ReportsPgSpec015AtThatLine()
+    {
+        string spec = """
+            Ask (F) max 100
+                Byte1('a')
+                (F) in Normal
+                Int32 length
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC015", "misplaced", spec, line: 3);
+        Assert.Contains("right below the message header", diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void UnknownOption_OnAFlowLine_ReportsPgSpec008AtThatLine()
+    {
+        string spec = """
+            Ping (F & B) max 100
+                (F) in Normal, CopyIn  ignored-in CopyOut  extended
+                (B) in Normal  ends-errors
+                Byte1('!')
+                Int32(4) length
+            """;
+
+        Diagnostic diagnostic = AssertError("PGSPEC008", "unknown", spec, line: 3);
+        Assert.Contains("Unknown message option 'ends-errors'", diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
     private static Diagnostic AssertError(string id, string fileName, string spec, int line)
         => AssertError(id, fileName, [GeneratorHarness.Spec(fileName, spec)], line);
 

@@ -125,6 +125,33 @@ namespace PgSpec.Generators.Model
         public int Line { get; init; }
     }
 
+    /// <summary>A phase change: when a message is sent in <see cref="From"/> (empty: in any phase), the phase becomes <see cref="To"/>.</summary>
+    internal sealed record PhaseTransition(string From, string To);
+
+    /// <summary>
+    /// The flow of one side's message ('in', 'ignored-in', 'enters', 'extended', 'ends-error-skip'):
+    /// phases are the names of PgSpec.Protocol's PgSessionPhase.
+    /// </summary>
+    internal sealed record FlowSpec
+    {
+        public static readonly FlowSpec Empty = new FlowSpec();
+
+        /// <summary>The phases in which the side may send the message and the receiver acts on it ('in').</summary>
+        public EquatableArray<string> In { get; init; } = EquatableArray<string>.Empty;
+
+        /// <summary>The phases in which the side may send the message but the receiver drops it ('ignored-in').</summary>
+        public EquatableArray<string> IgnoredIn { get; init; } = EquatableArray<string>.Empty;
+
+        /// <summary>The phase changes the message makes ('enters TO', 'enters TO from A, B').</summary>
+        public EquatableArray<PhaseTransition> Transitions { get; init; } = EquatableArray<PhaseTransition>.Empty;
+
+        /// <summary>A frontend message of the extended query protocol ('extended').</summary>
+        public bool Extended { get; init; }
+
+        /// <summary>A frontend message the server acts on even while it skips messages after an error ('ends-error-skip').</summary>
+        public bool EndsErrorSkip { get; init; }
+    }
+
     internal sealed record MessageSpec
     {
         public string Name { get; init; } = "";
@@ -146,6 +173,12 @@ namespace PgSpec.Generators.Model
 
         /// <summary>Flow: the frontend message that answers this one ('answered-by NAME'), or empty.</summary>
         public string AnsweredBy { get; init; } = "";
+
+        /// <summary>Flow: the phases and phase changes of the message as the frontend sends it (empty for a backend message).</summary>
+        public FlowSpec FrontendFlow { get; init; } = FlowSpec.Empty;
+
+        /// <summary>Flow: the phases and phase changes of the message as the backend sends it (empty for a frontend message).</summary>
+        public FlowSpec BackendFlow { get; init; } = FlowSpec.Empty;
         public EquatableArray<FieldSpec> Fields { get; init; } = EquatableArray<FieldSpec>.Empty;
         public string Path { get; init; } = "";
         public int Line { get; init; }
