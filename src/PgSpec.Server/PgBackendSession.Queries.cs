@@ -82,10 +82,6 @@ public sealed partial class PgBackendSession
         }
     }
 
-    private static bool IsExtendedQuery(FrontendMessageKind kind)
-        => kind is FrontendMessageKind.Parse or FrontendMessageKind.Bind or FrontendMessageKind.Describe or FrontendMessageKind.Execute
-            or FrontendMessageKind.Close or FrontendMessageKind.Flush or FrontendMessageKind.Sync;
-
     /// <summary>
     /// Drops a prepared statement (DEALLOCATE name), or every one (null: DEALLOCATE ALL, DISCARD
     /// ALL), as the statements a handler runs ask. Call it from the handler.
@@ -144,7 +140,7 @@ public sealed partial class PgBackendSession
             throw new PgErrorException("FATAL", "08P01", $"invalid frontend message type {received.TypeByte}");
         }
 
-        if (_skipUntilSync && kind != FrontendMessageKind.Sync)
+        if (_skipUntilSync && !FrontendMessages.EndsErrorSkip(kind))
         {
             // PostgreSQL discards everything after an extended-query error until Sync.
             return true;
@@ -159,8 +155,8 @@ public sealed partial class PgBackendSession
         {
             // The frame is sound (the reader checked it); a string in it is not UTF-8.
             var error = new PgErrorException("22021", "invalid byte sequence for encoding \"UTF8\"") { Detail = e.Error.Reason };
-            await FailAsync(error, extended: IsExtendedQuery(kind)).ConfigureAwait(false);
-            if (!IsExtendedQuery(kind))
+            await FailAsync(error, extended: FrontendMessages.IsExtendedQuery(kind)).ConfigureAwait(false);
+            if (!FrontendMessages.IsExtendedQuery(kind))
             {
                 await ReadyForQueryAsync(_lifetime.Token).ConfigureAwait(false);
             }
@@ -219,17 +215,17 @@ public sealed partial class PgBackendSession
         }
         catch (PgErrorException e) when (!e.IsFatal)
         {
-            await FailAsync(e, IsExtendedQuery(kind)).ConfigureAwait(false);
+            await FailAsync(e, FrontendMessages.IsExtendedQuery(kind)).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (_cancelRequest.IsCancellationRequested && !_lifetime.IsCancellationRequested)
         {
-            await FailAsync(new PgErrorException("57014", "canceling statement due to user request"), IsExtendedQuery(kind)).ConfigureAwait(false);
+            await FailAsync(new PgErrorException("57014", "canceling statement due to user request"), FrontendMessages.IsExtendedQuery(kind)).ConfigureAwait(false);
         }
         catch (Exception e) when (IsHandlerFailure(e))
         {
             // A handler that throws something else fails its statement, not the session.
             _logger?.LogWarning(e, "session {ProcessId}: the handler failed", ProcessId);
-            await FailAsync(new PgErrorException("XX000", "internal error: " + e.Message), IsExtendedQuery(kind)).ConfigureAwait(false);
+            await FailAsync(new PgErrorException("XX000", "internal error: " + e.Message), FrontendMessages.IsExtendedQuery(kind)).ConfigureAwait(false);
             if (kind is FrontendMessageKind.Query)
             {
                 await ReadyForQueryAsync(_lifetime.Token).ConfigureAwait(false);
@@ -493,9 +489,8 @@ public sealed partial class PgBackendSession
                         string reason = ((CopyFail)received.ToMessage(_context)).ErrorMessage;
                         await copy.FailAsync(reason, _lifetime.Token).ConfigureAwait(false);
                         throw new PgErrorException("57014", $"COPY from stdin failed: {reason}");
-                    case FrontendMessageKind.Flush:
-                    case FrontendMessageKind.Sync:
-                        // Ignored during COPY IN, as the protocol says.
+                    case FrontendMessageKind kind when FrontendMessages.IsIgnoredIn(kind, PgSessionPhase.CopyIn):
+                        // Flush and Sync: ignored during COPY IN, as the protocol says.
                         break;
                     case FrontendMessageKind.Terminate:
                         await copy.FailAsync("the client terminated the session", _lifetime.Token).ConfigureAwait(false);
