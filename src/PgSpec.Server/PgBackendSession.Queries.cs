@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using PgSpec.Protocol;
 using static PgSpec.Server.PgStatementResult;
@@ -399,13 +400,14 @@ public sealed partial class PgBackendSession
                     return true;
                 }
 
-                var values = ImmutableArray.CreateBuilder<ReadOnlyMemory<byte>?>(count);
+                var values = new ReadOnlyMemory<byte>?[count];
                 for (int i = 0; i < count; i++)
                 {
-                    values.Add(result.GetValue(i, bind.ResultFormat(i)));
+                    values[i] = result.GetValue(i, bind.ResultFormat(i));
                 }
 
-                Send(new DataRow(values.MoveToImmutable()));
+                // The array is the message's: handed over without a copy.
+                Send(new DataRow(ImmutableCollectionsMarshal.AsImmutableArray(values)));
                 rows++;
                 await FlushIfFullAsync(cancellationToken).ConfigureAwait(false);
             }
@@ -435,7 +437,7 @@ public sealed partial class PgBackendSession
     private RowDescription Describe(IReadOnlyList<PgColumn> columns, PgBindContext? bind)
     {
         IReadOnlyList<short> formats = bind?.ResultFormats ?? s_noFormats;
-        if (_lastDescription is var (lastColumns, lastFormats, message) && ReferenceEquals(lastColumns, columns) && lastFormats.SequenceEqual(formats))
+        if (_lastDescription is var (lastColumns, lastFormats, message) && ReferenceEquals(lastColumns, columns) && SameFormats(lastFormats, formats))
         {
             return message;
         }
@@ -443,6 +445,24 @@ public sealed partial class PgBackendSession
         RowDescription description = DescribeColumns(columns, bind);
         _lastDescription = (columns, formats.ToArray(), description);
         return description;
+    }
+
+    private static bool SameFormats(IReadOnlyList<short> a, IReadOnlyList<short> b)
+    {
+        if (a.Count != b.Count)
+        {
+            return false;
+        }
+
+        for (int i = 0; i < a.Count; i++)
+        {
+            if (a[i] != b[i])
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private static RowDescription DescribeColumns(IReadOnlyList<PgColumn> columns, PgBindContext? bind)

@@ -209,4 +209,30 @@ public sealed class BackendTests : IAsyncLifetime
         Assert.IsType<AuthenticationOk>(received[1]);
         Assert.Equal(32, Assert.Single(received.OfType<BackendKeyData>()).SecretKey.Length);
     }
+
+    [Fact]
+    public async Task Notifications_reach_an_idle_session_at_once_and_a_busy_one_before_ReadyForQuery()
+    {
+        await using PgFrontendSession listener = await PgFrontendSession.ConnectAsync(Connect(), cancellationToken: Timeout);
+        await using PgFrontendSession sender = await PgFrontendSession.ConnectAsync(Connect(), cancellationToken: Timeout);
+        IReadOnlyList<IBackendMessage> own = await sender.RoundTripAsync([new Query("notify jobs ready")], Timeout);
+        Assert.Equal(["CommandComplete", "NotificationResponse", "ReadyForQuery"], own.Select(m => m.Name));
+
+        // The listener sent nothing since: the notification came while it was idle.
+        NotificationResponse received = await listener.WaitForNotificationAsync(Timeout);
+        Assert.Equal("jobs", received.Channel);
+        Assert.Equal("ready", received.Payload);
+        Assert.Equal(sender.ProcessId, received.ProcessId);
+    }
+
+    [Fact]
+    public async Task FunctionCall_is_answered_by_the_handler_or_refused_with_0A000()
+    {
+        await using PgFrontendSession client = await PgFrontendSession.ConnectAsync(Connect(), cancellationToken: Timeout);
+        ReadOnlyMemory<byte>? joined = await client.CallFunctionAsync(42, [Encoding.UTF8.GetBytes("ab"), Encoding.UTF8.GetBytes("cd")], cancellationToken: Timeout);
+        Assert.Equal("abcd", Encoding.UTF8.GetString(joined!.Value.Span));
+        PgServerException refused = await Assert.ThrowsAsync<PgServerException>(() => client.CallFunctionAsync(7, [], cancellationToken: Timeout));
+        Assert.Equal("0A000", refused.Fields.SqlState);
+        Assert.Single((await client.QueryAsync("rows 1", cancellationToken: Timeout))[0].Rows);
+    }
 }

@@ -18,7 +18,47 @@ internal sealed class ScriptedHandler : PgSessionHandler
     private readonly PgBackendSession _session;
     private TransactionStatus _status = TransactionStatus.Idle;
 
-    public ScriptedHandler(PgBackendSession session) => _session = session;
+    public ScriptedHandler(PgBackendSession session)
+    {
+        _session = session;
+        lock (Sessions)
+        {
+            Sessions.Add(session);
+        }
+    }
+
+    private static PgBackendSession[] SessionsNow()
+    {
+        lock (Sessions)
+        {
+            return [.. Sessions];
+        }
+    }
+
+    /// <summary>The sessions of every ScriptedHandler alive.</summary>
+    public static List<PgBackendSession> Sessions { get; } = [];
+
+    public override ValueTask DisposeAsync()
+    {
+        lock (Sessions)
+        {
+            Sessions.Remove(_session);
+        }
+
+        return base.DisposeAsync();
+    }
+
+    public override ValueTask<ReadOnlyMemory<byte>?> FunctionCallAsync(uint functionOid, IReadOnlyList<ReadOnlyMemory<byte>?> arguments, IReadOnlyList<short> argumentFormats, short resultFormat, CancellationToken cancellationToken)
+    {
+        if (functionOid != 42)
+        {
+            return base.FunctionCallAsync(functionOid, arguments, argumentFormats, resultFormat, cancellationToken);
+        }
+
+        // Function 42 concatenates its text arguments.
+        string joined = string.Concat(arguments.Select(a => a is ReadOnlyMemory<byte> bytes ? Encoding.UTF8.GetString(bytes.Span) : ""));
+        return ValueTask.FromResult<ReadOnlyMemory<byte>?>(Encoding.UTF8.GetBytes(joined));
+    }
 
     public static List<string> Copied { get; } = [];
 
@@ -67,6 +107,14 @@ internal sealed class ScriptedHandler : PgSessionHandler
             case "set":
                 _session.SetParameter(words[1], words[2]);
                 return PgStatementResult.Command("SET");
+            case "notify":
+                // To every session of the server, this one included: delivered before ReadyForQuery here, at once to idle ones.
+                foreach (PgBackendSession other in SessionsNow())
+                {
+                    other.Notify(words[1], words.Length > 2 ? words[2] : "", _session.ProcessId);
+                }
+
+                return PgStatementResult.Command("NOTIFY");
             case "notice":
                 _session.SendNotice(new PgErrorException("NOTICE", "00000", "a notice"));
                 return PgStatementResult.Command("NOTICE");
