@@ -342,7 +342,7 @@ public sealed partial class PgBackendSession
 
                 Send(new DataRow(values.MoveToImmutable()));
                 rows++;
-                await FlushIfFullAsync(cancellationToken).ConfigureAwait(false);
+                await FlushIfFullAsync().ConfigureAwait(false);
             }
 
             Send(new PortalSuspended());
@@ -374,7 +374,7 @@ public sealed partial class PgBackendSession
     private async ValueTask CopyInAsync(PgCopyInResult copy, bool extended, CancellationToken cancellationToken)
     {
         Send(new CopyInResponse(copy.Format, [.. Enumerable.Repeat((short)copy.Format, copy.ColumnCount)]));
-        await FlushAsync(cancellationToken).ConfigureAwait(false);
+        await FlushAsync(_lifetime.Token).ConfigureAwait(false);
         PgPipeMessageReader reader = _reader!;
         try
         {
@@ -434,7 +434,7 @@ public sealed partial class PgBackendSession
             while (await copy.ReadCopyDataAsync(cancellationToken).ConfigureAwait(false) is ReadOnlyMemory<byte> data)
             {
                 Send(new CopyData(data));
-                await FlushIfFullAsync(cancellationToken).ConfigureAwait(false);
+                await FlushIfFullAsync().ConfigureAwait(false);
             }
         }
         finally

@@ -297,7 +297,10 @@ public sealed partial class PgBackendSession
 
             if (_output is not null)
             {
-                await _output.CompleteAsync().ConfigureAwait(false);
+                // Completed with an error, the writer drops what is still unsent instead of flushing
+                // it: what had to be said was flushed, and a client that does not read must not
+                // hold up the close.
+                await _output.CompleteAsync(new IOException("the session is closed")).ConfigureAwait(false);
             }
 
             await _stream.DisposeAsync().ConfigureAwait(false);
@@ -448,8 +451,9 @@ public sealed partial class PgBackendSession
 
         if (error is null && major == 1234)
         {
-            // A request sent twice, or one this server does not know.
-            return new PgErrorException("FATAL", "08P01", $"unsupported frontend protocol {major}.{minor}: server supports 3.0 to {_options.MaxProtocolVersion.Major}.{_options.MaxProtocolVersion.Minor}");
+            // A request sent twice, or one this server does not know: PostgreSQL takes its code for a
+            // protocol version and refuses it as such, with 0A000.
+            return new PgErrorException("FATAL", "0A000", $"unsupported frontend protocol {major}.{minor}: server supports 3.0 to {_options.MaxProtocolVersion.Major}.{_options.MaxProtocolVersion.Minor}");
         }
 
         return new PgErrorException("FATAL", "08P01", "invalid startup packet layout") { Detail = error?.ToString() };
@@ -671,9 +675,13 @@ public sealed partial class PgBackendSession
         }
     }
 
-    /// <summary>Flushes when enough output waits: a client that does not read holds back its own session only.</summary>
-    private ValueTask FlushIfFullAsync(CancellationToken cancellationToken)
-        => _output!.UnflushedBytes >= _options.OutputBufferSize ? FlushAsync(cancellationToken) : ValueTask.CompletedTask;
+    /// <summary>
+    /// Flushes when enough output waits: a client that does not read holds back its own session only.
+    /// Only the session's end interrupts the wait, not a cancel request: a write cut short leaves part
+    /// of a message on the wire. A cancelled statement stops at its next row, as PostgreSQL's does.
+    /// </summary>
+    private ValueTask FlushIfFullAsync()
+        => _output!.UnflushedBytes >= _options.OutputBufferSize ? FlushAsync(_lifetime.Token) : ValueTask.CompletedTask;
 
     private void OnTraffic(PgDirection direction, ReadOnlySpan<byte> raw) => _options.Traffic?.Invoke(this, direction, raw);
 

@@ -1,0 +1,301 @@
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using PgSpec.Cli.Tests.RealServer;
+using PgSpec.Client;
+using PgSpec.Protocol;
+using PgSpec.Servers;
+
+namespace PgSpec.Server.Tests;
+
+/// <summary>
+/// Each password method against our own client, psql and libpq (psycopg); the stored hashes and
+/// verifiers come from a real PostgreSQL 15, and every refusal is compared with the one PostgreSQL
+/// sends for the same failure.
+/// </summary>
+[Collection(PostgresCollection.Name)]
+public sealed class AuthenticationTests(PostgresFixture postgres)
+{
+    private const string Psql = "/usr/bin/psql";
+
+    /// <summary>Logs in to our server with the options given and returns the error it refused with.</summary>
+    private static async Task<PgErrorFields> RefusedAsync(PgConnectOptions options, Action<PgTraffic>? traffic = null)
+    {
+        PgServerException error = await Assert.ThrowsAsync<PgServerException>(() => PgFrontendSession.ConnectAsync(options, traffic, Wait.Token));
+        return error.Fields;
+    }
+
+    private static async Task<IReadOnlyList<Client.PgResult>> LogInAndQueryAsync(PgConnectOptions options, string expectedMethod)
+    {
+        await using PgFrontendSession client = await PgFrontendSession.ConnectAsync(options, cancellationToken: Wait.Token);
+        Assert.Equal(expectedMethod, client.AuthenticationMethod);
+        return await client.QueryAsync("rows 2", cancellationToken: Wait.Token);
+    }
+
+    [Fact]
+    public async Task Cleartext_lets_the_right_password_in_and_refuses_a_wrong_one_as_PostgreSQL_does()
+    {
+        PgRole role = postgres.Server.Role(PgAuthMethod.Password);
+        await using var server = TestServer.Start(o => o.Authentication = PgAuthenticator.Cleartext(user => user == role.Name ? role.Password : null));
+
+        IReadOnlyList<Client.PgResult> results = await LogInAndQueryAsync(server.Client(role.Name, role.Password), "cleartext");
+        Assert.Equal("row 2", results[0].Text(1, 1));
+
+        PgErrorFields ours = await RefusedAsync(server.Client(role.Name, "wrong"));
+        PgErrorFields theirs = await RefusedAsync(postgres.Login(role.Name, "wrong"));
+        Assert.Equal(("FATAL", "FATAL", "28P01", $"password authentication failed for user \"{role.Name}\""), ours.Core());
+        Assert.Equal(theirs.Core(), ours.Core());
+    }
+
+    [Fact]
+    public async Task Md5_with_a_stored_password()
+    {
+        await using var server = TestServer.Start(o => o.Authentication = PgAuthenticator.Md5(user => user == "alice" ? "s3cret" : null));
+
+        IReadOnlyList<Client.PgResult> results = await LogInAndQueryAsync(server.Client("alice", "s3cret"), "md5");
+        Assert.Equal("SELECT 2", results[0].CommandTag);
+
+        PgErrorFields wrong = await RefusedAsync(server.Client("alice", "S3cret"));
+        Assert.Equal(("FATAL", "FATAL", "28P01", "password authentication failed for user \"alice\""), wrong.Core());
+        PgErrorFields unknown = await RefusedAsync(server.Client("bob", "s3cret"));
+        Assert.Equal(("FATAL", "FATAL", "28P01", "password authentication failed for user \"bob\""), unknown.Core());
+    }
+
+    [Fact]
+    public async Task Md5_with_the_hash_PostgreSQL_stored_and_its_refusal()
+    {
+        PgRole role = postgres.Server.Role(PgAuthMethod.Md5);
+        string? stored = await postgres.StoredPasswordAsync(role.Name);
+        Assert.NotNull(stored);
+        Assert.StartsWith("md5", stored, StringComparison.Ordinal);
+        await using var server = TestServer.Start(o => o.Authentication = PgAuthenticator.Md5(user => user == role.Name ? stored : null));
+
+        IReadOnlyList<Client.PgResult> results = await LogInAndQueryAsync(server.Client(role.Name, role.Password), "md5");
+        Assert.Equal("SELECT 2", results[0].CommandTag);
+
+        PgErrorFields ours = await RefusedAsync(server.Client(role.Name, "wrong"));
+        PgErrorFields theirs = await RefusedAsync(postgres.Login(role.Name, "wrong"));
+        Assert.Equal(theirs.Core(), ours.Core());
+        Assert.Equal("28P01", ours.SqlState);
+    }
+
+    [Fact]
+    public async Task Scram_from_a_verifier_PostgreSQL_made()
+    {
+        await postgres.ScalarAsync("SET password_encryption = 'scram-sha-256'; DROP ROLE IF EXISTS x; CREATE ROLE x LOGIN PASSWORD 'p'");
+        string? stored = await postgres.StoredPasswordAsync("x");
+        Assert.NotNull(stored);
+        Assert.StartsWith("SCRAM-SHA-256$4096:", stored, StringComparison.Ordinal);
+
+        PgScramVerifier verifier = PgScramVerifier.Parse(stored);
+        Assert.Equal(stored, verifier.ToString());
+
+        // Made from the password and PostgreSQL's salt, our verifier is PostgreSQL's.
+        Assert.Equal(stored, PgScramVerifier.Create("p", verifier.Salt.Span, verifier.Iterations).ToString());
+
+        await using var server = TestServer.Start(o => o.Authentication = PgAuthenticator.ScramSha256(user => user == "x" ? verifier : null));
+        IReadOnlyList<Client.PgResult> results = await LogInAndQueryAsync(server.Client("x", "p"), "SCRAM-SHA-256");
+        Assert.Equal("row 1", results[0].Text(0, 1));
+
+    }
+
+    [Fact]
+    public async Task Scram_refuses_a_wrong_password_as_PostgreSQL_does()
+    {
+        PgRole role = postgres.Server.Role(PgAuthMethod.ScramSha256);
+        PgScramVerifier verifier = PgScramVerifier.Parse((await postgres.StoredPasswordAsync(role.Name))!);
+        await using var server = TestServer.Start(o => o.Authentication = PgAuthenticator.ScramSha256(user => user == role.Name ? verifier : null));
+
+        await LogInAndQueryAsync(server.Client(role.Name, role.Password), "SCRAM-SHA-256");
+        PgErrorFields ours = await RefusedAsync(server.Client(role.Name, "wrong"));
+        PgErrorFields theirs = await RefusedAsync(postgres.Login(role.Name, "wrong"));
+        Assert.Equal(("FATAL", "FATAL", "28P01", $"password authentication failed for user \"{role.Name}\""), ours.Core());
+        Assert.Equal(theirs.Core(), ours.Core());
+    }
+
+    [Fact]
+    public async Task Scram_plus_binds_to_the_TLS_certificate()
+    {
+        using X509Certificate2 certificate = Certificates.SelfSigned();
+        PgScramVerifier verifier = PgScramVerifier.Create("tls-secret");
+        await using var server = TestServer.Start(o =>
+        {
+            o.TlsCertificate = certificate;
+            o.Authentication = PgAuthenticator.ScramSha256(user => user == "alice" ? verifier : null);
+        });
+        PgConnectOptions options = server.Client("alice", "tls-secret") with { SslMode = PgSslMode.Require, ChannelBinding = PgChannelBinding.Require };
+
+        var traffic = new List<PgTraffic>();
+        await using (PgFrontendSession client = await PgFrontendSession.ConnectAsync(options, t => traffic.Add(t), Wait.Token))
+        {
+            Assert.Equal("SCRAM-SHA-256-PLUS", client.AuthenticationMethod);
+            Assert.Equal("SSLRequest", client.Tls);
+            Assert.Single((await client.QueryAsync("rows 1", cancellationToken: Wait.Token))[0].Rows);
+        }
+
+        AuthenticationSASL offer = Assert.Single(traffic.Select(t => t.Message).OfType<AuthenticationSASL>());
+        Assert.Equal(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], offer.Mechanisms.AsEnumerable());
+        Assert.Equal("SCRAM-SHA-256-PLUS", Assert.Single(traffic.Select(t => t.Message).OfType<SASLInitialResponse>()).Mechanism);
+
+        // Without TLS only the plain mechanism is offered, and channel_binding=require cannot be met.
+        PgConnectionException plain = await Assert.ThrowsAsync<PgConnectionException>(
+            () => PgFrontendSession.ConnectAsync(options with { SslMode = PgSslMode.Disable }, cancellationToken: Wait.Token));
+        Assert.Contains("channel_binding=require", plain.Message, StringComparison.Ordinal);
+
+        PgErrorFields wrong = await RefusedAsync(options with { Password = "wrong" });
+        Assert.Equal(("FATAL", "FATAL", "28P01", "password authentication failed for user \"alice\""), wrong.Core());
+    }
+
+    [Fact]
+    public async Task Scram_for_an_unknown_user_runs_the_exchange_to_its_end_and_fails_like_a_wrong_password()
+    {
+        PgScramVerifier verifier = PgScramVerifier.Create("secret");
+        await using var server = TestServer.Start(o => o.Authentication = PgAuthenticator.ScramSha256(user => user == "alice" ? verifier : null));
+
+        async Task<(PgErrorFields Error, string Salt, List<string> Names)> AttemptAsync(string user, string password)
+        {
+            var traffic = new List<PgTraffic>();
+            PgErrorFields error = await RefusedAsync(server.Client(user, password), t => traffic.Add(t));
+            var serverFirst = Encoding.UTF8.GetString(Assert.Single(traffic.Select(t => t.Message).OfType<AuthenticationSASLContinue>()).Data.Span);
+            string salt = serverFirst.Split(',').Single(a => a.StartsWith("s=", StringComparison.Ordinal));
+            return (error, salt, traffic.Select(t => t.Name).ToList());
+        }
+
+        (PgErrorFields unknown, string salt1, List<string> names) = await AttemptAsync("mallory", "secret");
+        Assert.Equal(("FATAL", "FATAL", "28P01", "password authentication failed for user \"mallory\""), unknown.Core());
+        Assert.Equal(
+            ["StartupMessage", "AuthenticationSASL", "SASLInitialResponse", "AuthenticationSASLContinue", "SASLResponse", "ErrorResponse"],
+            names);
+
+        // The made-up salt is the same on every attempt, as a real user's would be.
+        (_, string salt2, _) = await AttemptAsync("mallory", "other");
+        Assert.Equal(salt1, salt2);
+        (_, string otherUserSalt, _) = await AttemptAsync("eve", "secret");
+        Assert.NotEqual(salt1, otherUserSalt);
+
+        // A known user with a wrong password goes through the same messages.
+        (PgErrorFields wrong, _, List<string> wrongNames) = await AttemptAsync("alice", "wrong");
+        Assert.Equal(names, wrongNames);
+        Assert.Equal(("FATAL", "FATAL", "28P01", "password authentication failed for user \"alice\""), wrong.Core());
+    }
+
+    [Fact]
+    public async Task TrustUsers_refuses_an_unknown_role_as_PostgreSQL_does()
+    {
+        await using var server = TestServer.Start(o => o.Authentication = PgAuthenticator.TrustUsers(user => user == "alice"));
+        await using (PgFrontendSession alice = await server.ConnectAsync("alice"))
+        {
+            Assert.Single((await alice.QueryAsync("rows 1", cancellationToken: Wait.Token))[0].Rows);
+        }
+
+        PgErrorFields ours = await RefusedAsync(server.Client("nosuchrole"));
+        Assert.Equal(("FATAL", "FATAL", "28000", "role \"nosuchrole\" does not exist"), ours.Core());
+
+        // PostgreSQL trusts every local user over its socket, so it gets as far as the role.
+        PgErrorFields theirs = await RefusedAsync(postgres.Login("nosuchrole", null) with { UnixSocketPath = postgres.Server.SocketPath });
+        Assert.Equal(theirs.Core(), ours.Core());
+    }
+
+    [Fact]
+    public async Task A_startup_packet_without_a_user_is_refused_with_28000_as_PostgreSQL_does()
+    {
+        await using var server = TestServer.Start();
+
+        async Task<IReadOnlyList<IBackendMessage>> WithoutUserAsync(int port)
+        {
+            await using RawConnection raw = await RawConnection.OpenAsync(port);
+            await raw.StartupAsync(("database", "postgres"));
+            return await raw.ReceiveToEndAsync();
+        }
+
+        IReadOnlyList<IBackendMessage> ours = await WithoutUserAsync(server.Port);
+        IReadOnlyList<IBackendMessage> theirs = await WithoutUserAsync(postgres.Server.Port);
+        ErrorResponse error = Assert.IsType<ErrorResponse>(Assert.Single(ours));
+        Assert.Equal(("FATAL", "FATAL", "28000", "no PostgreSQL user name specified in startup packet"), error.Fields().Core());
+        Assert.Equal(Assert.IsType<ErrorResponse>(Assert.Single(theirs)).Fields().Core(), error.Fields().Core());
+    }
+
+    [Fact]
+    public async Task Psql_logs_in_with_md5_and_with_scram_plus_through_TLS()
+    {
+        using X509Certificate2 certificate = Certificates.SelfSigned();
+        await using var md5 = TestServer.Start(o =>
+        {
+            o.TlsCertificate = certificate;
+            o.Authentication = PgAuthenticator.Md5(user => user == "alice" ? "md5-pass" : null);
+        });
+        PgScramVerifier verifier = PgScramVerifier.Create("scram-pass");
+        await using var scram = TestServer.Start(o =>
+        {
+            o.TlsCertificate = certificate;
+            o.Authentication = PgAuthenticator.ScramSha256(user => user == "alice" ? verifier : null);
+        });
+
+        ProcessOutput viaMd5 = RunPsql(md5, "md5-pass", "sslmode=require");
+        Assert.True(viaMd5.ExitCode == 0, viaMd5.ToString());
+        Assert.Equal("1|row 1\n2|row 2\n", viaMd5.Stdout);
+        ProcessOutput viaScram = RunPsql(scram, "scram-pass", "sslmode=require channel_binding=require");
+        Assert.True(viaScram.ExitCode == 0, viaScram.ToString());
+        Assert.Equal("1|row 1\n2|row 2\n", viaScram.Stdout);
+        Assert.All(md5.Handlers.Concat(scram.Handlers), h => Assert.Equal("SSLRequest", h.Session.Tls));
+        Assert.Equal("psql", scram.Handlers.Single().Session.StartupParameters["application_name"]);
+
+        ProcessOutput wrong = RunPsql(scram, "wrong", "sslmode=require channel_binding=require");
+        Assert.NotEqual(0, wrong.ExitCode);
+        Assert.Contains("FATAL:  password authentication failed for user \"alice\"", wrong.Stderr, StringComparison.Ordinal);
+    }
+
+    private static ProcessOutput RunPsql(TestServer server, string password, string tls)
+        => ExternalProcess.Run(
+            Psql,
+            ["-X", "-A", "-t", "-d", $"host=127.0.0.1 port={server.Port} user=alice dbname=postgres connect_timeout=30 {tls}", "-c", "rows 2"],
+            environment: new Dictionary<string, string> { ["PGPASSWORD"] = password });
+
+    [Fact]
+    public async Task Libpq_through_psycopg_logs_in_with_md5_and_with_scram_plus_through_TLS()
+    {
+        using X509Certificate2 certificate = Certificates.SelfSigned();
+        await using var md5 = TestServer.Start(o =>
+        {
+            o.TlsCertificate = certificate;
+            o.Authentication = PgAuthenticator.Md5(user => user == "alice" ? "md5-pass" : null);
+        });
+        PgScramVerifier verifier = PgScramVerifier.Create("scram-pass");
+        await using var scram = TestServer.Start(o =>
+        {
+            o.TlsCertificate = certificate;
+            o.Authentication = PgAuthenticator.ScramSha256(user => user == "alice" ? verifier : null);
+        });
+
+        ProcessOutput viaMd5 = Psycopg.Run($"host=127.0.0.1 port={md5.Port} user=alice password=md5-pass dbname=postgres sslmode=require", "rows 2");
+        Assert.True(viaMd5.ExitCode == 0, viaMd5.ToString());
+        Assert.Equal("1|row 1\n2|row 2\n", viaMd5.Stdout);
+        ProcessOutput viaScram = Psycopg.Run($"host=127.0.0.1 port={scram.Port} user=alice password=scram-pass dbname=postgres sslmode=require channel_binding=require", "rows 2");
+        Assert.True(viaScram.ExitCode == 0, viaScram.ToString());
+        Assert.Equal("1|row 1\n2|row 2\n", viaScram.Stdout);
+        Assert.All(md5.Handlers.Concat(scram.Handlers), h => Assert.Equal("SSLRequest", h.Session.Tls));
+
+        ProcessOutput wrong = Psycopg.Run($"host=127.0.0.1 port={md5.Port} user=alice password=wrong dbname=postgres sslmode=require", "rows 2");
+        Assert.NotEqual(0, wrong.ExitCode);
+        Assert.Contains("password authentication failed for user \"alice\"", wrong.Stderr, StringComparison.Ordinal);
+    }
+}
+
+/// <summary>Runs a statement through libpq with psycopg 3 and prints the rows as "a|b" lines.</summary>
+internal static class Psycopg
+{
+    private const string Script = """
+        import sys
+        import psycopg
+        with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+            for row in conn.execute(sys.argv[2]).fetchall():
+                print("|".join(str(v) for v in row))
+        """;
+
+    /// <summary>With the system's libpq.</summary>
+    public static ProcessOutput Run(string conninfo, string sql)
+        => ExternalProcess.Run("/usr/bin/python3", ["-c", Script, conninfo, sql], environment: new Dictionary<string, string> { ["PSYCOPG_IMPL"] = "python" });
+
+    /// <summary>With libpq 18 (direct TLS, protocol 3.2).</summary>
+    public static ProcessOutput RunWithLibpq18(string conninfo, string sql)
+        => ExternalProcess.Run(Libpq18.Python, ["-c", Script, conninfo, sql], environment: new Dictionary<string, string> { ["PSYCOPG_IMPL"] = "python", ["LD_LIBRARY_PATH"] = Libpq18.LibraryDirectory });
+}
