@@ -112,6 +112,82 @@ public sealed class AuthenticationTests(PostgresFixture postgres)
         Assert.Equal(theirs.Core(), ours.Core());
     }
 
+    /// <summary>
+    /// Broken or hostile SCRAM exchanges, each sent by hand to PostgreSQL and to our server: the
+    /// client-first-message (null: no data), and the client-final-message ({nonce} is the server's
+    /// nonce, {binding} base64 of "p=tls-server-end-point,," and 32 zero bytes; null: the first message fails).
+    /// </summary>
+    public static TheoryData<string, bool, string, string?, string?> HostileScram => new()
+    {
+        { "an unknown mechanism", false, "SCRAM-SHA-1", "n,,n=,r=abc", null },
+        { "PLUS without TLS", false, "SCRAM-SHA-256-PLUS", "p=tls-server-end-point,,n=,r=abc", null },
+        { "no initial response", false, "SCRAM-SHA-256", null, null },
+        { "an unknown channel-binding flag", false, "SCRAM-SHA-256", "x,,n=,r=abc", null },
+        { "an authorization identity", false, "SCRAM-SHA-256", "n,a=bob,n=,r=abc", null },
+        { "a mandatory extension", false, "SCRAM-SHA-256", "n,,m=ext,n=,r=abc", null },
+        { "no user name attribute", false, "SCRAM-SHA-256", "n,,r=abc", null },
+        { "a non-printable nonce", false, "SCRAM-SHA-256", "n,,n=,r=a\u0001b", null },
+        { "a nonce with a comma", false, "SCRAM-SHA-256", "n,,n=,r=a,b", null },
+        { "a wrong final nonce", false, "SCRAM-SHA-256", "n,,n=,r=abc", "c=biws,r=abcWRONG,p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" },
+        { "a channel binding other than the first message's", false, "SCRAM-SHA-256", "n,,n=,r=abc", "c=eSws,r={nonce},p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" },
+        { "a proof that is not base64", false, "SCRAM-SHA-256", "y,,n=,r=abc", "c=eSws,r={nonce},p=!!!!" },
+        { "a proof of the wrong length", false, "SCRAM-SHA-256", "n,,n=,r=abc", "c=biws,r={nonce},p=AAAA" },
+        { "no proof", false, "SCRAM-SHA-256", "n,,n=,r=abc", "c=biws,r={nonce}" },
+        { "a wrong proof", false, "SCRAM-SHA-256", "n,,n=,r=abc", "c=biws,r={nonce},p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" },
+        { "'y' under TLS", true, "SCRAM-SHA-256", "y,,n=,r=abc", null },
+        { "PLUS without binding data", true, "SCRAM-SHA-256-PLUS", "n,,n=,r=abc", null },
+        { "PLUS with tls-unique", true, "SCRAM-SHA-256-PLUS", "p=tls-unique,,n=,r=abc", null },
+        { "binding data without PLUS", true, "SCRAM-SHA-256", "p=tls-server-end-point,,n=,r=abc", null },
+        { "a wrong certificate hash", true, "SCRAM-SHA-256-PLUS", "p=tls-server-end-point,,n=,r=abc", "c={binding},r={nonce},p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" },
+    };
+
+    [Theory]
+    [MemberData(nameof(HostileScram))]
+    public async Task A_broken_SCRAM_exchange_is_refused_as_PostgreSQL_refuses_it(string what, bool tls, string mechanism, string? clientFirst, string? clientFinal)
+    {
+        PgRole role = postgres.Server.Role(PgAuthMethod.ScramSha256);
+        PgScramVerifier verifier = PgScramVerifier.Parse((await postgres.StoredPasswordAsync(role.Name))!);
+        using X509Certificate2 certificate = Certificates.SelfSigned();
+        await using var server = TestServer.Start(o =>
+        {
+            o.TlsCertificate = certificate;
+            o.Authentication = PgAuthenticator.ScramSha256(user => user == role.Name ? verifier : null);
+        });
+
+        async Task<(string? S, string? V, string? C, string? M)> ExchangeAsync(int port)
+        {
+            await using RawConnection raw = await RawConnection.OpenAsync(port);
+            if (tls)
+            {
+                await raw.SendAsync(new SSLRequest());
+                Assert.Equal((byte)'S', await raw.ReceiveByteAsync());
+                await raw.StartTlsAsync(alpn: null);
+            }
+
+            await raw.StartupAsync(("user", role.Name), ("database", "postgres"));
+            Assert.IsType<AuthenticationSASL>(await raw.ReceiveAsync());
+            await raw.SendAsync(new SASLInitialResponse(mechanism, clientFirst is null ? null : Encoding.UTF8.GetBytes(clientFirst)));
+            IBackendMessage? answer = await raw.ReceiveAsync();
+            if (clientFinal is not null)
+            {
+                AuthenticationSASLContinue serverFirst = Assert.IsType<AuthenticationSASLContinue>(answer);
+                string nonce = Encoding.UTF8.GetString(serverFirst.Data.Span).Split(',')[0][2..];
+                string binding = Convert.ToBase64String([.. Encoding.ASCII.GetBytes("p=tls-server-end-point,,"), .. new byte[32]]);
+                string final = clientFinal.Replace("{nonce}", nonce, StringComparison.Ordinal).Replace("{binding}", binding, StringComparison.Ordinal);
+                await raw.SendAsync(new SASLResponse(Encoding.UTF8.GetBytes(final)));
+                answer = await raw.ReceiveAsync();
+            }
+
+            ErrorResponse error = Assert.IsType<ErrorResponse>(answer);
+            Assert.Null(await raw.ReceiveAsync());
+            return error.Fields().Core();
+        }
+
+        var theirs = await ExchangeAsync(postgres.Server.Port);
+        var ours = await ExchangeAsync(server.Port);
+        Assert.True(theirs == ours, $"{what}: PostgreSQL refuses with {theirs}, our server with {ours}");
+    }
+
     [Fact]
     public async Task Scram_plus_binds_to_the_TLS_certificate()
     {
