@@ -456,7 +456,7 @@ public sealed partial class PgBackendSession
             return new PgErrorException("FATAL", "0A000", $"unsupported frontend protocol {major}.{minor}: server supports 3.0 to {_options.MaxProtocolVersion.Major}.{_options.MaxProtocolVersion.Minor}");
         }
 
-        return new PgErrorException("FATAL", "08P01", "invalid startup packet layout") { Detail = error?.ToString() };
+        return new PgErrorException("FATAL", "08P01", "invalid startup packet layout: expected terminator as last byte") { Detail = error?.ToString() };
     }
 
     private async Task StartTlsAsync(Stream inner, bool direct, CancellationToken cancellationToken)
@@ -598,7 +598,17 @@ public sealed partial class PgBackendSession
         {
             FrontendMessageKind expected = session._context.ExpectedPasswordMessage;
             PgPipeMessageReader reader = session._reader!;
-            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            bool any;
+            try
+            {
+                any = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (PgProtocolException e) when (e.Error.MessageName != "frame")
+            {
+                throw PgAuthenticator.MalformedAnswer(expected, e.Error);
+            }
+
+            if (!any)
             {
                 throw new EndOfStreamException("the client closed the connection during authentication");
             }
