@@ -354,6 +354,13 @@ public sealed partial class PgBackendSession
             PgReadStatus status = packets.TryRead(packet, out _, out PgReceivedMessage message, out PgDecodeError error);
             if (status != PgReadStatus.Message || message.IsUnknown)
             {
+                if (BinaryPrimitives.ReadInt32BigEndian(packet.AsSpan(4)) == (1234 << 16 | 5678))
+                {
+                    // A cancel request with a key of the wrong length: PostgreSQL only logs it, and closes.
+                    _logger?.LogInformation("session {ProcessId}: a malformed cancel request ({Length} bytes)", ProcessId, packet.Length);
+                    return false;
+                }
+
                 throw UnsupportedOrMalformed(packet, status == PgReadStatus.Message ? null : error);
             }
 

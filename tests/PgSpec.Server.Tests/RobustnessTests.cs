@@ -45,6 +45,22 @@ public sealed class RobustnessTests
     }
 
     [Fact]
+    public async Task A_message_whose_fields_overrun_its_length_is_FATAL_08P01_and_nothing_follows()
+    {
+        await using var server = TestServer.Start();
+        await using RawConnection raw = await RawConnection.OpenAsync(server.Port);
+        await raw.LoginAsync();
+
+        // Parse: a statement name, a query without its terminator, and no parameter count.
+        byte[] body = [.. "s1\0SELECT 1"u8];
+        await raw.SendAsync([.. Header((byte)'P', 4 + body.Length), .. body, .. new Sync().ToArray(), .. new Query("rows 1").ToArray()]);
+
+        ErrorResponse error = Assert.IsType<ErrorResponse>(Assert.Single(await raw.ReceiveToEndAsync()));
+        Assert.Equal(("FATAL", "FATAL", "08P01"), (error.Fields().Severity, error.Fields().SeverityNonLocalized, error.Fields().SqlState));
+        await AssertServedAsync(server);
+    }
+
+    [Fact]
     public async Task A_huge_length_for_a_message_the_spec_limits_is_refused_at_the_header()
     {
         await using var server = TestServer.Start();
@@ -329,6 +345,57 @@ public sealed class RobustnessTests
         byte[] rest = new byte[16];
         Assert.Equal(0, await stalled.Stream.ReadAsync(rest, Wait.Token));
         await Wait.UntilAsync(() => server.Server.ActiveSessions == 0, "the stalled session has ended");
+    }
+}
+
+/// <summary>How sessions end, compared with PostgreSQL 15.</summary>
+[Collection(PostgresCollection.Name)]
+public sealed class SessionEndTests(PostgresFixture postgres)
+{
+    [Theory]
+    [InlineData("idle_session_timeout", "rows 1")]
+    [InlineData("idle_in_transaction_session_timeout", "begin")]
+    public async Task A_timed_out_session_ends_with_PostgreSQLs_error(string setting, string statement)
+    {
+        await using var server = TestServer.Start(o =>
+        {
+            o.IdleTimeout = setting == "idle_session_timeout" ? TimeSpan.FromMilliseconds(300) : Timeout.InfiniteTimeSpan;
+            o.IdleInTransactionTimeout = setting == "idle_in_transaction_session_timeout" ? TimeSpan.FromMilliseconds(300) : Timeout.InfiniteTimeSpan;
+        });
+
+        await using PgFrontendSession theirs = await PgFrontendSession.ConnectAsync(postgres.Login("postgres", null), cancellationToken: Wait.Token);
+        await theirs.QueryAsync($"SET {setting} = '300ms'; {(statement == "begin" ? "BEGIN" : "SELECT 1")}", cancellationToken: Wait.Token);
+        await using PgFrontendSession ours = await server.ConnectAsync();
+        await ours.QueryAsync(statement, cancellationToken: Wait.Token);
+
+        ErrorResponse expected = Assert.IsType<ErrorResponse>(await theirs.ReceiveAsync(Wait.Token));
+        ErrorResponse actual = Assert.IsType<ErrorResponse>(await ours.ReceiveAsync(Wait.Token));
+        Assert.Equal(expected.Fields().Core(), actual.Fields().Core());
+        await Assert.ThrowsAsync<PgConnectionException>(() => ours.ReceiveAsync(Wait.Token));
+    }
+
+    [Fact]
+    public async Task A_cancel_request_of_the_wrong_length_is_dropped_as_PostgreSQL_drops_it()
+    {
+        await using var server = TestServer.Start();
+        foreach (int port in (int[])[postgres.Server.Port, server.Port])
+        {
+            await using RawConnection raw = await RawConnection.OpenAsync(port);
+            await raw.SendAsync(RawConnection.CancelRequest(1234, [1, 2, 3]));
+            Assert.Empty(await raw.ReceiveToEndAsync());
+        }
+    }
+
+    [Fact]
+    public async Task A_cancel_request_is_delivered_when_every_connection_slot_is_taken()
+    {
+        await using var server = TestServer.Start(o => o.MaxConnections = 1);
+        await using PgFrontendSession client = await server.ConnectAsync();
+        Task<IReadOnlyList<Client.PgResult>> sleeping = client.QueryAsync("sleep", cancellationToken: Wait.Token);
+        await server.HandlerOf(client.ProcessId).Sleeping.Task.WaitAsync(Wait.Token);
+
+        await client.CancelAsync(Wait.Token);
+        Assert.Equal("57014", (await Assert.ThrowsAsync<PgServerException>(() => sleeping)).SqlState);
     }
 }
 
