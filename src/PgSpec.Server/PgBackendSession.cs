@@ -483,7 +483,8 @@ public sealed partial class PgBackendSession
         _stream = ssl;
         if (direct && ssl.NegotiatedApplicationProtocol != s_postgresqlAlpn)
         {
-            throw new PgErrorException("FATAL", "08P01", "received direct SSL connection request without ALPN protocol negotiation extension");
+            // PostgreSQL only logs this, and closes without a word.
+            throw new AuthenticationException("received direct SSL connection request without ALPN protocol negotiation extension");
         }
 
         Tls = direct ? "direct" : "SSLRequest";
