@@ -60,6 +60,19 @@ public abstract class PgAuthenticator
     /// <summary>Runs the exchange; returns normally when the client is authenticated, throws a FATAL <see cref="PgErrorException"/> otherwise.</summary>
     internal abstract ValueTask AuthenticateAsync(PgAuthenticationExchange exchange, CancellationToken cancellationToken);
 
+    /// <summary>An empty password (cleartext or MD5): PostgreSQL refuses it before checking anything.</summary>
+    internal static PgErrorException EmptyPassword() => new("FATAL", "28P01", "empty password returned by client");
+
+    /// <summary>An answer whose frame is sound but whose fields are not, refused in the words of PostgreSQL's message reader.</summary>
+    internal static PgErrorException MalformedAnswer(FrontendMessageKind expected, PgDecodeError error)
+    {
+        string message = expected == FrontendMessageKind.PasswordMessage ? "invalid password packet size"
+            : error.Field is null ? "invalid message format"
+            : error.Reason.StartsWith("String has no terminating NUL", StringComparison.Ordinal) ? "invalid string in message"
+            : "insufficient data left in message";
+        return new PgErrorException("FATAL", "08P01", message) { Detail = error.ToString() };
+    }
+
     /// <summary>FATAL 28P01, worded as PostgreSQL words it for every password method.</summary>
     internal static PgErrorException PasswordFailed(string user)
         => new("FATAL", "28P01", $"password authentication failed for user \"{user}\"");
@@ -87,7 +100,12 @@ public abstract class PgAuthenticator
         {
             await exchange.SendAsync(new AuthenticationCleartextPassword(), cancellationToken).ConfigureAwait(false);
             PasswordMessage answer = (PasswordMessage)await exchange.ReceiveAsync(cancellationToken).ConfigureAwait(false);
-            if (answer.Password.Length == 0 || !await check(exchange.User, answer.Password, cancellationToken).ConfigureAwait(false))
+            if (answer.Password.Length == 0)
+            {
+                throw EmptyPassword();
+            }
+
+            if (!await check(exchange.User, answer.Password, cancellationToken).ConfigureAwait(false))
             {
                 throw PasswordFailed(exchange.User);
             }
@@ -103,6 +121,11 @@ public abstract class PgAuthenticator
             byte[] salt = RandomNumberGenerator.GetBytes(4);
             await exchange.SendAsync(new AuthenticationMD5Password(salt), cancellationToken).ConfigureAwait(false);
             PasswordMessage answer = (PasswordMessage)await exchange.ReceiveAsync(cancellationToken).ConfigureAwait(false);
+            if (answer.Password.Length == 0)
+            {
+                throw EmptyPassword();
+            }
+
             string? stored = passwordOf(exchange.User);
             if (stored is null)
             {

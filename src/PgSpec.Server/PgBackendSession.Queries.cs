@@ -409,7 +409,7 @@ public sealed partial class PgBackendSession
                 // The array is the message's: handed over without a copy.
                 Send(new DataRow(ImmutableCollectionsMarshal.AsImmutableArray(values)));
                 rows++;
-                await FlushIfFullAsync(cancellationToken).ConfigureAwait(false);
+                await FlushIfFullAsync().ConfigureAwait(false);
             }
 
             Send(s_portalSuspended);
@@ -482,7 +482,7 @@ public sealed partial class PgBackendSession
     private async ValueTask CopyInAsync(PgCopyInResult copy, bool extended, CancellationToken cancellationToken)
     {
         Send(new CopyInResponse(copy.Format, [.. Enumerable.Repeat((short)copy.Format, copy.ColumnCount)]));
-        await FlushAsync(cancellationToken).ConfigureAwait(false);
+        await FlushAsync(_lifetime.Token).ConfigureAwait(false);
         PgPipeMessageReader reader = _reader!;
         try
         {
@@ -541,7 +541,7 @@ public sealed partial class PgBackendSession
             while (await copy.ReadCopyDataAsync(cancellationToken).ConfigureAwait(false) is ReadOnlyMemory<byte> data)
             {
                 Send(new CopyData(data));
-                await FlushIfFullAsync(cancellationToken).ConfigureAwait(false);
+                await FlushIfFullAsync().ConfigureAwait(false);
             }
         }
         finally

@@ -307,7 +307,10 @@ public sealed partial class PgBackendSession
 
             if (_output is not null)
             {
-                await _output.CompleteAsync().ConfigureAwait(false);
+                // Completed with an error, the writer drops what is still unsent instead of flushing
+                // it: what had to be said was flushed, and a client that does not read must not
+                // hold up the close.
+                await _output.CompleteAsync(new IOException("the session is closed")).ConfigureAwait(false);
             }
 
             await _stream.DisposeAsync().ConfigureAwait(false);
@@ -363,6 +366,13 @@ public sealed partial class PgBackendSession
             PgReadStatus status = packets.TryRead(packet, out _, out PgReceivedMessage message, out PgDecodeError error);
             if (status != PgReadStatus.Message || message.IsUnknown)
             {
+                if (BinaryPrimitives.ReadInt32BigEndian(packet.AsSpan(4)) == (1234 << 16 | 5678))
+                {
+                    // A cancel request with a key of the wrong length: PostgreSQL only logs it, and closes.
+                    _logger?.LogInformation("session {ProcessId}: a malformed cancel request ({Length} bytes)", ProcessId, packet.Length);
+                    return false;
+                }
+
                 throw UnsupportedOrMalformed(packet, status == PgReadStatus.Message ? null : error);
             }
 
@@ -460,11 +470,12 @@ public sealed partial class PgBackendSession
 
         if (error is null && major == 1234)
         {
-            // A request sent twice, or one this server does not know.
-            return new PgErrorException("FATAL", "08P01", $"unsupported frontend protocol {major}.{minor}: server supports 3.0 to {_options.MaxProtocolVersion.Major}.{_options.MaxProtocolVersion.Minor}");
+            // A request sent twice, or one this server does not know: PostgreSQL takes its code for a
+            // protocol version and refuses it as such, with 0A000.
+            return new PgErrorException("FATAL", "0A000", $"unsupported frontend protocol {major}.{minor}: server supports 3.0 to {_options.MaxProtocolVersion.Major}.{_options.MaxProtocolVersion.Minor}");
         }
 
-        return new PgErrorException("FATAL", "08P01", "invalid startup packet layout") { Detail = error?.ToString() };
+        return new PgErrorException("FATAL", "08P01", "invalid startup packet layout: expected terminator as last byte") { Detail = error?.ToString() };
     }
 
     private async Task StartTlsAsync(Stream inner, bool direct, CancellationToken cancellationToken)
@@ -484,7 +495,8 @@ public sealed partial class PgBackendSession
         _stream = ssl;
         if (direct && ssl.NegotiatedApplicationProtocol != s_postgresqlAlpn)
         {
-            throw new PgErrorException("FATAL", "08P01", "received direct SSL connection request without ALPN protocol negotiation extension");
+            // PostgreSQL only logs this, and closes without a word.
+            throw new AuthenticationException("received direct SSL connection request without ALPN protocol negotiation extension");
         }
 
         Tls = direct ? "direct" : "SSLRequest";
@@ -612,7 +624,17 @@ public sealed partial class PgBackendSession
         {
             FrontendMessageKind expected = session._context.ExpectedPasswordMessage;
             PgPipeMessageReader reader = session._reader!;
-            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            bool any;
+            try
+            {
+                any = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (PgProtocolException e) when (e.Error.MessageName != "frame")
+            {
+                throw PgAuthenticator.MalformedAnswer(expected, e.Error);
+            }
+
+            if (!any)
             {
                 throw new EndOfStreamException("the client closed the connection during authentication");
             }
@@ -689,9 +711,13 @@ public sealed partial class PgBackendSession
         }
     }
 
-    /// <summary>Flushes when enough output waits: a client that does not read holds back its own session only.</summary>
-    private ValueTask FlushIfFullAsync(CancellationToken cancellationToken)
-        => _output!.UnflushedBytes >= _options.OutputBufferSize ? FlushAsync(cancellationToken) : ValueTask.CompletedTask;
+    /// <summary>
+    /// Flushes when enough output waits: a client that does not read holds back its own session only.
+    /// Only the session's end interrupts the wait, not a cancel request: a write cut short leaves part
+    /// of a message on the wire. A cancelled statement stops at its next row, as PostgreSQL's does.
+    /// </summary>
+    private ValueTask FlushIfFullAsync()
+        => _output!.UnflushedBytes >= _options.OutputBufferSize ? FlushAsync(_lifetime.Token) : ValueTask.CompletedTask;
 
     private void OnTraffic(PgDirection direction, ReadOnlySpan<byte> raw) => _options.Traffic?.Invoke(this, direction, raw);
 

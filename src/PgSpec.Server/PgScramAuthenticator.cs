@@ -181,15 +181,24 @@ internal sealed class ScramAuthenticator(Func<string, PgScramVerifier?> verifier
             throw new PgErrorException("FATAL", "0A000", "client uses authorization identity, but it is not supported");
         }
 
-        Dictionary<char, string> first = PgSpec.Shared.ScramSha256.ParseAttributes(clientFirstBare);
-        if (!clientFirstBare.StartsWith("n=", StringComparison.Ordinal) || !first.TryGetValue('r', out string? clientNonce) || clientNonce.Length == 0)
-        {
-            throw Malformed("The client-first-message lacks its user name or nonce.");
-        }
-
-        if (first.ContainsKey('m'))
+        // Read as PostgreSQL reads it: a mandatory extension is refused first; then the user name
+        // (ignored: the startup packet's counts), the nonce, and extensions, each "x=value".
+        if (clientFirstBare.StartsWith('m'))
         {
             throw new PgErrorException("FATAL", "0A000", "client requires an unsupported SCRAM extension");
+        }
+
+        var first = new AttributeReader(clientFirstBare);
+        first.Read('n');
+        string clientNonce = first.Read('r');
+        if (!clientNonce.All(c => c is >= '\x21' and <= '\x7E' and not ','))
+        {
+            throw new PgErrorException("FATAL", "08P01", "non-printable characters in SCRAM nonce");
+        }
+
+        while (!first.AtEnd)
+        {
+            first.ReadAny(out _);
         }
 
         PgScramVerifier? verifier = verifierOf(exchange.User);
@@ -200,38 +209,46 @@ internal sealed class ScramAuthenticator(Func<string, PgScramVerifier?> verifier
 
         var response = (SASLResponse)await exchange.ReceiveAsync(cancellationToken).ConfigureAwait(false);
         string clientFinal = Utf8(response.Data.Span);
-        int proofAt = clientFinal.LastIndexOf(",p=", StringComparison.Ordinal);
-        if (proofAt < 0)
-        {
-            throw Malformed("The client-final-message lacks its proof.");
-        }
-
-        string withoutProof = clientFinal[..proofAt];
-        Dictionary<char, string> final = PgSpec.Shared.ScramSha256.ParseAttributes(withoutProof);
-        if (!withoutProof.StartsWith("c=", StringComparison.Ordinal) || !final.TryGetValue('c', out string? channel) || !final.TryGetValue('r', out string? finalNonce))
-        {
-            throw Malformed("The client-final-message lacks its channel binding or nonce.");
-        }
-
-        byte[] expectedChannel = [.. Encoding.UTF8.GetBytes(gs2Header), .. bindingData];
-        if (!TryBase64(channel, out byte[] channelBytes) || !CryptographicOperations.FixedTimeEquals(channelBytes, expectedChannel))
+        var final = new AttributeReader(clientFinal);
+        string channel = final.Read('c');
+        string expectedChannel = Convert.ToBase64String([.. Encoding.UTF8.GetBytes(gs2Header), .. bindingData]);
+        if (!CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(channel), Encoding.ASCII.GetBytes(expectedChannel)))
         {
             if (plus)
             {
                 throw new PgErrorException("FATAL", "28000", "SCRAM channel binding check failed");
             }
 
-            throw Malformed("Unexpected SCRAM channel-binding attribute in client-final-message.");
+            throw new PgErrorException("FATAL", "08P01", "unexpected SCRAM channel-binding attribute in client-final-message");
         }
 
-        if (!string.Equals(finalNonce, nonce, StringComparison.Ordinal))
+        string finalNonce = final.Read('r');
+
+        // Extensions are skipped up to the proof, which must end the message.
+        int proofAt;
+        string proofText;
+        char attribute;
+        do
         {
-            throw Malformed("Nonce does not match.");
+            proofAt = final.Position - 1;
+            proofText = final.ReadAny(out attribute);
         }
+        while (attribute != 'p');
 
-        if (!TryBase64(clientFinal[(proofAt + 3)..], out byte[] proof) || proof.Length != 32)
+        if (!TryBase64(proofText, out byte[] proof) || proof.Length != 32)
         {
             throw Malformed("Malformed proof in client-final-message.");
+        }
+
+        if (!final.AtEnd)
+        {
+            throw Malformed("Garbage found at the end of client-final-message.");
+        }
+
+        string withoutProof = clientFinal[..proofAt];
+        if (!string.Equals(finalNonce, nonce, StringComparison.Ordinal))
+        {
+            throw new PgErrorException("FATAL", "08P01", "invalid SCRAM response") { Detail = "Nonce does not match." };
         }
 
         byte[] authMessage = Encoding.UTF8.GetBytes(clientFirstBare + "," + serverFirst + "," + withoutProof);
@@ -256,6 +273,65 @@ internal sealed class ScramAuthenticator(Func<string, PgScramVerifier?> verifier
     {
         byte[] salt = HMACSHA256.HashData(s_mockSecret, Encoding.UTF8.GetBytes(user)).AsSpan(0, 16).ToArray();
         return PgScramVerifier.Create(Convert.ToBase64String(RandomNumberGenerator.GetBytes(16)), salt, 4096);
+    }
+
+    /// <summary>Reads "x=value" attributes separated by commas, refusing what PostgreSQL refuses, with its details.</summary>
+    private sealed class AttributeReader(string text)
+    {
+        public int Position { get; private set; }
+
+        public bool AtEnd => Position >= text.Length;
+
+        /// <summary>The value of the next attribute, which must be <paramref name="expected"/>.</summary>
+        public string Read(char expected)
+        {
+            if (AtEnd || text[Position] != expected)
+            {
+                throw Malformed($"Expected attribute \"{expected}\" but found \"{Describe()}\".");
+            }
+
+            return Value(expected);
+        }
+
+        /// <summary>The next attribute, whatever letter it is.</summary>
+        public string ReadAny(out char attribute)
+        {
+            if (AtEnd)
+            {
+                throw Malformed("Attribute expected, but found end of string.");
+            }
+
+            attribute = text[Position];
+            if (!char.IsAsciiLetter(attribute))
+            {
+                throw Malformed($"Attribute expected, but found invalid character \"{Describe()}\".");
+            }
+
+            return Value(attribute);
+        }
+
+        private string Value(char attribute)
+        {
+            Position++;
+            if (AtEnd || text[Position] != '=')
+            {
+                throw Malformed($"Expected character \"=\" for attribute \"{attribute}\".");
+            }
+
+            int start = Position + 1;
+            int end = text.IndexOf(',', start);
+            if (end < 0)
+            {
+                Position = text.Length;
+                return text[start..];
+            }
+
+            Position = end + 1;
+            return text[start..end];
+        }
+
+        private string Describe()
+            => AtEnd ? "0x00" : text[Position] is >= '\x21' and <= '\x7E' ? $"'{text[Position]}'" : string.Create(CultureInfo.InvariantCulture, $"0x{(int)text[Position]:x2}");
     }
 
     private static PgErrorException Malformed(string detail)

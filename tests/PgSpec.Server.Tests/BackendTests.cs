@@ -10,6 +10,7 @@ namespace PgSpec.Server.Tests;
 
 public sealed class BackendTests : IAsyncLifetime
 {
+    private readonly System.Collections.Concurrent.ConcurrentQueue<ScriptedHandler> _handlers = new();
     private PgBackendServer _server = null!;
 
     private int Port => ((IPEndPoint)_server.EndPoints[0]).Port;
@@ -21,7 +22,12 @@ public sealed class BackendTests : IAsyncLifetime
     {
         var options = new PgBackendOptions();
         options.Listen.Add(new IPEndPoint(IPAddress.Loopback, 0));
-        _server = PgBackendServer.Start(options, session => new ScriptedHandler(session));
+        _server = PgBackendServer.Start(options, session =>
+        {
+            var handler = new ScriptedHandler(session);
+            _handlers.Enqueue(handler);
+            return handler;
+        });
         return Task.CompletedTask;
     }
 
@@ -161,10 +167,9 @@ public sealed class BackendTests : IAsyncLifetime
     [Fact]
     public async Task A_cancel_request_stops_the_running_statement_with_57014()
     {
-        ScriptedHandler.SleepStarted = new(TaskCreationOptions.RunContinuationsAsynchronously);
         await using PgFrontendSession client = await PgFrontendSession.ConnectAsync(Connect(), cancellationToken: Timeout);
         Task<IReadOnlyList<Client.PgResult>> sleeping = client.QueryAsync("sleep", cancellationToken: Timeout);
-        await ScriptedHandler.SleepStarted.Task.WaitAsync(Timeout);
+        await _handlers.Single(h => h.Session.ProcessId == client.ProcessId).Sleeping.Task.WaitAsync(Timeout);
         await client.CancelAsync(Timeout);
         PgServerException error = await Assert.ThrowsAsync<PgServerException>(() => sleeping);
         Assert.Equal("57014", error.Fields.SqlState);
@@ -213,8 +218,8 @@ public sealed class BackendTests : IAsyncLifetime
     [Fact]
     public async Task Notifications_reach_an_idle_session_at_once_and_a_busy_one_before_ReadyForQuery()
     {
-        await using PgFrontendSession listener = await PgFrontendSession.ConnectAsync(Connect(), cancellationToken: Timeout);
-        await using PgFrontendSession sender = await PgFrontendSession.ConnectAsync(Connect(), cancellationToken: Timeout);
+        await using PgFrontendSession listener = await PgFrontendSession.ConnectAsync(Connect() with { User = "listener" }, cancellationToken: Timeout);
+        await using PgFrontendSession sender = await PgFrontendSession.ConnectAsync(Connect() with { User = "listener" }, cancellationToken: Timeout);
         IReadOnlyList<IBackendMessage> own = await sender.RoundTripAsync([new Query("notify jobs ready")], Timeout);
         Assert.Equal(["CommandComplete", "NotificationResponse", "ReadyForQuery"], own.Select(m => m.Name));
 

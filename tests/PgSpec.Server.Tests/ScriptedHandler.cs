@@ -18,6 +18,8 @@ internal sealed class ScriptedHandler : PgSessionHandler
     private readonly PgBackendSession _session;
     private TransactionStatus _status = TransactionStatus.Idle;
 
+    private long _rowsProduced;
+
     public ScriptedHandler(PgBackendSession session)
     {
         _session = session;
@@ -62,8 +64,14 @@ internal sealed class ScriptedHandler : PgSessionHandler
 
     public static List<string> Copied { get; } = [];
 
-    /// <summary>Completed when a "sleep" statement has started waiting.</summary>
-    public static TaskCompletionSource SleepStarted { get; set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>The session this handler serves.</summary>
+    public PgBackendSession Session => _session;
+
+    /// <summary>Completed with the statement's token when a "sleep" statement of this session has started waiting.</summary>
+    public TaskCompletionSource<CancellationToken> Sleeping { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>How many rows the "rows" statements of this session have produced so far (the session asks for each when it sends it).</summary>
+    public long RowsProduced => Interlocked.Read(ref _rowsProduced);
 
     public override TransactionStatus TransactionStatus => _status;
 
@@ -90,14 +98,18 @@ internal sealed class ScriptedHandler : PgSessionHandler
         {
             case "rows":
                 int n = int.Parse(words[1], CultureInfo.InvariantCulture);
-                return PgStatementResult.Rows(s_rowColumns, Enumerable.Range(1, n).Select(i => (IReadOnlyList<string?>)[i.ToString(CultureInfo.InvariantCulture), "row " + i]));
+                return PgStatementResult.Rows(s_rowColumns, Enumerable.Range(1, n).Select(i =>
+                {
+                    Interlocked.Increment(ref _rowsProduced);
+                    return (IReadOnlyList<string?>)[i.ToString(CultureInfo.InvariantCulture), "row " + i];
+                }));
             case "param":
                 string? value = bind.Parameters[0] is ReadOnlyMemory<byte> bytes ? Encoding.UTF8.GetString(bytes.Span) : null;
                 return PgStatementResult.Rows(statement.Columns!, [[value]]);
             case "fail":
                 throw new PgErrorException("22012", "division by zero");
             case "sleep":
-                SleepStarted.TrySetResult();
+                Sleeping.TrySetResult(cancellationToken);
                 await Task.Delay(Timeout.Infinite, cancellationToken);
                 return PgStatementResult.Command("never");
             case "copy" when words[1] == "in":
@@ -108,8 +120,9 @@ internal sealed class ScriptedHandler : PgSessionHandler
                 _session.SetParameter(words[1], words[2]);
                 return PgStatementResult.Command("SET");
             case "notify":
-                // To every session of the server, this one included: delivered before ReadyForQuery here, at once to idle ones.
-                foreach (PgBackendSession other in SessionsNow())
+                // To every session of the same user (tests run side by side), this one included:
+                // delivered before ReadyForQuery here, at once to idle ones.
+                foreach (PgBackendSession other in SessionsNow().Where(s => s.User == _session.User))
                 {
                     other.Notify(words[1], words.Length > 2 ? words[2] : "", _session.ProcessId);
                 }
