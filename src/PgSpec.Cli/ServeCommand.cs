@@ -94,7 +94,7 @@ internal static class ServeCommand
                 result.AddError($"--auth {method} needs --user and --password (or PGSPEC_SERVE_PASSWORD).");
             }
 
-            if (Value(auth) == "trust" && Value(password) is not null)
+            if ((Value(auth) ?? "trust") == "trust" && Value(password) is not null)
             {
                 result.AddError("--password applies to --auth password, md5 or scram-sha-256.");
             }
