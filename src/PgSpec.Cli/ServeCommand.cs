@@ -60,6 +60,7 @@ internal static class ServeCommand
         var maxProtocol = new Option<string>("--max-protocol") { Description = "The newest protocol version offered; a client asking for more gets NegotiateProtocolVersion.", HelpName = "3.0|3.2", DefaultValueFactory = _ => "3.2" };
         maxProtocol.AcceptOnlyFromAmong("3.0", "3.2");
         var trace = new Option<string?>("--trace") { Description = "Write each message of each session as libpq's PQtrace prints it (each line starts with the session's process id and a TAB) to FILE, or to standard output with '-'.", HelpName = "FILE|-" };
+        var traceAppend = new Option<bool>("--trace-append") { Description = "Append to an existing --trace FILE (without it, an existing non-empty file is refused, not overwritten)." };
         var maxConnections = new Option<int>("--max-connections") { Description = "Serve at most N sessions at once; the next client gets FATAL 53300.", HelpName = "N", DefaultValueFactory = _ => 100 };
         var handshakeTimeout = new Option<double>("--handshake-timeout") { Description = "Seconds a client has to start TLS, send its startup packet and log in.", HelpName = "SECONDS", DefaultValueFactory = _ => 60 };
         var idleTimeout = new Option<double>("--idle-timeout") { Description = "End a session idle outside a transaction for this many seconds with FATAL 57P05. 0: never.", HelpName = "SECONDS", DefaultValueFactory = _ => 0 };
@@ -68,7 +69,7 @@ internal static class ServeCommand
 
         var command = new PgSpecCommand("serve", Summary, Description)
         {
-            listen, database, tlsCert, tlsKey, auth, user, password, maxProtocol, trace, maxConnections, handshakeTimeout, idleTimeout, shutdownGrace, quiet,
+            listen, database, tlsCert, tlsKey, auth, user, password, maxProtocol, trace, traceAppend, maxConnections, handshakeTimeout, idleTimeout, shutdownGrace, quiet,
         };
 
         command.Validators.Add(result =>
@@ -97,6 +98,11 @@ internal static class ServeCommand
             if ((Value(auth) ?? "trust") == "trust" && Value(password) is not null)
             {
                 result.AddError("--password applies to --auth password, md5 or scram-sha-256.");
+            }
+
+            if (Value(traceAppend) && Value(trace) is null or "-")
+            {
+                result.AddError("--trace-append needs a --trace FILE.");
             }
 
             if (result.GetResult(maxConnections) is { Implicit: false } && Value(maxConnections) < 1)
@@ -188,7 +194,7 @@ internal static class ServeCommand
                 {
                     try
                     {
-                        traceOutput = tracePath == "-" ? stdout : TraceFile.Open(tracePath, append: false).First;
+                        traceOutput = tracePath == "-" ? stdout : TraceFile.Open(tracePath, result.GetValue(traceAppend)).First;
                     }
                     catch (TraceFileException e)
                     {

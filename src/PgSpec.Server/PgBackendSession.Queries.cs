@@ -628,7 +628,8 @@ public sealed partial class PgBackendSession
             CheckFormat(format);
         }
 
-        if (statement.Columns is { } columns && bind.ResultFormatCodes.Length > 1 && bind.ResultFormatCodes.Length != columns.Count)
+        // The statement's columns only when the count needs checking: reading them tells a handler the client knows them.
+        if (bind.ResultFormatCodes.Length > 1 && statement.Columns is { } columns && bind.ResultFormatCodes.Length != columns.Count)
         {
             throw new PgErrorException("08P01", $"bind message has {bind.ResultFormatCodes.Length} result formats but query has {columns.Count} columns");
         }

@@ -109,8 +109,12 @@ public class PgStatement
     /// <summary>One type OID per parameter ($1, $2, ...): ParameterDescription.</summary>
     public IReadOnlyList<uint> ParameterTypes { get; }
 
-    /// <summary>The columns of its rows (RowDescription), or null (NoData).</summary>
-    public IReadOnlyList<PgColumn>? Columns { get; }
+    /// <summary>
+    /// The columns of its rows (RowDescription), or null (NoData). Read for Describe of the
+    /// statement (and at Bind when it gives one result format per column); a handler whose
+    /// columns are only known once a portal runs overrides it to learn that the client saw them.
+    /// </summary>
+    public virtual IReadOnlyList<PgColumn>? Columns { get; }
 }
 
 /// <summary>The values a Bind gives a statement, and the formats the client wants its results in.</summary>

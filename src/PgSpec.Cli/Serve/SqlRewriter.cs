@@ -88,6 +88,7 @@ internal static class SqlRewriter
     private static readonly Dictionary<string, PgType> FunctionTypes = new(StringComparer.Ordinal)
     {
         ["pg_sleep"] = PgType.Void,
+        ["pg_advisory_unlock_all"] = PgType.Void,
         ["version"] = PgType.Text,
         ["current_setting"] = PgType.Text,
         ["set_config"] = PgType.Text,

@@ -90,6 +90,13 @@ internal sealed class SqlStatement : IDisposable
     public IReadOnlyList<uint> ParameterTypes { get; }
 
     /// <summary>
+    /// Per $n: neither Parse nor a cast gave its type, so text is a guess. A value of such a
+    /// parameter in binary format is taken as bytea (node-postgres sends a Buffer that way, for a
+    /// bytea column PostgreSQL would infer).
+    /// </summary>
+    internal IReadOnlyList<bool> UntypedParameters { get; set; } = [];
+
+    /// <summary>
     /// RowDescription for Describe S (null = NoData). Reading it marks the statement described: the
     /// cursors opened from it then keep these columns (types not known before execution are text).
     /// </summary>

@@ -115,6 +115,8 @@ internal static class SqliteFunctions
             CurrentSetting(ctx, s, args, missingOk: raw.sqlite3_value_type(args[1]) != raw.SQLITE_NULL && raw.sqlite3_value_int64(args[1]) != 0));
         Create(db, "set_config", 3, Utf8, session, SetConfig);
         Create(db, "pg_sleep", 1, Utf8, session, Sleep);
+        // No advisory lock is ever held: releasing them all is done (Npgsql's reset of a pooled connection calls it).
+        Create(db, "pg_advisory_unlock_all", 0, Utf8, session, (ctx, _, _) => raw.sqlite3_result_null(ctx));
         foreach (string name in new[] { "now", "statement_timestamp", "transaction_timestamp", "clock_timestamp" })
             Create(db, name, 0, Utf8, session, (ctx, _, _) => raw.sqlite3_result_text(ctx, PgValues.FormatTimestamp(DateTime.UtcNow, withZone: true, sqliteStyle: true)));
         Create(db, "gen_random_uuid", 0, Utf8, session, (ctx, _, _) => raw.sqlite3_result_text(ctx, Guid.NewGuid().ToString()));

@@ -165,9 +165,31 @@ internal sealed class SqliteHandler(SqliteEngine engine) : PgSessionHandler
     private static IReadOnlyList<PgColumn>? Columns(IReadOnlyList<SqlColumn>? columns)
         => columns?.Select(c => new PgColumn(c.Name, c.TypeOid, c.TypeSize, c.TypeModifier)).ToArray();
 
-    private sealed class Statement(SqlStatement sql) : PgStatement(sql.Sql, sql.ParameterTypes, sql.IsCopyIn || sql.IsCopyOut ? null : Columns(sql.Columns))
+    /// <summary>
+    /// A parsed statement. Its columns are read from the engine only when the client describes it
+    /// (that fixes the types of its expression columns for the portals opened from it); until
+    /// then a portal's Describe and rows take the types of its first row.
+    /// </summary>
+    private sealed class Statement(SqlStatement sql) : PgStatement(sql.Sql, sql.ParameterTypes, null)
     {
+        private IReadOnlyList<PgColumn>? _columns;
+        private bool _described;
+
         public SqlStatement Parsed { get; } = sql;
+
+        public override IReadOnlyList<PgColumn>? Columns
+        {
+            get
+            {
+                if (!_described)
+                {
+                    _columns = Parsed.IsCopyIn || Parsed.IsCopyOut ? null : SqliteHandler.Columns(Parsed.Columns);
+                    _described = true;
+                }
+
+                return _columns;
+            }
+        }
     }
 
     private sealed class Rows(SqliteHandler handler, SqlCursor cursor) : PgStatementResult

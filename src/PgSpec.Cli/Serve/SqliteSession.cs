@@ -192,6 +192,7 @@ internal sealed class SqliteSession : IDisposable
                 values[i] = format switch
                 {
                     0 => PgValues.ParseText(type, PgValues.DecodeUtf8(p.Value.Span)),
+                    1 when i < statement.UntypedParameters.Count && statement.UntypedParameters[i] => p.Value.ToArray(),
                     1 => PgValues.ParseBinary(type, oid, p.Value.Span, i + 1),
                     _ => throw SqlError.Error("08P01", $"unsupported format code: {format}"),
                 };

@@ -16,8 +16,20 @@ internal static class StatementBuilder
             throw SqlError.Error(SqlStates.SyntaxError, "cannot insert multiple commands into a prepared statement");
         units = units.GetRange(0, n);
         var parameterTypes = ParameterTypes(rw, given);
-        if (n == 0) return new SqlStatement(session, sql, SqlCommandKind.Empty, parameterTypes, null);
-        return Utility(session, sql, units, parameterTypes) ?? Query(session, sql, rw, units, parameterTypes);
+        var statement = n == 0
+            ? new SqlStatement(session, sql, SqlCommandKind.Empty, parameterTypes, null)
+            : Utility(session, sql, units, parameterTypes) ?? Query(session, sql, rw, units, parameterTypes);
+        statement.UntypedParameters = Untyped(rw, given, parameterTypes.Count);
+        return statement;
+    }
+
+    /// <summary>Which $n neither Parse nor a cast gave a type (their text type is a guess).</summary>
+    private static bool[] Untyped(RewrittenSql rw, IReadOnlyList<uint> given, int count)
+    {
+        var untyped = new bool[count];
+        for (int i = 1; i <= count; i++)
+            untyped[i - 1] = (i > given.Count || given[i - 1] == 0) && !rw.ParameterCasts.ContainsKey(i);
+        return untyped;
     }
 
     private static List<uint> ParameterTypes(RewrittenSql rw, IReadOnlyList<uint> given)
@@ -208,6 +220,9 @@ internal static class StatementBuilder
                 return new SqlStatement(session, sql, SqlCommandKind.NoOp, types, null) { Tag = "LOCK TABLE" };
             case "vacuum" when u.Count > 1:
                 return new SqlStatement(session, sql, SqlCommandKind.NoOp, types, null) { Tag = "VACUUM" };
+            case "close" when u.Count == 2 && u[1].IsWord("all"):
+                // No SQL cursor is ever open: closing them all is done (Npgsql's reset of a pooled connection sends it).
+                return new SqlStatement(session, sql, SqlCommandKind.NoOp, types, null) { Tag = "CLOSE CURSOR ALL" };
             case "declare" or "fetch" or "move" or "close":
                 throw Unsupported("SQL cursors are not supported: use the extended query protocol's portals");
             case "truncate":
