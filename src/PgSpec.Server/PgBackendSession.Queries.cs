@@ -249,6 +249,10 @@ public sealed partial class PgBackendSession
         {
             _skipUntilSync = true;
             _batchSucceeded = false;
+
+            // PostgreSQL sends an error at once: a client waiting for it without Sync (after a
+            // Flush, which is skipped now, or a CopyFail) must not wait for its own Sync.
+            await FlushAsync(_lifetime.Token).ConfigureAwait(false);
         }
     }
 
