@@ -261,6 +261,10 @@ public sealed partial class PgBackendSession
         {
             _skipUntilSync = true;
             _batchSucceeded = false;
+
+            // PostgreSQL sends an error at once: a client waiting for it without Sync (after a
+            // Flush, which is skipped now, or a CopyFail) must not wait for its own Sync.
+            await FlushAsync(_lifetime.Token).ConfigureAwait(false);
         }
     }
 
@@ -430,9 +434,18 @@ public sealed partial class PgBackendSession
         return _lastCompletion = new CommandComplete(tag);
     }
 
-    /// <summary>A SELECT's tag counts the rows of this Execute, as PostgreSQL's does when a portal is fetched in parts.</summary>
+    /// <summary>
+    /// The tag of a result with rows counts the rows of this Execute, as PostgreSQL's does when a
+    /// portal is fetched in parts: "SELECT 2", and "INSERT 0 2", "UPDATE 2", "DELETE 2" of a
+    /// statement with RETURNING (the count that ends the tag); a tag without a count stays as it is.
+    /// </summary>
     private static string Tag(string tag, long rows)
-        => tag.StartsWith("SELECT ", StringComparison.Ordinal) ? "SELECT " + rows.ToString(CultureInfo.InvariantCulture) : tag;
+    {
+        int space = tag.LastIndexOf(' ');
+        return space > 0 && space < tag.Length - 1 && tag.AsSpan(space + 1).IndexOfAnyExceptInRange('0', '9') < 0
+            ? string.Concat(tag.AsSpan(0, space + 1), rows.ToString(CultureInfo.InvariantCulture))
+            : tag;
+    }
 
     private RowDescription Describe(IReadOnlyList<PgColumn> columns, PgBindContext? bind)
     {
@@ -676,9 +689,20 @@ public sealed partial class PgBackendSession
         Portal portal = FindPortal(execute.PortalName);
         if (portal.Done)
         {
-            // A portal run to its end gives no more rows.
-            Send(Completion(Tag(portal.Result.CommandTag, 0)));
-            return;
+            switch (portal.Result)
+            {
+                case EmptyQueryResult:
+                    // An empty statement answers EmptyQueryResponse every time.
+                    Send(s_emptyQueryResponse);
+                    return;
+                case not (PgCopyInResult or PgCopyOutResult) when portal.Result.Columns is not null:
+                    // A portal of rows run to its end gives no more rows.
+                    Send(Completion(Tag(portal.Result.CommandTag, 0)));
+                    return;
+                default:
+                    // A command runs once: PostgreSQL marks its portal done, and running it again is an error.
+                    throw new PgErrorException("55000", $"portal \"{execute.PortalName}\" cannot be run");
+            }
         }
 
         bool complete = await RunAsync(portal.Result, portal.Bind, execute.MaxRows < 0 ? 0 : execute.MaxRows, extended: true, cancellationToken).ConfigureAwait(false);

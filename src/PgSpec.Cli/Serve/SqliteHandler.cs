@@ -43,7 +43,23 @@ internal sealed class SqliteHandler(SqliteEngine engine) : PgSessionHandler
         _ => TransactionStatus.Idle,
     };
 
-    public override IReadOnlyList<string> SplitQuery(string query) => Sql.Split(query);
+    public override IReadOnlyList<string> SplitQuery(string query)
+    {
+        IReadOnlyList<string> statements = Sql.Split(query);
+        if (statements.Count > 1)
+        {
+            try
+            {
+                Sql.CheckSyntax(statements);
+            }
+            catch (SqlError e)
+            {
+                throw ToPg(e);
+            }
+        }
+
+        return statements;
+    }
 
     public override ValueTask<PgStatement> PrepareAsync(string sql, IReadOnlyList<uint> parameterTypes, CancellationToken cancellationToken)
     {

@@ -150,6 +150,29 @@ internal sealed class SqliteSession : IDisposable
 
     public IReadOnlyList<string> Split(string sql) => SqlLexer.Split(sql);
 
+    /// <summary>
+    /// PostgreSQL parses the whole string of a Query message before it runs any of it: a syntax
+    /// error in any statement fails the message before the first statement runs. Throws the first
+    /// syntax error of <paramref name="statements"/>. Only errors of the grammar count: the others
+    /// (a table that a statement before would create, say) come when the statement runs, as in
+    /// PostgreSQL, whose analysis of a statement waits for the statements before it.
+    /// </summary>
+    public void CheckSyntax(IReadOnlyList<string> statements)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        foreach (string sql in statements)
+        {
+            try
+            {
+                // Building prepares the statement and runs nothing.
+                StatementBuilder.Build(this, sql, []).Dispose();
+            }
+            catch (SqlError e) when (!(e.SqlState == SqlStates.SyntaxError && e.Message.StartsWith("syntax error at ", StringComparison.Ordinal)))
+            {
+            }
+        }
+    }
+
     /// <summary>Parse: one statement (a trailing semicolon allowed) into a statement. Throws SqlError.</summary>
     public SqlStatement Prepare(string sql, IReadOnlyList<uint> parameterTypes)
     {
