@@ -1,4 +1,5 @@
 using System.Globalization;
+using PgSpec.Cli.Tests.ServeClients;
 using PgSpec.Client;
 using PgSpec.Servers;
 
@@ -12,7 +13,7 @@ namespace PgSpec.Cli.Tests.ServeConformance;
 public sealed class ComparedServers : IAsyncLifetime
 {
     private PgServer? _postgres;
-    private ServeProcess? _serve;
+    private readonly ServeServers _serves = new();
 
     public IComparedServer PostgreSql { get; private set; } = null!;
 
@@ -21,11 +22,12 @@ public sealed class ComparedServers : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Task<PgServer> postgres = new LocalPgServerProvider().StartAsync(new PgServerOptions { MajorVersion = 18 }, CancellationToken.None);
-        Task<ServeProcess> serve = ServeProcess.StartAsync();
+        Task<ServeServer> serve = _serves.For(ClientMode.Plain);
+        ServeServer started;
         try
         {
             _postgres = await postgres;
-            _serve = await serve;
+            started = await serve;
         }
         catch
         {
@@ -34,15 +36,12 @@ public sealed class ComparedServers : IAsyncLifetime
         }
 
         PostgreSql = new PostgreSqlServer(_postgres);
-        Serve = new PgSpecServe(_serve);
+        Serve = new PgSpecServe(started);
     }
 
     public async Task DisposeAsync()
     {
-        if (_serve is not null)
-        {
-            await _serve.DisposeAsync();
-        }
+        await _serves.DisposeAsync();
 
         if (_postgres is not null)
         {
@@ -83,21 +82,14 @@ public sealed class ComparedServers : IAsyncLifetime
     /// cancel reaches it; pg_sleep's column is known without running it, so RowDescription goes
     /// out before the cancel is looked at, whenever the cancel comes.
     /// </summary>
-    private sealed class PgSpecServe(ServeProcess serve) : IComparedServer
+    private sealed class PgSpecServe(ServeServer serve) : IComparedServer
     {
         public string Name => "pgspec serve";
 
         public Task<PgFrontendSession> ConnectAsync(CancellationToken cancellationToken)
-            => PgFrontendSession.ConnectAsync(Options("127.0.0.1", serve.Port), cancellationToken: cancellationToken);
+            => PgFrontendSession.ConnectAsync(Options(serve.Host, serve.Port), cancellationToken: cancellationToken);
 
-        public async Task WaitUntilSleepingAsync(PgFrontendSession session, string sql, CancellationToken cancellationToken)
-        {
-            string prefix = session.ProcessId.ToString(CultureInfo.InvariantCulture) + "\tF\t";
-            string query = "\tQuery\t \"" + sql + "\"";
-            while (!serve.TraceLines().Any(line => line.StartsWith(prefix, StringComparison.Ordinal) && line.Contains(query, StringComparison.Ordinal)))
-            {
-                await Task.Delay(10, cancellationToken);
-            }
-        }
+        public Task WaitUntilSleepingAsync(PgFrontendSession session, string sql, CancellationToken cancellationToken)
+            => ServerTrace.WaitForQueryAsync(serve, session.ProcessId, sql);
     }
 }
