@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -48,9 +47,8 @@ internal enum ConnectionTimer
 /// </summary>
 internal sealed partial class ProxyConnection
 {
-    private const byte TlsHandshakeRecord = 0x16;
     private static readonly byte[] s_sslRequest = new SSLRequest().ToArray();
-    private static readonly SslApplicationProtocol s_postgresqlAlpn = new("postgresql");
+    private static readonly SslApplicationProtocol s_postgresqlAlpn = new(PgStartupHandshake.TlsApplicationProtocol);
 
     private readonly PgProxy _proxy;
     private readonly long _id;
@@ -66,6 +64,9 @@ internal sealed partial class ProxyConnection
     private ProxySocket? _upstream;
     private X509Certificate2? _upstreamCertificate;
     private bool _clientTls;
+
+    /// <summary>The client's TLS stream once the proxy accepted TLS: a farewell goes through it, even when the startup phase fails.</summary>
+    private Stream? _clientTlsStream;
     private bool _startupReceived;
 
     /// <summary>True while the handshake waits for the server (so a timeout names the side it waited for).</summary>
@@ -185,6 +186,7 @@ internal sealed partial class ProxyConnection
         }
         finally
         {
+            client = _clientTlsStream ?? client;
             if (farewell is not null && farewellAllowed && !_clientStreamBroken)
             {
                 try
@@ -304,6 +306,7 @@ internal sealed partial class ProxyConnection
     /// passed to the server, whose answer the client gets), direct TLS, GSSENCRequest (answered 'N'),
     /// CancelRequest (forwarded, then the connection ends), and the StartupMessage, whose bytes are
     /// returned for the server. Tunnel is true when TLS is passed through: the rest is copied as is.
+    /// PostgreSQL's rules for the packets are <see cref="PgStartupHandshake"/>'s.
     /// </summary>
     private async Task<(Stream Client, byte[]? Startup, bool Tunnel)> StartupAsync(Stream client, CancellationToken cancellationToken)
     {
@@ -314,51 +317,46 @@ internal sealed partial class ProxyConnection
             return (client, null, false);
         }
 
-        if (first[0] == TlsHandshakeRecord && Options.TlsPassthrough && !_overLimit)
+        var handshake = new PgStartupHandshake(_frontend);
+        if (PgStartupHandshake.StartsDirectTls(first[0]) && Options.TlsPassthrough && !_overLimit)
         {
             // Direct TLS (PostgreSQL 17+): the whole connection goes to the server unread.
             await ConnectSocketAsync(cancellationToken).ConfigureAwait(false);
             return (client, null, true);
         }
 
-        if (first[0] == TlsHandshakeRecord)
+        if (PgStartupHandshake.StartsDirectTls(first[0]))
         {
             if (Options.TlsCertificate is null)
             {
                 throw new ProxyConnectionException("the client started direct TLS, but the proxy has no certificate", null);
             }
 
-            client = await AcceptTlsAsync(client, direct: true, cancellationToken).ConfigureAwait(false);
+            client = await AcceptTlsAsync(client, handshake, cancellationToken).ConfigureAwait(false);
         }
 
-        bool sslRequested = _clientTls, gssRequested = false;
         while (true)
         {
-            byte[]? packet = await ReadStartupPacketAsync(client, cancellationToken).ConfigureAwait(false);
+            byte[]? packet = await ReadStartupPacketAsync(client, handshake, cancellationToken).ConfigureAwait(false);
             if (packet is null)
             {
                 return (client, null, false);
             }
 
-            PgReceivedMessage message = Accept(_frontend, packet, "an invalid startup packet");
-            Trace(message);
-            FrontendMessageKind kind = message.FrontendKind;
-            if (kind is FrontendMessageKind.SSLRequest or FrontendMessageKind.GSSENCRequest)
+            PgStartupStep step = handshake.Accept(packet, out PgReceivedMessage message, out ErrorResponse? refusal);
+            if (message.Length != 0)
             {
-                // As PostgreSQL: each request at most once (a client tries GSS, then SSL, then goes on).
-                ref bool requested = ref kind == FrontendMessageKind.SSLRequest ? ref sslRequested : ref gssRequested;
-                if (requested)
-                {
-                    int code = BinaryPrimitives.ReadInt32BigEndian(packet.AsSpan(4));
-                    throw ProtocolViolation($"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: server supports 3.0 to 3.2", fromClient: true);
-                }
-
-                requested = true;
+                _proxy.Statistics.OnMessages(frontend: true, 1, packet.Length);
+                Trace(message);
             }
 
-            switch (kind)
+            switch (step)
             {
-                case FrontendMessageKind.SSLRequest when Options.TlsPassthrough && !_overLimit:
+                case PgStartupStep.Fatal:
+                case PgStartupStep.Close:
+                    // The client is told why, even where PostgreSQL only logs it.
+                    throw Refused(refusal!);
+                case PgStartupStep.SSLRequest when Options.TlsPassthrough && !_overLimit:
                     byte answer = await PassEncryptionRequestAsync(packet, cancellationToken).ConfigureAwait(false);
                     await AnswerEncryptionRequestAsync(client, answer, cancellationToken).ConfigureAwait(false);
                     if (answer == (byte)'S')
@@ -367,26 +365,36 @@ internal sealed partial class ProxyConnection
                     }
 
                     break;
-                case FrontendMessageKind.SSLRequest:
-                case FrontendMessageKind.GSSENCRequest:
-                    bool tls = kind == FrontendMessageKind.SSLRequest && Options.TlsCertificate is not null;
-                    await AnswerEncryptionRequestAsync(client, tls ? (byte)'S' : (byte)'N', cancellationToken).ConfigureAwait(false);
-                    if (tls)
+                case PgStartupStep.SSLRequest when Options.TlsCertificate is not null:
+                    if (handshake.AcceptEncryption(_client.Available) is { } injected)
                     {
-                        client = await AcceptTlsAsync(client, direct: false, cancellationToken).ConfigureAwait(false);
+                        throw Refused(injected);
                     }
 
+                    await AnswerEncryptionRequestAsync(client, (byte)'S', cancellationToken).ConfigureAwait(false);
+                    client = await AcceptTlsAsync(client, null, cancellationToken).ConfigureAwait(false);
                     break;
-                case FrontendMessageKind.CancelRequest:
+                case PgStartupStep.SSLRequest:
+                case PgStartupStep.GSSENCRequest:
+                    await AnswerEncryptionRequestAsync(client, (byte)'N', cancellationToken).ConfigureAwait(false);
+                    break;
+                case PgStartupStep.CancelRequest:
                     await ForwardCancelAsync(packet, cancellationToken).ConfigureAwait(false);
                     return (client, null, false);
-                case FrontendMessageKind.StartupMessage:
+                case PgStartupStep.StartupMessage:
+                default:
                     _startupReceived = true;
                     return (client, packet, false);
-                default:
-                    throw ProtocolViolation("the client asked for an unsupported protocol version", fromClient: true);
             }
         }
+    }
+
+    /// <summary>A refusal of the startup phase: noted, and sent to the client.</summary>
+    private static ProxyConnectionException Refused(ErrorResponse error)
+    {
+        string text = error.Fields.FirstOrDefault(field => field.Code == (byte)ErrorFieldCode.Message)?.Value ?? "the startup packet was refused";
+        string? detail = error.Fields.FirstOrDefault(field => field.Code == (byte)ErrorFieldCode.Detail)?.Value;
+        return new ProxyConnectionException(detail is null ? text : $"{text} ({detail})", error.ToArray());
     }
 
     private async Task AnswerEncryptionRequestAsync(Stream client, byte answer, CancellationToken cancellationToken)
@@ -404,14 +412,15 @@ internal sealed partial class ProxyConnection
         await client.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task<Stream> AcceptTlsAsync(Stream client, bool direct, CancellationToken cancellationToken)
+    /// <summary>The TLS handshake with the client: direct when <paramref name="direct"/> is given (which checks the ALPN), else after SSLRequest.</summary>
+    private async Task<Stream> AcceptTlsAsync(Stream client, PgStartupHandshake? direct, CancellationToken cancellationToken)
     {
         var tls = new SslStream(client, leaveInnerStreamOpen: false);
         var options = new SslServerAuthenticationOptions
         {
             ServerCertificate = Options.TlsCertificate,
             ClientCertificateRequired = false,
-            ApplicationProtocols = direct ? [s_postgresqlAlpn] : null,
+            ApplicationProtocols = direct is not null ? [s_postgresqlAlpn] : null,
         };
         try
         {
@@ -422,19 +431,21 @@ internal sealed partial class ProxyConnection
             throw new ProxyConnectionException("the TLS handshake with the client failed: " + ProxyErrors.Describe(e), null);
         }
 
-        if (direct && tls.NegotiatedApplicationProtocol != s_postgresqlAlpn)
+        if (direct?.AcceptDirectTls(tls.NegotiatedApplicationProtocol.Protocol.Span) is not null)
         {
-            // PostgreSQL 17 requires ALPN 'postgresql' on direct TLS, so that a TLS connection meant
-            // for another protocol (HTTPS, say) cannot be taken for PostgreSQL's.
+            // A TLS connection meant for another protocol (HTTPS, say) cannot be taken for
+            // PostgreSQL's. PostgreSQL closes it without a word.
             await tls.DisposeAsync().ConfigureAwait(false);
             throw new ProxyConnectionException("the client started direct TLS without the ALPN protocol 'postgresql'; refused, as PostgreSQL refuses it", null);
         }
 
         _clientTls = true;
+        _clientTlsStream = tls;
         return tls;
     }
 
-    private async Task<byte[]?> ReadStartupPacketAsync(Stream client, CancellationToken cancellationToken)
+    /// <summary>Reads one startup packet exactly (never a byte beyond it: TLS may follow); null when the client left between packets.</summary>
+    private async Task<byte[]?> ReadStartupPacketAsync(Stream client, PgStartupHandshake handshake, CancellationToken cancellationToken)
     {
         byte[] header = new byte[4];
         int read = await client.ReadAtLeastAsync(header, 4, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
@@ -448,12 +459,12 @@ internal sealed partial class ProxyConnection
             throw new ProxyConnectionException("the client closed inside a startup packet", null);
         }
 
-        if (PgFramer.TryReadFrame(header, PgFrameKind.StartupPacket, PgDirection.Frontend, _context.Limits, out PgFrameHeader frame, out _) == PgFrameStatus.Malformed)
+        if (!handshake.TryReadLength(header, out int length, out ErrorResponse? refusal))
         {
-            throw ProtocolViolation($"invalid length of startup packet: {BinaryPrimitives.ReadInt32BigEndian(header)}", fromClient: true);
+            throw Refused(refusal!);
         }
 
-        byte[] packet = new byte[frame.WireLength];
+        byte[] packet = new byte[length];
         header.CopyTo(packet, 0);
         try
         {

@@ -20,9 +20,6 @@ namespace PgSpec.Server;
 /// </summary>
 public sealed partial class PgBackendSession
 {
-    private const byte TlsHandshakeRecord = 0x16;
-    private static readonly SslApplicationProtocol s_postgresqlAlpn = new("postgresql");
-
     private readonly PgBackendServer _server;
     private readonly PgBackendOptions _options;
     private readonly Socket? _socket;
@@ -328,7 +325,12 @@ public sealed partial class PgBackendSession
 
     // ------------------------------------------------------------------ startup
 
-    /// <summary>TLS and the startup packets; true when a StartupMessage arrived (false: a cancel request, or the client left).</summary>
+    private static readonly SslApplicationProtocol s_postgresqlAlpn = new(PgStartupHandshake.TlsApplicationProtocol);
+
+    /// <summary>
+    /// TLS and the startup packets, by PostgreSQL's rules (<see cref="PgStartupHandshake"/>); true
+    /// when a StartupMessage arrived (false: a cancel request, or the client left).
+    /// </summary>
     private async Task<bool> StartupAsync(CancellationToken cancellationToken)
     {
         byte[] first = new byte[1];
@@ -337,8 +339,9 @@ public sealed partial class PgBackendSession
             return false;
         }
 
+        var handshake = new PgStartupHandshake(new PgMessageReader(PgDirection.Frontend, _context), _options.MaxProtocolVersion);
         byte[]? pending = first;
-        if (first[0] == TlsHandshakeRecord)
+        if (PgStartupHandshake.StartsDirectTls(first[0]))
         {
             if (_options.TlsCertificate is null)
             {
@@ -347,15 +350,13 @@ public sealed partial class PgBackendSession
                 return false;
             }
 
-            await StartTlsAsync(new PrefixedStream(_stream, first), direct: true, cancellationToken).ConfigureAwait(false);
+            await StartTlsAsync(new PrefixedStream(_stream, first), handshake, direct: true, cancellationToken).ConfigureAwait(false);
             pending = null;
         }
 
-        var packets = new PgMessageReader(PgDirection.Frontend, _context);
-        bool sslRequested = Tls is not null, gssRequested = false;
         while (true)
         {
-            byte[]? packet = await ReadStartupPacketAsync(pending, cancellationToken).ConfigureAwait(false);
+            byte[]? packet = await ReadStartupPacketAsync(handshake, pending, cancellationToken).ConfigureAwait(false);
             pending = null;
             if (packet is null)
             {
@@ -363,41 +364,21 @@ public sealed partial class PgBackendSession
             }
 
             OnTraffic(PgDirection.Frontend, packet);
-            PgReadStatus status = packets.TryRead(packet, out _, out PgReceivedMessage message, out PgDecodeError error);
-            if (status != PgReadStatus.Message || message.IsUnknown)
+            PgStartupStep step = handshake.Accept(packet, out PgReceivedMessage message, out ErrorResponse? refusal);
+            switch (step)
             {
-                if (BinaryPrimitives.ReadInt32BigEndian(packet.AsSpan(4)) == (1234 << 16 | 5678))
-                {
-                    // A cancel request with a key of the wrong length: PostgreSQL only logs it, and closes.
-                    _logger?.LogInformation("session {ProcessId}: a malformed cancel request ({Length} bytes)", ProcessId, packet.Length);
+                case PgStartupStep.Fatal:
+                    throw Refusal(refusal!);
+                case PgStartupStep.Close:
+                    // A cancel request of the wrong length, say: PostgreSQL only logs it, and closes.
+                    _logger?.LogInformation("session {ProcessId}: {Reason}", ProcessId, Refusal(refusal!).Message);
                     return false;
-                }
-
-                throw UnsupportedOrMalformed(packet, status == PgReadStatus.Message ? null : error);
-            }
-
-            FrontendMessageKind kind = message.FrontendKind;
-            switch (kind)
-            {
-                case FrontendMessageKind.SSLRequest:
-                case FrontendMessageKind.GSSENCRequest:
-                    // As PostgreSQL: each request at most once (libpq tries GSS, then SSL, then goes on).
-                    ref bool requested = ref kind == FrontendMessageKind.SSLRequest ? ref sslRequested : ref gssRequested;
-                    if (requested)
+                case PgStartupStep.SSLRequest:
+                case PgStartupStep.GSSENCRequest:
+                    bool tls = step == PgStartupStep.SSLRequest && _options.TlsCertificate is not null;
+                    if (tls && handshake.AcceptEncryption(_socket?.Available ?? 0) is { } injected)
                     {
-                        throw UnsupportedOrMalformed(packet, null);
-                    }
-
-                    requested = true;
-                    bool tls = kind == FrontendMessageKind.SSLRequest && _options.TlsCertificate is not null;
-                    if (tls && _socket is { Available: > 0 })
-                    {
-                        // Bytes sent before our answer cannot be part of a TLS handshake the client
-                        // started after it: someone may be injecting them (CVE-2021-23222).
-                        throw new PgErrorException("FATAL", "08P01", "received unencrypted data after SSL request")
-                        {
-                            Detail = "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.",
-                        };
+                        throw Refusal(injected);
                     }
 
                     byte[] answer = [tls ? (byte)'S' : (byte)'N'];
@@ -407,25 +388,24 @@ public sealed partial class PgBackendSession
                     await _stream.FlushAsync(cancellationToken).ConfigureAwait(false);
                     if (tls)
                     {
-                        await StartTlsAsync(_stream, direct: false, cancellationToken).ConfigureAwait(false);
+                        await StartTlsAsync(_stream, handshake, direct: false, cancellationToken).ConfigureAwait(false);
                     }
 
                     break;
-                case FrontendMessageKind.CancelRequest:
+                case PgStartupStep.CancelRequest:
                     var cancel = (CancelRequest)message.ToMessage(_context);
                     _server.DeliverCancel(cancel.ProcessId, cancel.SecretKey.Span);
                     return false;
-                case FrontendMessageKind.StartupMessage:
+                case PgStartupStep.StartupMessage:
+                default:
                     AcceptStartup((StartupMessage)message.ToMessage(_context));
                     return true;
-                default:
-                    throw UnsupportedOrMalformed(packet, null);
             }
         }
     }
 
     /// <summary>Reads one startup packet exactly (never a byte beyond it: TLS may follow); null when the client left between packets.</summary>
-    private async Task<byte[]?> ReadStartupPacketAsync(byte[]? firstByte, CancellationToken cancellationToken)
+    private async Task<byte[]?> ReadStartupPacketAsync(PgStartupHandshake handshake, byte[]? firstByte, CancellationToken cancellationToken)
     {
         byte[] header = new byte[4];
         int have = 0;
@@ -446,11 +426,10 @@ public sealed partial class PgBackendSession
             have += n;
         }
 
-        int length = BinaryPrimitives.ReadInt32BigEndian(header);
-        if (length < 8 || length > _context.Limits.MaxStartupPacketLength)
+        if (!handshake.TryReadLength(header, out int length, out ErrorResponse? refusal))
         {
             // PostgreSQL only logs this ("invalid length of startup packet") and closes.
-            throw new EndOfStreamException($"invalid length of startup packet ({length})");
+            throw new EndOfStreamException(Refusal(refusal!).Message);
         }
 
         byte[] packet = new byte[length];
@@ -459,26 +438,18 @@ public sealed partial class PgBackendSession
         return packet;
     }
 
-    private PgErrorException UnsupportedOrMalformed(byte[] packet, PgDecodeError? error)
+    /// <summary>A refusal of the startup phase as the error the session ends with.</summary>
+    private static PgErrorException Refusal(ErrorResponse error)
     {
-        int code = BinaryPrimitives.ReadInt32BigEndian(packet.AsSpan(4));
-        int major = code >> 16, minor = code & 0xFFFF;
-        if (major != 3 && major != 1234)
+        string? Field(ErrorFieldCode code) => error.Fields.FirstOrDefault(field => field.Code == (byte)code)?.Value;
+        return new PgErrorException(Field(ErrorFieldCode.SeverityNonLocalized) ?? "FATAL", Field(ErrorFieldCode.SqlState) ?? "08P01", Field(ErrorFieldCode.Message) ?? "invalid startup packet")
         {
-            return new PgErrorException("FATAL", "0A000", $"unsupported frontend protocol {major}.{minor}: server supports 3.0 to {_options.MaxProtocolVersion.Major}.{_options.MaxProtocolVersion.Minor}");
-        }
-
-        if (error is null && major == 1234)
-        {
-            // A request sent twice, or one this server does not know: PostgreSQL takes its code for a
-            // protocol version and refuses it as such, with 0A000.
-            return new PgErrorException("FATAL", "0A000", $"unsupported frontend protocol {major}.{minor}: server supports 3.0 to {_options.MaxProtocolVersion.Major}.{_options.MaxProtocolVersion.Minor}");
-        }
-
-        return new PgErrorException("FATAL", "08P01", "invalid startup packet layout: expected terminator as last byte") { Detail = error?.ToString() };
+            Detail = Field(ErrorFieldCode.Detail),
+            Hint = Field(ErrorFieldCode.Hint),
+        };
     }
 
-    private async Task StartTlsAsync(Stream inner, bool direct, CancellationToken cancellationToken)
+    private async Task StartTlsAsync(Stream inner, PgStartupHandshake handshake, bool direct, CancellationToken cancellationToken)
     {
         var ssl = new SslStream(inner, leaveInnerStreamOpen: false);
         var options = new SslServerAuthenticationOptions
@@ -493,10 +464,10 @@ public sealed partial class PgBackendSession
         };
         await ssl.AuthenticateAsServerAsync(options, cancellationToken).ConfigureAwait(false);
         _stream = ssl;
-        if (direct && ssl.NegotiatedApplicationProtocol != s_postgresqlAlpn)
+        if (direct && handshake.AcceptDirectTls(ssl.NegotiatedApplicationProtocol.Protocol.Span) is { } refusal)
         {
             // PostgreSQL only logs this, and closes without a word.
-            throw new AuthenticationException("received direct SSL connection request without ALPN protocol negotiation extension");
+            throw new AuthenticationException(Refusal(refusal).Message);
         }
 
         Tls = direct ? "direct" : "SSLRequest";
@@ -504,10 +475,9 @@ public sealed partial class PgBackendSession
 
     private void AcceptStartup(StartupMessage startup)
     {
-        var requested = new PgProtocolVersion(startup.ProtocolVersion);
-        PgProtocolVersion offered = requested.Code > _options.MaxProtocolVersion.Code ? _options.MaxProtocolVersion : requested;
-        _context.ProtocolVersion = offered;
-        var unknownOptions = new List<string>();
+        // No protocol extension (_pq_.) is known here: each is reported as unrecognized.
+        NegotiateProtocolVersion? negotiation = PgStartupHandshake.Negotiate(startup, _options.MaxProtocolVersion, out PgProtocolVersion version);
+        _context.ProtocolVersion = version;
         foreach (StartupMessage.Parameter parameter in startup.Parameters)
         {
             switch (parameter.Name)
@@ -519,8 +489,6 @@ public sealed partial class PgBackendSession
                     Database = parameter.Value;
                     break;
                 case ['_', 'p', 'q', '_', '.', ..]:
-                    // No protocol extension is known here: each is reported as unrecognized.
-                    unknownOptions.Add(parameter.Name);
                     break;
                 default:
                     _startupParameters[parameter.Name] = parameter.Value;
@@ -538,10 +506,7 @@ public sealed partial class PgBackendSession
             Database = User;
         }
 
-        if (offered.Code != requested.Code || unknownOptions.Count > 0)
-        {
-            _pendingNegotiation = new NegotiateProtocolVersion(offered.Code, [.. unknownOptions]);
-        }
+        _pendingNegotiation = negotiation;
     }
 
     private NegotiateProtocolVersion? _pendingNegotiation;

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 
 namespace PgSpec.Proxy.Tests;
@@ -54,6 +55,60 @@ public class WireOutputTests
         byte[] farewell = await client.ReadToEndAsync();
 
         Assert.Equal(ErrorResponse(('S', "FATAL"), ('V', "FATAL"), ('C', "08P01"), ('M', "invalid length of startup packet: 3")), farewell);
+    }
+
+    [Fact]
+    public async Task BytesSentWithAnSslRequest_BeforeTheAnswer_GetPostgresqlsFatal08P01InsteadOfTheAnswer()
+    {
+        // CVE-2021-23222: bytes that came before the answer are no part of a TLS handshake started after it.
+        using X509Certificate2 certificate = TlsTests.SelfSigned();
+        await using var proxy = new ProxyHarness(ProxyEndpoint.Parse("127.0.0.1:1"), options => options with { TlsCertificate = certificate });
+        using RawClient client = await RawClient.ConnectAsync(proxy.Port);
+
+        await client.SendAsync([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f, .. RawClient.Startup("anyone")]);
+        byte[] farewell = await client.ReadToEndAsync();
+
+        Assert.Equal(
+            ErrorResponse(
+                ('S', "FATAL"),
+                ('V', "FATAL"),
+                ('C', "08P01"),
+                ('M', "received unencrypted data after SSL request"),
+                ('D', "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.")),
+            farewell);
+    }
+
+    [Fact]
+    public async Task AGssEncRequestAfterTls_GetsPostgresqlsFatal0A000()
+    {
+        // As PostgreSQL: once TLS is up, only a StartupMessage or a CancelRequest may come.
+        using X509Certificate2 certificate = TlsTests.SelfSigned();
+        await using var proxy = new ProxyHarness(ProxyEndpoint.Parse("127.0.0.1:1"), options => options with { TlsCertificate = certificate });
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, proxy.Port));
+        using var network = new NetworkStream(socket);
+        using var timeout = new CancellationTokenSource(s_patience);
+        await network.WriteAsync(new byte[] { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f }, timeout.Token);
+        byte[] answer = new byte[1];
+        await network.ReadExactlyAsync(answer, timeout.Token);
+        Assert.Equal((byte)'S', answer[0]);
+        using var tls = new System.Net.Security.SslStream(network, false, (_, _, _, _) => true);
+        await tls.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions { TargetHost = "localhost" }, timeout.Token);
+
+        await tls.WriteAsync(new byte[] { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30 }, timeout.Token);
+        var farewell = new MemoryStream();
+        try
+        {
+            await tls.CopyToAsync(farewell, timeout.Token);
+        }
+        catch (IOException)
+        {
+            // The proxy may close without TLS's close_notify.
+        }
+
+        Assert.Equal(
+            ErrorResponse(('S', "FATAL"), ('V', "FATAL"), ('C', "0A000"), ('M', "unsupported frontend protocol 1234.5680: server supports 3.0 to 3.2")),
+            farewell.ToArray());
     }
 
     [Theory]
