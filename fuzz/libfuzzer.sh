@@ -8,7 +8,7 @@
 # (Debian: apt-get install clang libclang-rt-14-dev). It starts `dotnet PgSpec.Fuzz.dll` without
 # arguments, and PgSpec.Fuzz runs the target that PGSPEC_FUZZ_TARGET names.
 #
-# Uses the build of run.sh (fuzz/out: the instrumented PgSpec.Protocol.dll and PgSpec.Client.dll, and the dictionary;
+# Uses the build of run.sh (fuzz/out: the instrumented PgSpec.Protocol, Client and Server assemblies, and the dictionary;
 # built here unless FUZZ_NO_BUILD=1), seeds from fuzz/corpus/TARGET and fuzz/regressions/TARGET.
 # The queue grows in fuzz/out/libfuzzer/TARGET; a crashing input is written to
 # fuzz/out/libfuzzer/TARGET-findings/ and replays with `dotnet fuzz/out/replay/PgSpec.Fuzz.dll

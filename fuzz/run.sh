@@ -5,11 +5,12 @@
 #   fuzz/run.sh all SECONDS         every target, one after the other, SECONDS each
 #   fuzz/run.sh list                the targets
 #
-# Publishes PgSpec.Fuzz twice (one copy whose PgSpec.Protocol.dll SharpFuzz instruments, one left
-# as built to replay inputs on), writes the dictionary derived from the specs, seeds afl-fuzz with
-# fuzz/corpus/TARGET and fuzz/regressions/TARGET, runs it time-boxed (-V), prints executions, paths,
-# crashes and hangs, replays every crash on the uninstrumented build to show the exception, and
-# exits non-zero if any target crashed or hung. Findings stay in fuzz/out/findings/TARGET.
+# Publishes PgSpec.Fuzz twice (one copy whose PgSpec.Protocol, PgSpec.Client and PgSpec.Server
+# assemblies SharpFuzz instruments, one left as built to replay inputs on), writes the dictionary
+# derived from the specs, seeds afl-fuzz with fuzz/corpus/TARGET and fuzz/regressions/TARGET, runs
+# it time-boxed (-V), prints executions, paths, crashes and hangs, replays every crash on the
+# uninstrumented build to show the exception, and exits non-zero if any target crashed or hung.
+# Findings stay in fuzz/out/findings/TARGET.
 #
 # Environment: FUZZ_TIMEOUT_MS (afl-fuzz -t, default 2000), FUZZ_NO_BUILD=1 (reuse fuzz/out),
 # FUZZ_RESUME=1 (go on from the findings folder instead of the seeds: a long campaign in parts),
@@ -37,10 +38,10 @@ build() {
         || { echo "dotnet publish failed"; exit 1; }
     cp -r "$out/replay" "$out/instrumented"
 
-    echo "== instrumenting PgSpec.Protocol.dll and PgSpec.Client.dll (the codec and the session)"
+    echo "== instrumenting PgSpec.Protocol.dll, PgSpec.Client.dll and PgSpec.Server.dll (the codec and both sessions)"
     (cd "$root" && dotnet tool restore >/dev/null) || { echo "dotnet tool restore failed"; exit 1; }
     local assembly
-    for assembly in PgSpec.Protocol PgSpec.Client; do
+    for assembly in PgSpec.Protocol PgSpec.Client PgSpec.Server; do
         (cd "$root" && dotnet tool run sharpfuzz "$out/instrumented/$assembly.dll") || { echo "sharpfuzz failed on $assembly.dll"; exit 1; }
     done
 

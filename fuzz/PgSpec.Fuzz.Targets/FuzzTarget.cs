@@ -118,6 +118,7 @@ public static class FuzzTargets
         new StreamTarget(backend: true, protocol32: true),
         new SegmentationTarget(),
         new SessionTarget(),
+        new BackendSessionTarget(),
     ];
 
     /// <summary>The names of every target.</summary>

@@ -335,6 +335,12 @@ public sealed partial class PgBackendSession
             try
             {
                 PgStatement statement = await handler.PrepareAsync(text, [], cancellationToken).ConfigureAwait(false);
+                if (statement.ParameterTypes.Count > 0)
+                {
+                    // A simple query has no values to bind, as PostgreSQL says.
+                    throw new PgErrorException("42P02", "there is no parameter $1");
+                }
+
                 var bind = new PgBindContext([], s_noFormats, s_noFormats);
                 PgStatementResult result = await handler.BindAsync(statement, bind, cancellationToken).ConfigureAwait(false);
                 await using (result.ConfigureAwait(false))

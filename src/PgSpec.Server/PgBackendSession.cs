@@ -654,6 +654,9 @@ public sealed partial class PgBackendSession
 
     private async ValueTask FlushAsync(CancellationToken cancellationToken)
     {
+        // Cancelled before anything went out (Terminate, shutdown): the connection is still sound
+        // for the FATAL error that ends the session.
+        cancellationToken.ThrowIfCancellationRequested();
         try
         {
             FlushResult result = await _output!.FlushAsync(cancellationToken).ConfigureAwait(false);

@@ -53,22 +53,25 @@ public class PgErrorException : Exception
     /// <summary>True for FATAL and PANIC: the session ends after the message.</summary>
     public bool IsFatal => Severity is "FATAL" or "PANIC";
 
-    /// <summary>The fields in PostgreSQL's order: S, V, C, M, D, H, P, W.</summary>
+    /// <summary>
+    /// The fields in PostgreSQL's order: S, V, C, M, D, H, P, W. A NUL character, which a String
+    /// on the wire cannot hold (a message may quote the client's data), becomes U+FFFD.
+    /// </summary>
     internal ImmutableArray<(byte Code, string Value)> Fields()
     {
         var fields = ImmutableArray.CreateBuilder<(byte, string)>(8);
-        fields.Add(((byte)'S', Severity));
-        fields.Add(((byte)'V', Severity));
-        fields.Add(((byte)'C', SqlState));
-        fields.Add(((byte)'M', Message));
+        fields.Add(((byte)'S', WithoutNul(Severity)));
+        fields.Add(((byte)'V', WithoutNul(Severity)));
+        fields.Add(((byte)'C', WithoutNul(SqlState)));
+        fields.Add(((byte)'M', WithoutNul(Message)));
         if (Detail is not null)
         {
-            fields.Add(((byte)'D', Detail));
+            fields.Add(((byte)'D', WithoutNul(Detail)));
         }
 
         if (Hint is not null)
         {
-            fields.Add(((byte)'H', Hint));
+            fields.Add(((byte)'H', WithoutNul(Hint)));
         }
 
         if (Position is int position)
@@ -78,11 +81,13 @@ public class PgErrorException : Exception
 
         if (Where is not null)
         {
-            fields.Add(((byte)'W', Where));
+            fields.Add(((byte)'W', WithoutNul(Where)));
         }
 
         return fields.ToImmutable();
     }
+
+    private static string WithoutNul(string value) => value.Contains('\0', StringComparison.Ordinal) ? value.Replace('\0', '\uFFFD') : value;
 
     /// <summary>This error as the ErrorResponse message.</summary>
     public ErrorResponse ToErrorResponse() => new([.. Fields().Select(f => new ErrorResponse.Field(f.Code, f.Value))]);

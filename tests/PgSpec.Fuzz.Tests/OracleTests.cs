@@ -87,6 +87,19 @@ public sealed class OracleTests
     public void HostileServer_SendingATwoGibLength_PassesTheOracle()
         => FuzzTargets.Find("session")!.Run([0, 0, (byte)'R', 0x7F, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]);
 
+    [Theory]
+    [InlineData((byte)'Q')]
+    [InlineData((byte)'d')]
+    [InlineData((byte)'p')]
+    public void HostileClient_SendingATwoGibLength_PassesTheOracle(byte type)
+    {
+        byte[] startup = new StartupMessage(196608, [new("user", "fuzz")]).ToArray();
+        foreach (byte options in new byte[] { 0x00, 0x02, 0x1D })
+        {
+            FuzzTargets.Find("backend")!.Run([options, .. startup, type, 0x7F, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]);
+        }
+    }
+
     [Fact]
     public void Stream_SplitAtEveryPoint_ReadsTheSameEveryWay()
     {

@@ -1,3 +1,7 @@
+// The backend target measures what the whole process allocates (its session runs on the thread
+// pool): no other test may run beside it.
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
+
 namespace PgSpec.Fuzz.Tests;
 
 /// <summary>
