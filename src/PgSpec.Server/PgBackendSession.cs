@@ -59,6 +59,9 @@ public sealed partial class PgBackendSession
         _context = new DecodeContext { Limits = _options.Limits.WithAll(PgDirection.Frontend, AuthenticationMessageLimit), ProtocolVersion = _options.MaxProtocolVersion };
     }
 
+    /// <summary>The largest ParameterStatus (its length word), as the spec gives it.</summary>
+    private static int ParameterStatusLimit => PgLimits.Default.MaxLength(PgDirection.Backend, (byte)'S');
+
     /// <summary>The largest length word a message may have before the client is authenticated.</summary>
     internal const int AuthenticationMessageLimit = 65539;
 
@@ -100,6 +103,17 @@ public sealed partial class PgBackendSession
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentNullException.ThrowIfNull(value);
+        if (name.Contains('\0', StringComparison.Ordinal) || value.Contains('\0', StringComparison.Ordinal))
+        {
+            throw new ArgumentException("a parameter's name and value cannot contain NUL");
+        }
+
+        // ParameterStatus is at most 30000 bytes (its spec's limit): refused here, not when it is sent.
+        if (System.Text.Encoding.UTF8.GetByteCount(name) + System.Text.Encoding.UTF8.GetByteCount(value) + 6 > ParameterStatusLimit)
+        {
+            throw new ArgumentException($"the parameter {name} is too long for ParameterStatus ({ParameterStatusLimit} bytes at most)", nameof(value));
+        }
+
         if (_parameters.TryGetValue(name, out string? old) && old == value)
         {
             return;

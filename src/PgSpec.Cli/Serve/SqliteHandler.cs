@@ -165,7 +165,14 @@ internal sealed class SqliteHandler(SqliteEngine engine) : PgSessionHandler
 
         foreach (KeyValuePair<string, string> changed in _sql.TakeParameterChanges())
         {
-            _session.SetParameter(changed.Key, changed.Value);
+            try
+            {
+                _session.SetParameter(changed.Key, changed.Value);
+            }
+            catch (ArgumentException e)
+            {
+                throw new PgErrorException("22023", $"invalid value for parameter \"{changed.Key}\": {e.Message}");
+            }
         }
     }
 
