@@ -47,6 +47,9 @@ internal static class ServeCommand
     /// <summary>The longest timeout or grace accepted, in seconds (a day).</summary>
     private const double MaxSeconds = 86400;
 
+    /// <summary>The default --max-message-size: 16 MiB.</summary>
+    private const int DefaultMaxMessage = 16 * 1024 * 1024;
+
     public static Command Create(Stream stdout, TextWriter stderr)
     {
         var listen = new Option<string>("--listen") { Description = "Where clients connect: HOST:PORT or a Unix socket path (PostgreSQL's clients look for PATH/.s.PGSQL.PORT).", HelpName = "HOST:PORT|PATH", DefaultValueFactory = _ => "127.0.0.1:5432" };
@@ -65,11 +68,12 @@ internal static class ServeCommand
         var handshakeTimeout = new Option<double>("--handshake-timeout") { Description = "Seconds a client has to start TLS, send its startup packet and log in.", HelpName = "SECONDS", DefaultValueFactory = _ => 60 };
         var idleTimeout = new Option<double>("--idle-timeout") { Description = "End a session idle outside a transaction for this many seconds with FATAL 57P05. 0: never.", HelpName = "SECONDS", DefaultValueFactory = _ => 0 };
         var shutdownGrace = new Option<double>("--shutdown-grace") { Description = "Seconds open sessions may go on after SIGINT/SIGTERM before FATAL 57P01.", HelpName = "SECONDS", DefaultValueFactory = _ => 5 };
+        var maxMessage = new Option<int>("--max-message-size") { Description = "The largest message a client may send (Query, Bind, CopyData, ...), in bytes; PostgreSQL's own limit is 1 GiB, but SQLite's work on a statement takes many times its size.", HelpName = "BYTES", DefaultValueFactory = _ => DefaultMaxMessage };
         var quiet = new Option<bool>("--quiet") { Description = "No notes about sessions on standard error." };
 
         var command = new PgSpecCommand("serve", Summary, Description)
         {
-            listen, database, tlsCert, tlsKey, auth, user, password, maxProtocol, trace, traceAppend, maxConnections, handshakeTimeout, idleTimeout, shutdownGrace, quiet,
+            listen, database, tlsCert, tlsKey, auth, user, password, maxProtocol, maxMessage, trace, traceAppend, maxConnections, handshakeTimeout, idleTimeout, shutdownGrace, quiet,
         };
 
         command.Validators.Add(result =>
@@ -103,6 +107,16 @@ internal static class ServeCommand
             if (Value(traceAppend) && Value(trace) is null or "-")
             {
                 result.AddError("--trace-append needs a --trace FILE.");
+            }
+
+            if (result.GetResult(maxMessage) is { Implicit: false } && Value(maxMessage) is < 1024 or > 0x40000002)
+            {
+                result.AddError("--max-message-size is 1024 to 1073741826 bytes.");
+            }
+
+            if (result.GetResult(database) is { Implicit: false } && string.IsNullOrWhiteSpace(Value(database)))
+            {
+                result.AddError("--db is a file name, or :memory:.");
             }
 
             if (result.GetResult(maxConnections) is { Implicit: false } && Value(maxConnections) < 1)
@@ -167,6 +181,7 @@ internal static class ServeCommand
                     HandshakeTimeout = TimeSpan.FromSeconds(result.GetValue(handshakeTimeout)),
                     IdleTimeout = result.GetValue(idleTimeout) == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(result.GetValue(idleTimeout)),
                     ShutdownGracePeriod = TimeSpan.FromSeconds(result.GetValue(shutdownGrace)),
+                    Limits = PgLimits.Default.WithAll(PgDirection.Frontend, result.GetValue(maxMessage)),
                     Authentication = result.GetValue(auth) switch
                     {
                         "password" => PgAuthenticator.Cleartext(u => u == name ? secret : null),
@@ -238,8 +253,15 @@ internal static class ServeCommand
     private static int Run(PgBackendOptions options, SqliteEngine engine, TextWriter stderr, bool notes)
     {
         using var stop = new CancellationTokenSource();
+        int signals = 0;
         void OnStop(PosixSignalContext context)
         {
+            if (Interlocked.Increment(ref signals) > 1)
+            {
+                // A second SIGINT/SIGTERM: no more grace, the process ends now (the default action).
+                return;
+            }
+
             context.Cancel = true;
             try
             {
@@ -251,8 +273,25 @@ internal static class ServeCommand
             }
         }
 
+        void OnIgnored(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            if (notes)
+            {
+                Note(stderr, $"{context.Signal} ignored: {(context.Signal == PosixSignal.SIGHUP ? "there is nothing to reload" : "no action")} (SIGINT or SIGTERM stop the server)");
+            }
+        }
+
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnStop);
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnStop);
+        using PosixSignalRegistration sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnIgnored);
+        using PosixSignalRegistration? sigusr1 = OperatingSystem.IsLinux() ? PosixSignalRegistration.Create((PosixSignal)10, OnIgnored) : null;
+        using PosixSignalRegistration? sigusr2 = OperatingSystem.IsLinux() ? PosixSignalRegistration.Create((PosixSignal)12, OnIgnored) : null;
+
+        // SQLite blocks a thread while it works (and pg_sleep while it waits): enough threads from
+        // the start that busy sessions do not hold up idle ones while the pool grows.
+        ThreadPool.GetMinThreads(out int workers, out int completion);
+        ThreadPool.SetMinThreads(Math.Max(workers, Math.Min(options.MaxConnections, 256) + Environment.ProcessorCount), completion);
         if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") is null)
         {
             // Socket continuations run on the I/O threads; the session moves SQLite's work (which
@@ -284,7 +323,14 @@ internal static class ServeCommand
                 Note(stderr, $"stopping: {server.ActiveSessions} open session(s) get {options.ShutdownGracePeriod.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s");
             }
 
-            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            // Sessions get the grace, then FATAL 57P01; a statement that does not stop within 10 s
+            // more (SQLite working through a huge statement) does not keep the process alive.
+            if (!server.DisposeAsync().AsTask().Wait(options.ShutdownGracePeriod + TimeSpan.FromSeconds(10)))
+            {
+                Note(stderr, "stopped without waiting for sessions that did not end");
+                Environment.Exit(PgSpecCommandLine.ExitOk);
+            }
+
             Note(stderr, "stopped");
         }
 

@@ -51,7 +51,12 @@ internal sealed class ListenSocket : IDisposable
             }
             else
             {
-                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                // A restart may bind while old connections linger in TIME_WAIT. Only SO_REUSEADDR: .NET's
+                // ReuseAddress also sets SO_REUSEPORT on Linux, which would let a second server share the port.
+                if (OperatingSystem.IsLinux())
+                {
+                    socket.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
+                }
             }
 
             EndPoint bindTo = endpoint.EndPoint;

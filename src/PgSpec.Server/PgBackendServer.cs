@@ -105,7 +105,12 @@ public sealed class PgBackendServer : IAsyncDisposable
             else
             {
                 socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                // A restart may bind while old connections linger in TIME_WAIT. Only SO_REUSEADDR: .NET's
+                // ReuseAddress also sets SO_REUSEPORT on Linux, which would let a second server share the port.
+                if (OperatingSystem.IsLinux())
+                {
+                    socket.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
+                }
                 socket.Bind(endPoint);
             }
 
@@ -117,16 +122,25 @@ public sealed class PgBackendServer : IAsyncDisposable
         EndPoints = bound;
     }
 
-    /// <summary>A socket file nobody listens on any more is replaced; one in use is an error.</summary>
+    /// <summary>
+    /// A socket file nobody listens on any more is replaced; one in use is an error, and so is
+    /// anything else at the path (a file, a link, a directory): it is never deleted.
+    /// </summary>
     private static void RemoveStaleSocket(string path)
     {
+        if (Directory.Exists(path))
+        {
+            throw new IOException($"{path} is a directory, not a socket");
+        }
+
         var info = new FileInfo(path);
-        if (!info.Exists && !Directory.Exists(path))
+        if (!info.Exists && info.LinkTarget is null)
         {
             return;
         }
 
-        if ((info.Attributes & FileAttributes.Directory) != 0 || info.LinkTarget is not null || info.UnixFileMode == 0 && info.Length > 0)
+        // .NET cannot name a file's type; a socket has no length, and opening it fails (ENXIO).
+        if (info.LinkTarget is not null || info.Length != 0 || !FailsToOpen(path))
         {
             throw new IOException($"{path} exists and is not a socket");
         }
@@ -147,6 +161,28 @@ public sealed class PgBackendServer : IAsyncDisposable
         }
 
         throw new IOException($"another server listens on {path}");
+    }
+
+    /// <summary>True when the path cannot be opened as a file (a socket); a FIFO, whose open would wait, counts as a file.</summary>
+    private static bool FailsToOpen(string path)
+    {
+        Task<bool> open = Task.Run(() =>
+        {
+            try
+            {
+                using Microsoft.Win32.SafeHandles.SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+                return false;
+            }
+            catch (IOException)
+            {
+                return true;
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return false;
+            }
+        });
+        return open.Wait(TimeSpan.FromSeconds(1)) && open.Result;
     }
 
     private async Task AcceptLoopAsync(Socket listener)

@@ -91,12 +91,27 @@ public sealed partial class PgBackendSession
     {
         if (name is null)
         {
-            _statements.Clear();
+            ReleaseStatements();
         }
-        else if (!_statements.Remove(name))
+        else if (_statements.Remove(name, out PgStatement? statement))
+        {
+            statement.Release();
+        }
+        else
         {
             throw new PgErrorException("26000", $"prepared statement \"{name}\" does not exist");
         }
+    }
+
+    /// <summary>Drops every prepared statement, telling each (the session's end, DEALLOCATE ALL).</summary>
+    private void ReleaseStatements()
+    {
+        foreach (PgStatement statement in _statements.Values)
+        {
+            statement.Release();
+        }
+
+        _statements.Clear();
     }
 
     /// <summary>Idle: the last message answered was ReadyForQuery, and no batch is open.</summary>
@@ -152,10 +167,10 @@ public sealed partial class PgBackendSession
         {
             message = (IFrontendMessage)received.ToMessage(_context);
         }
-        catch (PgProtocolException e)
+        catch (PgProtocolException)
         {
             // The frame is sound (the reader checked it); a string in it is not UTF-8.
-            var error = new PgErrorException("22021", "invalid byte sequence for encoding \"UTF8\"") { Detail = e.Error.Reason };
+            var error = new PgErrorException("22021", "invalid byte sequence for encoding \"UTF8\"");
             await FailAsync(error, extended: FrontendMessages.IsExtendedQuery(kind)).ConfigureAwait(false);
             if (!FrontendMessages.IsExtendedQuery(kind))
             {
@@ -294,8 +309,13 @@ public sealed partial class PgBackendSession
         await FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask DisposeResultsAsync()
+    private async ValueTask DisposeResultsAsync(bool andStatements = false)
     {
+        if (andStatements)
+        {
+            ReleaseStatements();
+        }
+
         foreach (Portal portal in _portals.Values)
         {
             await portal.Result.DisposeAsync().ConfigureAwait(false);
@@ -335,22 +355,30 @@ public sealed partial class PgBackendSession
             try
             {
                 PgStatement statement = await handler.PrepareAsync(text, [], cancellationToken).ConfigureAwait(false);
-                if (statement.ParameterTypes.Count > 0)
+                try
                 {
-                    // A simple query has no values to bind, as PostgreSQL says.
-                    throw new PgErrorException("42P02", "there is no parameter $1");
-                }
-
-                var bind = new PgBindContext([], s_noFormats, s_noFormats);
-                PgStatementResult result = await handler.BindAsync(statement, bind, cancellationToken).ConfigureAwait(false);
-                await using (result.ConfigureAwait(false))
-                {
-                    if (result is not (PgCopyInResult or PgCopyOutResult) && result.Columns is { } columns)
+                    if (statement.ParameterTypes.Count > 0)
                     {
-                        Send(Describe(columns, bind));
+                        // A simple query has no values to bind, as PostgreSQL says.
+                        throw new PgErrorException("42P02", "there is no parameter $1");
                     }
 
-                    await RunAsync(result, bind, maxRows: 0, extended: false, cancellationToken).ConfigureAwait(false);
+                    var bind = new PgBindContext([], s_noFormats, s_noFormats);
+                    PgStatementResult result = await handler.BindAsync(statement, bind, cancellationToken).ConfigureAwait(false);
+                    await using (result.ConfigureAwait(false))
+                    {
+                        if (result is not (PgCopyInResult or PgCopyOutResult) && result.Columns is { } columns)
+                        {
+                            Send(Describe(columns, bind));
+                        }
+
+                        await RunAsync(result, bind, maxRows: 0, extended: false, cancellationToken).ConfigureAwait(false);
+                    }
+                }
+                finally
+                {
+                    // A simple query's statement lives as long as it runs.
+                    statement.Release();
                 }
             }
             catch (PgErrorException e) when (!e.IsFatal)
@@ -376,7 +404,17 @@ public sealed partial class PgBackendSession
             }
         }
 
-        await handler.EndBatchAsync(success, _lifetime.Token).ConfigureAwait(false);
+        try
+        {
+            await handler.EndBatchAsync(success, _lifetime.Token).ConfigureAwait(false);
+        }
+        catch (PgErrorException e) when (!e.IsFatal)
+        {
+            // The implicit transaction could not commit (a lock, a constraint checked at commit):
+            // the error, then ReadyForQuery all the same.
+            await FailAsync(e, extended: false).ConfigureAwait(false);
+        }
+
         await ReadyForQueryAsync(_lifetime.Token).ConfigureAwait(false);
     }
 
@@ -591,7 +629,15 @@ public sealed partial class PgBackendSession
         if (_inBatch)
         {
             _inBatch = false;
-            await _handler!.EndBatchAsync(_batchSucceeded, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await _handler!.EndBatchAsync(_batchSucceeded, cancellationToken).ConfigureAwait(false);
+            }
+            catch (PgErrorException e) when (!e.IsFatal)
+            {
+                // The Sync was consumed: the error starts no skip, and ReadyForQuery follows.
+                await FailAsync(e, extended: false).ConfigureAwait(false);
+            }
         }
 
         await ReadyForQueryAsync(_lifetime.Token).ConfigureAwait(false);
@@ -605,6 +651,12 @@ public sealed partial class PgBackendSession
         }
 
         PgStatement statement = await _handler!.PrepareAsync(parse.QueryString, parse.ParameterTypeOids, cancellationToken).ConfigureAwait(false);
+        if (_statements.Remove(parse.StatementName, out PgStatement? replaced))
+        {
+            // The unnamed statement: replaced by the next Parse.
+            replaced.Release();
+        }
+
         _statements[parse.StatementName] = statement;
         Send(s_parseComplete);
     }
@@ -720,7 +772,10 @@ public sealed partial class PgBackendSession
     {
         if (close.Target == StatementOrPortal.Statement)
         {
-            _statements.Remove(close.Name);
+            if (_statements.Remove(close.Name, out PgStatement? closed))
+            {
+                closed.Release();
+            }
         }
         else if (_portals.Remove(close.Name, out Portal? portal))
         {

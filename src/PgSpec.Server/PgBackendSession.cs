@@ -300,7 +300,7 @@ public sealed partial class PgBackendSession
         {
             try
             {
-                await DisposeResultsAsync().ConfigureAwait(false);
+                await DisposeResultsAsync(andStatements: true).ConfigureAwait(false);
                 await _handler.DisposeAsync().ConfigureAwait(false);
             }
             catch (Exception e)

@@ -35,6 +35,9 @@ public sealed class PgScramVerifier
     /// <summary>HMAC(SaltedPassword, "Server Key").</summary>
     public ReadOnlyMemory<byte> ServerKey { get; }
 
+    /// <summary>A verifier of keys given as they are (for users who do not exist).</summary>
+    internal static PgScramVerifier Mock(byte[] salt, byte[] storedKey, byte[] serverKey) => new(4096, salt, storedKey, serverKey);
+
     /// <summary>Makes a verifier for <paramref name="password"/> (SASLprep'ed, as PostgreSQL does) with a random 16-byte salt.</summary>
     public static PgScramVerifier Create(string password, int iterations = 4096)
         => Create(password, RandomNumberGenerator.GetBytes(16), iterations);
@@ -269,10 +272,15 @@ internal sealed class ScramAuthenticator(Func<string, PgScramVerifier?> verifier
         await exchange.SendAsync(new AuthenticationSASLFinal(Encoding.UTF8.GetBytes("v=" + Convert.ToBase64String(serverSignature))), cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// A made-up verifier for a user who does not exist, as PostgreSQL's mock authentication: the
+    /// same salt on every attempt, and keys that match no password. No PBKDF2 runs, so the answer
+    /// comes as fast as for a real user (which costs nothing either: its keys are stored).
+    /// </summary>
     private static PgScramVerifier MockVerifier(string user)
     {
         byte[] salt = HMACSHA256.HashData(s_mockSecret, Encoding.UTF8.GetBytes(user)).AsSpan(0, 16).ToArray();
-        return PgScramVerifier.Create(Convert.ToBase64String(RandomNumberGenerator.GetBytes(16)), salt, 4096);
+        return PgScramVerifier.Mock(salt, RandomNumberGenerator.GetBytes(32), RandomNumberGenerator.GetBytes(32));
     }
 
     /// <summary>Reads "x=value" attributes separated by commas, refusing what PostgreSQL refuses, with its details.</summary>

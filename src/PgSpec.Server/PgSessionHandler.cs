@@ -115,6 +115,15 @@ public class PgStatement
     /// columns are only known once a portal runs overrides it to learn that the client saw them.
     /// </summary>
     public virtual IReadOnlyList<PgColumn>? Columns { get; }
+
+    /// <summary>
+    /// Called when the session no longer needs the statement: the unnamed one replaced by the next
+    /// Parse, Close, DEALLOCATE, a simple Query's statement once it has run, the session's end.
+    /// Portals bound from it may still be running. Release what the statement holds here.
+    /// </summary>
+    public virtual void Release()
+    {
+    }
 }
 
 /// <summary>The values a Bind gives a statement, and the formats the client wants its results in.</summary>

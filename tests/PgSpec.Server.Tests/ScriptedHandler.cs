@@ -75,19 +75,58 @@ internal sealed class ScriptedHandler : PgSessionHandler
 
     public override TransactionStatus TransactionStatus => _status;
 
+    /// <summary>Statements prepared and not yet released by the session.</summary>
+    public int LiveStatements => Volatile.Read(ref _liveStatements);
+
+    private int _liveStatements;
+
+    /// <summary>The next end of a batch fails as a commit that cannot be made would ("commitfail" arms it).</summary>
+    private bool _failCommit;
+
+    public override ValueTask EndBatchAsync(bool success, CancellationToken cancellationToken)
+    {
+        if (_failCommit)
+        {
+            _failCommit = false;
+            throw new PgErrorException("40001", "could not serialize access due to concurrent update");
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>A statement that counts itself among the live ones until the session releases it.</summary>
+    private sealed class Counted : PgStatement
+    {
+        private readonly ScriptedHandler _handler;
+        private int _released;
+
+        public Counted(ScriptedHandler handler, string sql, IReadOnlyList<uint> parameterTypes, IReadOnlyList<PgColumn>? columns)
+            : base(sql, parameterTypes, columns)
+        {
+            _handler = handler;
+            Interlocked.Increment(ref handler._liveStatements);
+        }
+
+        public override void Release()
+        {
+            Assert.Equal(0, Interlocked.Exchange(ref _released, 1));
+            Interlocked.Decrement(ref _handler._liveStatements);
+        }
+    }
+
     public override IReadOnlyList<string> SplitQuery(string query)
         => [.. query.Split(';').Select(s => s.Trim()).Where(s => s.Length > 0)];
 
     public override ValueTask<PgStatement> PrepareAsync(string sql, IReadOnlyList<uint> parameterTypes, CancellationToken cancellationToken)
     {
         string[] words = sql.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        return ValueTask.FromResult(words.FirstOrDefault() switch
+        return ValueTask.FromResult<PgStatement>(words.FirstOrDefault() switch
         {
-            "rows" => new PgStatement(sql, [], s_rowColumns),
-            "param" => new PgStatement(sql, [25], [new PgColumn("param", 25)]),
-            "sleep" => new PgStatement(sql, [], [new PgColumn("pg_sleep", 2278, 4)]),
+            "rows" => new Counted(this, sql, [], s_rowColumns),
+            "param" => new Counted(this, sql, [25], [new PgColumn("param", 25)]),
+            "sleep" => new Counted(this, sql, [], [new PgColumn("pg_sleep", 2278, 4)]),
             "bad" => throw new PgErrorException("42601", "syntax error at or near \"bad\"") { Position = 1 },
-            _ => new PgStatement(sql, [], null),
+            _ => new Counted(this, sql, [], null),
         });
     }
 
@@ -128,6 +167,9 @@ internal sealed class ScriptedHandler : PgSessionHandler
                 }
 
                 return PgStatementResult.Command("NOTIFY");
+            case "commitfail":
+                _failCommit = true;
+                return PgStatementResult.Command("COMMITFAIL");
             case "notice":
                 _session.SendNotice(new PgErrorException("NOTICE", "00000", "a notice"));
                 return PgStatementResult.Command("NOTICE");

@@ -399,6 +399,10 @@ internal sealed class SqlCursor : IDisposable
                     raw.sqlite3_clear_bindings(stmt);
                 }
                 statement.HandleInUse = false;
+                if (statement.Released)
+                {
+                    statement.Handle?.Dispose();
+                }
             }
             stmt = null;
         }

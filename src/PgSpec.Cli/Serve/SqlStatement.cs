@@ -158,6 +158,7 @@ internal sealed class SqlStatement : IDisposable
 
     public void Dispose()
     {
+        Released = true;
         if (!HandleInUse)
         {
             Handle?.Dispose();
@@ -165,4 +166,7 @@ internal sealed class SqlStatement : IDisposable
         }
         Session.Forget(this);
     }
+
+    /// <summary>Disposed while a cursor ran on its handle: the cursor disposes the handle when it ends.</summary>
+    internal bool Released { get; private set; }
 }

@@ -34,9 +34,13 @@ internal sealed class SqliteEngine : IDisposable
         else
         {
             connectionString = new SqliteConnectionStringBuilder { DataSource = database, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = false }.ToString();
-            // Fail now, with the reason, when the file cannot be opened.
+            // Fail now, with the reason, when the file cannot be opened or is not a database; and
+            // journal ahead (WAL), so that readers do not wait for a session that writes.
             using var probe = new SqliteConnection(connectionString);
             probe.Open();
+            using SqliteCommand wal = probe.CreateCommand();
+            wal.CommandText = "PRAGMA journal_mode=WAL";
+            wal.ExecuteNonQuery();
         }
         SqliteVersion = raw.sqlite3_libversion().utf8_to_string();
         ServerVersion = $"16.0 (PgSpec serve, SQLite {SqliteVersion})";

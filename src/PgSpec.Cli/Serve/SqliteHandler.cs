@@ -200,6 +200,9 @@ internal sealed class SqliteHandler(SqliteEngine engine) : PgSessionHandler
 
         public SqlStatement Parsed { get; } = sql;
 
+        /// <summary>The engine's prepared statement goes with it (a cursor still running on it keeps it until it ends).</summary>
+        public override void Release() => Parsed.Dispose();
+
         public override IReadOnlyList<PgColumn>? Columns
         {
             get
