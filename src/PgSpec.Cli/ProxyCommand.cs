@@ -192,38 +192,14 @@ internal static class ProxyCommand
                 }
             }
 
-            foreach (Option<double> seconds in new[] { handshakeTimeout, idleTimeout, shutdownGrace })
-            {
-                if (result.GetResult(seconds) is not { Implicit: false })
-                {
-                    continue;
-                }
-
-                double value = Value(seconds);
-                double least = seconds == handshakeTimeout ? double.Epsilon : 0;
-                if (value < least || double.IsNaN(value) || value > MaxSeconds)
-                {
-                    result.AddError(seconds == handshakeTimeout
-                        ? $"--handshake-timeout is a number of seconds more than 0 and at most {MaxSeconds}: clients need time to start."
-                        : $"{seconds.Name} is a number of seconds from 0 to {MaxSeconds}.");
-                }
-            }
+            ServerOptions.CheckSeconds(result, handshakeTimeout, idleTimeout, shutdownGrace);
         });
 
         command.SetAction(result =>
         {
-            X509Certificate2? certificate = null;
-            if (result.GetValue(tlsCert) is { } certFile)
+            if (!ServerOptions.TryLoadCertificate(result.GetValue(tlsCert), result.GetValue(tlsKey), stderr, out X509Certificate2? certificate))
             {
-                try
-                {
-                    certificate = X509Certificate2.CreateFromPemFile(certFile, result.GetValue(tlsKey));
-                }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
-                {
-                    stderr.WriteLine($"pgspec: cannot load --tls-cert/--tls-key: {e.Message}");
-                    return PgSpecCommandLine.ExitUsage;
-                }
+                return PgSpecCommandLine.ExitUsage;
             }
 
             bool notes = !result.GetValue(quiet);
@@ -286,8 +262,6 @@ internal static class ProxyCommand
         return command;
     }
 
-    /// <summary>The longest timeout or grace accepted, in seconds (a day).</summary>
-    private const double MaxSeconds = 86400;
 
     private static int Run(PgProxyOptions options, ProxyTraceStream? trace, TextWriter stderr)
     {
