@@ -66,10 +66,11 @@ internal sealed class SqliteEngine : IDisposable
     /// application_name, client_encoding, DateStyle, TimeZone, options=-c name=value, ...).
     /// Throws SqlError (FATAL) for a parameter it cannot accept.
     /// </summary>
-    public SqliteSession OpenSession(string user, IReadOnlyDictionary<string, string> startupParameters)
+    public SqliteSession OpenSession(string user, IReadOnlyDictionary<string, string> startupParameters, int? processId = null)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        int pid = Interlocked.Increment(ref nextProcessId);
+        // The protocol session's process id when there is one (pg_backend_pid() and BackendKeyData agree).
+        int pid = processId ?? Interlocked.Increment(ref nextProcessId);
         var connection = new SqliteConnection(connectionString);
         try
         {

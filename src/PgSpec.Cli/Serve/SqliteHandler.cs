@@ -21,7 +21,7 @@ internal sealed class SqliteHandler(SqliteEngine engine) : PgSessionHandler
         var parameters = new Dictionary<string, string>(session.StartupParameters, StringComparer.Ordinal) { ["database"] = session.Database };
         try
         {
-            _sql = engine.OpenSession(session.User, parameters);
+            _sql = engine.OpenSession(session.User, parameters, session.ProcessId);
         }
         catch (SqlError e)
         {
