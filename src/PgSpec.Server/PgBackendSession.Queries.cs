@@ -58,6 +58,9 @@ public sealed partial class PgBackendSession
         {
             if (!await ReadNextAsync(reader).ConfigureAwait(false))
             {
+                // The client has sent all it will (it may still read: a half-closed connection).
+                // What was answered but not yet flushed goes out, bounded in time.
+                await FlushAtEndAsync().ConfigureAwait(false);
                 return;
             }
 
@@ -136,6 +139,25 @@ public sealed partial class PgBackendSession
         {
             End(_handler!.TransactionStatus == TransactionStatus.Idle ? SessionEnd.IdleTimeout : SessionEnd.IdleInTransactionTimeout);
             throw;
+        }
+    }
+
+    private async ValueTask FlushAtEndAsync()
+    {
+        if (_output is not { UnflushedBytes: > 0 } || _outputBroken)
+        {
+            return;
+        }
+
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
+        bounded.CancelAfter(TimeSpan.FromSeconds(1));
+        try
+        {
+            await FlushAsync(bounded.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException)
+        {
+            // A client that does not read what it asked for: the session ends all the same.
         }
     }
 
