@@ -178,12 +178,24 @@ internal static class ServeCommand
                     };
                 }
 
-                Stream? traceOutput = null;
+                // The trace is written by a thread of its own, through a bounded buffer (the proxy's):
+                // an output that is slow, stalled or broken drops trace lines, counted and told once,
+                // and never holds up a session.
+                ProxyTraceStream? traceStream = null;
                 if (result.GetValue(trace) is { } tracePath)
                 {
+                    Action<string> traceLog = text => Note(stderr, text);
                     try
                     {
-                        traceOutput = tracePath == "-" ? stdout : TraceFile.Open(tracePath, result.GetValue(traceAppend)).First;
+                        if (tracePath == "-")
+                        {
+                            traceStream = new ProxyTraceStream(stdout, traceLog, leaveOpen: true);
+                        }
+                        else
+                        {
+                            (Stream first, Func<Stream> reopen) = TraceFile.Open(tracePath, result.GetValue(traceAppend));
+                            traceStream = new ProxyTraceStream(first, reopen, traceLog);
+                        }
                     }
                     catch (TraceFileException e)
                     {
@@ -191,7 +203,7 @@ internal static class ServeCommand
                         return PgSpecCommandLine.ExitUsage;
                     }
 
-                    var serveTrace = new ServeTrace(new PqTraceSink(traceOutput, new PgTraceOptions(), connectionIds: true));
+                    var serveTrace = new ServeTrace(new PqTraceSink(traceStream, new PgTraceOptions(), connectionIds: true));
                     options.Traffic = serveTrace.OnTraffic;
                     Action<PgBackendSession, string?>? ended = options.SessionEnded;
                     options.SessionEnded = (session, failure) =>
@@ -207,9 +219,20 @@ internal static class ServeCommand
                 }
                 finally
                 {
-                    if (traceOutput is not null && traceOutput != stdout)
+                    if (traceStream is not null)
                     {
-                        traceOutput.Dispose();
+                        // What the trace has not written within a few seconds of the stop is given up.
+                        if (!traceStream.Drain(TimeSpan.FromSeconds(5)))
+                        {
+                            traceStream.Abandon();
+                        }
+
+                        if (traceStream.DroppedBytes > 0)
+                        {
+                            Note(stderr, $"{traceStream.DroppedBytes} bytes of trace dropped");
+                        }
+
+                        traceStream.Dispose();
                     }
                 }
             }
