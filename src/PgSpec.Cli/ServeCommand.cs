@@ -289,14 +289,6 @@ internal static class ServeCommand
         // the start that busy sessions do not hold up idle ones while the pool grows.
         ThreadPool.GetMinThreads(out int workers, out int completion);
         ThreadPool.SetMinThreads(Math.Max(workers, Math.Min(options.MaxConnections, 256) + Environment.ProcessorCount), completion);
-        if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") is null)
-        {
-            // Socket continuations run on the I/O threads; the session moves SQLite's work (which
-            // blocks) to the thread pool itself (read when the first socket operation starts; an
-            // explicit setting wins).
-            Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
-        }
-
         PgBackendServer server;
         try
         {

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
-using PgSpec.Proxy.Sockets;
+using PgSpec.Sockets;
 
 namespace PgSpec.Proxy;
 
@@ -41,7 +41,18 @@ public sealed class PgProxy : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(options.IoThreads, nameof(options.IoThreads));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(options.IoThreads, MaxIoThreads, nameof(options.IoThreads));
         ArgumentOutOfRangeException.ThrowIfNegative(options.MaxClientConnections, nameof(options.MaxClientConnections));
-        Sockets = PgSpec.Proxy.Sockets.SocketEngine.Create(options);
+        // Continuations run on the event thread unless something on the relay path may block (a
+        // trace writing to a file) or cost much (TLS records), which go to the thread pool instead.
+        Sockets = PgSpec.Sockets.SocketEngine.Create(
+            options.SocketEngine switch
+            {
+                ProxySocketEngine.Epoll => true,
+                ProxySocketEngine.DotNet => false,
+                _ => null,
+            },
+            inlineCompletions: options.Trace is null && options.TlsCertificate is null && !options.UpstreamTls,
+            options.IoThreads,
+            options.Log);
     }
 
     /// <summary>The most event threads the epoll engine may be given.</summary>
@@ -90,7 +101,7 @@ public sealed class PgProxy : IAsyncDisposable
             throw new InvalidOperationException("the proxy has already started");
         }
 
-        FileDescriptorLimit = PgSpec.Proxy.Sockets.FileDescriptors.RaiseToHardLimit();
+        FileDescriptorLimit = PgSpec.Sockets.FileDescriptors.RaiseToHardLimit();
         long budget = FileDescriptorLimit > 0 ? FileDescriptorLimit - ReservedDescriptors : long.MaxValue;
         if (budget < 8)
         {
@@ -214,7 +225,7 @@ public sealed class PgProxy : IAsyncDisposable
             Interlocked.Increment(ref _served);
         }
 
-        ProxySocket socket;
+        EngineSocket socket;
         try
         {
             if (!Options.Listen.IsUnix)

@@ -1,6 +1,6 @@
 using System.Security.Cryptography.X509Certificates;
 using PgSpec.Protocol;
-using PgSpec.Proxy.Sockets;
+using PgSpec.Sockets;
 
 namespace PgSpec.Proxy;
 

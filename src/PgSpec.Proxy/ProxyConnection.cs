@@ -5,7 +5,7 @@ using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using PgSpec.Protocol;
-using PgSpec.Proxy.Sockets;
+using PgSpec.Sockets;
 
 namespace PgSpec.Proxy;
 
@@ -52,7 +52,7 @@ internal sealed partial class ProxyConnection
 
     private readonly PgProxy _proxy;
     private readonly long _id;
-    private readonly ProxySocket _client;
+    private readonly EngineSocket _client;
     private readonly bool _overLimit;
     private readonly DecodeContext _context;
     private readonly PgMessageReader _frontend;
@@ -61,7 +61,7 @@ internal sealed partial class ProxyConnection
     private readonly Lock _timerLock = new();
     private CancellationTokenSource? _timers;
     private ConnectionTimer _timer;
-    private ProxySocket? _upstream;
+    private EngineSocket? _upstream;
     private X509Certificate2? _upstreamCertificate;
     private bool _clientTls;
 
@@ -75,7 +75,7 @@ internal sealed partial class ProxyConnection
     private int _issuedProcessId;
     private byte[]? _issuedKey;
 
-    public ProxyConnection(PgProxy proxy, long id, ProxySocket client, string peer, bool overLimit)
+    public ProxyConnection(PgProxy proxy, long id, EngineSocket client, string peer, bool overLimit)
     {
         _proxy = proxy;
         _id = id;
@@ -499,7 +499,7 @@ internal sealed partial class ProxyConnection
             return;
         }
 
-        using ProxySocket socket = await _proxy.Sockets.ConnectAsync(Options.Upstream, cancellationToken).ConfigureAwait(false);
+        using EngineSocket socket = await _proxy.Sockets.ConnectAsync(Options.Upstream.EndPoint, cancellationToken).ConfigureAwait(false);
         await socket.Stream.WriteAsync(request, cancellationToken).ConfigureAwait(false);
         socket.ShutdownSend();
 
@@ -522,7 +522,7 @@ internal sealed partial class ProxyConnection
 
         try
         {
-            _upstream = await _proxy.Sockets.ConnectAsync(Options.Upstream, cancellationToken).ConfigureAwait(false);
+            _upstream = await _proxy.Sockets.ConnectAsync(Options.Upstream.EndPoint, cancellationToken).ConfigureAwait(false);
         }
         catch (SocketException e)
         {
@@ -585,7 +585,7 @@ internal sealed partial class ProxyConnection
     /// Copies one direction of a tunnel. A reset from the reading side ends the direction like a
     /// close: TLS clients commonly close with the server's close_notify unread, which resets.
     /// </summary>
-    private async Task CopyRawAsync(Stream input, Stream output, ProxySocket outputSocket, bool fromClient, CancellationTokenSource cancel)
+    private async Task CopyRawAsync(Stream input, Stream output, EngineSocket outputSocket, bool fromClient, CancellationTokenSource cancel)
     {
         byte[] buffer = ArrayPool<byte>.Shared.Rent(ReceiveBuffer.SmallSize);
         try

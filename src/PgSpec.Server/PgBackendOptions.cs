@@ -83,6 +83,12 @@ public sealed class PgBackendOptions
     /// <summary>Called when a session has ended, with why when it ended abnormally (null: the client left as the protocol foresees).</summary>
     public Action<PgBackendSession, string?>? SessionEnded { get; set; }
 
+    /// <summary>
+    /// Which sockets serve accepted connections: null (the default) PgSpec's epoll engine on Linux
+    /// and .NET's sockets elsewhere; false .NET's sockets everywhere; true epoll (Linux only).
+    /// </summary>
+    internal bool? EpollSockets { get; set; }
+
     internal void Validate()
     {
         if (MaxProtocolVersion.Code != PgProtocolVersion.V3_0.Code && MaxProtocolVersion.Code != PgProtocolVersion.V3_2.Code)

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using PgSpec.Sockets;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 
@@ -26,6 +27,7 @@ public sealed class PgBackendServer : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ILogger? _logger;
     private readonly List<Task> _acceptLoops = [];
+    private SocketEngine? _sockets;
     private int _active;
     private int _refusing;
     private int _stopped;
@@ -56,10 +58,17 @@ public sealed class PgBackendServer : IAsyncDisposable
         try
         {
             server.Bind();
+
+            // Continuations of socket operations run on the event threads unless something on the
+            // path may block (a traffic callback) or cost much (TLS records); the session leaves the
+            // event thread for the handler unless the handler says it never blocks.
+            bool inline = options.Traffic is null && options.TlsCertificate is null;
+            server._sockets = SocketEngine.Create(options.EpollSockets, inline, ioThreads: 0, log: null);
         }
         catch
         {
             server.CloseListeners();
+            server._sockets?.Dispose();
             throw;
         }
 
@@ -223,11 +232,24 @@ public sealed class PgBackendServer : IAsyncDisposable
                 client.NoDelay = true;
             }
 
-            _ = RunSession(new NetworkStream(client, ownsSocket: true), client, client.RemoteEndPoint);
+            EndPoint? remote = client.RemoteEndPoint;
+            EngineSocket socket;
+            try
+            {
+                socket = _sockets!.Adopt(client);
+            }
+            catch (SocketException e)
+            {
+                _logger?.LogWarning("taking a connection failed: {Message}", e.Message);
+                client.Dispose();
+                continue;
+            }
+
+            _ = RunSession(socket.Stream, socket, remote);
         }
     }
 
-    private Task? RunSession(Stream stream, Socket? socket, EndPoint? remote)
+    private Task? RunSession(Stream stream, EngineSocket? socket, EndPoint? remote)
     {
         int active = Interlocked.Increment(ref _active);
         bool overLimit = active > Options.MaxConnections;
@@ -322,6 +344,7 @@ public sealed class PgBackendServer : IAsyncDisposable
         try
         {
             await all.WaitAsync(grace.Token).ConfigureAwait(false);
+            StopSockets();
             return;
         }
         catch (OperationCanceledException)
@@ -334,7 +357,11 @@ public sealed class PgBackendServer : IAsyncDisposable
         }
 
         await Task.WhenAll(_running.Keys).ConfigureAwait(false);
+        StopSockets();
     }
+
+    /// <summary>After the last session: the socket engine's threads stop.</summary>
+    private void StopSockets() => Interlocked.Exchange(ref _sockets, null)?.Dispose();
 
     private void CloseListeners()
     {

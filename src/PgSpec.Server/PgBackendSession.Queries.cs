@@ -53,7 +53,7 @@ public sealed partial class PgBackendSession
     /// <summary>Reads and answers the client's messages until it leaves.</summary>
     private async Task ServeQueriesAsync()
     {
-        PgPipeMessageReader reader = _reader!;
+        PgStreamMessageReader reader = _reader!;
         while (true)
         {
             if (!await ReadNextAsync(reader).ConfigureAwait(false))
@@ -120,14 +120,14 @@ public sealed partial class PgBackendSession
     /// <summary>Idle: the last message answered was ReadyForQuery, and no batch is open.</summary>
     private bool IsIdle => !_inBatch && !_skipUntilSync;
 
-    private ValueTask<bool> ReadNextAsync(PgPipeMessageReader reader)
+    private ValueTask<bool> ReadNextAsync(PgStreamMessageReader reader)
     {
         TimeSpan timeout = !IsIdle ? Timeout.InfiniteTimeSpan
             : _handler!.TransactionStatus == TransactionStatus.Idle ? _options.IdleTimeout : _options.IdleInTransactionTimeout;
         return timeout == Timeout.InfiniteTimeSpan ? reader.ReadAsync(_lifetime.Token) : ReadWithTimeoutAsync(reader, timeout);
     }
 
-    private async ValueTask<bool> ReadWithTimeoutAsync(PgPipeMessageReader reader, TimeSpan timeout)
+    private async ValueTask<bool> ReadWithTimeoutAsync(PgStreamMessageReader reader, TimeSpan timeout)
     {
         using var idle = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
         idle.CancelAfter(timeout);
@@ -162,7 +162,7 @@ public sealed partial class PgBackendSession
     }
 
     /// <summary>Answers one message; false when the session ends (Terminate).</summary>
-    private async ValueTask<bool> DispatchAsync(PgPipeMessageReader reader)
+    private async ValueTask<bool> DispatchAsync(PgStreamMessageReader reader)
     {
         OnTraffic(PgDirection.Frontend, reader.CurrentRaw);
         PgReceivedMessage received = reader.Current;
@@ -562,7 +562,7 @@ public sealed partial class PgBackendSession
     {
         Send(new CopyInResponse(copy.Format, [.. Enumerable.Repeat((short)copy.Format, copy.ColumnCount)]));
         await FlushAsync(_lifetime.Token).ConfigureAwait(false);
-        PgPipeMessageReader reader = _reader!;
+        PgStreamMessageReader reader = _reader!;
         try
         {
             while (true)

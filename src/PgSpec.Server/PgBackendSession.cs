@@ -5,6 +5,7 @@ using System.IO.Pipelines;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
+using PgSpec.Sockets;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -22,7 +23,7 @@ public sealed partial class PgBackendSession
 {
     private readonly PgBackendServer _server;
     private readonly PgBackendOptions _options;
-    private readonly Socket? _socket;
+    private readonly EngineSocket? _socket;
     private readonly ILogger? _logger;
     private readonly DecodeContext _context;
     private readonly Dictionary<string, string> _parameters = new(StringComparer.Ordinal);
@@ -33,9 +34,8 @@ public sealed partial class PgBackendSession
     private readonly Lock _cancelLock = new();
     private readonly Dictionary<string, string> _startupParameters = new(StringComparer.Ordinal);
     private Stream _stream;
-    private PipeReader? _input;
-    private PipeWriter? _output;
-    private PgPipeMessageReader? _reader;
+    private SessionOutput? _output;
+    private PgStreamMessageReader? _reader;
     private PgSessionHandler? _handler;
     private CancellationTokenSource _cancelRequest = new();
     private CancellationTokenSource? _queryToken;
@@ -44,7 +44,7 @@ public sealed partial class PgBackendSession
     private long _backendOffset;
     private volatile SessionEnd _end;
 
-    internal PgBackendSession(PgBackendServer server, Stream stream, Socket? socket, EndPoint? remoteEndPoint, int processId)
+    internal PgBackendSession(PgBackendServer server, Stream stream, EngineSocket? socket, EndPoint? remoteEndPoint, int processId)
     {
         _server = server;
         _options = server.Options;
@@ -286,7 +286,7 @@ public sealed partial class PgBackendSession
 
             // Closing with unread input would reset the connection, and the reset can overtake the
             // error on its way.
-            _socket?.Shutdown(SocketShutdown.Send);
+            _socket?.ShutdownSend();
         }
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or AuthenticationException)
         {
@@ -311,19 +311,10 @@ public sealed partial class PgBackendSession
 
         try
         {
-            if (_input is not null)
-            {
-                await _input.CompleteAsync().ConfigureAwait(false);
-            }
-
-            if (_output is not null)
-            {
-                // Completed with an error, the writer drops what is still unsent instead of flushing
-                // it: what had to be said was flushed, and a client that does not read must not
-                // hold up the close.
-                await _output.CompleteAsync(new IOException("the session is closed")).ConfigureAwait(false);
-            }
-
+            // What is still unsent is dropped: what had to be said was flushed, and a client that
+            // does not read must not hold up the close.
+            _reader?.Dispose();
+            _output?.Dispose();
             await _stream.DisposeAsync().ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or InvalidOperationException or OperationCanceledException or AuthenticationException)
@@ -535,9 +526,8 @@ public sealed partial class PgBackendSession
             await Task.Yield();
         }
 
-        _input = PipeReader.Create(_stream, new StreamPipeReaderOptions(leaveOpen: true));
-        _output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(leaveOpen: true));
-        _reader = new PgPipeMessageReader(_input, PgDirection.Frontend, _context);
+        _output = new SessionOutput(_stream);
+        _reader = new PgStreamMessageReader(_stream, PgDirection.Frontend, _context);
         if (_pendingNegotiation is not null)
         {
             Send(_pendingNegotiation);
@@ -602,7 +592,7 @@ public sealed partial class PgBackendSession
         public override async ValueTask<IFrontendMessage> ReceiveAsync(CancellationToken cancellationToken)
         {
             FrontendMessageKind expected = session._context.ExpectedPasswordMessage;
-            PgPipeMessageReader reader = session._reader!;
+            PgStreamMessageReader reader = session._reader!;
             bool any;
             try
             {
@@ -648,7 +638,7 @@ public sealed partial class PgBackendSession
     /// <summary>Encodes a message into the output (sent at the next flush), and lets the decode context learn from it.</summary>
     private void Send(IBackendMessage message)
     {
-        PipeWriter output = _output!;
+        SessionOutput output = _output!;
         if (_options.Traffic is null && message.BackendKind != BackendMessageKind.NegotiateProtocolVersion)
         {
             long before = output.UnflushedBytes;
@@ -673,12 +663,7 @@ public sealed partial class PgBackendSession
         cancellationToken.ThrowIfCancellationRequested();
         try
         {
-            FlushResult result = await _output!.FlushAsync(cancellationToken).ConfigureAwait(false);
-            if (result.IsCompleted)
-            {
-                _outputBroken = true;
-                throw new EndOfStreamException("the client stopped reading");
-            }
+            await _output!.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {

@@ -46,10 +46,11 @@ public abstract class PgSessionHandler : IAsyncDisposable
 
     /// <summary>
     /// True when the handler's methods never block a thread: they complete at once or await
-    /// asynchronous work. The session may then call them on the socket's I/O thread when the
-    /// process runs socket continuations inline (<c>DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1</c>,
-    /// which saves a thread hop per message); otherwise, and by default, it moves to the thread
-    /// pool before calling the handler, so that a slow statement never holds up other connections.
+    /// asynchronous work. The session may then call them on the socket's event thread (on Linux,
+    /// where the server's own epoll engine serves the sockets, when no TLS certificate and no
+    /// traffic callback are set), which saves a thread hop per message; otherwise, and by default,
+    /// it moves to the thread pool before calling the handler, so that a slow statement never
+    /// holds up other connections.
     /// </summary>
     public virtual bool RunsInline => false;
 

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
-using PgSpec.Proxy.Sockets;
+using PgSpec.Sockets;
 
 namespace PgSpec.Proxy.Tests;
 
@@ -22,7 +22,7 @@ public sealed class EpollSocketTests : IDisposable
     [MemberData(nameof(Inline))]
     public async Task Receive_AfterAShortReadDrainedTheSocket_CompletesWhenMoreBytesArrive(bool inline)
     {
-        (ProxySocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
+        (EngineSocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
         byte[] buffer = new byte[100];
         peer.Send(new byte[10]);
         await WaitAvailableAsync(socket, 10);
@@ -44,7 +44,7 @@ public sealed class EpollSocketTests : IDisposable
     [MemberData(nameof(Inline))]
     public async Task Receive_WhenTheLastBytesAndTheEndArriveTogether_GivesTheBytesThenTheEnd(bool inline)
     {
-        (ProxySocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
+        (EngineSocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
         byte[] buffer = new byte[100];
         peer.Send(new byte[7]);
         peer.Shutdown(SocketShutdown.Send);
@@ -61,7 +61,7 @@ public sealed class EpollSocketTests : IDisposable
     [MemberData(nameof(Inline))]
     public async Task Send_MoreThanTheSocketBuffersHold_WaitsForRoomAndDeliversEveryByte(bool inline)
     {
-        (ProxySocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
+        (EngineSocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
         byte[] payload = RandomNumberGenerator.GetBytes(24 * 1024 * 1024);
 
         ValueTask sending = socket.Stream.WriteAsync(payload);
@@ -80,7 +80,7 @@ public sealed class EpollSocketTests : IDisposable
     [MemberData(nameof(Inline))]
     public async Task Receive_Cancelled_EndsWithOperationCanceledAndTheSocketStaysUsable(bool inline)
     {
-        (ProxySocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
+        (EngineSocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
         byte[] buffer = new byte[16];
         using var cancel = new CancellationTokenSource();
 
@@ -98,7 +98,7 @@ public sealed class EpollSocketTests : IDisposable
     [MemberData(nameof(Inline))]
     public async Task Dispose_WithAReceiveWaiting_EndsItWithObjectDisposed(bool inline)
     {
-        (ProxySocket socket, _) = await AcceptedPairAsync(Engine(inline));
+        (EngineSocket socket, _) = await AcceptedPairAsync(Engine(inline));
 
         ValueTask<int> waiting = socket.Stream.ReadAsync(new byte[16]);
         socket.Dispose();
@@ -111,7 +111,7 @@ public sealed class EpollSocketTests : IDisposable
     [MemberData(nameof(Inline))]
     public async Task Peek_LeavesTheBytesForTheNextReceive(bool inline)
     {
-        (ProxySocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
+        (EngineSocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
         byte[] one = new byte[1];
         byte[] all = new byte[8];
 
@@ -130,7 +130,7 @@ public sealed class EpollSocketTests : IDisposable
     [Fact]
     public async Task ShutdownSend_GivesThePeerTheEndAndStillReceives()
     {
-        (ProxySocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline: true));
+        (EngineSocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline: true));
         byte[] buffer = new byte[4];
 
         socket.ShutdownSend();
@@ -150,7 +150,7 @@ public sealed class EpollSocketTests : IDisposable
         int port = ((IPEndPoint)probe.LocalEndPoint!).Port;
 
         SocketException error = await Assert.ThrowsAsync<SocketException>(
-            () => Engine(inline: true).ConnectAsync(ProxyEndpoint.Parse("127.0.0.1:" + port), CancellationToken.None).AsTask());
+            () => Engine(inline: true).ConnectAsync(ProxyEndpoint.Parse("127.0.0.1:" + port).EndPoint, CancellationToken.None).AsTask());
 
         Assert.Equal(SocketError.ConnectionRefused, error.SocketErrorCode);
         Assert.Contains("refused", error.Message, StringComparison.OrdinalIgnoreCase);
@@ -162,7 +162,7 @@ public sealed class EpollSocketTests : IDisposable
         string path = Path.Combine(Path.GetTempPath(), "pgspec-missing-" + Guid.NewGuid().ToString("N") + ".sock");
 
         SocketException error = await Assert.ThrowsAsync<SocketException>(
-            () => Engine(inline: true).ConnectAsync(ProxyEndpoint.Parse(path), CancellationToken.None).AsTask());
+            () => Engine(inline: true).ConnectAsync(ProxyEndpoint.Parse(path).EndPoint, CancellationToken.None).AsTask());
 
         Assert.Contains("No such file", error.Message, StringComparison.Ordinal);
     }
@@ -182,7 +182,7 @@ public sealed class EpollSocketTests : IDisposable
         string endpoint = path ?? kind + ":" + ((IPEndPoint)listener.LocalEndPoint!).Port;
         try
         {
-            ProxySocket socket = Own(await Engine(inline: true).ConnectAsync(ProxyEndpoint.Parse(endpoint), CancellationToken.None).AsTask().WaitAsync(Patience));
+            EngineSocket socket = Own(await Engine(inline: true).ConnectAsync(ProxyEndpoint.Parse(endpoint).EndPoint, CancellationToken.None).AsTask().WaitAsync(Patience));
             using Socket accepted = await listener.AcceptAsync().WaitAsync(Patience);
             await socket.Stream.WriteAsync(new byte[] { 1, 2, 3 });
             byte[] buffer = new byte[3];
@@ -205,7 +205,7 @@ public sealed class EpollSocketTests : IDisposable
     {
         SocketEngine engine = Engine(inline, threads: 2);
         const int Connections = 40;
-        var pairs = new List<(ProxySocket Socket, Socket Peer)>();
+        var pairs = new List<(EngineSocket Socket, Socket Peer)>();
         for (int i = 0; i < Connections; i++)
         {
             pairs.Add(await AcceptedPairAsync(engine));
@@ -228,7 +228,7 @@ public sealed class EpollSocketTests : IDisposable
         }
     }
 
-    private static async Task EchoAsync(ProxySocket socket)
+    private static async Task EchoAsync(EngineSocket socket)
     {
         byte[] buffer = new byte[3000];
         while (true)
@@ -276,7 +276,7 @@ public sealed class EpollSocketTests : IDisposable
         return disposable;
     }
 
-    private async Task<(ProxySocket Socket, Socket Peer)> AcceptedPairAsync(SocketEngine engine)
+    private async Task<(EngineSocket Socket, Socket Peer)> AcceptedPairAsync(SocketEngine engine)
     {
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -288,7 +288,7 @@ public sealed class EpollSocketTests : IDisposable
         return (Own(engine.Adopt(accepted)), peer);
     }
 
-    private static async Task WaitAvailableAsync(ProxySocket socket, int bytes)
+    private static async Task WaitAvailableAsync(EngineSocket socket, int bytes)
     {
         for (int i = 0; i < 200 && socket.Available < bytes; i++)
         {

@@ -7,7 +7,7 @@ namespace PgSpec.Server.Tests;
 
 /// <summary>
 /// A handler whose statements are commands: "rows N" (N rows of int8 and text), "param" (echoes
-/// $1 as text), "fail" (ERROR 42601), "sleep" (waits until cancelled), "copy in", "copy out N",
+/// $1 as text), "fail" (ERROR 22012 when run; "bad" is 42601 at Parse), "sleep" (waits until cancelled), "copy in", "copy out N",
 /// "set NAME VALUE", "begin"/"commit"/"rollback", anything else a command tag of its own text.
 /// Statements are split at ';'.
 /// </summary>

@@ -6,10 +6,6 @@
 using System.Net;
 using PgSpec.Server;
 
-// The handler never blocks: socket continuations may run it inline on the I/O threads, saving a
-// thread hop per message (read before the first socket is made).
-Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
-
 string listen = args.Length == 2 && args[0] == "--listen" ? args[1] : "127.0.0.1:5432";
 var options = new PgBackendOptions();
 options.Listen.Add(IPEndPoint.Parse(listen));
@@ -39,6 +35,7 @@ internal sealed class ConstantRowHandler : PgSessionHandler
     private static readonly PgColumn[] s_columns = [new("?column?", 23, 4)];
     private static readonly PgStatement s_statement = new("SELECT 1", [], s_columns);
 
+    // Never blocks: the session may call it on the socket event thread, saving a thread hop per message.
     public override bool RunsInline => true;
 
     public override ValueTask<PgStatement> PrepareAsync(string sql, IReadOnlyList<uint> parameterTypes, CancellationToken cancellationToken)

@@ -3,11 +3,11 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using static PgSpec.Proxy.Sockets.LinuxInterop;
+using static PgSpec.Sockets.LinuxInterop;
 
-namespace PgSpec.Proxy.Sockets;
+namespace PgSpec.Sockets;
 
-/// <summary>Sockets served by the proxy's own epoll loops (Linux), one event thread each; connections are spread over them in turn.</summary>
+/// <summary>Sockets served by PgSpec's own epoll loops (Linux), one event thread each; connections are spread over them in turn.</summary>
 internal sealed class EpollSocketEngine : SocketEngine
 {
     private readonly EventLoop[] _loops;
@@ -34,12 +34,12 @@ internal sealed class EpollSocketEngine : SocketEngine
 
     private EventLoop NextLoop() => _loops[(int)((uint)Interlocked.Increment(ref _next) % (uint)_loops.Length)];
 
-    public override ProxySocket Adopt(Socket accepted) => EpollSocket.Adopt(NextLoop(), accepted);
+    public override EngineSocket Adopt(Socket accepted) => EpollSocket.Adopt(NextLoop(), accepted);
 
-    public override async ValueTask<ProxySocket> ConnectAsync(ProxyEndpoint endpoint, CancellationToken cancellationToken)
+    public override async ValueTask<EngineSocket> ConnectAsync(EndPoint endpoint, CancellationToken cancellationToken)
     {
         SocketException? last = null;
-        foreach (EndPoint address in await EndPoints.ResolveAsync(endpoint.EndPoint, cancellationToken).ConfigureAwait(false))
+        foreach (EndPoint address in await EndPoints.ResolveAsync(endpoint, cancellationToken).ConfigureAwait(false))
         {
             try
             {

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace PgSpec.Proxy.Sockets;
+namespace PgSpec.Sockets;
 
 /// <summary>The process's limit of open files (Linux).</summary>
 internal static unsafe partial class FileDescriptors

@@ -1,10 +1,10 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace PgSpec.Proxy.Sockets;
+namespace PgSpec.Sockets;
 
-/// <summary>A connected stream socket of the proxy, to a client or to the server.</summary>
-internal abstract class ProxySocket : IDisposable
+/// <summary>A connected stream socket, to a client or to a server.</summary>
+internal abstract class EngineSocket : IDisposable
 {
     /// <summary>The socket's bytes as a stream (not owning the socket).</summary>
     public abstract Stream Stream { get; }
@@ -22,29 +22,28 @@ internal abstract class ProxySocket : IDisposable
     public abstract void Dispose();
 }
 
-/// <summary>Makes the proxy's sockets: adopts accepted ones and connects to servers.</summary>
+/// <summary>Makes sockets: adopts accepted ones and connects to servers.</summary>
 internal abstract class SocketEngine : IDisposable
 {
-    /// <summary>The engine for the options: epoll on Linux unless .NET's sockets are asked for.</summary>
-    public static SocketEngine Create(PgProxyOptions options)
+    /// <summary>
+    /// The engine to use: epoll on Linux unless <paramref name="epoll"/> says otherwise (false: .NET's
+    /// sockets; true: epoll, and an error elsewhere). Continuations run on the event threads when
+    /// <paramref name="inlineCompletions"/> is set (nothing on the path blocks or costs much), else on
+    /// the thread pool.
+    /// </summary>
+    public static SocketEngine Create(bool? epoll, bool inlineCompletions, int ioThreads, Action<string>? log)
     {
-        bool epoll = options.SocketEngine switch
+        if (epoll == true && !OperatingSystem.IsLinux())
         {
-            ProxySocketEngine.Epoll when !OperatingSystem.IsLinux() => throw new PlatformNotSupportedException("the epoll socket engine needs Linux"),
-            ProxySocketEngine.Epoll => true,
-            ProxySocketEngine.DotNet => false,
-            _ => OperatingSystem.IsLinux(),
-        };
-        if (!epoll)
+            throw new PlatformNotSupportedException("the epoll socket engine needs Linux");
+        }
+
+        if (!(epoll ?? OperatingSystem.IsLinux()))
         {
             return new SystemSocketEngine();
         }
 
-        // Continuations run on the event thread unless something on the relay path may block (a
-        // trace writing to a file) or cost much (TLS records), which go to the thread pool instead.
-        bool inline = options.Trace is null && options.TlsCertificate is null && !options.UpstreamTls;
-        int threads = options.IoThreads > 0 ? options.IoThreads : DefaultIoThreads;
-        return new EpollSocketEngine(threads, inline, options.Log);
+        return new EpollSocketEngine(ioThreads > 0 ? ioThreads : DefaultIoThreads, inlineCompletions, log);
     }
 
     /// <summary>One event thread per four processors, at least one.</summary>
@@ -54,10 +53,10 @@ internal abstract class SocketEngine : IDisposable
     public abstract string Description { get; }
 
     /// <summary>Takes over a socket the listener accepted (no operation may have been started on it).</summary>
-    public abstract ProxySocket Adopt(Socket accepted);
+    public abstract EngineSocket Adopt(Socket accepted);
 
-    /// <summary>Connects to an endpoint, trying each address of a host name; a failure is a <see cref="SocketException"/>.</summary>
-    public abstract ValueTask<ProxySocket> ConnectAsync(ProxyEndpoint endpoint, CancellationToken cancellationToken);
+    /// <summary>Connects to an endpoint (IP, host name or Unix-domain), trying each address of a host name; a failure is a <see cref="SocketException"/>.</summary>
+    public abstract ValueTask<EngineSocket> ConnectAsync(EndPoint endpoint, CancellationToken cancellationToken);
 
     public abstract void Dispose();
 }
@@ -67,14 +66,19 @@ internal sealed class SystemSocketEngine : SocketEngine
 {
     public override string Description => ".NET sockets";
 
-    public override ProxySocket Adopt(Socket accepted) => new SystemProxySocket(accepted);
+    public override EngineSocket Adopt(Socket accepted) => new SystemProxySocket(accepted);
 
-    public override async ValueTask<ProxySocket> ConnectAsync(ProxyEndpoint endpoint, CancellationToken cancellationToken)
+    public override async ValueTask<EngineSocket> ConnectAsync(EndPoint endpoint, CancellationToken cancellationToken)
     {
-        Socket socket = endpoint.CreateSocket();
+        Socket socket = endpoint switch
+        {
+            UnixDomainSocketEndPoint => new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified),
+            _ when endpoint.AddressFamily == AddressFamily.Unspecified => new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true },
+            _ => new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true },
+        };
         try
         {
-            await socket.ConnectAsync(endpoint.EndPoint, cancellationToken).ConfigureAwait(false);
+            await socket.ConnectAsync(endpoint, cancellationToken).ConfigureAwait(false);
             return new SystemProxySocket(socket);
         }
         catch
@@ -88,7 +92,7 @@ internal sealed class SystemSocketEngine : SocketEngine
     {
     }
 
-    private sealed class SystemProxySocket(Socket socket) : ProxySocket
+    private sealed class SystemProxySocket(Socket socket) : EngineSocket
     {
         private NetworkStream? _stream;
 

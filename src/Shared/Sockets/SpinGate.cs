@@ -1,4 +1,4 @@
-namespace PgSpec.Proxy.Sockets;
+namespace PgSpec.Sockets;
 
 /// <summary>
 /// Mutual exclusion for a socket's few fields and the one non-blocking system call made while

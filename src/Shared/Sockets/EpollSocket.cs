@@ -2,9 +2,9 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Threading.Tasks.Sources;
-using static PgSpec.Proxy.Sockets.LinuxInterop;
+using static PgSpec.Sockets.LinuxInterop;
 
-namespace PgSpec.Proxy.Sockets;
+namespace PgSpec.Sockets;
 
 /// <summary>
 /// A non-blocking socket served by an <see cref="EventLoop"/>. At most one receive and one send
@@ -15,7 +15,7 @@ namespace PgSpec.Proxy.Sockets;
 /// Every system call on the descriptor happens under the socket's gate and never after it is
 /// disposed, so a closed descriptor number, reused by another socket, is never touched.
 /// </summary>
-internal sealed class EpollSocket : ProxySocket
+internal sealed class EpollSocket : EngineSocket
 {
     private readonly EventLoop _loop;
     private readonly Socket _socket;

@@ -1,7 +1,7 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
-namespace PgSpec.Proxy.Sockets;
+namespace PgSpec.Sockets;
 
 /// <summary>The Linux system calls of the epoll socket engine (libc).</summary>
 internal static unsafe partial class LinuxInterop

@@ -1,0 +1,88 @@
+using System.Text;
+using PgSpec.Client;
+using PgSpec.Protocol;
+using PgSpec.Server;
+
+namespace PgSpec.Server.Tests;
+
+/// <summary>
+/// The same sessions over each way the server can serve its sockets: its own epoll engine with
+/// continuations on the event thread (the default on Linux), the epoll engine with continuations on
+/// the thread pool (a traffic callback is set), and .NET's sockets (other platforms).
+/// </summary>
+public sealed class SocketEngineTests
+{
+    public static TheoryData<string> Engines => ["epoll", "epoll, thread pool", ".NET sockets"];
+
+    private static TestServer Start(string engine) => TestServer.Start(options =>
+    {
+        options.EpollSockets = engine != ".NET sockets";
+        if (engine == "epoll, thread pool")
+        {
+            options.Traffic = (_, _, _) => { };
+        }
+    });
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public async Task Queries_pipelined_messages_and_a_cancel_work(string engine)
+    {
+        await using TestServer server = Start(engine);
+        await using PgFrontendSession client = await server.ConnectAsync();
+
+        PgServerException failed = await Assert.ThrowsAsync<PgServerException>(() => client.QueryAsync("rows 3; fail", cancellationToken: Wait.Token));
+        Assert.Equal("22012", failed.Fields.SqlState);
+
+        // Twenty Bind/Execute/Sync rounds sent in one write: many messages per receive.
+        var messages = new List<IFrontendMessage> { new Parse("", "rows 1", []) };
+        for (int i = 0; i < 20; i++)
+        {
+            messages.AddRange([new Bind("", "", [], [], []), new Execute("", 0), new Sync()]);
+        }
+
+        foreach (IFrontendMessage message in messages)
+        {
+            client.Send(message);
+        }
+
+        await client.FlushAsync(Wait.Token);
+        int ready = 0;
+        int rows = 0;
+        while (ready < 20)
+        {
+            switch (await client.ReceiveAsync(Wait.Token))
+            {
+                case ReadyForQuery:
+                    ready++;
+                    break;
+                case DataRow:
+                    rows++;
+                    break;
+                case ErrorResponse error:
+                    Assert.Fail(string.Join(", ", error.Fields.Select(f => $"{f.Code}={f.Value}")));
+                    break;
+            }
+        }
+
+        Assert.Equal(20, rows);
+
+        Task<IReadOnlyList<Client.PgResult>> sleeping = client.QueryAsync("sleep", cancellationToken: Wait.Token);
+        await server.HandlerOf(client.ProcessId).Sleeping.Task.WaitAsync(Wait.Limit);
+        await client.CancelAsync(Wait.Token);
+        PgServerException cancelled = await Assert.ThrowsAsync<PgServerException>(() => sleeping);
+        Assert.Equal("57014", cancelled.Fields.SqlState);
+        Assert.Single((await client.QueryAsync("rows 1", cancellationToken: Wait.Token))[0].Rows);
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public async Task A_parameter_of_several_megabytes_arrives_whole(string engine)
+    {
+        await using TestServer server = Start(engine);
+        await using PgFrontendSession client = await server.ConnectAsync();
+        byte[] value = Encoding.ASCII.GetBytes(new string('x', 3 * 1024 * 1024 + 17));
+        Client.PgResult result = await client.ExecuteAsync("param", [value], cancellationToken: Wait.Token);
+        Assert.Equal(value.Length, result.Rows[0].Columns[0]!.Value.Length);
+        Assert.Single((await client.QueryAsync("rows 1", cancellationToken: Wait.Token))[0].Rows);
+    }
+}
