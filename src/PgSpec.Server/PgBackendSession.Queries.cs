@@ -67,15 +67,27 @@ public sealed partial class PgBackendSession
             await _writeLock.WaitAsync(_lifetime.Token).ConfigureAwait(false);
             try
             {
-                BeginBusy();
-                if (!await DispatchAsync(reader).ConfigureAwait(false))
+                // Every whole message already received is answered under one hold of the lock
+                // (a client's Bind, Describe, Execute and Sync arrive together).
+                do
                 {
-                    return;
+                    BeginBusy();
+                    try
+                    {
+                        if (!await DispatchAsync(reader).ConfigureAwait(false))
+                        {
+                            return;
+                        }
+                    }
+                    finally
+                    {
+                        EndBusy();
+                    }
                 }
+                while (reader.Buffered > 0 && reader.TryReadBuffered());
             }
             finally
             {
-                EndBusy();
                 _writeLock.Release();
             }
 
