@@ -819,10 +819,14 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
 /// The session's decode context: what sending (on the caller's thread) and receiving (possibly
 /// still in progress after <see cref="PgFrontendSession.TryReceiveAsync"/> stopped waiting) learn
 /// is learned one at a time, and the phase a backend message arrived in is kept for its check.
+/// A CopyDone or CopyFail sent ahead, before the server's CopyInResponse came (as a script that
+/// sends a COPY's data without waiting does), ends the COPY the server then starts: its phase is
+/// over before it begins, and CommandComplete after it is no violation.
 /// </summary>
 internal sealed class SessionDecodeContext : DecodeContext
 {
     private readonly Lock _lock = new();
+    private int _copyEndsAhead;
 
     /// <summary>The phase before the last backend message was observed.</summary>
     public PgSessionPhase PhaseBeforeBackend { get; private set; }
@@ -831,6 +835,11 @@ internal sealed class SessionDecodeContext : DecodeContext
     {
         lock (_lock)
         {
+            if (kind is FrontendMessageKind.CopyDone or FrontendMessageKind.CopyFail && Phase is not (PgSessionPhase.CopyIn or PgSessionPhase.CopyBoth))
+            {
+                _copyEndsAhead++;
+            }
+
             base.ObserveFrontend(kind, body);
         }
     }
@@ -841,6 +850,11 @@ internal sealed class SessionDecodeContext : DecodeContext
         {
             PhaseBeforeBackend = Phase;
             base.ObserveBackend(kind, body);
+            if (Phase == PgSessionPhase.CopyIn && PhaseBeforeBackend != PgSessionPhase.CopyIn && _copyEndsAhead > 0)
+            {
+                _copyEndsAhead--;
+                Phase = PgSessionPhase.Normal;
+            }
         }
     }
 }

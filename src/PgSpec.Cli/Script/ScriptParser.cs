@@ -198,7 +198,7 @@ internal static class ScriptParser
 
     private static SendStep DescribeOrClose(LineReader line, bool describe)
     {
-        int column = line.Position;
+        int column = line.NextField;
         char target = line.Char("'S' (a statement) or 'P' (a portal)");
         if (target is not ('S' or 'P'))
         {
@@ -229,7 +229,7 @@ internal static class ScriptParser
 
     private static RawStep Raw(LineReader line)
     {
-        int column = line.Position;
+        int column = line.NextField;
         string hex = line.String("the bytes in hex");
         string digits = string.Concat(hex.Where(c => !char.IsWhiteSpace(c)));
         if (digits.Length == 0 || digits.Length % 2 != 0 || !digits.All(char.IsAsciiHexDigit))
@@ -262,7 +262,7 @@ internal static class ScriptParser
     /// </summary>
     private static ReadOnlyMemory<byte>? Value(LineReader line, string what, short format)
     {
-        int lengthColumn = line.Position;
+        int lengthColumn = line.NextField;
         int length = line.Integer($"the length of {what} (-1 for NULL)", -1, int.MaxValue);
         if (length == -1)
         {
@@ -280,7 +280,7 @@ internal static class ScriptParser
             return ReadOnlyMemory<byte>.Empty;
         }
 
-        int column = line.Position;
+        int column = line.NextField;
         string text = line.String(what);
         byte[] bytes;
         if (format != 0 && length is 2 or 4 or 8 && long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long number))
@@ -333,8 +333,8 @@ internal static class ScriptParser
 
         public int FirstLine { get; } = firstLine;
 
-        /// <summary>The current position in the logical line.</summary>
-        public int Position => _position;
+        /// <summary>Where the next field starts (after the TABs before it).</summary>
+        public int NextField => SkipTabs(_position);
 
         public bool AtEnd => _position >= Text.Length;
 
