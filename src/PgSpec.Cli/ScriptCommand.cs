@@ -40,11 +40,11 @@ internal static class ScriptCommand
           'y'   read until ReadyForQuery, or until the server is silent for 1 second
           'z'   read one message, if one comes within 1 second
 
-        Connecting: -h HOST (a path starting with / is a Unix socket directory; none: the socket in
-        /var/run/postgresql or /tmp), -p PORT, -u USER, -d DATABASE, or PGHOST, PGPORT, PGUSER,
+        Connecting: -h HOST (a path starting with / is a Unix socket directory; none: the socket
+        in /var/run/postgresql or /tmp), -p PORT, -u USER, -d DATABASE, or PGHOST, PGPORT, PGUSER,
         PGDATABASE; the password from PGPASSWORD (cleartext, MD5 or SCRAM, as the server asks);
         TLS with --sslmode (or PGSSLMODE; prefer by default, never over Unix sockets); --protocol
-        3.2 asks for protocol 3.2.
+        3.2 asks for protocol 3.2. As in pgproto, -h is the host: help is -? or --help.
 
         Differences from pgproto: FunctionCall prints 'FE=> FunctionCall(oid=N)' (pgproto prints an
         empty line); Parse with OIDs prints them and closes its parenthesis; -r is pgproto's nap
