@@ -245,6 +245,17 @@ public sealed class ScriptCommandTests(ScriptServers servers) : IClassFixture<Sc
     }
 
     [Fact]
+    public void A_unix_socket_directory_as_host()
+    {
+        using var directory = new TempDirectory();
+        string script = Script(directory, "q.data", "'Q'\t\"SELECT 1\"\n'Y'\n'X'\n");
+        PgServer server = servers.Pg18;
+        CliResult result = CliRunner.Run("script", "-h", server.SocketDirectory!, "-p", server.Port.ToString(CultureInfo.InvariantCulture), "-u", "postgres", "-d", "postgres", "-f", script);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Equal("FE=> Query (query=\"SELECT 1\")\n<= BE RowDescription\n<= BE DataRow\n<= BE CommandComplete(SELECT 1)\n<= BE ReadyForQuery(I)\nFE=> Terminate\n", result.Stdout);
+    }
+
+    [Fact]
     public void Trace_and_json_formats()
     {
         using var directory = new TempDirectory();
