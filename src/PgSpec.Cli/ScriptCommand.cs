@@ -46,9 +46,14 @@ internal static class ScriptCommand
         TLS with --sslmode (or PGSSLMODE; prefer by default, never over Unix sockets); --protocol
         3.2 asks for protocol 3.2. As in pgproto, -h is the host: help is -? or --help.
 
-        Differences from pgproto: FunctionCall prints 'FE=> FunctionCall(oid=N)' (pgproto prints an
-        empty line); Parse with OIDs prints them and closes its parenthesis; -r is pgproto's nap
-        after each message read, in microseconds, and --timeout bounds every wait.
+        Differences from pgproto: the lines go to standard output (pgproto writes them to standard
+        error), and the notes of pgspec to standard error; FunctionCall prints
+        'FE=> FunctionCall(oid=N)' (pgproto prints an empty line); Parse with OIDs prints them and
+        closes its parenthesis (pgproto sends 0 for each); no Terminate is sent unless the script
+        says 'X'. The output is
+        that of the current pgproto (pgpool 4.4 and later): pgpool2 4.3.5's prints ParameterStatus
+        without its name and value, and sends "\n" as 'n'. -r is pgproto's nap after each
+        message read, in microseconds; --timeout bounds every wait.
 
         Scripts as tests: --expect FILE compares the output with FILE after pgpool's normalization
         (sed 's/L [0-9]*/L xxx/g' on both: source line numbers in errors), and prints a unified diff

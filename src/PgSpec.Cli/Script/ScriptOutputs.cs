@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
+using System.Text.Json;
 using PgSpec.Protocol;
 
 namespace PgSpec.Cli.Script;
@@ -209,9 +210,26 @@ internal sealed class DecodedOutput : IScriptOutput
     private void RawLine(char direction, ReadOnlySpan<byte> bytes)
     {
         string hex = Convert.ToHexStringLower(bytes);
-        string line = _json
-            ? $"{{\"direction\":\"{direction}\",\"length\":{bytes.Length.ToString(CultureInfo.InvariantCulture)},\"name\":\"Raw\",\"fields\":{{\"bytes\":{{\"hex\":\"{hex}\"}}}}}}\n"
-            : $"{direction}\t{bytes.Length.ToString(CultureInfo.InvariantCulture)}\tRaw\t {hex}\n";
-        _output.Write(Encoding.UTF8.GetBytes(line));
+        if (!_json)
+        {
+            _output.Write(Encoding.UTF8.GetBytes($"{direction}\t{bytes.Length.ToString(CultureInfo.InvariantCulture)}\tRaw\t {hex}\n"));
+            return;
+        }
+
+        using (var json = new Utf8JsonWriter(_output))
+        {
+            json.WriteStartObject();
+            json.WriteString("direction", direction.ToString());
+            json.WriteNumber("length", bytes.Length);
+            json.WriteString("name", "Raw");
+            json.WriteStartObject("fields");
+            json.WriteStartObject("bytes");
+            json.WriteString("hex", hex);
+            json.WriteEndObject();
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+
+        _output.Write("\n"u8);
     }
 }
