@@ -19,8 +19,23 @@ public static class PgSpecCommandLine
     /// <summary>A usage error, or an input that cannot be read.</summary>
     public const int ExitUsage = 2;
 
-    /// <summary><c>pgspec conform</c>: a server given with --server broke the protocol, and PgSpec did not fail.</summary>
+    /// <summary><c>pgspec conform</c>: a server given with --server broke the protocol, and PgSpec did not fail; <c>pgspec script</c>: the server broke the protocol.</summary>
     public const int ExitServerViolation = 3;
+
+    /// <summary><c>pgspec script</c>: the output differs from --expect, or a --suite script failed.</summary>
+    public const int ExitDifference = 1;
+
+    /// <summary><c>pgspec script</c>: the script is malformed; nothing was sent.</summary>
+    public const int ExitScriptError = 4;
+
+    /// <summary><c>pgspec script</c>: the server cannot be reached, refused the connection, or the connection ended.</summary>
+    public const int ExitConnection = 5;
+
+    /// <summary><c>pgspec script</c>: authentication failed.</summary>
+    public const int ExitAuthentication = 6;
+
+    /// <summary><c>pgspec script</c>: the server did not answer within --timeout.</summary>
+    public const int ExitTimeout = 7;
 
     /// <summary>The version, as <c>pgspec --version</c> prints it after the name (without build metadata).</summary>
     public static string Version
@@ -120,6 +135,7 @@ public static class PgSpecCommandLine
         // reads: it writes to standard output directly, never through the buffer the rest shares.
         root.Subcommands.Add(ProxyCommand.Create(unbufferedStdout, stderr));
         root.Subcommands.Add(ServeCommand.Create(unbufferedStdout, stderr));
+        root.Subcommands.Add(ScriptCommand.Create(stdin, stdout, stderr));
         root.Subcommands.Add(HelpCommand(root));
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();

@@ -36,14 +36,15 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     private readonly PipeReader _input;
     private readonly PipeWriter _output;
     private readonly PgPipeMessageReader _reader;
-    private readonly DecodeContext _context;
+    private readonly SessionDecodeContext _context;
     private readonly Dictionary<string, string> _parameters = new(StringComparer.Ordinal);
     private readonly Queue<NotificationResponse> _notifications = new();
     private readonly Action<PgTraffic>? _traffic;
     private bool _broken;
     private bool _disposed;
+    private Task<IBackendMessage>? _pendingReceive;
 
-    private PgFrontendSession(PgConnectOptions options, Socket? socket, Func<CancellationToken, ValueTask<Stream>>? transport, Stream stream, DecodeContext context, Action<PgTraffic>? traffic)
+    private PgFrontendSession(PgConnectOptions options, Socket? socket, Func<CancellationToken, ValueTask<Stream>>? transport, Stream stream, SessionDecodeContext context, Action<PgTraffic>? traffic)
     {
         Options = options;
         _socket = socket;
@@ -167,7 +168,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     private static async Task<PgFrontendSession> ConnectOnceAsync(PgConnectOptions options, Func<CancellationToken, ValueTask<Stream>>? transport, Action<PgTraffic>? traffic, bool plainOnly, CancellationToken cancellationToken)
     {
         (Socket? socket, Stream stream) = await OpenAsync(options, transport, cancellationToken).ConfigureAwait(false);
-        var context = new DecodeContext();
+        var context = new SessionDecodeContext();
         string? tls = null;
         X509Certificate2? serverCertificate = null;
         try
@@ -575,8 +576,77 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     /// </summary>
     public async Task<IBackendMessage> ReceiveAsync(CancellationToken cancellationToken = default)
     {
+        if (_pendingReceive is { } pending)
+        {
+            // A receive that TryReceiveAsync started and stopped waiting for.
+            _pendingReceive = null;
+            try
+            {
+                return await pending.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!pending.IsCompleted)
+            {
+                _broken = true;
+                throw;
+            }
+        }
+
+        return await ReceiveCoreAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Receives the next message if one arrives within <paramref name="wait"/>; null when the
+    /// server stays silent that long. Unlike a cancelled <see cref="ReceiveAsync"/>, a wait that
+    /// ends leaves the session usable: the read goes on, and the next receive returns its message.
+    /// Messages may be sent meanwhile.
+    /// </summary>
+    public async Task<IBackendMessage?> TryReceiveAsync(TimeSpan wait, CancellationToken cancellationToken = default)
+    {
+        Task<IBackendMessage> receive = _pendingReceive ?? ReceiveCoreAsync(CancellationToken.None);
+        _pendingReceive = receive;
+        if (!receive.IsCompleted)
+        {
+            using var delay = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            Task winner = await Task.WhenAny(receive, Task.Delay(wait, delay.Token)).ConfigureAwait(false);
+            await delay.CancelAsync().ConfigureAwait(false);
+            if (winner != receive)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                return null;
+            }
+        }
+
+        _pendingReceive = null;
+        return await receive.ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Writes bytes as they are into the send buffer (nothing goes out until <see cref="FlushAsync"/>),
+    /// unchecked: a malformed message on purpose, to see what a server does with it. The session
+    /// does not learn from them (a phase they would change stays as it was).
+    /// </summary>
+    public void SendRaw(ReadOnlySpan<byte> bytes)
+    {
         ThrowIfBroken();
-        PgSessionPhase phase = _context.Phase;
+        _output.Write(bytes);
+        _traffic?.Invoke(new PgTraffic(PgDirection.Frontend, "Raw", null, bytes.ToArray()));
+    }
+
+    /// <summary>Closes the connection at once, without sending Terminate (what a client that dies does).</summary>
+    public async ValueTask AbortAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _broken = true;
+        await CloseAsync().ConfigureAwait(false);
+    }
+
+    private async Task<IBackendMessage> ReceiveCoreAsync(CancellationToken cancellationToken)
+    {
+        ThrowIfBroken();
         bool any;
         try
         {
@@ -602,6 +672,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         }
 
         PgReceivedMessage received = _reader.Current;
+        PgSessionPhase phase = _context.PhaseBeforeBackend;
         if (!received.IsUnknown && !BackendMessages.IsAllowedIn(received.BackendKind, phase))
         {
             throw Violation($"the server sent {received.Name}, which the protocol does not allow in the {phase} phase");
@@ -690,6 +761,23 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     private async Task CloseAsync()
     {
         _disposed = true;
+        Task<IBackendMessage>? pending = _pendingReceive;
+        _pendingReceive = null;
+        if (pending is not null)
+        {
+            // The read in progress ends when the connection closes; it is not waited for on the pipe.
+            _socket?.Dispose();
+            await _stream.DisposeAsync().ConfigureAwait(false);
+            try
+            {
+                await pending.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is PgException or IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException or TimeoutException)
+            {
+                // Closing anyway.
+            }
+        }
+
         await _input.CompleteAsync().ConfigureAwait(false);
         await _output.CompleteAsync().ConfigureAwait(false);
         await _stream.DisposeAsync().ConfigureAwait(false);
@@ -723,6 +811,50 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         catch (Exception e) when (e is OperationCanceledException or IOException)
         {
             // The request was sent; waiting for the close is a courtesy.
+        }
+    }
+}
+
+/// <summary>
+/// The session's decode context: what sending (on the caller's thread) and receiving (possibly
+/// still in progress after <see cref="PgFrontendSession.TryReceiveAsync"/> stopped waiting) learn
+/// is learned one at a time, and the phase a backend message arrived in is kept for its check.
+/// A CopyDone or CopyFail sent ahead, before the server's CopyInResponse came (as a script that
+/// sends a COPY's data without waiting does), ends the COPY the server then starts: its phase is
+/// over before it begins, and CommandComplete after it is no violation.
+/// </summary>
+internal sealed class SessionDecodeContext : DecodeContext
+{
+    private readonly Lock _lock = new();
+    private int _copyEndsAhead;
+
+    /// <summary>The phase before the last backend message was observed.</summary>
+    public PgSessionPhase PhaseBeforeBackend { get; private set; }
+
+    public override void ObserveFrontend(FrontendMessageKind kind, ReadOnlySpan<byte> body)
+    {
+        lock (_lock)
+        {
+            if (kind is FrontendMessageKind.CopyDone or FrontendMessageKind.CopyFail && Phase is not (PgSessionPhase.CopyIn or PgSessionPhase.CopyBoth))
+            {
+                _copyEndsAhead++;
+            }
+
+            base.ObserveFrontend(kind, body);
+        }
+    }
+
+    public override void ObserveBackend(BackendMessageKind kind, ReadOnlySpan<byte> body)
+    {
+        lock (_lock)
+        {
+            PhaseBeforeBackend = Phase;
+            base.ObserveBackend(kind, body);
+            if (Phase == PgSessionPhase.CopyIn && PhaseBeforeBackend != PgSessionPhase.CopyIn && _copyEndsAhead > 0)
+            {
+                _copyEndsAhead--;
+                Phase = PgSessionPhase.Normal;
+            }
         }
     }
 }

@@ -5,7 +5,7 @@ namespace PgSpec.Cli.Tests;
 /// <summary>`pgspec --help`, `pgspec help [COMMAND]`, `pgspec -V`: short where it lists, whole where it explains.</summary>
 public class HelpTests
 {
-    private static readonly string[] s_commands = ["decode", "conform", "proxy", "serve", "help"];
+    private static readonly string[] s_commands = ["decode", "conform", "proxy", "serve", "script", "help"];
 
     /// <summary>A sentence of each command's long description, which only its own help shows.</summary>
     private static readonly (string Command, string Sentence)[] s_longDescriptions =
@@ -14,6 +14,7 @@ public class HelpTests
         ("conform", "binaries come from PGSPEC_PG_BIN"),
         ("proxy", "Endpoints: HOST:PORT"),
         ("serve", "Server Compatibility Mode=NoTypeLoading"),
+        ("script", "Scripts as tests: --expect FILE"),
     ];
 
     public static TheoryData<string, string> LongDescriptions()
