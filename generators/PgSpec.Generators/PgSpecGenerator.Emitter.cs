@@ -1045,6 +1045,20 @@ namespace PgSpec.Generators
                 w.Line("consumed += " + Int(size) + ";");
             }
 
+            /// <summary>An array creation of <paramref name="count"/> elements (the rank goes after the first bracket of an element that is itself an array).</summary>
+            private static string ArrayOf(string element, string count)
+            {
+                int bracket = element.IndexOf('[');
+                return bracket < 0 ? element + "[" + count + "]" : element.Substring(0, bracket) + "[" + count + "]" + element.Substring(bracket);
+            }
+
+            /// <summary>Wraps a filled array as an ImmutableArray without copying it.</summary>
+            private static string Wrap(string array) => "global::System.Runtime.InteropServices.ImmutableCollectionsMarshal.AsImmutableArray(" + array + ")";
+
+            /// <summary>Stores one decoded item: by index in a counted array, appended to a terminated list's builder.</summary>
+            private static string AddItem(FieldSpec f, string builder, string index, string item)
+                => f.Terminated ? builder + ".Add(" + item + ");" : builder + "[" + index + "] = " + item + ";";
+
             private static void EmitArray(IndentedWriter w, MessageSpec m, FieldSpec f, Mode mode, string prefix, int depth, Dictionary<string, string> locals)
             {
                 bool checkedMode = mode == Mode.Decode || mode == Mode.Validate;
@@ -1060,9 +1074,13 @@ namespace PgSpec.Generators
                     w.Line("if (!r.CheckItems(" + name + ", " + count + ", " + Int(ItemMinSize(f)) + ")) goto fail;");
                 }
 
+                // A counted array is filled in place and wrapped without a copy (an empty one is
+                // shared); a terminated list, whose length is known only at its end, uses a builder.
                 if (mode == Mode.Decode)
                 {
-                    w.Line("var " + builder + " = " + ImmArray + ".CreateBuilder<" + element + ">(" + (f.Terminated ? "" : count) + ");");
+                    w.Line(f.Terminated
+                        ? "var " + builder + " = " + ImmArray + ".CreateBuilder<" + element + ">();"
+                        : "var " + builder + " = " + count + " == 0 ? global::System.Array.Empty<" + element + ">() : new " + ArrayOf(element, count) + ";");
                 }
 
                 // Fixed-size scalars: the count check above guarantees the bytes.
@@ -1072,8 +1090,8 @@ namespace PgSpec.Generators
                     switch (mode)
                     {
                         case Mode.Decode:
-                            w.Line("for (int " + i + " = 0; " + i + " < " + count + "; " + i + "++) { " + builder + ".Add(" + (f.Oid ? "unchecked((uint)r.Next" + f.Type + "())" : "r.Next" + f.Type + "()") + "); }");
-                            w.Line("var " + local + " = " + builder + ".MoveToImmutable();");
+                            w.Line("for (int " + i + " = 0; " + i + " < " + count + "; " + i + "++) { " + builder + "[" + i + "] = " + (f.Oid ? "unchecked((uint)r.Next" + f.Type + "())" : "r.Next" + f.Type + "()") + "; }");
+                            w.Line("var " + local + " = " + Wrap(builder) + ";");
                             locals[f.Name] = local;
                             break;
                         case Mode.Validate:
@@ -1125,7 +1143,7 @@ namespace PgSpec.Generators
                     {
                         case Mode.Decode:
                             w.Line("if (!r.ReadString(" + name + ", out string " + item + ")) goto fail;");
-                            w.Line(builder + ".Add(" + item + ");");
+                            w.Line(AddItem(f, builder, i, item));
                             break;
                         case Mode.Validate:
                             w.Line("if (!r.ReadStringSpan(" + name + ", out _)) goto fail;");
@@ -1156,11 +1174,11 @@ namespace PgSpec.Generators
                     {
                         if (IsValueGroup(f))
                         {
-                            w.Line(builder + ".Add(" + childLocals[children[1].Name] + ");");
+                            w.Line(AddItem(f, builder, i, childLocals[children[1].Name]));
                         }
                         else
                         {
-                            w.Line(builder + ".Add(new " + f.GroupName + "(" + string.Join(", ", Visible(children).Select(c => childLocals[c.Name])) + "));");
+                            w.Line(AddItem(f, builder, i, "new " + f.GroupName + "(" + string.Join(", ", Visible(children).Select(c => childLocals[c.Name])) + ")"));
                         }
                     }
                 }
@@ -1168,7 +1186,7 @@ namespace PgSpec.Generators
                 w.Close();
                 if (mode == Mode.Decode)
                 {
-                    w.Line("var " + local + " = " + builder + (f.Terminated ? ".ToImmutable();" : ".MoveToImmutable();"));
+                    w.Line("var " + local + " = " + (f.Terminated ? builder + ".ToImmutable()" : Wrap(builder)) + ";");
                     locals[f.Name] = local;
                 }
             }

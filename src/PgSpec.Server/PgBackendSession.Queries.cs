@@ -520,9 +520,16 @@ public sealed partial class PgBackendSession
     private static string Tag(string tag, long rows)
     {
         int space = tag.LastIndexOf(' ');
-        return space > 0 && space < tag.Length - 1 && tag.AsSpan(space + 1).IndexOfAnyExceptInRange('0', '9') < 0
-            ? string.Concat(tag.AsSpan(0, space + 1), rows.ToString(CultureInfo.InvariantCulture))
-            : tag;
+        if (space <= 0 || space == tag.Length - 1 || tag.AsSpan(space + 1).IndexOfAnyExceptInRange('0', '9') >= 0)
+        {
+            return tag;
+        }
+
+        // Usually the handler's tag already counts these rows: no new string.
+        Span<char> digits = stackalloc char[20];
+        return rows.TryFormat(digits, out int written, default, CultureInfo.InvariantCulture) && tag.AsSpan(space + 1).SequenceEqual(digits[..written])
+            ? tag
+            : string.Concat(tag.AsSpan(0, space + 1), rows.ToString(CultureInfo.InvariantCulture));
     }
 
     private RowDescription Describe(IReadOnlyList<PgColumn> columns, PgBindContext? bind)
@@ -717,7 +724,7 @@ public sealed partial class PgBackendSession
             throw new PgErrorException("08P01", $"bind message supplies {parameterCount} parameters, but prepared statement \"{bind.StatementName}\" requires {statement.ParameterTypes.Count}");
         }
 
-        short[] formats = new short[parameterCount];
+        short[] formats = parameterCount == 0 ? [] : new short[parameterCount];
         for (int i = 0; i < parameterCount; i++)
         {
             formats[i] = CheckFormat(bind.ParameterFormatCodes.Length switch
@@ -749,7 +756,8 @@ public sealed partial class PgBackendSession
             await replaced.Result.DisposeAsync().ConfigureAwait(false);
         }
 
-        var context = new PgBindContext(bind.Parameters, formats, bind.ResultFormatCodes);
+        // The decoded message's own arrays, as lists: no copy and no boxing.
+        var context = new PgBindContext(ImmutableCollectionsMarshal.AsArray(bind.Parameters)!, formats, ImmutableCollectionsMarshal.AsArray(bind.ResultFormatCodes)!);
         PgStatementResult result = await _handler!.BindAsync(statement, context, cancellationToken).ConfigureAwait(false);
         _portals[bind.PortalName] = new Portal(statement, result, context);
         Send(s_bindComplete);

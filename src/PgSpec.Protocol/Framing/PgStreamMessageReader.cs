@@ -85,6 +85,8 @@ public sealed class PgStreamMessageReader : IDisposable
         return TryTake();
     }
 
+    // Pooled: a session waits here once per round trip, and the state machine is reused rather than allocated each time.
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> ReceiveAsync(CancellationToken cancellationToken)
     {
         while (true)
