@@ -7,7 +7,8 @@ namespace PgSpec.Protocol.Tests;
 
 public class PipeReaderTests
 {
-    private static IBackendMessage[] Conversation() =>
+    /// <summary>A short server conversation, from AuthenticationOk to a result (the stream reader's tests read it too).</summary>
+    internal static IBackendMessage[] Conversation() =>
     [
         new AuthenticationOk(),
         new ParameterStatus("server_version", "18.4"),

@@ -5,17 +5,7 @@ namespace PgSpec.Protocol.Tests;
 
 public class StreamReaderTests
 {
-    private static IBackendMessage[] Conversation() =>
-    [
-        new AuthenticationOk(),
-        new ParameterStatus("server_version", "18.4"),
-        new BackendKeyData(4242, new byte[32]),
-        new ReadyForQuery(TransactionStatus.Idle),
-        new RowDescription([new RowDescription.Field("a", 0, 0, 23, 4, -1, 0)]),
-        new DataRow([(ReadOnlyMemory<byte>?)Encoding.ASCII.GetBytes("1"), null]),
-        new CommandComplete("SELECT 1"),
-        new ReadyForQuery(TransactionStatus.Idle),
-    ];
+    private static IBackendMessage[] Conversation() => PipeReaderTests.Conversation();
 
     private static DecodeContext AfterStartup() => new() { Phase = PgSessionPhase.Authentication };
 
