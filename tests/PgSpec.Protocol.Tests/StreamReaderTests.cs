@@ -118,8 +118,16 @@ public class StreamReaderTests
         // What a read allocates may not grow with the number of messages: 1000 and 4000 rows, each
         // stream received whole, cost the same (a debug build's async state machines are objects,
         // one per receive, hence the comparison rather than zero).
-        long thousand = await MeasureAsync(1000);
-        long fourThousand = await MeasureAsync(4000);
+        // The least of five passes each: the runtime itself allocates now and then on this thread
+        // (a tier-up of the code being measured), which says nothing of the reader.
+        long thousand = long.MaxValue;
+        long fourThousand = long.MaxValue;
+        for (int pass = 0; pass < 5; pass++)
+        {
+            thousand = Math.Min(thousand, await MeasureAsync(1000));
+            fourThousand = Math.Min(fourThousand, await MeasureAsync(4000));
+        }
+
         Assert.Equal(thousand, fourThousand);
     }
 
