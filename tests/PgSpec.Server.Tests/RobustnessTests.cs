@@ -343,7 +343,16 @@ public sealed class RobustnessTests
         await stalled.SendAsync([0x16, 0x03, 0x01]);
         await AssertServedAsync(server);
         byte[] rest = new byte[16];
-        Assert.Equal(0, await stalled.Stream.ReadAsync(rest, Wait.Token));
+        try
+        {
+            Assert.Equal(0, await stalled.Stream.ReadAsync(rest, Wait.Token));
+        }
+        catch (IOException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionReset })
+        {
+            // Closed before the TLS layer had read the client's last bytes: a reset, as closing with
+            // unread input gives. Closed all the same.
+        }
+
         await Wait.UntilAsync(() => server.Server.ActiveSessions == 0, "the stalled session has ended");
     }
 }
