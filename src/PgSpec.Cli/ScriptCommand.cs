@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -18,7 +19,7 @@ internal static class ScriptCommand
         Runs a script of protocol messages against a server, as pgpool's pgproto does, with the same
         script format, options, environment variables and output (byte for byte): 'FE=> ...' for
         each message sent, '<= BE ...' for each message received. The whole script is read and
-        checked before anything is sent.
+        checked before anything is sent (a script may be up to 64 MiB).
 
         Script: one message per line, its kind in single quotes, then its fields, each after a TAB:
         "strings" (\n is a newline, a backslash takes the next character as it is, and a line that
@@ -70,7 +71,7 @@ internal static class ScriptCommand
         2 a usage error, or a script or expected file that cannot be read; 3 the server broke the
         protocol; 4 the script is malformed (file:line:column on standard error; nothing was sent);
         5 the server cannot be reached, or the connection ended; 6 authentication failed; 7 the
-        server did not answer within --timeout.
+        server did not answer within --timeout (while connecting, or for 'Y').
 
         Examples:
           pgspec script -d test -f tests/sql-error.data
@@ -82,18 +83,18 @@ internal static class ScriptCommand
     public static Command Create(Stream stdin, Stream stdout, TextWriter stderr)
     {
         var host = new Option<string?>("--host", "-h", "--hostname") { Description = "The server's host name or address, or a Unix socket directory (starting with /). Default: PGHOST, else the Unix socket.", HelpName = "HOST" };
-        var port = new Option<int?>("--port", "-p") { Description = "The server's port (default: PGPORT, else 5432).", HelpName = "PORT" };
+        var port = new Option<int?>("--port", "-p") { Description = "The server's port (default: PGPORT, else 5432).", HelpName = "PORT", CustomParser = r => (int?)Number(r, "--port", "a port (1 to 65535)", integer: true) };
         var user = new Option<string?>("--user", "-u", "--username") { Description = "The user name (default: PGUSER, else the operating system's user).", HelpName = "USER" };
         var database = new Option<string?>("--database", "-d") { Description = "The database (default: PGDATABASE, else the user name).", HelpName = "DATABASE" };
         var file = new Option<string>("--proto-data-file", "-f", "--file") { Description = "The script ('-' for standard input).", HelpName = "FILE", DefaultValueFactory = _ => "pgproto.data" };
-        var readNap = new Option<int>("--read-nap", "-r") { Description = "pgproto's nap after each message read, in microseconds (to act as a slow client).", HelpName = "MICROSECONDS", DefaultValueFactory = _ => 0 };
+        var readNap = new Option<int>("--read-nap", "-r") { Description = "pgproto's nap after each message read, in microseconds (to act as a slow client).", HelpName = "MICROSECONDS", DefaultValueFactory = _ => 0, CustomParser = r => (int)(Number(r, "--read-nap", "microseconds, 0 or more", integer: true) ?? 0) };
         var debug = new Option<bool>("--debug", "-D") { Description = "Print the bytes of every message sent and received (also while connecting) on standard error." };
         var sslmode = new Option<string?>("--sslmode") { Description = "libpq's sslmode (default: PGSSLMODE, else prefer).", HelpName = "disable|allow|prefer|require|verify-ca|verify-full" };
         sslmode.AcceptOnlyFromAmong("disable", "allow", "prefer", "require", "verify-ca", "verify-full");
         var rootCert = new Option<string?>("--sslrootcert") { Description = "PEM file of the CA certificates that verify-ca and verify-full trust (default: PGSSLROOTCERT, else the system's).", HelpName = "FILE" };
         var protocol = new Option<string>("--protocol") { Description = "The protocol version to ask for.", HelpName = "3.0|3.2", DefaultValueFactory = _ => "3.0" };
         protocol.AcceptOnlyFromAmong("3.0", "3.2");
-        var timeout = new Option<double>("--timeout") { Description = "Seconds that connecting may take and that 'Y' waits for each message.", HelpName = "SECONDS", DefaultValueFactory = _ => 60 };
+        var timeout = new Option<double>("--timeout") { Description = "Seconds that connecting may take and that 'Y' waits for each message.", HelpName = "SECONDS", DefaultValueFactory = _ => 60, CustomParser = r => Number(r, "--timeout", "a number of seconds", integer: false) ?? 0 };
         var format = new Option<string>("--format") { Description = "pgproto: pgproto's lines. trace: libpq's PQtrace lines. json: one JSON object per message and line.", HelpName = "pgproto|trace|json", DefaultValueFactory = _ => "pgproto" };
         format.AcceptOnlyFromAmong("pgproto", "trace", "json");
         var regress = new Option<bool>("--regress") { Description = "libpq's regress mode for --format trace (OIDs as NNNN, error fields F/L/R as SSSS...)." };
@@ -104,6 +105,10 @@ internal static class ScriptCommand
         {
             host, port, user, database, file, readNap, debug, sslmode, rootCert, protocol, timeout, format, regress, expect, suite,
         };
+
+        // As in pgproto, -h is the host: this command's own help option has no -h, and the help
+        // lists it rather than pgspec's (-?, -h, --help), which other commands keep.
+        command.Options.Add(new HelpOption("--help", "-?", "/?"));
 
         command.Validators.Add(result =>
         {
@@ -123,9 +128,9 @@ internal static class ScriptCommand
         {
             // Checked here rather than in a validator, which does not see default values.
             double seconds = result.GetValue(timeout);
-            if (!(seconds > 0) || seconds > int.MaxValue / 1000.0)
+            if (!(seconds > 0) || seconds > MaxTimeoutSeconds)
             {
-                return Usage(stderr, "--timeout: a number of seconds above 0 (every wait has a bound).");
+                return Usage(stderr, $"--timeout: a number of seconds above 0 and at most {MaxTimeoutSeconds} (every wait has a bound).");
             }
 
             if (result.GetValue(readNap) < 0)
@@ -235,6 +240,12 @@ internal static class ScriptCommand
                 return PgSpecCommandLine.ExitScriptError;
             }
 
+            if (steps.Count == 0)
+            {
+                // As pgproto: it still connects (and fails as it would), but says why nothing is sent.
+                stderr.WriteLine($"pgspec script: {path} has no commands (only empty lines and comments): nothing to send");
+            }
+
             if (result.GetValue(expect) is not { } expectPath)
             {
                 ScriptOutcome outcome = await run.RunAsync(steps, path, stdout, cancellationToken).ConfigureAwait(false);
@@ -273,6 +284,27 @@ internal static class ScriptCommand
         return command;
     }
 
+    /// <summary>The longest --timeout (what a wait in milliseconds can take).</summary>
+    private const int MaxTimeoutSeconds = int.MaxValue / 1000;
+
+    /// <summary>An option's number, or an error that names the option and what it takes (rather than a .NET type).</summary>
+    private static double? Number(System.CommandLine.Parsing.ArgumentResult result, string option, string what, bool integer)
+    {
+        string token = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+        if (integer && int.TryParse(token, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int whole))
+        {
+            return whole;
+        }
+
+        if (!integer && double.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out double number))
+        {
+            return number;
+        }
+
+        result.AddError($"{option}: '{token}' is not {what}.");
+        return null;
+    }
+
     private static int Usage(TextWriter stderr, string message)
     {
         stderr.WriteLine("pgspec: " + message);
@@ -295,25 +327,54 @@ internal static class ScriptCommand
         return File.Exists(debian) ? debian : Path.Combine("/tmp", name);
     }
 
-    /// <summary>Reads a text file ('-': standard input); false, with the reason on standard error, when it cannot be read.</summary>
+    /// <summary>The largest script or expected file read (its whole text is held, and every message built, before anything is sent).</summary>
+    internal const int MaxFileBytes = 64 * 1024 * 1024;
+
+    /// <summary>Reads a text file ('-': standard input) of at most <see cref="MaxFileBytes"/>; false, with the reason on standard error, when it cannot be read.</summary>
     internal static bool TryRead(string path, Stream? stdin, TextWriter stderr, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? text)
     {
+        text = null;
         try
         {
-            if (path == "-" && stdin is not null)
+            bool standardInput = path == "-" && stdin is not null;
+            if (!standardInput && Directory.Exists(path))
             {
-                using var reader = new StreamReader(stdin, Encoding.UTF8, leaveOpen: true);
-                text = reader.ReadToEnd();
-                return true;
+                stderr.WriteLine($"pgspec script: cannot read {path}: it is a directory");
+                return false;
             }
 
-            text = File.ReadAllText(path);
+            // Read up to one byte past the limit, whatever the file claims to be (a pipe, /dev/zero).
+            Stream input = standardInput ? stdin! : new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.SequentialScan);
+            using var content = new MemoryStream();
+            try
+            {
+                byte[] buffer = new byte[64 * 1024];
+                int read;
+                while ((read = input.Read(buffer, 0, (int)Math.Min(buffer.Length, MaxFileBytes + 1L - content.Length))) > 0)
+                {
+                    content.Write(buffer, 0, read);
+                    if (content.Length > MaxFileBytes)
+                    {
+                        stderr.WriteLine($"pgspec script: cannot read {path}: it is larger than {MaxFileBytes / (1024 * 1024)} MiB");
+                        return false;
+                    }
+                }
+            }
+            finally
+            {
+                if (!standardInput)
+                {
+                    input.Dispose();
+                }
+            }
+
+            ReadOnlySpan<byte> bytes = content.GetBuffer().AsSpan(0, (int)content.Length);
+            text = Encoding.UTF8.GetString(bytes.StartsWith(Encoding.UTF8.Preamble) ? bytes[Encoding.UTF8.Preamble.Length..] : bytes);
             return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             stderr.WriteLine($"pgspec script: cannot read {path}: {e.Message}");
-            text = null;
             return false;
         }
     }

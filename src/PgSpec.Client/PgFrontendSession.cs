@@ -148,7 +148,8 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            throw new PgConnectionException($"connecting to {Describe(options)} timed out after {options.ConnectTimeout.TotalSeconds:0.#} s");
+            string message = $"connecting to {Describe(options)} timed out after {options.ConnectTimeout.TotalSeconds:0.#} s";
+            throw new PgConnectionException(message, new TimeoutException(message));
         }
         catch (SslRefusedException e)
         {

@@ -61,29 +61,34 @@ internal static class ScriptParser
     {
         ArgumentNullException.ThrowIfNull(text);
         var steps = new List<ScriptStep>();
-        string[] lines = text.Split('\n');
-        int count = lines.Length;
-        if (count > 0 && lines[^1].Length == 0)
-        {
-            count--;
-        }
 
-        for (int i = 0; i < count; i++)
+        // Lines are cut out of the text one at a time (a long line is copied once, not for each pass).
+        int at = 0;
+        int number = 0;
+        while (at < text.Length)
         {
-            int first = i;
-            var logical = new StringBuilder(StripCr(lines[i]));
+            string physical = NextLine(text, ref at);
+            number++;
+            int first = number;
+            string logical = physical;
             var starts = new List<int> { 0 };
 
             // A line ending in a backslash goes on on the next one (the newline is kept, escaped).
-            while (logical.Length > 0 && logical[^1] == '\\' && i + 1 < count)
+            if (logical.EndsWith('\\') && at < text.Length)
             {
-                logical.Append('\n');
-                starts.Add(logical.Length);
-                i++;
-                logical.Append(StripCr(lines[i]));
+                var joined = new StringBuilder(physical);
+                while (joined.Length > 0 && joined[^1] == '\\' && at < text.Length)
+                {
+                    joined.Append('\n');
+                    starts.Add(joined.Length);
+                    joined.Append(NextLine(text, ref at));
+                    number++;
+                }
+
+                logical = joined.ToString();
             }
 
-            var line = new LineReader(logical.ToString(), file, first + 1, starts);
+            var line = new LineReader(logical, file, first, starts);
             if (line.Text.Length == 0 || line.Text[0] == '#')
             {
                 continue;
@@ -95,7 +100,21 @@ internal static class ScriptParser
         return steps;
     }
 
-    private static string StripCr(string line) => line.EndsWith('\r') ? line[..^1] : line;
+    /// <summary>The line that starts at <paramref name="at"/>, without its '\n' (or "\r\n"); <paramref name="at"/> moves past it.</summary>
+    private static string NextLine(string text, ref int at)
+    {
+        int end = text.IndexOf('\n', at);
+        int next = end < 0 ? text.Length : end + 1;
+        end = end < 0 ? text.Length : end;
+        if (end > at && text[end - 1] == '\r')
+        {
+            end--;
+        }
+
+        string line = text[at..end];
+        at = next;
+        return line;
+    }
 
     private static ScriptStep ParseLine(LineReader line)
     {

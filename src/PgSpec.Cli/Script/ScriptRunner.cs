@@ -68,6 +68,11 @@ internal static class ScriptRunner
                 $"{(login ? "authentication failed" : "the server refused the connection")}: {e.Fields.Severity} {e.SqlState} {e.Fields.Message}",
                 Connected: false);
         }
+        catch (PgConnectionException e) when (e.InnerException is TimeoutException)
+        {
+            // The server (or the way to it) did not answer within --timeout.
+            return new ScriptOutcome(PgSpecCommandLine.ExitTimeout, e.Message, Connected: false);
+        }
         catch (PgConnectionException e)
         {
             bool login = e.Message.Contains("password", StringComparison.Ordinal) || e.Message.StartsWith("SCRAM", StringComparison.Ordinal) || e.Message.Contains("channel_binding", StringComparison.Ordinal);

@@ -44,6 +44,7 @@ internal static partial class ScriptSuite
             {
                 PgServerException server when server.SqlState.StartsWith("28", StringComparison.Ordinal) => new(PgSpecCommandLine.ExitAuthentication, "authentication failed: " + server.Fields.Message),
                 PgServerException server => new(PgSpecCommandLine.ExitConnection, "the server refused the connection: " + server.Fields.Message),
+                PgConnectionException { InnerException: TimeoutException } => new(PgSpecCommandLine.ExitTimeout, e.Message),
                 PgConnectionException connection when connection.Message.Contains("password", StringComparison.Ordinal) => new(PgSpecCommandLine.ExitAuthentication, "authentication failed: " + connection.Message),
                 PgConnectionException => new(PgSpecCommandLine.ExitConnection, e.Message),
                 _ => new(PgSpecCommandLine.ExitServerViolation, "the server broke the protocol while connecting: " + e.Message),

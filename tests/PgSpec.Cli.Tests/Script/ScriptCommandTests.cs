@@ -300,6 +300,36 @@ public sealed class ScriptCommandTests(ScriptServers servers) : IClassFixture<Sc
         Assert.Contains("cannot connect to 127.0.0.1:", result.Stderr, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_script_of_comments_only_connects_sends_nothing_and_says_so()
+    {
+        using var directory = new TempDirectory();
+        string script = Script(directory, "comments.data", "# nothing\n\n# to send\n");
+        CliResult result = Run(ScriptServers.Connect(servers.Pg15), "--sslmode", "disable", "-f", script);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Equal("", result.Stdout);
+        Assert.Contains($"{script} has no commands (only empty lines and comments): nothing to send", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_suite_with_a_missing_expected_file_and_a_script_name_with_spaces()
+    {
+        using var directory = new TempDirectory();
+        Directory.CreateDirectory(Path.Combine(directory.Path, "tests"));
+        Directory.CreateDirectory(Path.Combine(directory.Path, "expected"));
+        const string Select = "'Q'\t\"SELECT 1\"\n'Y'\n'X'\n";
+        const string Output = "FE=> Query (query=\"SELECT 1\")\n<= BE RowDescription\n<= BE DataRow\n<= BE CommandComplete(SELECT 1)\n<= BE ReadyForQuery(I)\nFE=> Terminate\n";
+        File.WriteAllText(Path.Combine(directory.Path, "tests", "with space.data"), Select);
+        File.WriteAllText(Path.Combine(directory.Path, "expected", "with space.data"), Output);
+        File.WriteAllText(Path.Combine(directory.Path, "tests", "unexpected.data"), Select);
+
+        CliResult result = Run(ScriptServers.Connect(servers.Pg15), "--sslmode", "disable", "--suite", directory.Path);
+        Assert.True(result.ExitCode == 1, result.ToString());
+        Assert.Matches(new Regex(@"^unexpected +error +no expected output \(expected/unexpected\.data\)$", RegexOptions.Multiline), result.Stdout);
+        Assert.Matches(new Regex("^with space +pass$", RegexOptions.Multiline), result.Stdout);
+        Assert.Contains("\n2 scripts: 1 passed, 1 failed, 0 expected to fail\n", result.Stdout, StringComparison.Ordinal);
+    }
+
     private static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
