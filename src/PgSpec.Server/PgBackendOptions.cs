@@ -84,6 +84,13 @@ public sealed class PgBackendOptions
     public Action<PgBackendSession, string?>? SessionEnded { get; set; }
 
     /// <summary>
+    /// How many event threads serve the sockets (Linux, where the server's own epoll engine does):
+    /// 0, the default, is one per two processors (at least one), leaving the others to handlers on
+    /// the thread pool and to the kernel's network work. Connections are spread over them in turn.
+    /// </summary>
+    public int IoThreads { get; set; }
+
+    /// <summary>
     /// Which sockets serve accepted connections: null (the default) PgSpec's epoll engine on Linux
     /// and .NET's sockets elsewhere; false .NET's sockets everywhere; true epoll (Linux only).
     /// </summary>
@@ -104,6 +111,11 @@ public sealed class PgBackendOptions
         if (MaxConnections < 1)
         {
             throw new ArgumentException("MaxConnections must be at least 1");
+        }
+
+        if (IoThreads is < 0 or > 256)
+        {
+            throw new ArgumentException($"IoThreads must be 0 (one per processor) to 256, not {IoThreads}");
         }
 
         if (OutputBufferSize < 1024)

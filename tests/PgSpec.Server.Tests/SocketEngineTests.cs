@@ -85,4 +85,38 @@ public sealed class SocketEngineTests
         Assert.Equal(value.Length, result.Rows[0].Columns[0]!.Value.Length);
         Assert.Single((await client.QueryAsync("rows 1", cancellationToken: Wait.Token))[0].Rows);
     }
+
+    [Fact]
+    public async Task Sessions_spread_over_several_event_threads_are_each_served()
+    {
+        await using TestServer server = TestServer.Start(options => options.IoThreads = 3);
+        var clients = new List<PgFrontendSession>();
+        try
+        {
+            for (int i = 0; i < 7; i++)
+            {
+                clients.Add(await server.ConnectAsync());
+            }
+
+            IReadOnlyList<Client.PgResult>[] results = await Task.WhenAll(clients.Select(c => c.QueryAsync("rows 2", cancellationToken: Wait.Token)));
+            Assert.All(results, r => Assert.Equal(2, r[0].Rows.Count));
+        }
+        finally
+        {
+            foreach (PgFrontendSession client in clients)
+            {
+                await client.DisposeAsync();
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(257)]
+    public void IoThreads_out_of_range_is_refused(int threads)
+    {
+        var options = new PgBackendOptions { IoThreads = threads };
+        ArgumentException e = Assert.Throws<ArgumentException>(() => PgBackendServer.Create(options, _ => throw new InvalidOperationException("no session expected")));
+        Assert.Contains("IoThreads", e.Message, StringComparison.Ordinal);
+    }
 }

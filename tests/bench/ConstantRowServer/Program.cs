@@ -8,7 +8,8 @@ using PgSpec.Server;
 
 using AllocationSampler? sampler = Environment.GetEnvironmentVariable("PGSPEC_ALLOCATION_SAMPLES") == "1" ? new AllocationSampler() : null;
 string listen = args.Length == 2 && args[0] == "--listen" ? args[1] : "127.0.0.1:5432";
-var options = new PgBackendOptions();
+// PGSPEC_IO_THREADS: the server's event threads (0 or unset: the default, one per two processors).
+var options = new PgBackendOptions { IoThreads = int.TryParse(Environment.GetEnvironmentVariable("PGSPEC_IO_THREADS"), out int threads) ? threads : 0 };
 options.Listen.Add(IPEndPoint.Parse(listen));
 await using PgBackendServer server = PgBackendServer.Start(options, _ => new ConstantRowHandler());
 Console.WriteLine($"listening on {server.EndPoints[0]}");
