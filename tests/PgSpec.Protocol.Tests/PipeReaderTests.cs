@@ -120,4 +120,85 @@ public class PipeReaderTests
 
         Assert.Equal([FrontendMessageKind.Parse, FrontendMessageKind.Bind, FrontendMessageKind.Execute, FrontendMessageKind.Sync], kinds);
     }
+
+    [Fact]
+    public async Task ReadAsync_MessagesOfOneRead_AreTakenWithoutGoingBackToThePipe()
+    {
+        IBackendMessage[] sent = Conversation();
+        var pipe = new Pipe();
+        await pipe.Writer.WriteAsync(sent.SelectMany(m => m.ToArray()).ToArray());
+        await pipe.Writer.CompleteAsync();
+        var counting = new CountingPipeReader(pipe.Reader);
+        var reader = new PgPipeMessageReader(counting, PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Authentication });
+        var received = new List<IPgMessage>();
+        while (await reader.ReadAsync())
+        {
+            received.Add(reader.Current.ToMessage());
+        }
+
+        Assert.Equal(sent.Cast<IPgMessage>(), received);
+        Assert.Equal(1, counting.Reads);
+    }
+
+    [Fact]
+    public async Task ReadAsync_BorrowedPath_AllocatesNothingPerMessage()
+    {
+        // What reading allocates may not grow with the number of messages: the least of five
+        // passes of 1000 and of 4000 rows, each stream in one pipe segment, is the same.
+        long thousand = long.MaxValue;
+        long fourThousand = long.MaxValue;
+        for (int pass = 0; pass < 5; pass++)
+        {
+            thousand = Math.Min(thousand, await MeasureAsync(1000));
+            fourThousand = Math.Min(fourThousand, await MeasureAsync(4000));
+        }
+
+        Assert.Equal(thousand, fourThousand);
+    }
+
+    private static async Task<long> MeasureAsync(int rows)
+    {
+        var bytes = new List<byte>();
+        for (int i = 0; i < rows; i++)
+        {
+            bytes.AddRange(new DataRow([(ReadOnlyMemory<byte>?)Encoding.ASCII.GetBytes(i.ToString(System.Globalization.CultureInfo.InvariantCulture)), null]).ToArray());
+        }
+
+        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0, minimumSegmentSize: bytes.Count));
+        await pipe.Writer.WriteAsync(bytes.ToArray());
+        await pipe.Writer.CompleteAsync();
+        var reader = new PgPipeMessageReader(pipe.Reader, PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        long sum = 0;
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        while (await reader.ReadAsync())
+        {
+            sum += reader.Current.Body.Length;
+        }
+
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(sum > rows, "the rows were read");
+        return allocated;
+    }
+
+    /// <summary>A pipe reader that counts its reads.</summary>
+    private sealed class CountingPipeReader(PipeReader inner) : PipeReader
+    {
+        public int Reads { get; private set; }
+
+        public override void AdvanceTo(SequencePosition consumed) => inner.AdvanceTo(consumed);
+
+        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined) => inner.AdvanceTo(consumed, examined);
+
+        public override void CancelPendingRead() => inner.CancelPendingRead();
+
+        public override void Complete(Exception? exception = null) => inner.Complete(exception);
+
+        public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+        {
+            Reads++;
+            return inner.ReadAsync(cancellationToken);
+        }
+
+        public override bool TryRead(out ReadResult result) => inner.TryRead(out result);
+    }
 }

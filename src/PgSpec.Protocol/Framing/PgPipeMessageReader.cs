@@ -6,7 +6,8 @@ namespace PgSpec.Protocol;
 /// <summary>
 /// Reads messages from a <see cref="PipeReader"/>. Each <see cref="ReadAsync"/> makes the next
 /// message available as <see cref="Current"/>, a borrowed view that stays valid until the next
-/// read: the pipe is advanced past a message only when the next one is requested.
+/// read. Every whole message of one pipe read is taken from that read's buffer without going
+/// back to the pipe; the pipe is advanced when a message is not whole in it.
 /// A malformed message, or a stream that ends inside a message, throws
 /// <see cref="PgProtocolException"/>; a stream that ends between messages returns false.
 /// </summary>
@@ -14,6 +15,8 @@ public sealed class PgPipeMessageReader
 {
     private readonly PipeReader _input;
     private SequencePosition _consumed;
+    private ReadOnlySequence<byte> _held;
+    private bool _heldCompleted;
     private bool _holding;
     private bool _hasCurrent;
     private PgDirection _direction;
@@ -58,20 +61,75 @@ public sealed class PgPipeMessageReader
     /// cancelled by <see cref="PipeReader.CancelPendingRead"/> (or <paramref name="cancellationToken"/>)
     /// throws <see cref="OperationCanceledException"/>, and reading may go on afterwards.
     /// </summary>
-    public async ValueTask<bool> ReadAsync(CancellationToken cancellationToken = default)
+    public ValueTask<bool> ReadAsync(CancellationToken cancellationToken = default)
     {
-        Release();
+        cancellationToken.ThrowIfCancellationRequested();
+        _hasCurrent = false;
+        if (!_holding)
+        {
+            return ReadFromPipeAsync(cancellationToken);
+        }
+
+        // The rest of the last read may hold the next message whole: taken without going back
+        // to the pipe (a server's DataRows, a client's Bind, Execute and Sync, come many at once).
+        ReadOnlySequence<byte> rest = _held.Slice(_consumed);
+        bool taken;
+        PgDecodeError error;
+        bool malformed;
+        try
+        {
+            taken = TryTake(rest, out error, out malformed);
+        }
+        catch
+        {
+            Release(_consumed, _held.End);
+            throw;
+        }
+
+        if (taken)
+        {
+            return new ValueTask<bool>(true);
+        }
+
+        if (malformed)
+        {
+            Release(_consumed, _consumed);
+            throw new PgProtocolException(error);
+        }
+
+        // Part of a message: everything held has been examined; wait for more.
+        bool completed = _heldCompleted;
+        Release(_consumed, _held.End);
+        if (completed)
+        {
+            if (rest.Length == 0)
+            {
+                return new ValueTask<bool>(false);
+            }
+
+            throw new PgProtocolException(new PgDecodeError("frame", null, Reader.Position + rest.Length, $"the connection closed inside a message ({rest.Length} bytes of it received)"));
+        }
+
+        return ReadFromPipeAsync(cancellationToken);
+    }
+
+    private async ValueTask<bool> ReadFromPipeAsync(CancellationToken cancellationToken)
+    {
         while (true)
         {
             ReadResult result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
             ReadOnlySequence<byte> buffer = result.Buffer;
             SequencePosition consumed = buffer.Start;
             SequencePosition examined = buffer.Start;
+            bool held = false;
             try
             {
                 if (TryTake(buffer, out PgDecodeError error, out bool malformed))
                 {
-                    // Held: the pipe is advanced past the message when the next one is asked for.
+                    // Held: the pipe is advanced when a later message is not whole in this buffer.
+                    _held = buffer;
+                    _heldCompleted = result.IsCompleted;
+                    _holding = held = true;
                     return true;
                 }
 
@@ -102,12 +160,19 @@ public sealed class PgPipeMessageReader
             finally
             {
                 // Whatever happened (a decode context that throws, say), the pipe is never left mid-read.
-                if (!_holding)
+                if (!held)
                 {
                     _input.AdvanceTo(consumed, examined);
                 }
             }
         }
+    }
+
+    private void Release(SequencePosition consumed, SequencePosition examined)
+    {
+        _holding = false;
+        _held = default;
+        _input.AdvanceTo(consumed, examined);
     }
 
     private bool TryTake(ReadOnlySequence<byte> buffer, out PgDecodeError error, out bool malformed)
@@ -122,7 +187,6 @@ public sealed class PgPipeMessageReader
         }
 
         _consumed = rest.Start;
-        _holding = true;
         _hasCurrent = true;
         _direction = message.Direction;
         _frameKind = message.FrameKind;
@@ -145,16 +209,6 @@ public sealed class PgPipeMessageReader
     /// <summary>The body as one span: in place, or the copy the reader made of a body split across segments (one copy, not two).</summary>
     private ReadOnlySpan<byte> BodySpan() => _body.IsSingleSegment ? _body.FirstSpan : Reader.CopiedBody((int)_body.Length);
 
-    private void Release()
-    {
-        if (_holding)
-        {
-            _input.AdvanceTo(_consumed);
-            _holding = false;
-        }
-
-        _hasCurrent = false;
-    }
 }
 
 /// <summary>Encodes messages into a <see cref="PipeWriter"/>; nothing is sent until <see cref="FlushAsync"/>, so many messages go out in one write.</summary>
