@@ -72,12 +72,13 @@ namespace PgSpec.Generators
                 w.Line("/// <summary>Copies the view into an owned message.</summary>");
                 w.Line("public " + m.Name + " ToMessage(" + Rt + ".DecodeContext? context = null) => Decode(_body, context);");
                 w.Line();
-                EmitAccessors(w, m, body, "_body", typed ? "5" : "4");
+                EmitAccessors(w, m, body, "_body", typed ? "5" : "4", lastEndsSpan: true);
                 w.Close();
                 w.Line();
             }
 
-            private static void EmitAccessors(IndentedWriter w, MessageSpec m, List<FieldSpec> fields, string span, string origin)
+            /// <param name="lastEndsSpan">The span ends where the last field ends (a validated message body): a list in the last field is the rest of it, without walking its items.</param>
+            private static void EmitAccessors(IndentedWriter w, MessageSpec m, List<FieldSpec> fields, string span, string origin, bool lastEndsSpan)
             {
                 for (int k = 0; k < fields.Count; k++)
                 {
@@ -93,7 +94,7 @@ namespace PgSpec.Generators
                     w.Open("get");
                     w.Line("var r = new " + Rt + ".PgSpanReader(" + span + ", MessageName, " + origin + ");");
                     EmitWalk(w, m, fields.Take(k).ToList(), Mode.Skip, "f_", 0, new Dictionary<string, string>());
-                    EmitViewRead(w, f, span);
+                    EmitViewRead(w, f, span, rest: lastEndsSpan && k == fields.Count - 1);
                     w.Close();
                     w.Close();
                     w.Line();
@@ -126,7 +127,7 @@ namespace PgSpec.Generators
                 }
             }
 
-            private static void EmitViewRead(IndentedWriter w, FieldSpec f, string span)
+            private static void EmitViewRead(IndentedWriter w, FieldSpec f, string span, bool rest)
             {
                 switch (f.Kind)
                 {
@@ -157,6 +158,13 @@ namespace PgSpec.Generators
                         if (f.GroupName is null && f.ElementKind == FieldKind.Scalar)
                         {
                             w.Line("return new " + ViewType(f) + "(r.NextBytes(" + count + " * " + Int(ScalarSize(f.Type)) + "));");
+                            break;
+                        }
+
+                        if (rest && !f.Terminated)
+                        {
+                            // The last field of a validated body: its items are the rest of it.
+                            w.Line("return new " + ViewType(f) + "(" + span + ".Slice(r.Position), " + count + ");");
                             break;
                         }
 
@@ -217,7 +225,7 @@ namespace PgSpec.Generators
                 w.Line("/// <summary>The item's bytes.</summary>");
                 w.Line("public " + Span + " Bytes => _item;");
                 w.Line();
-                EmitAccessors(w, m, children, "_item", "0");
+                EmitAccessors(w, m, children, "_item", "0", lastEndsSpan: false);
                 w.Close();
                 w.Line();
 
