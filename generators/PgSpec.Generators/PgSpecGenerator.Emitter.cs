@@ -669,6 +669,10 @@ namespace PgSpec.Generators
 
             // ------------------------------------------------------------------ decoding
 
+            /// <summary>Whether a list among the fields holds sized values (DataRow's columns, Bind's parameters).</summary>
+            private static bool HasValueList(IEnumerable<FieldSpec> fields)
+                => fields.Any(f => f.Kind == FieldKind.Array && (f.Children.Any(c => c.Kind == FieldKind.SizedBytes) || HasValueList(f.Children)));
+
             private static void EmitDecode(IndentedWriter w, MessageSpec m)
             {
                 bool typed = m.TypeByte >= 0;
@@ -680,6 +684,13 @@ namespace PgSpec.Generators
                 w.Line("var r = new " + Rt + ".PgSpanReader(body, MessageName, " + origin + ");");
                 w.Line(Rt + ".PgProtocolVersion version = context?.ProtocolVersion ?? " + Rt + ".PgProtocolVersion.Latest;");
                 w.Line("_ = version;");
+                if (HasValueList(body))
+                {
+                    // The values of a list are slices of one copy of the body, made at the first
+                    // value: one allocation for a DataRow's columns, not one per column.
+                    w.Line("byte[]? owned = null;");
+                }
+
                 var locals = new Dictionary<string, string>(StringComparer.Ordinal);
                 EmitWalk(w, m, body, Mode.Decode, "f_", 0, locals);
                 w.Line("if (!r.End()) goto fail;");
@@ -897,9 +908,12 @@ namespace PgSpec.Generators
                             if (checkedMode)
                             {
                                 w.Line("if (!r.ReadValue(" + name + ", " + len + ", out " + Span + " " + local + ")) goto fail;");
-                                locals[f.Name] = f.Nullable
-                                    ? "(" + len + " < 0 ? (" + Memory + "?)null : " + local + ".ToArray())"
+                                string copy = mode == Mode.Decode && depth > 0
+                                    ? "new " + Memory + "(owned ??= body.ToArray(), r.Position - " + len + ", " + len + ")"
                                     : local + ".ToArray()";
+                                locals[f.Name] = f.Nullable
+                                    ? "(" + len + " < 0 ? (" + Memory + "?)null : " + copy + ")"
+                                    : copy;
                             }
                             else if (mode == Mode.Trace)
                             {
