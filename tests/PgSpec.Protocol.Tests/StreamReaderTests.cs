@@ -113,33 +113,12 @@ public class StreamReaderTests
     }
 
     [Fact]
-    public async Task ReadAsync_BorrowedPath_AllocatesNothingPerMessage()
-    {
-        // What a read allocates may not grow with the number of messages: 1000 and 4000 rows, each
-        // stream received whole, cost the same (a debug build's async state machines are objects,
-        // one per receive, hence the comparison rather than zero).
-        // The least of five passes each: the runtime itself allocates now and then on this thread
-        // (a tier-up of the code being measured), which says nothing of the reader.
-        long thousand = long.MaxValue;
-        long fourThousand = long.MaxValue;
-        for (int pass = 0; pass < 5; pass++)
-        {
-            thousand = Math.Min(thousand, await MeasureAsync(1000));
-            fourThousand = Math.Min(fourThousand, await MeasureAsync(4000));
-        }
+    public Task ReadAsync_BorrowedPath_AllocatesNothingPerMessage() => Allocations.AssertNothingPerMessageAsync(MeasureAsync);
 
-        Assert.Equal(thousand, fourThousand);
-    }
-
+    /// <summary>Reads <paramref name="rows"/> rows received whole in one read; what the reads allocated.</summary>
     private static async Task<long> MeasureAsync(int rows)
     {
-        var list = new List<byte>();
-        for (int i = 0; i < rows; i++)
-        {
-            list.AddRange(new DataRow([(ReadOnlyMemory<byte>?)Encoding.ASCII.GetBytes(i.ToString(System.Globalization.CultureInfo.InvariantCulture)), null]).ToArray());
-        }
-
-        byte[] bytes = [.. list];
+        byte[] bytes = Allocations.DataRows(rows);
         var context = new DecodeContext { Phase = PgSessionPhase.Normal };
 
         // A warm-up pass compiles the path; the measured pass reads the same bytes from a new stream.

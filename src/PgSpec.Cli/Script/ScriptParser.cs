@@ -196,16 +196,23 @@ internal static class ScriptParser
         string portal = line.String("the portal name");
         string statement = line.String("the statement name");
         ImmutableArray<short> formats = FormatCodes(line, "parameter format code");
-        int count = line.Integer("the number of parameters", 0, MaxCount);
+        ImmutableArray<ReadOnlyMemory<byte>?> values = Values(line, formats, "parameter");
+        ImmutableArray<short> results = line.AtEnd ? [] : FormatCodes(line, "result format code");
+        return new SendStep(line.FirstLine, new Bind(portal, statement, formats, values, results), $"Bind(stmt=\"{statement}\", portal=\"{portal}\")");
+    }
+
+    /// <summary>A count, then that many values (Bind's parameters, FunctionCall's arguments), each in the format the codes give it.</summary>
+    private static ImmutableArray<ReadOnlyMemory<byte>?> Values(LineReader line, ImmutableArray<short> formats, string what)
+    {
+        int count = line.Integer($"the number of {what}s", 0, MaxCount);
         var values = ImmutableArray.CreateBuilder<ReadOnlyMemory<byte>?>(count);
         for (int i = 0; i < count; i++)
         {
             short format = formats.Length == 0 ? (short)0 : formats.Length == 1 ? formats[0] : i < formats.Length ? formats[i] : (short)0;
-            values.Add(Value(line, $"parameter {i + 1} of {count}", format));
+            values.Add(Value(line, $"{what} {i + 1} of {count}", format));
         }
 
-        ImmutableArray<short> results = line.AtEnd ? [] : FormatCodes(line, "result format code");
-        return new SendStep(line.FirstLine, new Bind(portal, statement, formats, values.MoveToImmutable(), results), $"Bind(stmt=\"{statement}\", portal=\"{portal}\")");
+        return values.MoveToImmutable();
     }
 
     private static SendStep Execute(LineReader line)
@@ -234,16 +241,10 @@ internal static class ScriptParser
     {
         uint oid = (uint)line.Integer("the function OID", 0, uint.MaxValue);
         ImmutableArray<short> formats = FormatCodes(line, "argument format code");
-        int count = line.Integer("the number of arguments", 0, MaxCount);
-        var values = ImmutableArray.CreateBuilder<ReadOnlyMemory<byte>?>(count);
-        for (int i = 0; i < count; i++)
-        {
-            short format = formats.Length == 0 ? (short)0 : formats.Length == 1 ? formats[0] : i < formats.Length ? formats[i] : (short)0;
-            values.Add(Value(line, $"argument {i + 1} of {count}", format));
-        }
+        ImmutableArray<ReadOnlyMemory<byte>?> values = Values(line, formats, "argument");
 
         short result = (short)line.Integer("the result format code", short.MinValue, short.MaxValue);
-        return new SendStep(line.FirstLine, new FunctionCall(oid, formats, values.MoveToImmutable(), result), $"FunctionCall(oid={oid.ToString(CultureInfo.InvariantCulture)})");
+        return new SendStep(line.FirstLine, new FunctionCall(oid, formats, values, result), $"FunctionCall(oid={oid.ToString(CultureInfo.InvariantCulture)})");
     }
 
     private static RawStep Raw(LineReader line)
