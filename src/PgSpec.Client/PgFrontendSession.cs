@@ -680,8 +680,11 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         }
 
         var message = (IBackendMessage)received.ToMessage(_context);
-        byte[] raw = _reader.CurrentRaw.ToArray();
-        _traffic?.Invoke(new PgTraffic(PgDirection.Backend, received.IsUnknown ? "Unknown" : message.Name, message, raw));
+        if (_traffic is { } traffic)
+        {
+            // The bytes are copied only for a traffic callback: they are the reader's until the next read.
+            traffic(new PgTraffic(PgDirection.Backend, received.IsUnknown ? "Unknown" : message.Name, message, _reader.CurrentRaw.ToArray()));
+        }
         switch (message)
         {
             case ParameterStatus status:
