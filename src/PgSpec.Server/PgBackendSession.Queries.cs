@@ -76,6 +76,9 @@ public sealed partial class PgBackendSession
                     {
                         if (!await DispatchAsync(reader).ConfigureAwait(false))
                         {
+                            // Terminate: what was answered before it goes out too (bounded in
+                            // time), so that the wire says what Traffic was told.
+                            await FlushAtEndAsync().ConfigureAwait(false);
                             return;
                         }
                     }
