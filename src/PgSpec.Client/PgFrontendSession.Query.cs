@@ -31,7 +31,9 @@ public sealed class PgResult
 public sealed partial class PgFrontendSession
 {
     /// <summary>
-    /// Runs a simple query (one or more statements) and returns one result per statement.
+    /// Runs a simple query (one or more statements) and returns one result per statement, with
+    /// every row collected in memory: for results of any size, read them as they arrive with
+    /// <see cref="QueryReaderAsync"/>.
     /// A COPY FROM STDIN in it gets <paramref name="copyIn"/> as its data (or CopyFail without it).
     /// An ErrorResponse is thrown as <see cref="PgServerException"/> once ReadyForQuery arrived.
     /// </summary>
@@ -111,7 +113,9 @@ public sealed partial class PgFrontendSession
 
     /// <summary>
     /// Runs one statement with the extended protocol: Parse (unnamed), Bind (text or binary
-    /// parameters, null for NULL), Describe portal, Execute (with a row limit, 0 for all), Sync.
+    /// parameters, null for NULL), Describe portal, Execute (with a row limit, 0 for all), Sync;
+    /// every row is collected in memory: for results of any size, read them as they arrive with
+    /// <see cref="ExecuteReaderAsync"/>.
     /// </summary>
     public async Task<PgResult> ExecuteAsync(string sql, IReadOnlyList<ReadOnlyMemory<byte>?>? parameters = null, IReadOnlyList<short>? parameterFormats = null, IReadOnlyList<uint>? parameterTypes = null, int maxRows = 0, IReadOnlyList<short>? resultFormats = null, CancellationToken cancellationToken = default)
     {
@@ -149,6 +153,59 @@ public sealed partial class PgFrontendSession
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// Runs a simple query (one or more statements) and returns a reader of its results as they
+    /// arrive, positioned on the first result: rows are not collected (memory does not grow with
+    /// the result), each is borrowed until the next read. Dispose the reader before the next
+    /// operation on the session. A COPY FROM STDIN in the query is refused with CopyFail.
+    /// </summary>
+    public async Task<PgRowReader> QueryReaderAsync(string sql, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(sql);
+        Send(new Query(sql));
+        return await OpenReaderAsync("Query", cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Runs one statement with the extended protocol (Parse, Bind, Describe portal, Execute with a
+    /// row limit or 0 for all, Sync; the parameters as for <see cref="ExecuteAsync"/>) and returns
+    /// a reader of its rows as they arrive: rows are not collected, each is borrowed until the next
+    /// read. Dispose the reader before the next operation on the session.
+    /// </summary>
+    public async Task<PgRowReader> ExecuteReaderAsync(string sql, IReadOnlyList<ReadOnlyMemory<byte>?>? parameters = null, IReadOnlyList<short>? parameterFormats = null, IReadOnlyList<uint>? parameterTypes = null, int maxRows = 0, IReadOnlyList<short>? resultFormats = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(sql);
+        ThrowIfReaderOpen();
+        Send(new Parse("", sql, [.. parameterTypes ?? []]));
+        Send(new Bind("", "", [.. parameterFormats ?? []], [.. parameters ?? []], [.. resultFormats ?? []]));
+        Send(new Describe(StatementOrPortal.Portal, ""));
+        Send(new Execute("", maxRows));
+        Send(new Sync());
+        return await OpenReaderAsync("Execute", cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<PgRowReader> OpenReaderAsync(string request, CancellationToken cancellationToken)
+    {
+        await WithTimeoutAsync(async token =>
+        {
+            await FlushAsync(token).ConfigureAwait(false);
+            return true;
+        }, cancellationToken).ConfigureAwait(false);
+        var reader = new PgRowReader(this, request);
+        _openReader = reader;
+        try
+        {
+            await reader.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            ReaderClosed(reader);
+            throw;
+        }
+
+        return reader;
     }
 
     /// <summary>

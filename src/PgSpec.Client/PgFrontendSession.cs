@@ -43,6 +43,8 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     private bool _broken;
     private bool _disposed;
     private Task<IBackendMessage>? _pendingReceive;
+    private PgRowReader? _openReader;
+    private CancellationTokenSource? _waitTimeout;
 
     private PgFrontendSession(PgConnectOptions options, Socket? socket, Func<CancellationToken, ValueTask<Stream>>? transport, Stream stream, SessionDecodeContext context, Action<PgTraffic>? traffic)
     {
@@ -52,7 +54,8 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         _stream = stream;
         _context = context;
         _traffic = traffic;
-        _input = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
+        // Reads of up to 64 KiB: a result's rows come in a few large reads rather than many small ones.
+        _input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 65536, minimumReadSize: 16384, leaveOpen: true));
         _output = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
         _reader = new PgPipeMessageReader(_input, PgDirection.Backend, context);
     }
@@ -542,6 +545,13 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     /// <summary>Encodes a message into the send buffer (nothing goes out until <see cref="FlushAsync"/>).</summary>
     public void Send(IFrontendMessage message)
     {
+        ThrowIfReaderOpen();
+        SendUnchecked(message);
+    }
+
+    /// <summary>Encodes a message, also while a row reader is open (its own CopyFail).</summary>
+    internal void SendUnchecked(IFrontendMessage message)
+    {
         ArgumentNullException.ThrowIfNull(message);
         ThrowIfBroken();
         byte[] bytes = message.ToArray(_context.ProtocolVersion);
@@ -577,6 +587,12 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     /// </summary>
     public async Task<IBackendMessage> ReceiveAsync(CancellationToken cancellationToken = default)
     {
+        ThrowIfReaderOpen();
+        return await ReceiveUncheckedAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<IBackendMessage> ReceiveUncheckedAsync(CancellationToken cancellationToken)
+    {
         if (_pendingReceive is { } pending)
         {
             // A receive that TryReceiveAsync started and stopped waiting for.
@@ -603,6 +619,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     /// </summary>
     public async Task<IBackendMessage?> TryReceiveAsync(TimeSpan wait, CancellationToken cancellationToken = default)
     {
+        ThrowIfReaderOpen();
         Task<IBackendMessage> receive = _pendingReceive ?? ReceiveCoreAsync(CancellationToken.None);
         _pendingReceive = receive;
         if (!receive.IsCompleted)
@@ -628,6 +645,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     /// </summary>
     public void SendRaw(ReadOnlySpan<byte> bytes)
     {
+        ThrowIfReaderOpen();
         ThrowIfBroken();
         _output.Write(bytes);
         _traffic?.Invoke(new PgTraffic(PgDirection.Frontend, "Raw", null, bytes.ToArray()));
@@ -646,6 +664,96 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     }
 
     private async Task<IBackendMessage> ReceiveCoreAsync(CancellationToken cancellationToken)
+    {
+        await ReadFrameAsync(cancellationToken).ConfigureAwait(false);
+        return AcceptCurrent(borrowRows: false)!;
+    }
+
+    /// <summary>
+    /// The next message for a row reader: null when it is a DataRow, left borrowed in the
+    /// framing reader (<see cref="CurrentRow"/>, valid until the next read) without a message
+    /// object; otherwise the message. A message already received whole is taken without waiting
+    /// or allocating; a wait for the server is bounded by the command timeout.
+    /// </summary>
+    internal ValueTask<IBackendMessage?> ReceiveRowOrMessageAsync(CancellationToken cancellationToken)
+    {
+        if (_pendingReceive is null)
+        {
+            ThrowIfBroken();
+            bool taken;
+            try
+            {
+                taken = _reader.TryRead();
+            }
+            catch (PgProtocolException e)
+            {
+                throw Broken(e);
+            }
+
+            if (taken)
+            {
+                return new ValueTask<IBackendMessage?>(AcceptCurrent(borrowRows: true));
+            }
+        }
+
+        return ReceiveRowOrMessageWaitingAsync(cancellationToken);
+    }
+
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<IBackendMessage?> ReceiveRowOrMessageWaitingAsync(CancellationToken cancellationToken)
+    {
+        // One timer for every wait of the session's row readers, unless the caller's token must be linked in.
+        CancellationTokenSource timeout;
+        if (cancellationToken.CanBeCanceled)
+        {
+            timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        }
+        else
+        {
+            if (_waitTimeout is null || !_waitTimeout.TryReset())
+            {
+                _waitTimeout?.Dispose();
+                _waitTimeout = new CancellationTokenSource();
+            }
+
+            timeout = _waitTimeout;
+        }
+
+        timeout.CancelAfter(Options.CommandTimeout);
+        try
+        {
+            if (_pendingReceive is not null)
+            {
+                // A receive TryReceiveAsync left running: its message is still the framing reader's current one.
+                IBackendMessage message = await ReceiveUncheckedAsync(timeout.Token).ConfigureAwait(false);
+                return message is DataRow ? null : message;
+            }
+
+            await ReadFrameAsync(timeout.Token).ConfigureAwait(false);
+            return AcceptCurrent(borrowRows: true);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw Broken(new PgConnectionException($"the server sent nothing for {Options.CommandTimeout.TotalSeconds:0.#} s"));
+        }
+        finally
+        {
+            if (timeout == _waitTimeout)
+            {
+                timeout.CancelAfter(Timeout.InfiniteTimeSpan);
+            }
+            else
+            {
+                timeout.Dispose();
+            }
+        }
+    }
+
+    /// <summary>The DataRow a row reader was given (null from <see cref="ReceiveRowOrMessageAsync"/>), borrowed until the next read.</summary>
+    internal DataRow.View CurrentRow => DataRow.View.Read(_reader.Current, _context);
+
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ReadFrameAsync(CancellationToken cancellationToken)
     {
         ThrowIfBroken();
         bool any;
@@ -671,12 +779,30 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         {
             throw Broken(new PgConnectionException("the server closed the connection"));
         }
+    }
 
+    /// <summary>
+    /// Checks the message the framing reader holds against the phase, reports it to the traffic
+    /// callback and learns from it; returns it as a message, or null for a DataRow when
+    /// <paramref name="borrowRows"/> (the row stays the framing reader's).
+    /// </summary>
+    private IBackendMessage? AcceptCurrent(bool borrowRows)
+    {
         PgReceivedMessage received = _reader.Current;
         PgSessionPhase phase = _context.PhaseBeforeBackend;
         if (!received.IsUnknown && !BackendMessages.IsAllowedIn(received.BackendKind, phase))
         {
             throw Violation($"the server sent {received.Name}, which the protocol does not allow in the {phase} phase");
+        }
+
+        if (borrowRows && !received.IsUnknown && received.BackendKind == BackendMessageKind.DataRow)
+        {
+            if (_traffic is { } rowTraffic)
+            {
+                rowTraffic(new PgTraffic(PgDirection.Backend, DataRow.MessageName, received.ToMessage(_context), _reader.CurrentRaw.ToArray()));
+            }
+
+            return null;
         }
 
         var message = (IBackendMessage)received.ToMessage(_context);
@@ -685,6 +811,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
             // The bytes are copied only for a traffic callback: they are the reader's until the next read.
             traffic(new PgTraffic(PgDirection.Backend, received.IsUnknown ? "Unknown" : message.Name, message, _reader.CurrentRaw.ToArray()));
         }
+
         switch (message)
         {
             case ParameterStatus status:
@@ -704,6 +831,27 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
 
         return message;
     }
+
+    private void ThrowIfReaderOpen()
+    {
+        if (_openReader is not null)
+        {
+            throw new InvalidOperationException("a row reader is open on this session: read it to the end or dispose it first");
+        }
+    }
+
+    /// <summary>True once an error has broken the connection.</summary>
+    internal bool IsBroken => _broken || _disposed;
+
+    internal void ReaderClosed(PgRowReader reader)
+    {
+        if (_openReader == reader)
+        {
+            _openReader = null;
+        }
+    }
+
+    internal PgProtocolException ViolationFor(string reason) => Violation(reason);
 
     private void ThrowIfBroken()
     {
@@ -786,6 +934,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         await _output.CompleteAsync().ConfigureAwait(false);
         await _stream.DisposeAsync().ConfigureAwait(false);
         _socket?.Dispose();
+        _waitTimeout?.Dispose();
     }
 
     /// <summary>Asks the server to cancel what this session runs, over a new connection (CancelRequest with this session's key).</summary>

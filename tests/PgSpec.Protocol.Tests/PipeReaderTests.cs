@@ -55,6 +55,36 @@ public class PipeReaderTests
     }
 
     [Fact]
+    public async Task TryRead_TakesOnlyWhatTheLastReadHoldsWhole()
+    {
+        byte[] first = new ReadyForQuery(TransactionStatus.Idle).ToArray();
+        byte[] second = new CommandComplete("SELECT 1").ToArray();
+        byte[] third = new CommandComplete("SELECT 2").ToArray();
+        var pipe = new Pipe();
+        var reader = new PgPipeMessageReader(pipe.Reader, PgDirection.Backend);
+        Assert.False(reader.TryRead());
+
+        await pipe.Writer.WriteAsync((byte[])[.. first, .. second, .. third.AsSpan(0, 6)]);
+        Assert.True(await reader.ReadAsync());
+        Assert.Equal(BackendMessageKind.ReadyForQuery, reader.Current.BackendKind);
+        Assert.True(reader.TryRead());
+        Assert.Equal(new CommandComplete("SELECT 1"), reader.Current.ToMessage());
+
+        // The third is not whole: TryRead says so without waiting, and leaves it for ReadAsync.
+        Assert.False(reader.TryRead());
+        Assert.Throws<InvalidOperationException>(() => reader.Current.Length);
+        Assert.False(reader.TryRead());
+        await pipe.Writer.WriteAsync(third.AsMemory(6));
+        Assert.True(await reader.ReadAsync());
+        Assert.Equal(new CommandComplete("SELECT 2"), reader.Current.ToMessage());
+
+        // A malformed message in what is held is an error, as from ReadAsync.
+        await pipe.Writer.WriteAsync((byte[])[.. first, (byte)'Z', 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+        Assert.True(await reader.ReadAsync());
+        Assert.Throws<PgProtocolException>(() => reader.TryRead());
+    }
+
+    [Fact]
     public async Task ReadAsync_SeveralMessagesInOneWriteWithPipeStillOpen_YieldsAllWithoutWaiting()
     {
         IBackendMessage[] sent = Conversation();

@@ -113,6 +113,44 @@ public sealed class PgPipeMessageReader
         return ReadFromPipeAsync(cancellationToken);
     }
 
+    /// <summary>
+    /// Reads the next message if it is whole in what the last pipe read delivered, without going
+    /// back to the pipe: true when it was (it is <see cref="Current"/>), false when the next
+    /// message needs more bytes or another pipe read (then call <see cref="ReadAsync"/>, under a
+    /// timeout of the caller's choosing). A malformed message throws <see cref="PgProtocolException"/>.
+    /// </summary>
+    public bool TryRead()
+    {
+        _hasCurrent = false;
+        if (!_holding)
+        {
+            return false;
+        }
+
+        bool taken;
+        PgDecodeError error;
+        bool malformed;
+        try
+        {
+            taken = TryTake(_held.Slice(_consumed), out error, out malformed);
+        }
+        catch
+        {
+            Release(_consumed, _held.End);
+            throw;
+        }
+
+        if (malformed)
+        {
+            Release(_consumed, _consumed);
+            throw new PgProtocolException(error);
+        }
+
+        // Not whole: left held, so that ReadAsync examines it again before going to the pipe.
+        return taken;
+    }
+
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> ReadFromPipeAsync(CancellationToken cancellationToken)
     {
         while (true)

@@ -1,0 +1,359 @@
+using System.Buffers.Binary;
+using System.Text;
+using PgSpec.Protocol;
+
+namespace PgSpec.Client;
+
+/// <summary>
+/// The results of one query, read as they arrive: rows are not collected, so memory does not grow
+/// with the result. Opened by <see cref="PgFrontendSession.QueryReaderAsync"/> (simple query: one
+/// result per statement, <see cref="NextResultAsync"/> moves on) or
+/// <see cref="PgFrontendSession.ExecuteReaderAsync"/> (extended query: one result).
+/// <see cref="ReadAsync"/> moves to the next row of the current result; the row
+/// (<see cref="Row"/>, <see cref="GetBytes"/>, ...) is borrowed from the receive buffer and valid
+/// until the next read. Rows that are already received are read without waiting and without
+/// allocating; each wait for the server is bounded by <see cref="PgConnectOptions.CommandTimeout"/>.
+/// An ErrorResponse is thrown as <see cref="PgServerException"/> once ReadyForQuery has arrived,
+/// and the session is ready for the next query. The session takes no other operation while the
+/// reader is open; disposing it reads (and drops) what is left of the answer. To stop a long
+/// query early, <see cref="PgFrontendSession.CancelAsync"/> and read on (the server answers with
+/// 57014), or dispose.
+/// </summary>
+public sealed class PgRowReader : IAsyncDisposable
+{
+    private readonly PgFrontendSession _session;
+    private readonly string _request;
+    private State _state;
+    private long _rowNumber;
+    private long _offsetsOf = -1;
+    private int[] _starts = new int[16];
+    private int[] _lengths = new int[16];
+    private int _columnCount;
+
+    private enum State
+    {
+        /// <summary>Before the first result.</summary>
+        Start,
+
+        /// <summary>In a result that has rows (after RowDescription).</summary>
+        Rows,
+
+        /// <summary>The current result is complete; more may follow.</summary>
+        ResultEnd,
+
+        /// <summary>ReadyForQuery has arrived.</summary>
+        Done,
+    }
+
+    internal PgRowReader(PgFrontendSession session, string request)
+    {
+        _session = session;
+        _request = request;
+    }
+
+    /// <summary>The columns of the current result; null for a statement without rows.</summary>
+    public RowDescription? Description { get; private set; }
+
+    /// <summary>The command tag of the current result (e.g. "SELECT 1000000"), once its rows have all been read; null before, and for an empty query or a suspended portal.</summary>
+    public string? CommandTag { get; private set; }
+
+    /// <summary>True when Execute's row limit suspended the portal (PortalSuspended) at the end of the current result.</summary>
+    public bool Suspended { get; private set; }
+
+    /// <summary>True when the current result is an empty query (EmptyQueryResponse).</summary>
+    public bool EmptyQuery { get; private set; }
+
+    /// <summary>The rows read so far in the current result.</summary>
+    public long RowCount { get; private set; }
+
+    /// <summary>True while there is a current result (false once the answer has ended).</summary>
+    public bool HasResult => _state is State.Rows or State.ResultEnd;
+
+    /// <summary>The number of columns of the current row.</summary>
+    public int FieldCount => BinaryPrimitives.ReadInt16BigEndian(Row.Body);
+
+    /// <summary>The current row, read in place; valid until the next read.</summary>
+    public DataRow.View Row
+    {
+        get
+        {
+            ThrowIfNoRow();
+            return _session.CurrentRow;
+        }
+    }
+
+    /// <summary>True when the column of the current row is NULL.</summary>
+    public bool IsDBNull(int ordinal) => Column(ordinal).Length < 0;
+
+    /// <summary>The bytes of a column of the current row (empty for NULL; see <see cref="IsDBNull"/>); valid until the next read.</summary>
+    public ReadOnlySpan<byte> GetBytes(int ordinal)
+    {
+        (int start, int length) = Column(ordinal);
+        return length < 0 ? default : _session.CurrentRow.Body.Slice(start, length);
+    }
+
+    /// <summary>A column of the current row as text (UTF-8), or null for NULL.</summary>
+    public string? GetString(int ordinal)
+    {
+        (int start, int length) = Column(ordinal);
+        return length < 0 ? null : Encoding.UTF8.GetString(_session.CurrentRow.Body.Slice(start, length));
+    }
+
+    /// <summary>
+    /// Moves to the next row of the current result: false when the result has no more rows (its
+    /// <see cref="CommandTag"/> is then known).
+    /// </summary>
+    public ValueTask<bool> ReadAsync(CancellationToken cancellationToken = default)
+    {
+        if (_state != State.Rows)
+        {
+            return new ValueTask<bool>(false);
+        }
+
+        ValueTask<IBackendMessage?> next = _session.ReceiveRowOrMessageAsync(cancellationToken);
+        if (!next.IsCompletedSuccessfully)
+        {
+            return WaitForRowAsync(next, cancellationToken);
+        }
+
+        IBackendMessage? message = next.Result;
+        if (message is null)
+        {
+            return new ValueTask<bool>(Advance());
+        }
+
+        return message is CommandComplete or PortalSuspended or EmptyQueryResponse
+            ? new ValueTask<bool>(EndOfRows(message))
+            : ReadAfterAsync(message, cancellationToken);
+    }
+
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> WaitForRowAsync(ValueTask<IBackendMessage?> next, CancellationToken cancellationToken)
+    {
+        IBackendMessage? message = await next.ConfigureAwait(false);
+        return message is null ? Advance() : await ReadAfterAsync(message, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Goes on from a message among the rows that is not a row: the end of the result, an error, or a notice to pass over.</summary>
+    private async ValueTask<bool> ReadAfterAsync(IBackendMessage message, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            switch (message)
+            {
+                case ErrorResponse error:
+                    await FailAsync(error, cancellationToken).ConfigureAwait(false);
+                    break;
+                case ReadyForQuery:
+                    throw Violation("ReadyForQuery before the end of a result");
+                case NoticeResponse or NotificationResponse or ParameterStatus:
+                    break;
+                default:
+                    return EndOfRows(message);
+            }
+
+            IBackendMessage? next = await _session.ReceiveRowOrMessageAsync(cancellationToken).ConfigureAwait(false);
+            if (next is null)
+            {
+                return Advance();
+            }
+
+            message = next;
+        }
+    }
+
+    /// <summary>
+    /// Moves to the next result (the next statement of a simple query), skipping the rows left in
+    /// the current one: false when there is none (ReadyForQuery has arrived).
+    /// </summary>
+    public async Task<bool> NextResultAsync(CancellationToken cancellationToken = default)
+    {
+        while (await ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+        }
+
+        Description = null;
+        CommandTag = null;
+        Suspended = false;
+        EmptyQuery = false;
+        RowCount = 0;
+        while (_state != State.Done)
+        {
+            IBackendMessage? message = await _session.ReceiveRowOrMessageAsync(cancellationToken).ConfigureAwait(false);
+            switch (message)
+            {
+                case null:
+                    throw Violation("DataRow without a RowDescription");
+                case RowDescription description:
+                    Description = description;
+                    _state = State.Rows;
+                    return true;
+                case CommandComplete complete:
+                    CommandTag = complete.CommandTag;
+                    _state = State.ResultEnd;
+                    return true;
+                case EmptyQueryResponse:
+                    EmptyQuery = true;
+                    _state = State.ResultEnd;
+                    return true;
+                case PortalSuspended:
+                    Suspended = true;
+                    _state = State.ResultEnd;
+                    return true;
+                case ReadyForQuery:
+                    _state = State.Done;
+                    return false;
+                case ErrorResponse error:
+                    await FailAsync(error, cancellationToken).ConfigureAwait(false);
+                    break;
+                case CopyInResponse:
+                    _session.SendUnchecked(new CopyFail("a row reader sends no COPY data"));
+                    await _session.FlushAsync(cancellationToken).ConfigureAwait(false);
+                    break;
+                case CopyOutResponse or CopyData or CopyDone:
+                    await DrainAsync(cancellationToken).ConfigureAwait(false);
+                    throw new NotSupportedException("a row reader does not take COPY TO STDOUT; use QueryAsync");
+                case ParseComplete or BindComplete or NoData:
+                    break;
+                default:
+                    if (!IsAside(message))
+                    {
+                        throw Violation($"unexpected {message.Name} in answer to {_request}");
+                    }
+
+                    break;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Reads (and drops) what is left of the answer, up to ReadyForQuery, and frees the session.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (_state != State.Done && !_session.IsBroken)
+            {
+                try
+                {
+                    while (await NextResultAsync().ConfigureAwait(false))
+                    {
+                    }
+                }
+                catch (PgServerException)
+                {
+                    // The error of a result nobody read any more; the session is ready again.
+                }
+                catch (NotSupportedException)
+                {
+                    // A COPY TO STDOUT nobody read; drained.
+                }
+            }
+        }
+        finally
+        {
+            _state = State.Done;
+            _session.ReaderClosed(this);
+        }
+    }
+
+    internal async Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (!await NextResultAsync(cancellationToken).ConfigureAwait(false))
+        {
+            _state = State.Done;
+        }
+    }
+
+    private bool Advance()
+    {
+        _rowNumber++;
+        RowCount++;
+        return true;
+    }
+
+    private bool EndOfRows(IBackendMessage message)
+    {
+        switch (message)
+        {
+            case CommandComplete complete:
+                CommandTag = complete.CommandTag;
+                break;
+            case PortalSuspended:
+                Suspended = true;
+                break;
+            case EmptyQueryResponse:
+                EmptyQuery = true;
+                break;
+            default:
+                throw Violation($"unexpected {message.Name} among the rows of a result");
+        }
+
+        _state = State.ResultEnd;
+        return false;
+    }
+
+    private static bool IsAside(IBackendMessage message) => message is NoticeResponse or NotificationResponse or ParameterStatus;
+
+    private async Task FailAsync(ErrorResponse error, CancellationToken cancellationToken)
+    {
+        await DrainAsync(cancellationToken).ConfigureAwait(false);
+        throw PgFrontendSession.ServerError(error);
+    }
+
+    private async Task DrainAsync(CancellationToken cancellationToken)
+    {
+        _state = State.Done;
+        while (await _session.ReceiveRowOrMessageAsync(cancellationToken).ConfigureAwait(false) is not ReadyForQuery)
+        {
+        }
+    }
+
+    private PgProtocolException Violation(string reason)
+    {
+        _state = State.Done;
+        return _session.ViolationFor(reason);
+    }
+
+    private void ThrowIfNoRow()
+    {
+        if (_state != State.Rows || RowCount == 0)
+        {
+            throw new InvalidOperationException("there is no current row: call ReadAsync first, and use the row before the next read");
+        }
+    }
+
+    /// <summary>Where a column of the current row starts in its body, and its length (-1 for NULL); the row is walked once, on the first indexed access.</summary>
+    private (int Start, int Length) Column(int ordinal)
+    {
+        ThrowIfNoRow();
+        if (_offsetsOf != _rowNumber)
+        {
+            ReadOnlySpan<byte> body = _session.CurrentRow.Body;
+            int count = BinaryPrimitives.ReadInt16BigEndian(body);
+            if (count > _starts.Length)
+            {
+                _starts = new int[count];
+                _lengths = new int[count];
+            }
+
+            int position = 2;
+            for (int i = 0; i < count; i++)
+            {
+                int length = BinaryPrimitives.ReadInt32BigEndian(body.Slice(position));
+                position += 4;
+                _starts[i] = position;
+                _lengths[i] = length;
+                position += Math.Max(length, 0);
+            }
+
+            _columnCount = count;
+            _offsetsOf = _rowNumber;
+        }
+
+        ArgumentOutOfRangeException.ThrowIfNegative(ordinal);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(ordinal, _columnCount);
+        return (_starts[ordinal], _lengths[ordinal]);
+    }
+}
