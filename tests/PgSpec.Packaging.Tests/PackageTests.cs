@@ -75,7 +75,7 @@ public sealed class PackageTests : IClassFixture<PackedPackages>
         });
 
         Assert.True(run.ExitCode == 0, run.ToString());
-        Assert.Equal("2 results; 41 + 1 = 42\n", run.Stdout.Replace("\r\n", "\n", StringComparison.Ordinal));
+        Assert.Equal("2 results; 41 + 1 = 42\nSELECT 1000: 500500, 32000 bytes of hashes\n", run.Stdout.Replace("\r\n", "\n", StringComparison.Ordinal));
         Assert.Contains("Backend AuthenticationSASLFinal", run.Stderr, StringComparison.Ordinal);
         Assert.Contains("Frontend CancelRequest", run.Stderr, StringComparison.Ordinal);
     }

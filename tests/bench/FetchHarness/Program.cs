@@ -1,0 +1,142 @@
+// Fetches the rows of one query from PostgreSQL, with PgSpec.Client's row reader or with Npgsql's
+// data reader, and prints rows per second, a checksum of the values read and the process's peak
+// memory. One client and one format per process, so that peak memory is that run's alone.
+//
+//   FetchHarness pgspec|npgsql text|binary|bytes HOST PORT USER DATABASE ROWS
+//
+// Both clients read every value of every row as a consumer would, in the format asked for:
+// - text: every column as a string (Npgsql: AllResultTypesAreUnknown, GetString; PgSpec: GetString);
+// - binary: int4 as an int, text as a string, timestamptz as its 64-bit microseconds (Npgsql:
+//   GetInt32, GetString, GetFieldValue<DateTime>; PgSpec: the bytes read in place, the string decoded);
+// - bytes (PgSpec only): every value's bytes in place, nothing decoded.
+// Neither checks the values against the query; both add them to a checksum that the script
+// compares between clients (text against text, binary against binary), so that both read the
+// same rows. Npgsql converts and checks types that PgSpec hands over as bytes (a timestamptz
+// becomes a DateTime); PgSpec validates every message's framing and lengths, as it always does.
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Npgsql;
+using PgSpec.Client;
+
+if (args.Length != 7)
+{
+    Console.Error.WriteLine("usage: FetchHarness pgspec|npgsql text|binary|bytes HOST PORT USER DATABASE ROWS");
+    return 2;
+}
+
+string client = args[0];
+string format = args[1];
+string host = args[2];
+int port = int.Parse(args[3], CultureInfo.InvariantCulture);
+string user = args[4];
+string database = args[5];
+long rows = long.Parse(args[6], CultureInfo.InvariantCulture);
+string sql = Query(rows);
+
+Func<Task<(long Rows, long Checksum)>> fetch = (client, format) switch
+{
+    ("pgspec", "text" or "binary" or "bytes") => () => PgSpecFetchAsync(host, port, user, database, sql, format),
+    ("npgsql", "text" or "binary") => () => NpgsqlFetchAsync(host, port, user, database, sql, format),
+    _ => throw new ArgumentException($"unknown client and format: {client} {format}"),
+};
+
+// A first, shorter run warms the JIT (tiered compilation and PGO) up; the second is measured.
+await (client == "pgspec"
+    ? PgSpecFetchAsync(host, port, user, database, Query(Math.Min(rows, 200_000)), format)
+    : NpgsqlFetchAsync(host, port, user, database, Query(Math.Min(rows, 200_000)), format));
+
+long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+var clock = Stopwatch.StartNew();
+(long read, long checksum) = await fetch();
+clock.Stop();
+long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+if (read != rows)
+{
+    Console.Error.WriteLine($"read {read} rows, not {rows}");
+    return 1;
+}
+
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+    $"rows={read} seconds={clock.Elapsed.TotalSeconds:F3} rows_per_s={read / clock.Elapsed.TotalSeconds:F0} checksum={checksum} allocated_bytes={allocated} peak_rss_kb={PeakResidentKilobytes()}"));
+return 0;
+
+// An int4, a text and a timestamptz per row; the timestamp is a constant, so that checksums compare across runs.
+static string Query(long rows) => $"SELECT g, g::text, '2024-06-11 12:34:56.789+00'::timestamptz FROM generate_series(1, {rows}) g";
+
+static async Task<(long Rows, long Checksum)> PgSpecFetchAsync(string host, int port, string user, string database, string sql, string format)
+{
+    var options = new PgConnectOptions { Host = host, Port = port, User = user, Database = database, SslMode = PgSslMode.Disable, CommandTimeout = TimeSpan.FromMinutes(5) };
+    await using PgFrontendSession session = await PgFrontendSession.ConnectAsync(options);
+    short[] resultFormats = format == "binary" ? [1, 0, 1] : [0, 0, 0];
+    await using PgRowReader reader = await session.ExecuteReaderAsync(sql, resultFormats: resultFormats);
+    long checksum = 0;
+    while (await reader.ReadAsync())
+    {
+        switch (format)
+        {
+            case "binary":
+                checksum += BinaryPrimitives.ReadInt32BigEndian(reader.GetBytes(0));
+                checksum += reader.GetString(1)!.Length;
+                checksum += BinaryPrimitives.ReadInt64BigEndian(reader.GetBytes(2)) & 0xFF;
+                break;
+            case "text":
+                checksum += reader.GetString(0)!.Length + reader.GetString(1)!.Length + reader.GetString(2)!.Length;
+                break;
+            default:
+                foreach (PgSpec.Protocol.PgValue value in reader.Row.Columns)
+                {
+                    checksum += value.Bytes.Length;
+                }
+
+                break;
+        }
+    }
+
+    return (reader.RowCount, checksum);
+}
+
+static async Task<(long Rows, long Checksum)> NpgsqlFetchAsync(string host, int port, string user, string database, string sql, string format)
+{
+    string connectionString = $"Host={host};Port={port};Username={user};Database={database};SSL Mode=Disable;Pooling=false;Command Timeout=300";
+    await using var connection = new NpgsqlConnection(connectionString);
+    await connection.OpenAsync();
+    await using var command = new NpgsqlCommand(sql, connection) { AllResultTypesAreUnknown = format == "text" };
+    await using NpgsqlDataReader reader = await command.ExecuteReaderAsync();
+    long rows = 0;
+    long checksum = 0;
+    while (await reader.ReadAsync())
+    {
+        rows++;
+        if (format == "binary")
+        {
+            checksum += reader.GetInt32(0);
+            checksum += reader.GetString(1).Length;
+            DateTime now = reader.GetFieldValue<DateTime>(2);
+            checksum += ((now.Ticks - Y2000().Ticks) / 10) & 0xFF;
+        }
+        else
+        {
+            checksum += reader.GetString(0).Length + reader.GetString(1).Length + reader.GetString(2).Length;
+        }
+    }
+
+    return (rows, checksum);
+}
+
+// PostgreSQL's epoch, for timestamps in binary format.
+static DateTime Y2000() => new(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+
+static long PeakResidentKilobytes()
+{
+    foreach (string line in File.ReadLines("/proc/self/status"))
+    {
+        if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+        {
+            return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), CultureInfo.InvariantCulture);
+        }
+    }
+
+    return -1;
+}
