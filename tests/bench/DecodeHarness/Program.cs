@@ -1,0 +1,364 @@
+// PgSpec's side of decode-compare.sh: decodes the 64 MiB DataRow stream of the BenchmarkDotNet
+// suite (tests/PgSpec.Benchmarks/DataRowStream.cs: 528,416 messages of 127 bytes, ten non-NULL
+// 8-byte columns) one way per run, so that the Go and Node peers decode the very same bytes.
+//
+// Usage:
+//   DecodeHarness --write FILE
+//       writes the stream to FILE and prints what every decoder must find in it, computed from the
+//       rows the stream was encoded from (not by decoding it): the message and value counts and
+//       the checksums below.
+//   DecodeHarness --path NAME [--warmup N] [--warmup-seconds S] [--pipe-buffer BYTES] FILE
+//       reads FILE into memory and warms up: short passes over the first 8,192 messages for S
+//       seconds (1; at least 100 of them), so that the method of a pass reaches the JIT's last tier
+//       by its calls (with a profile of the whole run), not only its loop by on-stack replacement
+//       (compiled early, with a partial profile: slower and unsteady), then N whole passes (2).
+//       Then one more whole pass, timed; it prints one line of key=value pairs: path, messages,
+//       values, checksum, seconds, mbps (10^6 bytes a second) and alloc (bytes allocated per
+//       message in the timed pass).
+//
+// Paths (the four decoding ones check that every message is a DataRow and that the stream ends
+// between messages):
+//   borrowed   PgMessageReader.TryRead over one ReadOnlySequence of the whole buffer (validating: the
+//              frame, the length limit, the body as strictly as the owned decode), then
+//              DataRow.View.Read(message), which trusts the reader's validation; every value touched.
+//   pipe       the same through PgPipeMessageReader over PipeReader.Create(MemoryStream), as the
+//              README reads a socket (PipeReader.Create(NetworkStream)): each pipe read copies the
+//              next bytes from the stream into the pipe's buffers on the reading thread, as a
+//              socket read does when the data is already there; the default StreamPipeReaderOptions
+//              read 4 KiB at a time (--pipe-buffer), so some messages straddle two buffers.
+//   owned      a framing reader (Validate = false), then DataRow.TryDecode on each body: one
+//              validation, as strict as the borrowed path's, and a DataRow whose values are slices
+//              of one copy of the body; every value touched.
+//   frame      framing and naming only (Validate = false); the bodies are not read.
+//   memcpy     copies the whole buffer into another one (Span.CopyTo): the ceiling.
+//
+// Touching a value: its length and first byte are added to the checksum (kind "values"), so the
+// sum proves that each decoder saw every value's bytes where the others did. The framing path sums
+// body lengths (kind "bodies") and counts no values; memcpy checks its copy against the source after the timed pass.
+// The "text" checksum of --write is the one the Node peer can compute (pg-protocol only gives
+// values as strings, decoded from UTF-8): UTF-16 length and first code unit of each value's string.
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
+using System.Text;
+using PgSpec.Benchmarks;
+using PgSpec.Protocol;
+
+try
+{
+    return Harness.Run(args);
+}
+catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or PgProtocolException)
+{
+    Console.Error.WriteLine($"DecodeHarness: {e.Message}");
+    return 1;
+}
+
+/// <summary>What a decoder found: messages, values (-1: not counted) and the checksum of what it touched.</summary>
+internal readonly record struct Tally(long Messages, long Values, long Checksum);
+
+/// <summary>How a process warms up: short passes for <see cref="Seconds"/>, then <see cref="Passes"/> whole ones.</summary>
+internal readonly record struct WarmUp(int Passes, double Seconds);
+
+/// <summary>The harness's commands and decode paths.</summary>
+internal static class Harness
+{
+    /// <summary>The messages of a short warm-up pass (about 1 MiB).</summary>
+    private const int ShortPassMessages = 8192;
+
+    /// <summary>Short warm-up passes at least, well over the JIT's 30 calls before a method is compiled again.</summary>
+    private const int MinShortPasses = 100;
+
+    private const string Usage = "usage: DecodeHarness --write FILE | --path borrowed|pipe|owned|frame|memcpy [--warmup N] [--warmup-seconds S] [--pipe-buffer BYTES] FILE";
+
+    /// <summary>Runs one command; the exit status.</summary>
+    public static int Run(string[] args)
+    {
+        if (args.Length == 2 && args[0] == "--write")
+        {
+            Write(args[1]);
+            return 0;
+        }
+
+        string? path = null;
+        string? file = null;
+        int warmup = 2;
+        double warmupSeconds = 1;
+        int pipeBuffer = 4096;
+        for (int i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--path" when i + 1 < args.Length:
+                    path = args[++i];
+                    break;
+                case "--warmup" when i + 1 < args.Length:
+                    warmup = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture);
+                    break;
+                case "--warmup-seconds" when i + 1 < args.Length:
+                    warmupSeconds = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture);
+                    break;
+                case "--pipe-buffer" when i + 1 < args.Length:
+                    pipeBuffer = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture);
+                    break;
+                default:
+                    if (file is not null || args[i].StartsWith("--", StringComparison.Ordinal))
+                    {
+                        throw new ArgumentException(Usage);
+                    }
+
+                    file = args[i];
+                    break;
+            }
+        }
+
+        if (path is null || file is null || warmup < 0 || !(warmupSeconds >= 0) || pipeBuffer < 1)
+        {
+            throw new ArgumentException(Usage);
+        }
+
+        byte[] stream = File.ReadAllBytes(file);
+        var warm = new WarmUp(warmup, warmupSeconds);
+        return path switch
+        {
+            "borrowed" => Measure(path, stream, warm, allThreads: false, length => Borrowed(stream, length)),
+            "pipe" => Measure(path, stream, warm, allThreads: true, length => Piped(stream, length, pipeBuffer).AsTask().GetAwaiter().GetResult()),
+            "owned" => Measure(path, stream, warm, allThreads: false, length => Owned(stream, length)),
+            "frame" => Measure(path, stream, warm, allThreads: false, length => Frame(stream, length)),
+            "memcpy" => MeasureCopy(stream, warm),
+            _ => throw new ArgumentException(Usage),
+        };
+    }
+
+    /// <summary>Writes the stream and prints what decoding it must give, from the rows it was encoded from.</summary>
+    private static void Write(string file)
+    {
+        DataRow[] rows = DataRowStream.CreateRows();
+        byte[] stream = DataRowStream.CreateStream(rows);
+        File.WriteAllBytes(file, stream);
+
+        long values = 0;
+        long valueSum = 0;
+        long bodySum = 0;
+        long textSum = 0;
+        for (int i = 0; i < DataRowStream.MessageCount; i++)
+        {
+            DataRow row = rows[i % rows.Length];
+            bodySum += row.Length - 4;
+            foreach (ReadOnlyMemory<byte>? column in row.Columns)
+            {
+                values++;
+                if (column is { } value)
+                {
+                    valueSum += Touch(value.Span);
+                    string text = Encoding.UTF8.GetString(value.Span);
+                    textSum += text.Length + (text.Length > 0 ? text[0] : 0);
+                }
+            }
+        }
+
+        Console.WriteLine($"reference bytes={stream.Length} messages={DataRowStream.MessageCount} values={values} checksum=values:{valueSum} checksum=bodies:{bodySum} checksum=text:{textSum}");
+    }
+
+    /// <summary>Warms up, times one pass, and prints its line.</summary>
+    private static int Measure(string path, byte[] stream, WarmUp warmup, bool allThreads, Func<int, Tally> pass)
+    {
+        int shortLength = Math.Min(stream.Length, ShortPassMessages * DataRowStream.MessageSize);
+        long started = Stopwatch.GetTimestamp();
+        for (int i = 0; i < MinShortPasses || Stopwatch.GetElapsedTime(started).TotalSeconds < warmup.Seconds; i++)
+        {
+            pass(shortLength);
+        }
+
+        for (int i = 0; i < warmup.Passes; i++)
+        {
+            pass(stream.Length);
+        }
+
+        long allocatedBefore = Allocated(allThreads);
+        long start = Stopwatch.GetTimestamp();
+        Tally tally = pass(stream.Length);
+        TimeSpan elapsed = Stopwatch.GetElapsedTime(start);
+        long allocated = Allocated(allThreads) - allocatedBefore;
+
+        string kind = path == "frame" ? "bodies" : "values";
+        double alloc = tally.Messages == 0 ? 0 : (double)allocated / tally.Messages;
+        string values = tally.Values < 0 ? "-" : tally.Values.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Print(path, stream.Length, elapsed, $"messages={tally.Messages} values={values} checksum={kind}:{tally.Checksum}", alloc);
+        return 0;
+    }
+
+    /// <summary>The ceiling: the whole buffer copied into another (touched beforehand, so no page is faulted in while timed).</summary>
+    private static int MeasureCopy(byte[] stream, WarmUp warmup)
+    {
+        byte[] destination = GC.AllocateUninitializedArray<byte>(stream.Length);
+        long started = Stopwatch.GetTimestamp();
+        for (int i = 0; i < Math.Max(warmup.Passes, 1) || Stopwatch.GetElapsedTime(started).TotalSeconds < warmup.Seconds; i++)
+        {
+            stream.AsSpan().CopyTo(destination);
+        }
+
+        Array.Clear(destination);
+        long allocatedBefore = Allocated(allThreads: false);
+        long start = Stopwatch.GetTimestamp();
+        stream.AsSpan().CopyTo(destination);
+        TimeSpan elapsed = Stopwatch.GetElapsedTime(start);
+        long allocated = Allocated(allThreads: false) - allocatedBefore;
+        if (!stream.AsSpan().SequenceEqual(destination))
+        {
+            throw new InvalidOperationException("the copy differs from the source");
+        }
+
+        Print("memcpy", stream.Length, elapsed, "messages=- values=- checksum=copy:equal", (double)allocated / DataRowStream.MessageCount);
+        return 0;
+    }
+
+    private static void Print(string path, long bytes, TimeSpan elapsed, string found, double alloc)
+        => Console.WriteLine(FormattableString.Invariant(
+            $"path={path} {found} seconds={elapsed.TotalSeconds:F4} mbps={bytes / elapsed.TotalSeconds / 1e6:F1} alloc={alloc:F2}"));
+
+    private static long Allocated(bool allThreads) => allThreads ? GC.GetTotalAllocatedBytes(precise: true) : GC.GetAllocatedBytesForCurrentThread();
+
+    /// <summary>The context of a session past its startup, where DataRow is expected.</summary>
+    private static DecodeContext Context() => new() { Phase = PgSessionPhase.Normal };
+
+    /// <summary>Borrowed, one segment: the validating reader, then a view trusting its validation.</summary>
+    private static Tally Borrowed(byte[] stream, int length)
+    {
+        var reader = new PgMessageReader(PgDirection.Backend, Context());
+        var buffer = new ReadOnlySequence<byte>(stream, 0, length);
+        long messages = 0;
+        long values = 0;
+        long checksum = 0;
+        PgReadStatus status;
+        PgDecodeError error;
+        while ((status = reader.TryRead(ref buffer, out PgReceivedMessage message, out error)) == PgReadStatus.Message)
+        {
+            DataRow.View row = DataRow.View.Read(message);
+            checksum += TouchAll(row.Columns, ref values);
+            messages++;
+        }
+
+        CheckEnd(status, error, buffer.Length);
+        return new Tally(messages, values, checksum);
+    }
+
+    /// <summary>Borrowed through a pipe: <see cref="PgPipeMessageReader"/> over <see cref="PipeReader.Create(Stream, StreamPipeReaderOptions?)"/>.</summary>
+    private static async ValueTask<Tally> Piped(byte[] stream, int length, int bufferSize)
+    {
+        using var source = new MemoryStream(stream, 0, length, writable: false);
+        PipeReader pipe = PipeReader.Create(source, new StreamPipeReaderOptions(bufferSize: bufferSize, minimumReadSize: Math.Min(1024, bufferSize), leaveOpen: true));
+        var reader = new PgPipeMessageReader(pipe, PgDirection.Backend, Context());
+        long messages = 0;
+        long values = 0;
+        long checksum = 0;
+        while (await reader.ReadAsync().ConfigureAwait(false))
+        {
+            checksum += TouchRow(reader.Current, ref values);
+            messages++;
+        }
+
+        await pipe.CompleteAsync().ConfigureAwait(false);
+        return new Tally(messages, values, checksum);
+    }
+
+    /// <summary>Owned: the framing reader, then one strict decode into a <see cref="DataRow"/> per body.</summary>
+    private static Tally Owned(byte[] stream, int length)
+    {
+        DecodeContext context = Context();
+        var reader = new PgMessageReader(PgDirection.Backend, context) { Validate = false };
+        var buffer = new ReadOnlySequence<byte>(stream, 0, length);
+        long messages = 0;
+        long values = 0;
+        long checksum = 0;
+        PgReadStatus status;
+        PgDecodeError error;
+        while ((status = reader.TryRead(ref buffer, out PgReceivedMessage message, out error)) == PgReadStatus.Message)
+        {
+            if (message.BackendKind != BackendMessageKind.DataRow)
+            {
+                throw new InvalidOperationException($"expected DataRow, read {message.Name} at offset {message.Offset}");
+            }
+
+            if (!DataRow.TryDecode(message.Body, context, out DataRow? row, out error))
+            {
+                throw new PgProtocolException(error);
+            }
+
+            foreach (ReadOnlyMemory<byte>? column in row.Columns)
+            {
+                values++;
+                if (column is { } value)
+                {
+                    checksum += Touch(value.Span);
+                }
+            }
+
+            messages++;
+        }
+
+        CheckEnd(status, error, buffer.Length);
+        return new Tally(messages, values, checksum);
+    }
+
+    /// <summary>Framing and naming only; the body's length is all that is read of it.</summary>
+    private static Tally Frame(byte[] stream, int length)
+    {
+        var reader = new PgMessageReader(PgDirection.Backend, Context()) { Validate = false };
+        var buffer = new ReadOnlySequence<byte>(stream, 0, length);
+        long messages = 0;
+        long checksum = 0;
+        PgReadStatus status;
+        PgDecodeError error;
+        while ((status = reader.TryRead(ref buffer, out PgReceivedMessage message, out error)) == PgReadStatus.Message)
+        {
+            if (message.BackendKind != BackendMessageKind.DataRow)
+            {
+                throw new InvalidOperationException($"expected DataRow, read {message.Name} at offset {message.Offset}");
+            }
+
+            checksum += message.Body.Length;
+            messages++;
+        }
+
+        CheckEnd(status, error, buffer.Length);
+        return new Tally(messages, -1, checksum);
+    }
+
+    /// <summary>A received message as a DataRow view (<see cref="DataRow.View.Read(PgReceivedMessage, DecodeContext?)"/> throws for any other message), every value touched.</summary>
+    private static long TouchRow(PgReceivedMessage message, ref long values) => TouchAll(DataRow.View.Read(message).Columns, ref values);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long TouchAll(PgValueList columns, ref long values)
+    {
+        long sum = 0;
+        foreach (PgValue value in columns)
+        {
+            values++;
+            if (!value.IsNull)
+            {
+                sum += Touch(value.Bytes);
+            }
+        }
+
+        return sum;
+    }
+
+    /// <summary>What touching a value adds to the checksum: its length and its first byte.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long Touch(ReadOnlySpan<byte> value) => value.Length + (value.IsEmpty ? 0 : value[0]);
+
+    private static void CheckEnd(PgReadStatus status, PgDecodeError error, long left)
+    {
+        if (status == PgReadStatus.Malformed)
+        {
+            throw new PgProtocolException(error);
+        }
+
+        if (left != 0)
+        {
+            throw new InvalidOperationException($"the stream ends inside a message ({left} bytes left)");
+        }
+    }
+}
