@@ -601,8 +601,16 @@ public static class Scenarios
     private static async Task CancelSleep(PgFrontendSession session)
     {
         Task<IReadOnlyList<PgResult>> sleeping = session.QueryAsync("SELECT pg_sleep(60)");
-        await Task.Delay(300).ConfigureAwait(false);
-        await session.CancelAsync().ConfigureAwait(false);
+
+        // A cancel that arrives before the query has started is lost (a backend still reading its
+        // next command ignores it), and how soon a busy server starts the query is not known:
+        // cancel again every second until the query ends, which its command timeout bounds.
+        do
+        {
+            await session.CancelAsync().ConfigureAwait(false);
+        }
+        while (await Task.WhenAny(sleeping, Task.Delay(TimeSpan.FromSeconds(1))).ConfigureAwait(false) != sleeping);
+
         try
         {
             await sleeping.ConfigureAwait(false);

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using PgSpec.Protocol;
 using PgSpec.Client;
+using PgSpec.Server.Tests;
 using PgSpec.Servers;
 
 namespace PgSpec.Integration.Tests;
@@ -23,7 +24,7 @@ public class FailureTests(ServerFixture fixture)
         await using PgServer server = await new LocalPgServerProvider().StartAsync(new PgServerOptions { MajorVersion = 15 }, CancellationToken.None);
         await using PgFrontendSession session = await PgFrontendSession.ConnectAsync(Options(server) with { CommandTimeout = TimeSpan.FromSeconds(60) });
         Task<IReadOnlyList<PgResult>> sleeping = session.QueryAsync("SELECT pg_sleep(600)");
-        await Task.Delay(300);
+        await Activity.UntilRunningAsync(server, session, "SELECT pg_sleep(600)");
         await server.KillAsync();
         PgException e = await Assert.ThrowsAnyAsync<PgException>(() => sleeping);
         Assert.True(e is PgConnectionException or PgServerException, e.ToString());
@@ -75,7 +76,18 @@ public class FailureTests(ServerFixture fixture)
             byte[] buffer = new byte[1024];
             await socket.ReceiveAsync(buffer);
             await socket.SendAsync(new byte[] { (byte)'R', 0x7F, 0xFF, 0xFF, 0xF0 });
-            await Task.Delay(2000);
+
+            // Open until the client gives up on the connection: what it fails on is the length, not the end of the stream.
+            try
+            {
+                while (await socket.ReceiveAsync(buffer, SocketFlags.None, Wait.Token) > 0)
+                {
+                }
+            }
+            catch (SocketException)
+            {
+                // The client reset the connection.
+            }
         });
         PgProtocolException e = await Assert.ThrowsAsync<PgProtocolException>(() => PgFrontendSession.ConnectAsync(new PgConnectOptions { Port = port, SslMode = PgSslMode.Disable, ConnectTimeout = TimeSpan.FromSeconds(10) }));
         Assert.Contains("over the limit", e.Reason, StringComparison.Ordinal);

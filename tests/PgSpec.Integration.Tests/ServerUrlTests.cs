@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using PgSpec.Conformance;
+using PgSpec.Server.Tests;
 using PgSpec.Servers;
 
 namespace PgSpec.Integration.Tests;
@@ -92,28 +93,38 @@ public class ServerUrlTests(ServerFixture fixture)
             }
 
             var bouncer = new PgBouncer(process, folder, port);
-            for (int i = 0; i < 100; i++)
+            try
             {
-                try
-                {
-                    using var client = new TcpClient();
-                    await client.ConnectAsync(IPAddress.Loopback, port);
-                    return bouncer;
-                }
-                catch (SocketException)
-                {
-                    if (process.HasExited)
-                    {
-                        break;
-                    }
+                await Wait.UntilAsync(async () => process.HasExited || await ListensAsync(port), $"pgbouncer listens on port {port} or exits");
+            }
+            catch
+            {
+                await bouncer.DisposeAsync();
+                throw;
+            }
 
-                    await Task.Delay(100);
-                }
+            if (!process.HasExited)
+            {
+                return bouncer;
             }
 
             string log = bouncer.LogTail();
             await bouncer.DisposeAsync();
             throw new InvalidOperationException("pgbouncer did not start: " + log);
+        }
+
+        private static async Task<bool> ListensAsync(int port)
+        {
+            try
+            {
+                using var client = new TcpClient();
+                await client.ConnectAsync(IPAddress.Loopback, port);
+                return true;
+            }
+            catch (SocketException)
+            {
+                return false;
+            }
         }
 
         public string LogTail()

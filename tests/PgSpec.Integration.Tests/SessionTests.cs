@@ -71,7 +71,7 @@ public class SessionTests(ServerFixture fixture)
         Assert.Equal(PgProtocolVersion.V3_2, session.ProtocolVersion);
         Assert.Equal(32, session.SecretKey.Length);
         Task<IReadOnlyList<PgResult>> sleeping = session.QueryAsync("SELECT pg_sleep(30)");
-        await Task.Delay(300);
+        await Activity.UntilRunningAsync(await fixture.Server(18), session, "SELECT pg_sleep(30)");
         await session.CancelAsync();
         PgServerException e = await Assert.ThrowsAsync<PgServerException>(() => sleeping);
         Assert.Equal("57014", e.SqlState);

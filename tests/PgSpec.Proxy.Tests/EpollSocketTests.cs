@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
+using PgSpec.Server.Tests;
 using PgSpec.Sockets;
 
 namespace PgSpec.Proxy.Tests;
@@ -13,6 +14,9 @@ namespace PgSpec.Proxy.Tests;
 /// </summary>
 public sealed class EpollSocketTests : IDisposable
 {
+    /// <summary>Linux's TCP_CLOSE_WAIT: the peer's end has arrived, this side has not closed.</summary>
+    private const byte TcpCloseWait = 8;
+
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
     private readonly List<IDisposable> _owned = [];
 
@@ -29,6 +33,11 @@ public sealed class EpollSocketTests : IDisposable
 
         int first = await socket.Stream.ReadAsync(buffer).AsTask().WaitAsync(Patience);
         ValueTask<int> waiting = socket.Stream.ReadAsync(buffer);
+
+        // The peer stays silent for a while: the silence is what is tested, not a stand-in for a
+        // condition. A correct engine cannot complete the read without bytes however long this
+        // lasts, so a busy machine cannot fail the test; a wrong early completion has this long
+        // to show.
         await Task.Delay(50);
         bool completedEarly = waiting.IsCompleted;
         peer.Send([1, 2, 3, 4, 5]);
@@ -44,11 +53,15 @@ public sealed class EpollSocketTests : IDisposable
     [MemberData(nameof(Inline))]
     public async Task Receive_WhenTheLastBytesAndTheEndArriveTogether_GivesTheBytesThenTheEnd(bool inline)
     {
-        (EngineSocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
+        (EngineSocket socket, Socket peer, Socket accepted) = await AcceptedTripleAsync(Engine(inline));
         byte[] buffer = new byte[100];
         peer.Send(new byte[7]);
         peer.Shutdown(SocketShutdown.Send);
-        await Task.Delay(50);
+
+        // Both have arrived before the first read: the kernel has the end (the connection is in
+        // CLOSE_WAIT on this side), and TCP delivers the bytes before it.
+        await Wait.UntilAsync(() => TcpState(accepted) == TcpCloseWait, "the peer's end has arrived");
+        Assert.Equal(7, socket.Available);
 
         int data = await socket.Stream.ReadAsync(buffer).AsTask().WaitAsync(Patience);
         int end = await socket.Stream.ReadAsync(buffer).AsTask().WaitAsync(Patience);
@@ -65,6 +78,12 @@ public sealed class EpollSocketTests : IDisposable
         byte[] payload = RandomNumberGenerator.GetBytes(24 * 1024 * 1024);
 
         ValueTask sending = socket.Stream.WriteAsync(payload);
+
+        // The peer reads nothing for a while: that is what is tested, not a stand-in for a
+        // condition. 24 MiB is far more than the two sockets' buffers hold, so a correct engine
+        // cannot complete the write before the peer reads however long this lasts (a busy machine
+        // cannot fail the test); one that completes it early has this long to show it, and one
+        // that drops bytes fails on the hash.
         await Task.Delay(100);
         bool waitedForRoom = !sending.IsCompleted;
         byte[] received = new byte[payload.Length];
@@ -278,6 +297,13 @@ public sealed class EpollSocketTests : IDisposable
 
     private async Task<(EngineSocket Socket, Socket Peer)> AcceptedPairAsync(SocketEngine engine)
     {
+        (EngineSocket socket, Socket peer, _) = await AcceptedTripleAsync(engine);
+        return (socket, peer);
+    }
+
+    /// <summary>An engine socket and its .NET peer, and the accepted socket the engine adopted (to ask the kernel about it).</summary>
+    private async Task<(EngineSocket Socket, Socket Peer, Socket Accepted)> AcceptedTripleAsync(SocketEngine engine)
+    {
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listener.Listen();
@@ -285,14 +311,17 @@ public sealed class EpollSocketTests : IDisposable
         Task connecting = peer.ConnectAsync(listener.LocalEndPoint!);
         Socket accepted = await listener.AcceptAsync().WaitAsync(Patience);
         await connecting;
-        return (Own(engine.Adopt(accepted)), peer);
+        return (Own(engine.Adopt(accepted)), peer, accepted);
     }
 
-    private static async Task WaitAvailableAsync(EngineSocket socket, int bytes)
+    private static Task WaitAvailableAsync(EngineSocket socket, int bytes)
+        => Wait.UntilAsync(() => socket.Available >= bytes, $"{bytes} bytes can be read");
+
+    /// <summary>The socket's TCP state, the first byte of Linux's struct tcp_info (getsockopt IPPROTO_TCP, TCP_INFO).</summary>
+    private static byte TcpState(Socket socket)
     {
-        for (int i = 0; i < 200 && socket.Available < bytes; i++)
-        {
-            await Task.Delay(10);
-        }
+        Span<byte> info = stackalloc byte[256];
+        socket.GetRawSocketOption(6, 11, info);
+        return info[0];
     }
 }

@@ -8,6 +8,7 @@ using PgSpec.Cli;
 using PgSpec.Cli.Tests;
 using PgSpec.Cli.Tests.RealServer;
 using PgSpec.Protocol;
+using PgSpec.Server.Tests;
 using PgSpec.Servers;
 
 namespace PgSpec.Proxy.Tests;
@@ -70,10 +71,10 @@ public class HardeningTests
         long before = proxy.Proxy.Statistics.FrontendBytes;
 
         await client.SendAsync([.. s_hugeQueryHeader, .. "SELECT 1"u8]);
-        await WaitUntilAsync(() => proxy.Proxy.Statistics.FrontendBytes >= before + 13, "the proxy read the 13 bytes");
+        await Wait.UntilAsync(() => proxy.Proxy.Statistics.FrontendBytes >= before + 13, "the proxy read the 13 bytes");
         long afterTen = proxy.Proxy.Statistics.LargestBuffer;
         await client.SendAsync(new byte[3 * 1024 * 1024]);
-        await WaitUntilAsync(() => proxy.Proxy.Statistics.FrontendBytes >= before + 13 + (3 * 1024 * 1024), "the proxy read 3 MiB more");
+        await Wait.UntilAsync(() => proxy.Proxy.Statistics.FrontendBytes >= before + 13 + (3 * 1024 * 1024), "the proxy read 3 MiB more");
         long afterThreeMegabytes = proxy.Proxy.Statistics.LargestBuffer;
 
         Assert.True(afterTen <= 64 * 1024, $"{afterTen} bytes of buffer for 13 bytes received");
@@ -203,7 +204,7 @@ public class HardeningTests
         Assert.Contains("57014", Encoding.UTF8.GetString(cancelled.Value.Body));
 
         second.Dispose();
-        await WaitUntilAsync(() => proxy.Proxy.ActiveConnections == 1, "the second client's connection ended");
+        await Wait.UntilAsync(() => proxy.Proxy.ActiveConnections == 1, "the second client's connection ended");
         using RawClient fourth = await RobustnessTests.LoggedInAsync(proxy, server);
         Assert.Equal(1, proxy.Proxy.Statistics.Refused);
     }
@@ -543,7 +544,7 @@ public class HardeningTests
         }
 
         Assert.False(proxy.HasExited, proxy.Stderr);
-        await WaitUntilAsync(() => Query(port, server.Role(PgAuthMethod.Trust), "SELECT 'served again'").ExitCode == 0, "a client is served once the idle ones left");
+        await Wait.UntilAsync(() => Query(port, server.Role(PgAuthMethod.Trust), "SELECT 'served again'").ExitCode == 0, "a client is served once the idle ones left");
         (int exitCode, _) = await proxy.StopAsync();
         Assert.Equal(0, exitCode);
         Assert.DoesNotContain("Out of memory", proxy.Stderr);
@@ -674,7 +675,7 @@ public class HardeningTests
             Assert.Contains("sorry, too many clients already", Encoding.UTF8.GetString(error.Value.Body));
 
             // Refusals are counted as such, not as failed connections.
-            await WaitUntilAsync(() => proxy.Proxy.Statistics.Refused >= 2, "the refusals are counted");
+            await Wait.UntilAsync(() => proxy.Proxy.Statistics.Refused >= 2, "the refusals are counted");
             Assert.Equal(0, proxy.Proxy.Statistics.Failed);
         }
         finally
@@ -809,8 +810,8 @@ public class HardeningTests
             await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, proxy.Port));
         }
 
-        await WaitUntilAsync(() => proxy.Proxy.Statistics.Closed + proxy.Proxy.Statistics.Failed == 2000, "every connection ended");
-        await WaitUntilAsync(() => proxy.Proxy.ActiveConnections == 0, "no connection counted as open");
+        await Wait.UntilAsync(() => proxy.Proxy.Statistics.Closed + proxy.Proxy.Statistics.Failed == 2000, "every connection ended");
+        await Wait.UntilAsync(() => proxy.Proxy.ActiveConnections == 0, "no connection counted as open");
     }
 
     [Fact]
@@ -872,30 +873,11 @@ public class HardeningTests
         => ExternalProcess.Run("/usr/bin/psql", ["-X", "-A", "-t", "-c", sql, $"host=127.0.0.1 port={port.ToString(CultureInfo.InvariantCulture)} user={role.Name} dbname=postgres sslmode=disable"], environment: ClientTests.Environment(role));
 
     /// <summary>Waits until a query whose text contains <paramref name="marker"/> runs on the server (pg_stat_activity, asked directly).</summary>
-    private static async Task WaitForActivityAsync(PgServer server, string marker)
+    private static Task WaitForActivityAsync(PgServer server, string marker)
     {
         PgRole role = server.Role(PgAuthMethod.Trust);
-        for (int i = 0; i < 600; i++)
-        {
-            ProcessOutput output = ExternalProcess.Run("/usr/bin/psql", ["-X", "-A", "-t", "-c", $"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{marker}%' AND pid <> pg_backend_pid() AND state = 'active'", $"host={server.Host} port={server.Port.ToString(CultureInfo.InvariantCulture)} user={role.Name} dbname=postgres sslmode=disable"]);
-            if (output.Stdout.Trim() == "1")
-            {
-                return;
-            }
-
-            await Task.Delay(100);
-        }
-
-        Assert.Fail($"no query with '{marker}' ever ran");
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition, string what)
-    {
-        for (int i = 0; i < 600 && !condition(); i++)
-        {
-            await Task.Delay(50);
-        }
-
-        Assert.True(condition(), "never happened: " + what);
+        return Wait.UntilAsync(
+            () => ExternalProcess.Run("/usr/bin/psql", ["-X", "-A", "-t", "-c", $"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{marker}%' AND pid <> pg_backend_pid() AND state = 'active'", $"host={server.Host} port={server.Port.ToString(CultureInfo.InvariantCulture)} user={role.Name} dbname=postgres sslmode=disable"]).Stdout.Trim() == "1",
+            $"a query with '{marker}' runs");
     }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using PgSpec.Protocol;
+using PgSpec.Server.Tests;
 using PgSpec.Servers;
 
 namespace PgSpec.Proxy.Tests;
@@ -60,14 +61,8 @@ public sealed class ProxyHarness : IAsyncDisposable
         }
     }
 
-    /// <summary>Waits until no connection is open (the proxy has seen every client leave).</summary>
-    public async Task WaitIdleAsync()
-    {
-        for (int i = 0; i < 600 && Proxy.ActiveConnections > 0; i++)
-        {
-            await Task.Delay(100);
-        }
-    }
+    /// <summary>Waits until no connection is open (the proxy has seen every client leave); fails if one stays open.</summary>
+    public Task WaitIdleAsync() => Wait.UntilAsync(() => Proxy.ActiveConnections == 0, "no connection is open");
 
     /// <summary>Stops accepting; open connections finish within the shutdown grace.</summary>
     public async Task StopAsync()

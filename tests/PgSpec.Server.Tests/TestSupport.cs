@@ -59,52 +59,6 @@ internal sealed class TestServer : IAsyncDisposable
     public async ValueTask DisposeAsync() => await Server.DisposeAsync();
 }
 
-/// <summary>Waiting for conditions, never for a fixed time.</summary>
-internal static class Wait
-{
-    /// <summary>No test waits longer than this for anything.</summary>
-    public static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
-
-    public static CancellationToken Token => new CancellationTokenSource(Limit).Token;
-
-    /// <summary>Polls <paramref name="condition"/> until it holds; fails with <paramref name="what"/> if it does not within the limit.</summary>
-    public static async Task UntilAsync(Func<bool> condition, string what)
-    {
-        DateTime deadline = DateTime.UtcNow + Limit;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"timed out waiting until {what}");
-            }
-
-            await Task.Delay(10);
-        }
-    }
-
-    /// <summary>Polls <paramref name="value"/> until it has not changed for <paramref name="polls"/> polls in a row, and returns it.</summary>
-    public static async Task<long> UntilSteadyAsync(Func<long> value, int polls, TimeSpan interval)
-    {
-        DateTime deadline = DateTime.UtcNow + Limit;
-        long last = value();
-        int same = 0;
-        while (same < polls)
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"the value kept changing (last {last})");
-            }
-
-            await Task.Delay(interval);
-            long now = value();
-            same = now == last ? same + 1 : 0;
-            last = now;
-        }
-
-        return last;
-    }
-}
-
 /// <summary>Certificates made for the tests.</summary>
 internal static class Certificates
 {

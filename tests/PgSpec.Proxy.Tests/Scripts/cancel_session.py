@@ -10,17 +10,26 @@ import time
 import psycopg
 
 conn = psycopg.connect(sys.argv[1], autocommit=True)
+pid = conn.info.backend_pid
 
 
 def cancel_when_running():
-    # Wait until the query is running on the server, then cancel it.
+    # Wait until the query runs on the server (its backend is active on it), then cancel it: a
+    # cancel that arrives before the query has started is lost.
     probe = psycopg.connect(sys.argv[1], autocommit=True)
-    for _ in range(600):
-        running = probe.execute("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'").fetchone()[0]
+    deadline = time.monotonic() + 60
+    while True:
+        running = probe.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND query = 'SELECT pg_sleep(60)' AND state = 'active'",
+            (pid,),
+        ).fetchone()[0]
         if running:
             conn.cancel()
             break
-        time.sleep(0.05)
+        if time.monotonic() > deadline:
+            print("the query never showed as running on backend %d" % pid, file=sys.stderr)
+            break
+        time.sleep(0.02)
     probe.close()
 
 
