@@ -1121,6 +1121,13 @@ namespace PgSpec.Generators
                     return;
                 }
 
+                // Values (length and bytes), when only checked: one loop in the reader.
+                if (mode == Mode.Validate && !f.Terminated && IsValueGroup(f))
+                {
+                    w.Line("if (!r.SkipValues(" + Lit(f.Children[0].Name) + ", " + count + ", " + Bool(f.Children[0].Nullable) + ")) goto fail;");
+                    return;
+                }
+
                 // Strings and groups: one item at a time.
                 if (f.Terminated)
                 {

@@ -752,6 +752,9 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     /// <summary>The DataRow a row reader was given (null from <see cref="ReceiveRowOrMessageAsync"/>), borrowed until the next read.</summary>
     internal DataRow.View CurrentRow => DataRow.View.Read(_reader.Current, _context);
 
+    /// <summary>The validated body of that DataRow, borrowed until the next read.</summary>
+    internal ReadOnlyMemory<byte> CurrentRowBody => _reader.CurrentBody;
+
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadFrameAsync(CancellationToken cancellationToken)
     {

@@ -29,6 +29,7 @@ public sealed class PgRowReader : IAsyncDisposable
     private int[] _starts = new int[16];
     private int[] _lengths = new int[16];
     private int _columnCount;
+    private ReadOnlyMemory<byte> _body;
 
     private enum State
     {
@@ -70,7 +71,14 @@ public sealed class PgRowReader : IAsyncDisposable
     public bool HasResult => _state is State.Rows or State.ResultEnd;
 
     /// <summary>The number of columns of the current row.</summary>
-    public int FieldCount => BinaryPrimitives.ReadInt16BigEndian(Row.Body);
+    public int FieldCount
+    {
+        get
+        {
+            ThrowIfNoRow();
+            return BinaryPrimitives.ReadInt16BigEndian(_body.Span);
+        }
+    }
 
     /// <summary>The current row, read in place; valid until the next read.</summary>
     public DataRow.View Row
@@ -89,14 +97,14 @@ public sealed class PgRowReader : IAsyncDisposable
     public ReadOnlySpan<byte> GetBytes(int ordinal)
     {
         (int start, int length) = Column(ordinal);
-        return length < 0 ? default : _session.CurrentRow.Body.Slice(start, length);
+        return length < 0 ? default : _body.Span.Slice(start, length);
     }
 
     /// <summary>A column of the current row as text (UTF-8), or null for NULL.</summary>
     public string? GetString(int ordinal)
     {
         (int start, int length) = Column(ordinal);
-        return length < 0 ? null : Encoding.UTF8.GetString(_session.CurrentRow.Body.Slice(start, length));
+        return length < 0 ? null : Encoding.UTF8.GetString(_body.Span.Slice(start, length));
     }
 
     /// <summary>
@@ -268,6 +276,7 @@ public sealed class PgRowReader : IAsyncDisposable
 
     private bool Advance()
     {
+        _body = _session.CurrentRowBody;
         _rowNumber++;
         RowCount++;
         return true;
@@ -330,7 +339,7 @@ public sealed class PgRowReader : IAsyncDisposable
         ThrowIfNoRow();
         if (_offsetsOf != _rowNumber)
         {
-            ReadOnlySpan<byte> body = _session.CurrentRow.Body;
+            ReadOnlySpan<byte> body = _body.Span;
             int count = BinaryPrimitives.ReadInt16BigEndian(body);
             if (count > _starts.Length)
             {

@@ -41,6 +41,21 @@ public class DecodeErrorTests
     public void DataRow_ValueLengthLargerThanWhatRemains_IsRejected()
         => AssertRejected<DataRow>(Hex("0001 00000005 41 42"), null, "valueLength", 7);
 
+    [Theory]
+    [InlineData("0002 00000001 41 000000", "Int32 needs 4 bytes but only 3 remain")]
+    [InlineData("0002 ffffffff fffffffe", "negative length -2 (only -1, NULL, is allowed)")]
+    [InlineData("0001 00000005 41 42", "length 5 is more than the 2 bytes that remain")]
+    [InlineData("0003 00000000 ffffffff 00000002 4142 43", "1 bytes left over after the last field")]
+    public void DataRow_ValidationLoop_GivesTheErrorsOfTheItemByItemDecode(string hex, string reason)
+    {
+        // TryValidate checks the columns in one loop (SkipValues); TryDecode reads them one by one.
+        byte[] body = Hex(hex);
+        Assert.False(DataRow.TryDecode(body, null, out _, out PgDecodeError decoded));
+        Assert.False(DataRow.TryValidate(body, null, out PgDecodeError validated));
+        Assert.Equal(decoded, validated);
+        Assert.Equal(reason, validated.Reason);
+    }
+
     [Fact]
     public void SpanReader_NegativeLengthNotNullable_IsRejectedEvenForMinusOne()
     {

@@ -181,6 +181,19 @@ public sealed class PgMessageReader
             return status;
         }
 
+        // A message whole in the first segment is read from its span, as from a single segment:
+        // after a refill, a pipe's buffer is several segments, and most messages lie inside one.
+        PgReadStatus first = TryRead(buffer.FirstSpan, out int firstConsumed, out message, out error);
+        if (first != PgReadStatus.Incomplete)
+        {
+            if (first == PgReadStatus.Message)
+            {
+                buffer = buffer.Slice(firstConsumed);
+            }
+
+            return first;
+        }
+
         message = default;
         ReadOnlySequence<byte> original = buffer;
         PgFrame frame;
@@ -315,6 +328,9 @@ public sealed class PgMessageReader
 
     /// <summary>The copy <see cref="Contiguous"/> made of the last body split across segments (valid until the next read).</summary>
     internal ReadOnlySpan<byte> CopiedBody(int length) => _scratch.AsSpan(0, length);
+
+    /// <summary>The same copy as memory.</summary>
+    internal ReadOnlyMemory<byte> CopiedBodyMemory(int length) => _scratch.AsMemory(0, length);
 
     private ReadOnlySpan<byte> Contiguous(ReadOnlySequence<byte> body)
     {

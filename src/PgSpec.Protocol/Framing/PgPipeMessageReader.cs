@@ -53,6 +53,14 @@ public sealed class PgPipeMessageReader
         }
     }
 
+    /// <summary>
+    /// The current message's body as memory: in place, or the reader's copy of a body that was
+    /// split across segments; valid until the next read, like <see cref="Current"/>.
+    /// </summary>
+    public ReadOnlyMemory<byte> CurrentBody
+        => !_hasCurrent ? throw new InvalidOperationException("no message has been read")
+            : _body.IsSingleSegment ? _body.First : Reader.CopiedBodyMemory((int)_body.Length);
+
     /// <summary>The current message's bytes as they came off the wire (type byte, length and body).</summary>
     public ReadOnlySequence<byte> CurrentRaw => _hasCurrent ? _raw : throw new InvalidOperationException("no message has been read");
 

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.ComponentModel;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Unicode;
 
@@ -47,12 +48,31 @@ public ref struct PgSpanReader
         return false;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Need(string field, int count, string what)
-        => Remaining >= count || Fail(field, $"{what} needs {count} bytes but only {Remaining} remain");
+        => Remaining >= count || Failed(NeedError(_message, field, _origin + _position, count, what, Remaining));
+
+    // The failures are made out of line and static, so that a check that passes is a few
+    // instructions and the reader, never passed by reference, stays in registers.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Failed(PgDecodeError error)
+    {
+        _error = error;
+        return false;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static PgDecodeError NeedError(string message, string field, int offset, int count, string what, int remaining)
+        => new(message, field, offset, $"{what} needs {count} bytes but only {remaining} remain");
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static PgDecodeError ExpectError(string message, string field, int offset, long expected, long found)
+        => new(message, field, offset, $"expected {expected}, found {found}");
 
     // ---------------------------------------------------------------- checked reads
 
     /// <summary>Reads a Byte1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool ReadByte1(string field, out byte value)
     {
         value = 0;
@@ -66,6 +86,7 @@ public ref struct PgSpanReader
     }
 
     /// <summary>Reads an Int8.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool ReadInt8(string field, out sbyte value)
     {
         bool ok = ReadByte1(field, out byte b);
@@ -74,6 +95,7 @@ public ref struct PgSpanReader
     }
 
     /// <summary>Reads an Int16.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool ReadInt16(string field, out short value)
     {
         value = 0;
@@ -88,6 +110,7 @@ public ref struct PgSpanReader
     }
 
     /// <summary>Reads an Int32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool ReadInt32(string field, out int value)
     {
         value = 0;
@@ -102,6 +125,7 @@ public ref struct PgSpanReader
     }
 
     /// <summary>Reads an Int64.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool ReadInt64(string field, out long value)
     {
         value = 0;
@@ -117,29 +141,30 @@ public ref struct PgSpanReader
 
     /// <summary>Reads a Byte1 that must have a fixed value.</summary>
     public bool ExpectByte1(string field, byte expected)
-        => ReadByte1(field, out byte v) && (v == expected || FailAt(field, _position - 1, $"expected {expected}, found {v}"));
+        => ReadByte1(field, out byte v) && (v == expected || Failed(ExpectError(_message, field, _origin + _position - 1, expected, v)));
 
     /// <summary>Reads an Int8 that must have a fixed value.</summary>
     public bool ExpectInt8(string field, sbyte expected)
-        => ReadInt8(field, out sbyte v) && (v == expected || FailAt(field, _position - 1, $"expected {expected}, found {v}"));
+        => ReadInt8(field, out sbyte v) && (v == expected || Failed(ExpectError(_message, field, _origin + _position - 1, expected, v)));
 
     /// <summary>Reads an Int16 that must have a fixed value.</summary>
     public bool ExpectInt16(string field, short expected)
-        => ReadInt16(field, out short v) && (v == expected || FailAt(field, _position - 2, $"expected {expected}, found {v}"));
+        => ReadInt16(field, out short v) && (v == expected || Failed(ExpectError(_message, field, _origin + _position - 2, expected, v)));
 
     /// <summary>Reads an Int32 that must have a fixed value.</summary>
     public bool ExpectInt32(string field, int expected)
-        => ReadInt32(field, out int v) && (v == expected || FailAt(field, _position - 4, $"expected {expected}, found {v}"));
+        => ReadInt32(field, out int v) && (v == expected || Failed(ExpectError(_message, field, _origin + _position - 4, expected, v)));
 
     /// <summary>Reads an Int64 that must have a fixed value.</summary>
     public bool ExpectInt64(string field, long expected)
-        => ReadInt64(field, out long v) && (v == expected || FailAt(field, _position - 8, $"expected {expected}, found {v}"));
+        => ReadInt64(field, out long v) && (v == expected || Failed(ExpectError(_message, field, _origin + _position - 8, expected, v)));
 
     /// <summary>Checks that a value just read (of <paramref name="size"/> bytes) lies in [min, max].</summary>
     public bool CheckRange(string field, long value, long min, long max, int size)
         => (value >= min && value <= max) || FailAt(field, _position - size, $"{value} is outside {min}..{max}");
 
     /// <summary>Reads an Int16 count. PostgreSQL reads these as unsigned, so 0..65535.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool ReadCount16(string field, out int count)
     {
         bool ok = ReadInt16(field, out short raw);
@@ -152,11 +177,16 @@ public ref struct PgSpanReader
         => ReadInt32(field, out count) && (count >= 0 || FailAt(field, _position - 4, $"negative count {count}"));
 
     /// <summary>Checks, before anything is allocated, that <paramref name="count"/> items of at least <paramref name="minItemSize"/> bytes fit in what remains.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool CheckItems(string field, int count, int minItemSize)
-        => (long)count * minItemSize <= Remaining
-            || Fail(field, $"count {count} needs at least {(long)count * minItemSize} bytes but only {Remaining} remain");
+        => (long)count * minItemSize <= Remaining || Failed(ItemsError(_message, field, _origin + _position, count, minItemSize, Remaining));
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static PgDecodeError ItemsError(string message, string field, int offset, int count, int minItemSize, int remaining)
+        => new(message, field, offset, $"count {count} needs at least {(long)count * minItemSize} bytes but only {remaining} remain");
 
     /// <summary>Reads the Int32 length of a value: -1 (NULL, if allowed) or 0..remaining.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool ReadValueLength(string field, bool nullable, out int length)
     {
         if (!ReadInt32(field, out length))
@@ -164,20 +194,53 @@ public ref struct PgSpanReader
             return false;
         }
 
-        if (length == -1 && nullable)
+        // 0..remaining, or -1 when NULL is allowed: one unsigned comparison for the usual case.
+        return (uint)length <= (uint)Remaining || (length == -1 && nullable) || Failed(ValueLengthError(_message, field, _origin + _position - 4, nullable, length, Remaining));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static PgDecodeError ValueLengthError(string message, string field, int offset, bool nullable, int length, int remaining)
+        => new(message, field, offset, length < 0
+            ? nullable ? $"negative length {length} (only -1, NULL, is allowed)" : $"negative length {length}"
+            : $"length {length} is more than the {remaining} bytes that remain");
+
+    /// <summary>
+    /// Checks <paramref name="count"/> values, each an Int32 length (-1 for NULL when
+    /// <paramref name="nullable"/>) and that many bytes, and moves past them: what
+    /// <see cref="ReadValueLength"/> and <see cref="ReadValue"/> check, item by item, with the same
+    /// errors, in one tight loop (a DataRow's columns, Bind's parameters).
+    /// </summary>
+    public bool SkipValues(string lengthField, int count, bool nullable)
+    {
+        ReadOnlySpan<byte> span = _span;
+        int position = _position;
+        for (int i = 0; i < count; i++)
         {
-            return true;
+            if (span.Length - position < 4)
+            {
+                _position = position;
+                return Failed(NeedError(_message, lengthField, _origin + position, 4, "Int32", span.Length - position));
+            }
+
+            int length = BinaryPrimitives.ReadInt32BigEndian(span.Slice(position));
+            position += 4;
+            if ((uint)length <= (uint)(span.Length - position))
+            {
+                position += length;
+            }
+            else if (length != -1 || !nullable)
+            {
+                _position = position;
+                return Failed(ValueLengthError(_message, lengthField, _origin + position - 4, nullable, length, span.Length - position));
+            }
         }
 
-        if (length < 0)
-        {
-            return FailAt(field, _position - 4, nullable ? $"negative length {length} (only -1, NULL, is allowed)" : $"negative length {length}");
-        }
-
-        return length <= Remaining || FailAt(field, _position - 4, $"length {length} is more than the {Remaining} bytes that remain");
+        _position = position;
+        return true;
     }
 
     /// <summary>Reads the bytes of a value whose length was read by <see cref="ReadValueLength"/>; -1 gives an empty span.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool ReadValue(string field, int length, out ReadOnlySpan<byte> value)
     {
         if (length < 0)
@@ -214,6 +277,7 @@ public ref struct PgSpanReader
     private static string Show(byte b) => b is >= 0x20 and < 0x7f ? $"'{(char)b}'" : $"0x{b:x2}";
 
     /// <summary>Reads <paramref name="count"/> bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool ReadBytes(string field, int count, out ReadOnlySpan<byte> value)
     {
         value = default;
@@ -302,8 +366,13 @@ public ref struct PgSpanReader
     }
 
     /// <summary>Checks that no bytes are left over.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool End()
-        => Remaining == 0 || Fail(null, $"{Remaining} bytes left over after the last field");
+        => Remaining == 0 || Failed(EndError(_message, _origin + _position, Remaining));
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static PgDecodeError EndError(string message, int offset, int remaining)
+        => new(message, null, offset, $"{remaining} bytes left over after the last field");
 
     // ---------------------------------------------------------------- reads of validated bodies
 
