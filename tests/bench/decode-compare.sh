@@ -4,8 +4,9 @@
 # written once to a file by DecodeHarness and decoded, one way per process, by:
 #
 #   PgSpec (DecodeHarness/, Release):
-#     borrowed  PgMessageReader.TryRead over one ReadOnlySequence of the whole buffer, validating,
-#               then DataRow.View.Read(message) (no second validation), every value touched;
+#     borrowed  PgMessageReader.TryRead over the whole buffer as one span, validating, then
+#               DataRow.View.Read(message) (no second validation), every value touched;
+#     sequence  the same through TryRead's ReadOnlySequence overload (one segment);
 #     pipe      the same through PgPipeMessageReader over PipeReader.Create(MemoryStream): the
 #               README's socket usage, with the stream copied into the pipe's 4 KiB buffers
 #               (PIPE_BUFFER) on the reading thread, as a socket read copies what has arrived;
@@ -107,7 +108,7 @@ pg_protocol_version=$(node -p "require('$PG_PROTOCOL_DIR/node_modules/pg-protoco
 stream="$work/datarows.bin"
 dotnet "$work/decode/DecodeHarness.dll" --write "$stream" >"$work/reference"
 
-names=(borrowed pipe owned frame memcpy pgproto3-whole pgproto3-frontend pg-protocol)
+names=(borrowed sequence pipe owned frame memcpy pgproto3-whole pgproto3-frontend pg-protocol)
 
 # run NAME: one process decoding the stream one way; prints its line.
 run() {
@@ -171,6 +172,7 @@ for line in open(sys.argv[2]):
 
 labels = {
     "borrowed": "PgSpec borrowed, one segment",
+    "sequence": "PgSpec borrowed, one ReadOnlySequence",
     "pipe": "PgSpec borrowed, PgPipeMessageReader",
     "owned": "PgSpec owned, DataRow.TryDecode",
     "frame": "PgSpec framing only",

@@ -14,7 +14,16 @@ namespace PgSpec.Protocol;
 public sealed class PgPipeMessageReader
 {
     private readonly PipeReader _input;
-    private SequencePosition _consumed;
+
+    // Where the unread bytes start: _segmentOffset bytes into _segment, the memory of the held
+    // buffer from _segmentBase to the end of its segment. A message whole in _segment is read from
+    // its span, without slicing sequences; the position is made a SequencePosition only when the
+    // pipe is advanced or a message crosses segments.
+    private SequencePosition _segmentBase;
+    private ReadOnlyMemory<byte> _segment;
+    private byte[]? _segmentArray;
+    private int _segmentArrayStart;
+    private int _segmentOffset;
     private ReadOnlySequence<byte> _held;
     private bool _heldCompleted;
     private bool _holding;
@@ -25,9 +34,16 @@ public sealed class PgPipeMessageReader
     private int _length;
     private int _kind;
     private long _offset;
+    private bool _validated;
+
+    // The current message: in _segment (from _rawStart, _rawLength bytes, of which _header are the
+    // type byte and length word), or, when it crossed segments, as sequences.
+    private bool _inSegment;
+    private int _rawStart;
+    private int _rawLength;
+    private int _header;
     private ReadOnlySequence<byte> _body;
     private ReadOnlySequence<byte> _raw;
-    private bool _validated;
 
     /// <summary>Reads the messages <paramref name="direction"/> sends from <paramref name="input"/>.</summary>
     public PgPipeMessageReader(PipeReader input, PgDirection direction, DecodeContext? context = null)
@@ -59,10 +75,13 @@ public sealed class PgPipeMessageReader
     /// </summary>
     public ReadOnlyMemory<byte> CurrentBody
         => !_hasCurrent ? throw new InvalidOperationException("no message has been read")
+            : _inSegment ? _segment.Slice(_rawStart + _header, _rawLength - _header)
             : _body.IsSingleSegment ? _body.First : Reader.CopiedBodyMemory((int)_body.Length);
 
     /// <summary>The current message's bytes as they came off the wire (type byte, length and body).</summary>
-    public ReadOnlySequence<byte> CurrentRaw => _hasCurrent ? _raw : throw new InvalidOperationException("no message has been read");
+    public ReadOnlySequence<byte> CurrentRaw
+        => !_hasCurrent ? throw new InvalidOperationException("no message has been read")
+            : _inSegment ? new ReadOnlySequence<byte>(_segment.Slice(_rawStart, _rawLength)) : _raw;
 
     /// <summary>
     /// Reads the next message. False when the stream ended cleanly between messages; a read
@@ -80,17 +99,16 @@ public sealed class PgPipeMessageReader
 
         // The rest of the last read may hold the next message whole: taken without going back
         // to the pipe (a server's DataRows, a client's Bind, Execute and Sync, come many at once).
-        ReadOnlySequence<byte> rest = _held.Slice(_consumed);
         bool taken;
         PgDecodeError error;
         bool malformed;
         try
         {
-            taken = TryTake(rest, out error, out malformed);
+            taken = TryTake(out error, out malformed);
         }
         catch
         {
-            Release(_consumed, _held.End);
+            Release(Consumed(), _held.End);
             throw;
         }
 
@@ -99,23 +117,25 @@ public sealed class PgPipeMessageReader
             return new ValueTask<bool>(true);
         }
 
+        SequencePosition consumed = Consumed();
         if (malformed)
         {
-            Release(_consumed, _consumed);
+            Release(consumed, consumed);
             throw new PgProtocolException(error);
         }
 
         // Part of a message: everything held has been examined; wait for more.
         bool completed = _heldCompleted;
-        Release(_consumed, _held.End);
+        long partial = _held.Slice(consumed).Length;
+        Release(consumed, _held.End);
         if (completed)
         {
-            if (rest.Length == 0)
+            if (partial == 0)
             {
                 return new ValueTask<bool>(false);
             }
 
-            throw new PgProtocolException(new PgDecodeError("frame", null, Reader.Position + rest.Length, $"the connection closed inside a message ({rest.Length} bytes of it received)"));
+            throw new PgProtocolException(new PgDecodeError("frame", null, Reader.Position + partial, $"the connection closed inside a message ({partial} bytes of it received)"));
         }
 
         return ReadFromPipeAsync(cancellationToken);
@@ -140,17 +160,18 @@ public sealed class PgPipeMessageReader
         bool malformed;
         try
         {
-            taken = TryTake(_held.Slice(_consumed), out error, out malformed);
+            taken = TryTake(out error, out malformed);
         }
         catch
         {
-            Release(_consumed, _held.End);
+            Release(Consumed(), _held.End);
             throw;
         }
 
         if (malformed)
         {
-            Release(_consumed, _consumed);
+            SequencePosition consumed = Consumed();
+            Release(consumed, consumed);
             throw new PgProtocolException(error);
         }
 
@@ -170,10 +191,11 @@ public sealed class PgPipeMessageReader
             bool held = false;
             try
             {
-                if (TryTake(buffer, out PgDecodeError error, out bool malformed))
+                _held = buffer;
+                StartAt(buffer.Start, buffer.First);
+                if (TryTake(out PgDecodeError error, out bool malformed))
                 {
                     // Held: the pipe is advanced when a later message is not whole in this buffer.
-                    _held = buffer;
                     _heldCompleted = result.IsCompleted;
                     _holding = held = true;
                     return true;
@@ -208,6 +230,9 @@ public sealed class PgPipeMessageReader
                 // Whatever happened (a decode context that throws, say), the pipe is never left mid-read.
                 if (!held)
                 {
+                    _held = default;
+                    _segment = default;
+                    _segmentArray = null;
                     _input.AdvanceTo(consumed, examined);
                 }
             }
@@ -218,21 +243,80 @@ public sealed class PgPipeMessageReader
     {
         _holding = false;
         _held = default;
+        _segment = default;
+        _segmentArray = null;
         _input.AdvanceTo(consumed, examined);
     }
 
-    private bool TryTake(ReadOnlySequence<byte> buffer, out PgDecodeError error, out bool malformed)
+    /// <summary>Where the unread bytes of the held buffer start.</summary>
+    private SequencePosition Consumed() => _segmentOffset == 0 ? _segmentBase : _held.GetPosition(_segmentOffset, _segmentBase);
+
+    private void StartAt(SequencePosition position, ReadOnlyMemory<byte> segment)
     {
-        ReadOnlySequence<byte> rest = buffer;
+        _segmentBase = position;
+        _segment = segment;
+
+        // Most pipes lend arrays: a span over one is made without Memory's type checks.
+        if (System.Runtime.InteropServices.MemoryMarshal.TryGetArray(segment, out ArraySegment<byte> array))
+        {
+            _segmentArray = array.Array;
+            _segmentArrayStart = array.Offset;
+        }
+        else
+        {
+            _segmentArray = null;
+        }
+        _segmentOffset = 0;
+    }
+
+    /// <summary>Takes the next message from the held buffer if it is whole there.</summary>
+    private bool TryTake(out PgDecodeError error, out bool malformed)
+    {
         long offset = Reader.Position;
-        PgReadStatus status = Reader.TryRead(ref rest, out PgReceivedMessage message, out error);
-        malformed = status == PgReadStatus.Malformed;
-        if (status != PgReadStatus.Message)
+        if (_segmentOffset < _segment.Length)
+        {
+            PgReadStatus status = Reader.TryRead(SegmentSpan(_segmentOffset, _segment.Length - _segmentOffset), out int consumed, out PgReceivedMessage message, out error);
+            if (status == PgReadStatus.Message)
+            {
+                SetCurrent(message, offset);
+                _inSegment = true;
+                _rawStart = _segmentOffset;
+                _rawLength = consumed;
+                _segmentOffset += consumed;
+                malformed = false;
+                return true;
+            }
+
+            if (status == PgReadStatus.Malformed)
+            {
+                malformed = true;
+                return false;
+            }
+        }
+
+        // Not whole in this segment: read from the sequence, across segments.
+        ReadOnlySequence<byte> buffer = _held.Slice(Consumed());
+        ReadOnlySequence<byte> rest = buffer;
+        PgReadStatus read = Reader.TryRead(ref rest, out PgReceivedMessage crossing, out error);
+        malformed = read == PgReadStatus.Malformed;
+        if (read != PgReadStatus.Message)
         {
             return false;
         }
 
-        _consumed = rest.Start;
+        SetCurrent(crossing, offset);
+        _inSegment = false;
+        _raw = buffer.Slice(0, rest.Start);
+        _body = _raw.Slice(_header);
+        StartAt(rest.Start, rest.First);
+        return true;
+    }
+
+    private ReadOnlySpan<byte> SegmentSpan(int start, int length)
+        => _segmentArray is { } array ? new ReadOnlySpan<byte>(array, _segmentArrayStart + start, length) : _segment.Span.Slice(start, length);
+
+    private void SetCurrent(PgReceivedMessage message, long offset)
+    {
         _hasCurrent = true;
         _direction = message.Direction;
         _frameKind = message.FrameKind;
@@ -241,19 +325,18 @@ public sealed class PgPipeMessageReader
         _kind = message.Direction == PgDirection.Frontend ? (int)message.FrontendKind : (int)message.BackendKind;
         _validated = message.IsValidated;
         _offset = offset;
-        _raw = buffer.Slice(0, rest.Start);
-        int header = _frameKind switch
+        _header = _frameKind switch
         {
             PgFrameKind.Typed => 5,
             PgFrameKind.StartupPacket => 4,
             _ => 1,
         };
-        _body = _raw.Slice(header);
-        return true;
     }
 
     /// <summary>The body as one span: in place, or the copy the reader made of a body split across segments (one copy, not two).</summary>
-    private ReadOnlySpan<byte> BodySpan() => _body.IsSingleSegment ? _body.FirstSpan : Reader.CopiedBody((int)_body.Length);
+    private ReadOnlySpan<byte> BodySpan()
+        => _inSegment ? SegmentSpan(_rawStart + _header, _rawLength - _header)
+            : _body.IsSingleSegment ? _body.FirstSpan : Reader.CopiedBody((int)_body.Length);
 
 }
 

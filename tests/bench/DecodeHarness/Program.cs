@@ -18,9 +18,10 @@
 //
 // Paths (the four decoding ones check that every message is a DataRow and that the stream ends
 // between messages):
-//   borrowed   PgMessageReader.TryRead over one ReadOnlySequence of the whole buffer (validating: the
+//   borrowed   PgMessageReader.TryRead over the whole buffer as one span (validating: the
 //              frame, the length limit, the body as strictly as the owned decode), then
 //              DataRow.View.Read(message), which trusts the reader's validation; every value touched.
+//   sequence   the same through TryRead's ReadOnlySequence overload, over one segment.
 //   pipe       the same through PgPipeMessageReader over PipeReader.Create(MemoryStream), as the
 //              README reads a socket (PipeReader.Create(NetworkStream)): each pipe read copies the
 //              next bytes from the stream into the pipe's buffers on the reading thread, as a
@@ -70,7 +71,7 @@ internal static class Harness
     /// <summary>Short warm-up passes at least, well over the JIT's 30 calls before a method is compiled again.</summary>
     private const int MinShortPasses = 100;
 
-    private const string Usage = "usage: DecodeHarness --write FILE | --path borrowed|pipe|owned|frame|memcpy [--warmup N] [--warmup-seconds S] [--pipe-buffer BYTES] FILE";
+    private const string Usage = "usage: DecodeHarness --write FILE | --path borrowed|sequence|pipe|owned|frame|memcpy [--warmup N] [--warmup-seconds S] [--pipe-buffer BYTES] FILE";
 
     /// <summary>Runs one command; the exit status.</summary>
     public static int Run(string[] args)
@@ -122,7 +123,8 @@ internal static class Harness
         var warm = new WarmUp(warmup, warmupSeconds);
         return path switch
         {
-            "borrowed" => Measure(path, stream, warm, allThreads: false, length => Borrowed(stream, length)),
+            "borrowed" => Measure(path, stream, warm, allThreads: false, length => BorrowedSpan(stream, length)),
+            "sequence" => Measure(path, stream, warm, allThreads: false, length => Borrowed(stream, length)),
             "pipe" => Measure(path, stream, warm, allThreads: true, length => Piped(stream, length, pipeBuffer).AsTask().GetAwaiter().GetResult()),
             "owned" => Measure(path, stream, warm, allThreads: false, length => Owned(stream, length)),
             "frame" => Measure(path, stream, warm, allThreads: false, length => Frame(stream, length)),
@@ -224,6 +226,27 @@ internal static class Harness
     private static DecodeContext Context() => new() { Phase = PgSessionPhase.Normal };
 
     /// <summary>Borrowed, one segment: the validating reader, then a view trusting its validation.</summary>
+    private static Tally BorrowedSpan(byte[] stream, int length)
+    {
+        var reader = new PgMessageReader(PgDirection.Backend, Context());
+        ReadOnlySpan<byte> buffer = stream.AsSpan(0, length);
+        long messages = 0;
+        long values = 0;
+        long checksum = 0;
+        PgReadStatus status;
+        PgDecodeError error;
+        while ((status = reader.TryRead(buffer, out int consumed, out PgReceivedMessage message, out error)) == PgReadStatus.Message)
+        {
+            buffer = buffer.Slice(consumed);
+            DataRow.View row = DataRow.View.Read(message);
+            checksum += TouchAll(row.Columns, ref values);
+            messages++;
+        }
+
+        CheckEnd(status, error, buffer.Length);
+        return new Tally(messages, values, checksum);
+    }
+
     private static Tally Borrowed(byte[] stream, int length)
     {
         var reader = new PgMessageReader(PgDirection.Backend, Context());
@@ -253,7 +276,9 @@ internal static class Harness
         long messages = 0;
         long values = 0;
         long checksum = 0;
-        while (await reader.ReadAsync().ConfigureAwait(false))
+        // What is already received is taken without awaiting (TryRead); the pipe is awaited only
+        // when the next message needs more bytes.
+        while (reader.TryRead() || await reader.ReadAsync().ConfigureAwait(false))
         {
             checksum += TouchRow(reader.Current, ref values);
             messages++;
