@@ -164,6 +164,7 @@ public sealed partial class PgFrontendSession
     public async Task<PgRowReader> QueryReaderAsync(string sql, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(sql);
+        cancellationToken.ThrowIfCancellationRequested();
         Send(new Query(sql));
         return await OpenReaderAsync("Query", cancellationToken).ConfigureAwait(false);
     }
@@ -177,31 +178,45 @@ public sealed partial class PgFrontendSession
     public async Task<PgRowReader> ExecuteReaderAsync(string sql, IReadOnlyList<ReadOnlyMemory<byte>?>? parameters = null, IReadOnlyList<short>? parameterFormats = null, IReadOnlyList<uint>? parameterTypes = null, int maxRows = 0, IReadOnlyList<short>? resultFormats = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(sql);
-        ThrowIfReaderOpen();
-        Send(new Parse("", sql, [.. parameterTypes ?? []]));
-        Send(new Bind("", "", [.. parameterFormats ?? []], [.. parameters ?? []], [.. resultFormats ?? []]));
-        Send(new Describe(StatementOrPortal.Portal, ""));
-        Send(new Execute("", maxRows));
-        Send(new Sync());
+        cancellationToken.ThrowIfCancellationRequested();
+        SendAll(
+        [
+            new Parse("", sql, [.. parameterTypes ?? []]),
+            new Bind("", "", [.. parameterFormats ?? []], [.. parameters ?? []], [.. resultFormats ?? []]),
+            new Describe(StatementOrPortal.Portal, ""),
+            new Execute("", maxRows),
+            new Sync(),
+        ]);
         return await OpenReaderAsync("Execute", cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task<PgRowReader> OpenReaderAsync(string request, CancellationToken cancellationToken)
-    {
-        await WithTimeoutAsync(async token =>
+    /// <summary>Sends what was written, within the command timeout.</summary>
+    internal Task FlushBoundedAsync(CancellationToken cancellationToken)
+        => WithTimeoutAsync(async token =>
         {
             await FlushAsync(token).ConfigureAwait(false);
             return true;
-        }, cancellationToken).ConfigureAwait(false);
+        }, cancellationToken);
+
+    private async Task<PgRowReader> OpenReaderAsync(string request, CancellationToken cancellationToken)
+    {
+        await FlushBoundedAsync(cancellationToken).ConfigureAwait(false);
         var reader = new PgRowReader(this, request);
         _openReader = reader;
         try
         {
             await reader.StartAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch
+        catch (Exception e)
         {
             ReaderClosed(reader);
+            if (e is not (PgServerException or NotSupportedException))
+            {
+                // Not read to ReadyForQuery (a handler of the caller's threw, say): what is left of
+                // the answer would be taken for the next one's.
+                _broken = true;
+            }
+
             throw;
         }
 
@@ -219,11 +234,7 @@ public sealed partial class PgFrontendSession
         int expected = messages.Count(m => m is Sync or Query or FunctionCall);
         return await WithTimeoutAsync(async token =>
         {
-            foreach (IFrontendMessage message in messages)
-            {
-                Send(message);
-            }
-
+            SendAll(messages);
             await FlushAsync(token).ConfigureAwait(false);
             var replies = new List<IBackendMessage>();
             while (expected > 0 || until is not null)

@@ -554,7 +554,12 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(message);
         ThrowIfBroken();
-        byte[] bytes = message.ToArray(_context.ProtocolVersion);
+        Write(message, message.ToArray(_context.ProtocolVersion));
+    }
+
+    private void Write(IFrontendMessage message, byte[] bytes)
+    {
+        ArgumentNullException.ThrowIfNull(message);
         _context.ObserveFrontend(message.FrontendKind, bytes.AsSpan(message.TypeByte < 0 ? 4 : 5));
         _output.Write(bytes);
         _traffic?.Invoke(new PgTraffic(PgDirection.Frontend, message.Name, message, bytes));
@@ -575,6 +580,32 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         catch (IOException e)
         {
             throw Broken(new PgConnectionException("sending failed: " + e.Message, e));
+        }
+        catch (OperationCanceledException)
+        {
+            // What was sent of the buffer is unknown: the session cannot go on.
+            _broken = true;
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Encodes every message before writing any, so that one that cannot be encoded (a Bind with
+    /// more values than an Int16 counts) leaves nothing queued.
+    /// </summary>
+    internal void SendAll(IReadOnlyList<IFrontendMessage> messages)
+    {
+        ThrowIfReaderOpen();
+        ThrowIfBroken();
+        var encoded = new byte[messages.Count][];
+        for (int i = 0; i < messages.Count; i++)
+        {
+            encoded[i] = messages[i].ToArray(_context.ProtocolVersion);
+        }
+
+        for (int i = 0; i < messages.Count; i++)
+        {
+            Write(messages[i], encoded[i]);
         }
     }
 
@@ -738,13 +769,14 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         }
         finally
         {
-            if (timeout == _waitTimeout)
-            {
-                timeout.CancelAfter(Timeout.InfiniteTimeSpan);
-            }
-            else
+            if (timeout != _waitTimeout)
             {
                 timeout.Dispose();
+            }
+            else if (!_disposed)
+            {
+                // Disarmed for the next wait (the session's closing disposes it).
+                timeout.CancelAfter(Timeout.InfiniteTimeSpan);
             }
         }
     }
@@ -808,7 +840,17 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
             return null;
         }
 
-        var message = (IBackendMessage)received.ToMessage(_context);
+        IBackendMessage message;
+        try
+        {
+            message = (IBackendMessage)received.ToMessage(_context);
+        }
+        catch (PgProtocolException e)
+        {
+            // A String that is not UTF-8 (a server in another client_encoding): the answer cannot be followed.
+            throw Broken(e);
+        }
+
         if (_traffic is { } traffic)
         {
             // The bytes are copied only for a traffic callback: they are the reader's until the next read.
@@ -900,7 +942,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         {
             try
             {
-                Send(new Terminate());
+                SendUnchecked(new Terminate());
                 using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
                 await _output.FlushAsync(timeout.Token).ConfigureAwait(false);
             }

@@ -11,13 +11,17 @@ namespace PgSpec.Client;
 /// <see cref="PgFrontendSession.ExecuteReaderAsync"/> (extended query: one result).
 /// <see cref="ReadAsync"/> moves to the next row of the current result; the row
 /// (<see cref="Row"/>, <see cref="GetBytes"/>, ...) is borrowed from the receive buffer and valid
-/// until the next read. Rows that are already received are read without waiting and without
-/// allocating; each wait for the server is bounded by <see cref="PgConnectOptions.CommandTimeout"/>.
-/// An ErrorResponse is thrown as <see cref="PgServerException"/> once ReadyForQuery has arrived,
-/// and the session is ready for the next query. The session takes no other operation while the
-/// reader is open; disposing it reads (and drops) what is left of the answer. To stop a long
-/// query early, <see cref="PgFrontendSession.CancelAsync"/> and read on (the server answers with
-/// 57014), or dispose.
+/// until the next read. Rows that are already received are read without waiting, and without
+/// allocating unless the session has a traffic callback; each wait for the server is bounded by
+/// <see cref="PgConnectOptions.CommandTimeout"/>. An ErrorResponse is thrown as
+/// <see cref="PgServerException"/> once ReadyForQuery has arrived: the reader has no more results,
+/// and once it is disposed the session takes the next query. The session takes no other operation
+/// while the reader is open; disposing it reads (and drops) what is left of the answer, however
+/// long: to stop a long query early, call <see cref="PgFrontendSession.CancelAsync"/> first (the
+/// server then ends the answer with 57014, which disposing passes over). COPY is refused: COPY
+/// FROM STDIN with CopyFail, COPY TO STDOUT with <see cref="NotSupportedException"/> once its data
+/// has been read past. A cancelled <see cref="CancellationToken"/>, like a timeout, leaves the
+/// session broken (the answer's end is unknown).
 /// </summary>
 public sealed class PgRowReader : IAsyncDisposable
 {
@@ -76,7 +80,7 @@ public sealed class PgRowReader : IAsyncDisposable
         get
         {
             ThrowIfNoRow();
-            return BinaryPrimitives.ReadInt16BigEndian(_body.Span);
+            return BinaryPrimitives.ReadUInt16BigEndian(_body.Span);
         }
     }
 
@@ -215,8 +219,7 @@ public sealed class PgRowReader : IAsyncDisposable
                     await FailAsync(error, cancellationToken).ConfigureAwait(false);
                     break;
                 case CopyInResponse:
-                    _session.SendUnchecked(new CopyFail("a row reader sends no COPY data"));
-                    await _session.FlushAsync(cancellationToken).ConfigureAwait(false);
+                    await RefuseCopyInAsync(cancellationToken).ConfigureAwait(false);
                     break;
                 case CopyOutResponse or CopyData or CopyDone:
                     await DrainAsync(cancellationToken).ConfigureAwait(false);
@@ -314,9 +317,34 @@ public sealed class PgRowReader : IAsyncDisposable
     private async Task DrainAsync(CancellationToken cancellationToken)
     {
         _state = State.Done;
-        while (await _session.ReceiveRowOrMessageAsync(cancellationToken).ConfigureAwait(false) is not ReadyForQuery)
+        while (true)
         {
+            IBackendMessage? message = await _session.ReceiveRowOrMessageAsync(cancellationToken).ConfigureAwait(false);
+            if (message is ReadyForQuery)
+            {
+                return;
+            }
+
+            if (message is CopyInResponse)
+            {
+                await RefuseCopyInAsync(cancellationToken).ConfigureAwait(false);
+            }
         }
+    }
+
+    /// <summary>
+    /// Ends a COPY FROM STDIN with CopyFail. In the extended protocol the server ignored the Sync
+    /// sent with Execute while it was copying, and skips to the next one after the failure: one more.
+    /// </summary>
+    private async Task RefuseCopyInAsync(CancellationToken cancellationToken)
+    {
+        _session.SendUnchecked(new CopyFail("a row reader sends no COPY data"));
+        if (_request == "Execute")
+        {
+            _session.SendUnchecked(new Sync());
+        }
+
+        await _session.FlushBoundedAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private PgProtocolException Violation(string reason)
@@ -327,9 +355,11 @@ public sealed class PgRowReader : IAsyncDisposable
 
     private void ThrowIfNoRow()
     {
-        if (_state != State.Rows || RowCount == 0)
+        if (_state != State.Rows || RowCount == 0 || _session.IsBroken)
         {
-            throw new InvalidOperationException("there is no current row: call ReadAsync first, and use the row before the next read");
+            throw new InvalidOperationException(_session.IsBroken
+                ? "there is no current row: the session broke while reading"
+                : "there is no current row: call ReadAsync first, and use the row before the next read");
         }
     }
 
@@ -340,7 +370,7 @@ public sealed class PgRowReader : IAsyncDisposable
         if (_offsetsOf != _rowNumber)
         {
             ReadOnlySpan<byte> body = _body.Span;
-            int count = BinaryPrimitives.ReadInt16BigEndian(body);
+            int count = BinaryPrimitives.ReadUInt16BigEndian(body);
             if (count > _starts.Length)
             {
                 _starts = new int[count];

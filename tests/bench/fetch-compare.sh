@@ -8,7 +8,9 @@
 #
 # Each round runs every client and format once, in an order that rotates from round to round.
 # Printed per run: rows/s (after a warm-up query in the same process), the checksum of the values
-# read, the bytes the run allocated and the process's peak resident memory. Then per client and
+# read, the client's CPU time per row (user + system, all its threads: what the client itself
+# costs, which rows/s hides when the server is the slower side, as PostgreSQL generating rows is on
+# 2 cores), the bytes the run allocated and the process's peak resident memory. Then per client and
 # format the best and the median rows/s and the ratios PgSpec / Npgsql (the target is 1.2 or more
 # in both formats). Checksums must agree between the clients for a format, or the script fails.
 #
@@ -28,18 +30,19 @@ dotnet build "$repo/tests/bench/FetchHarness/FetchHarness.csproj" -c Release -o 
 echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" >&2
 
 runs=("pgspec text" "npgsql text" "pgspec binary" "npgsql binary" "pgspec bytes")
-printf '%-6s %-15s %12s %22s %14s %12s\n' round run rows/s checksum allocated peak_rss
+printf '%-6s %-15s %12s %9s %22s %14s %12s\n' round run rows/s cpu/row checksum allocated peak_rss
 for ((round = 1; round <= ROUNDS; round++)); do
     for ((k = 0; k < ${#runs[@]}; k++)); do
         run=${runs[$(((k + round - 1) % ${#runs[@]}))]}
         # shellcheck disable=SC2086
         line=$(dotnet "$work/harness/FetchHarness.dll" $run 127.0.0.1 "$pg_port" postgres postgres "$ROWS")
         rate=$(sed -n 's/.*rows_per_s=\([0-9]*\).*/\1/p' <<<"$line")
+        cpu=$(sed -n 's/.*cpu_ns_per_row=\([0-9]*\).*/\1/p' <<<"$line")
         checksum=$(sed -n 's/.*checksum=\([0-9-]*\).*/\1/p' <<<"$line")
         allocated=$(sed -n 's/.*allocated_bytes=\([0-9]*\).*/\1/p' <<<"$line")
         peak=$(sed -n 's/.*peak_rss_kb=\([0-9]*\).*/\1/p' <<<"$line")
-        printf '%-6s %-15s %12s %22s %11s MB %9s MB\n' "$round" "$run" "$rate" "$checksum" "$((allocated / 1000000))" "$((peak / 1024))"
-        echo "$run|$rate|$checksum|$allocated|$peak" >>"$work/results"
+        printf '%-6s %-15s %12s %6s ns %22s %11s MB %9s MB\n' "$round" "$run" "$rate" "$cpu" "$checksum" "$((allocated / 1000000))" "$((peak / 1024))"
+        echo "$run|$rate|$checksum|$allocated|$peak|$cpu" >>"$work/results"
     done
 done
 
@@ -47,8 +50,8 @@ python3 - "$work/results" "$ROWS" <<'PY'
 import statistics, sys
 runs = {}
 for line in open(sys.argv[1]):
-    name, rate, checksum, allocated, peak = line.strip().split("|")
-    runs.setdefault(name, []).append((int(rate), checksum, int(allocated), int(peak)))
+    name, rate, checksum, allocated, peak, cpu = line.strip().split("|")
+    runs.setdefault(name, []).append((int(rate), checksum, int(allocated), int(peak), int(cpu)))
 failed = False
 for fmt in ("text", "binary"):
     sums = {r[1] for name in (f"pgspec {fmt}", f"npgsql {fmt}") for r in runs[name]}
@@ -56,17 +59,19 @@ for fmt in ("text", "binary"):
         print(f"{fmt}: the clients' checksums differ: {sorted(sums)}")
         failed = True
 print()
-print(f"{'client and format':<16} {'best rows/s':>12} {'median rows/s':>14} {'alloc/row':>10} {'peak RSS':>9}")
+print(f"{'client and format':<16} {'best rows/s':>12} {'median rows/s':>14} {'CPU/row low/med':>16} {'alloc/row':>10} {'peak RSS':>9}")
 summary = {}
 for name, results in runs.items():
     rates = [r[0] for r in results]
-    summary[name] = (max(rates), statistics.median(rates))
+    cpus = [r[4] for r in results]
+    summary[name] = (max(rates), statistics.median(rates), min(cpus), statistics.median(cpus))
     alloc = statistics.median(r[2] for r in results) / int(sys.argv[2])
     peak = max(r[3] for r in results) / 1024
-    print(f"{name:<16} {max(rates):>12,} {statistics.median(rates):>14,.0f} {alloc:>8.1f} B {peak:>6.0f} MB")
+    print(f"{name:<16} {max(rates):>12,} {statistics.median(rates):>14,.0f} {min(cpus):>7} / {statistics.median(cpus):>4.0f} ns {alloc:>8.1f} B {peak:>6.0f} MB")
 print()
 for fmt in ("text", "binary"):
     p, n = summary[f"pgspec {fmt}"], summary[f"npgsql {fmt}"]
-    print(f"PgSpec / Npgsql, {fmt}: best {p[0] / n[0]:.2f}, median {p[1] / n[1]:.2f} (target 1.2)")
+    print(f"PgSpec / Npgsql, {fmt}: rows/s best {p[0] / n[0]:.2f}, median {p[1] / n[1]:.2f} (target 1.2); "
+          f"CPU per row, Npgsql / PgSpec: lowest {n[2] / p[2]:.2f}, median {n[3] / p[3]:.2f}")
 sys.exit(1 if failed else 0)
 PY

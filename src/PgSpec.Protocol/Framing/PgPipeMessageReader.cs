@@ -76,7 +76,7 @@ public sealed class PgPipeMessageReader
     public ReadOnlyMemory<byte> CurrentBody
         => !_hasCurrent ? throw new InvalidOperationException("no message has been read")
             : _inSegment ? _segment.Slice(_rawStart + _header, _rawLength - _header)
-            : _body.IsSingleSegment ? _body.First : Reader.CopiedBodyMemory((int)_body.Length);
+            : _body.First.Length >= _body.Length ? _body.First[..(int)_body.Length] : Reader.CopiedBodyMemory((int)_body.Length);
 
     /// <summary>The current message's bytes as they came off the wire (type byte, length and body).</summary>
     public ReadOnlySequence<byte> CurrentRaw
@@ -333,10 +333,14 @@ public sealed class PgPipeMessageReader
         };
     }
 
-    /// <summary>The body as one span: in place, or the copy the reader made of a body split across segments (one copy, not two).</summary>
+    /// <summary>
+    /// The body as one span: in place when it lies in one segment (also when it ends exactly where
+    /// its segment does, so that the sequence's end is the next segment's start), or the copy the
+    /// reader made of a body split across segments (one copy, not two).
+    /// </summary>
     private ReadOnlySpan<byte> BodySpan()
         => _inSegment ? SegmentSpan(_rawStart + _header, _rawLength - _header)
-            : _body.IsSingleSegment ? _body.FirstSpan : Reader.CopiedBody((int)_body.Length);
+            : _body.FirstSpan.Length >= _body.Length ? _body.FirstSpan[..(int)_body.Length] : Reader.CopiedBody((int)_body.Length);
 
 }
 

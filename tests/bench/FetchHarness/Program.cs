@@ -1,6 +1,6 @@
 // Fetches the rows of one query from PostgreSQL, with PgSpec.Client's row reader or with Npgsql's
-// data reader, and prints rows per second, a checksum of the values read and the process's peak
-// memory. One client and one format per process, so that peak memory is that run's alone.
+// data reader, and prints rows per second, the client's CPU time per row (user and system, all
+// threads), a checksum of the values read and the process's peak memory. One client and one format per process, so that peak memory is that run's alone.
 //
 //   FetchHarness pgspec|npgsql text|binary|bytes HOST PORT USER DATABASE ROWS
 //
@@ -52,9 +52,11 @@ for (int warmUp = 0; warmUp < 5; warmUp++)
 }
 
 long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+TimeSpan cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
 var clock = Stopwatch.StartNew();
 (long read, long checksum) = await fetch();
 clock.Stop();
+TimeSpan cpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
 long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
 if (read != rows)
 {
@@ -63,7 +65,7 @@ if (read != rows)
 }
 
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"rows={read} seconds={clock.Elapsed.TotalSeconds:F3} rows_per_s={read / clock.Elapsed.TotalSeconds:F0} checksum={checksum} allocated_bytes={allocated} peak_rss_kb={PeakResidentKilobytes()}"));
+    $"rows={read} seconds={clock.Elapsed.TotalSeconds:F3} rows_per_s={read / clock.Elapsed.TotalSeconds:F0} cpu_ns_per_row={cpu.TotalNanoseconds / read:F0} checksum={checksum} allocated_bytes={allocated} peak_rss_kb={PeakResidentKilobytes()}"));
 return 0;
 
 // An int4, a text and a timestamptz per row; the timestamp is a constant, so that checksums compare across runs.

@@ -1,0 +1,202 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using PgSpec.Client;
+using PgSpec.Protocol;
+using PgSpec.Servers;
+
+namespace PgSpec.Integration.Tests;
+
+[Collection(ServerCollection.Name)]
+/// <summary>The row reader where an answer goes wrong: COPY, failures while opening or reading, a session closed under it.</summary>
+public class RowReaderEdgeTests(ServerFixture fixture)
+{
+    private async Task<PgFrontendSession> ConnectAsync(Action<PgTraffic>? traffic = null, TimeSpan? commandTimeout = null)
+    {
+        PgServer server = await fixture.Server(15);
+        PgRole role = server.Role(PgAuthMethod.Trust);
+        var options = new PgConnectOptions
+        {
+            Host = server.Host,
+            Port = server.Port,
+            User = role.Name,
+            Password = role.Password,
+            Database = "postgres",
+            SslMode = PgSslMode.Disable,
+            CommandTimeout = commandTimeout ?? TimeSpan.FromSeconds(60),
+        };
+        return await PgFrontendSession.ConnectAsync(options, traffic);
+    }
+
+    [Fact]
+    public async Task ExecuteReader_CopyFromStdin_IsRefusedAndTheSessionStaysUsable()
+    {
+        await using PgFrontendSession session = await ConnectAsync(commandTimeout: TimeSpan.FromSeconds(5));
+        await session.QueryAsync("CREATE TEMP TABLE c (a int)");
+        // The server ignores the Sync that came with Execute while in COPY IN; after CopyFail it waits for another Sync.
+        PgServerException e = await Assert.ThrowsAsync<PgServerException>(() => session.ExecuteReaderAsync("COPY c FROM STDIN"));
+        Assert.Equal("57014", e.SqlState);
+        Assert.Equal("next", (await session.QueryAsync("SELECT 'next'"))[0].Text(0, 0));
+    }
+
+    [Fact]
+    public async Task QueryReader_FirstResultNotUtf8_LeavesTheSessionInStep()
+    {
+        await using PgFrontendSession session = await ConnectAsync();
+        await session.QueryAsync("SET client_encoding = 'LATIN1'");
+        // The column name comes back as the single byte 0xE9: the owned RowDescription cannot hold
+        // it, and the rest of the answer cannot be followed: the session is broken, never a step behind.
+        await Assert.ThrowsAsync<PgProtocolException>(() => session.QueryReaderAsync("SELECT 'stale' AS U&\"\\00E9\""));
+        await Assert.ThrowsAsync<PgConnectionException>(() => session.QueryAsync("SELECT 'next'"));
+    }
+
+    [Fact]
+    public async Task SessionDisposedWithAReaderOpen_StillSendsTerminate()
+    {
+        var sent = new List<string>();
+        PgFrontendSession session = await ConnectAsync(t =>
+        {
+            if (t.Direction == PgDirection.Frontend)
+            {
+                lock (sent)
+                {
+                    sent.Add(t.Name);
+                }
+            }
+        });
+        PgRowReader reader = await session.QueryReaderAsync("SELECT 1");
+        await session.DisposeAsync();
+        lock (sent)
+        {
+            Assert.Contains(Terminate.MessageName, sent);
+        }
+
+        await reader.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task ExecuteReader_BindThatCannotBeEncoded_LeavesNoParseQueued()
+    {
+        await using PgFrontendSession session = await ConnectAsync();
+        await Assert.ThrowsAnyAsync<Exception>(() => session.ExecuteReaderAsync("SELECT 1", parameterFormats: new short[70_000]));
+        Assert.Equal("next", (await session.QueryAsync("SELECT 'next'"))[0].Text(0, 0));
+    }
+
+    [Fact]
+    public async Task ReadThatFails_LeavesNoCurrentRow()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        Task serving = Task.Run(async () =>
+        {
+            using Socket socket = await listener.AcceptSocketAsync();
+            byte[] buffer = new byte[4096];
+            await socket.ReceiveAsync(buffer);
+            await socket.SendAsync((byte[])[.. new AuthenticationOk().ToArray(), .. new ReadyForQuery(TransactionStatus.Idle).ToArray()]);
+            await socket.ReceiveAsync(buffer);
+            await socket.SendAsync((byte[])[
+                .. new RowDescription([new RowDescription.Field("a", 0, 0, 25, -1, -1, 0)]).ToArray(),
+                .. new DataRow([Encoding.ASCII.GetBytes("one")]).ToArray()]);
+            while (await socket.ReceiveAsync(buffer) > 0)
+            {
+            }
+        });
+
+        var options = new PgConnectOptions
+        {
+            Host = "127.0.0.1",
+            Port = ((IPEndPoint)listener.LocalEndpoint).Port,
+            User = "u",
+            Database = "d",
+            SslMode = PgSslMode.Disable,
+            CommandTimeout = TimeSpan.FromSeconds(1),
+        };
+        PgFrontendSession session = await PgFrontendSession.ConnectAsync(options);
+        PgRowReader reader = await session.QueryReaderAsync("SELECT a");
+        Assert.True(await reader.ReadAsync());
+        Assert.Equal("one", reader.GetString(0));
+        await Assert.ThrowsAsync<PgConnectionException>(async () => await reader.ReadAsync());
+
+        // The row's bytes were released to the pipe by the failed read: no row may be read any more.
+        Assert.Throws<InvalidOperationException>(() => reader.FieldCount);
+        Assert.Throws<InvalidOperationException>(() => reader.GetString(0));
+        await reader.DisposeAsync();
+        await session.DisposeAsync();
+        await serving.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public async Task QueryReader_CopyOutThenCopyIn_IsRefusedWithoutHanging()
+    {
+        await using PgFrontendSession session = await ConnectAsync(commandTimeout: TimeSpan.FromSeconds(5));
+        await session.QueryAsync("CREATE TEMP TABLE c (a int)");
+        await Assert.ThrowsAsync<NotSupportedException>(() => session.QueryReaderAsync("COPY (SELECT 1) TO STDOUT; COPY c FROM STDIN"));
+        Assert.Equal("next", (await session.QueryAsync("SELECT 'next'"))[0].Text(0, 0));
+    }
+
+    [Fact]
+    public async Task SessionDisposedWhileAReadWaits_TheReadEndsWithAConnectionError()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        Task serving = Task.Run(async () =>
+        {
+            using Socket socket = await listener.AcceptSocketAsync();
+            byte[] buffer = new byte[4096];
+            await socket.ReceiveAsync(buffer);
+            await socket.SendAsync((byte[])[.. new AuthenticationOk().ToArray(), .. new ReadyForQuery(TransactionStatus.Idle).ToArray()]);
+            await socket.ReceiveAsync(buffer);
+            await socket.SendAsync(new RowDescription([new RowDescription.Field("a", 0, 0, 25, -1, -1, 0)]).ToArray());
+            try
+            {
+                while (await socket.ReceiveAsync(buffer) > 0)
+                {
+                }
+            }
+            catch (SocketException)
+            {
+            }
+        });
+
+        var options = new PgConnectOptions
+        {
+            Host = "127.0.0.1",
+            Port = ((IPEndPoint)listener.LocalEndpoint).Port,
+            User = "u",
+            Database = "d",
+            SslMode = PgSslMode.Disable,
+            CommandTimeout = TimeSpan.FromSeconds(60),
+        };
+        PgFrontendSession session = await PgFrontendSession.ConnectAsync(options);
+        PgRowReader reader = await session.QueryReaderAsync("SELECT a");
+        ValueTask<bool> read = reader.ReadAsync();
+        Assert.False(read.IsCompleted);
+        await session.DisposeAsync();
+        Exception e = await Assert.ThrowsAnyAsync<Exception>(async () => await read.AsTask().WaitAsync(TimeSpan.FromSeconds(30)));
+        await serving.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(e is PgConnectionException, e.ToString());
+    }
+
+    [Fact]
+    public async Task QueryReader_TokenAlreadyCancelled_LeavesNoQueryQueued()
+    {
+        await using PgFrontendSession session = await ConnectAsync();
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => session.QueryReaderAsync("SELECT 'stale'", cancelled.Token));
+        Assert.Equal("next", (await session.QueryAsync("SELECT 'next'"))[^1].Text(0, 0));
+    }
+
+    [Fact]
+    public async Task QueryReader_NoticeHandlerThrowsWhileOpening_LeavesTheSessionInStep()
+    {
+        await using PgFrontendSession session = await ConnectAsync();
+        Action<NoticeResponse> throwing = _ => throw new InvalidOperationException("handler");
+        session.Notice += throwing;
+        await Assert.ThrowsAsync<InvalidOperationException>(() => session.QueryReaderAsync("DO $$BEGIN RAISE NOTICE 'n'; END$$; SELECT 'stale'"));
+        session.Notice -= throwing;
+
+        // The answer was left unread: the session is broken, never a step behind.
+        await Assert.ThrowsAsync<PgConnectionException>(() => session.QueryAsync("SELECT 'next'"));
+    }
+}
