@@ -59,13 +59,19 @@ namespace PgSpec.Generators
                     w.Line("/// again when the reader validated it (see <see cref=\"" + Rt + ".PgReceivedMessage.IsValidated\"/>); another");
                     w.Line("/// message is an <see cref=\"global::System.ArgumentException\"/>.");
                     w.Line("/// </summary>");
+                    // Small enough to inline into the caller's loop: the failure is out of line.
+                    w.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
                     w.Open("public static View Read(" + Rt + ".PgReceivedMessage message, " + Rt + ".DecodeContext? context = null)");
                     w.Open("if (!(" + string.Join(" || ", kinds) + "))");
-                    w.Line("throw new global::System.ArgumentException(\"the message is \" + message.Name + \", not \" + MessageName, nameof(message));");
+                    w.Line("ThrowNotThisMessage(message.Name);");
                     w.Close();
                     w.Line();
                     w.Line("return message.IsValidated ? new View(message.Body) : Read(message.Body, context);");
                     w.Close();
+                    w.Line();
+                    w.Line("[global::System.Diagnostics.CodeAnalysis.DoesNotReturn]");
+                    w.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]");
+                    w.Line("private static void ThrowNotThisMessage(string name) => throw new global::System.ArgumentException(\"the message is \" + name + \", not \" + MessageName, \"message\");");
                     w.Line();
                 }
 

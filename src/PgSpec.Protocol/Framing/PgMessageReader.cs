@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 
 namespace PgSpec.Protocol;
 
@@ -225,9 +226,25 @@ public sealed class PgMessageReader
     /// </summary>
     public PgReadStatus TryRead(ReadOnlySpan<byte> buffer, out int consumed, out PgReceivedMessage message, out PgDecodeError error)
     {
+        // The usual case first: a typed message whose header is within the rules and whose body
+        // is whole in the buffer. Anything else (too short, a length out of bounds, a startup
+        // packet, an encryption answer) takes the general framer below, which says why.
+        PgFrameKind next = NextFrameKind();
+        if (next == PgFrameKind.Typed && buffer.Length >= 5)
+        {
+            byte type = buffer[0];
+            int length = BinaryPrimitives.ReadInt32BigEndian(buffer.Slice(1));
+            if (length >= 4 && length < buffer.Length && length <= Context.Limits.MaxLength(Direction, type))
+            {
+                PgReadStatus status = Accept(new PgFrameHeader(PgFrameKind.Typed, type, length), buffer.Slice(5, length - 4), out message, out error);
+                consumed = status == PgReadStatus.Message ? length + 1 : 0;
+                return status;
+            }
+        }
+
         consumed = 0;
         message = default;
-        PgFrameStatus framed = PgFramer.TryReadFrame(buffer, NextFrameKind(), Direction, Context.Limits, out PgFrameHeader header, out error);
+        PgFrameStatus framed = PgFramer.TryReadFrame(buffer, next, Direction, Context.Limits, out PgFrameHeader header, out error);
         if (framed != PgFrameStatus.Complete)
         {
             return Unframed(framed, ref error);

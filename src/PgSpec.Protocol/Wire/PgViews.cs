@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 
 namespace PgSpec.Protocol;
 
@@ -54,14 +55,14 @@ public readonly ref struct PgValueList
     /// <summary>Enumerates a <see cref="PgValueList"/>.</summary>
     public ref struct Enumerator
     {
-        private readonly ReadOnlySpan<byte> _items;
-        private int _position;
+        // What is left to read: the enumerator moves through the items by slicing, so that its
+        // state is two spans the JIT keeps in registers.
+        private ReadOnlySpan<byte> _rest;
         private PgValue _current;
 
         internal Enumerator(ReadOnlySpan<byte> items)
         {
-            _items = items;
-            _position = 0;
+            _rest = items;
             _current = default;
         }
 
@@ -69,23 +70,25 @@ public readonly ref struct PgValueList
         public readonly PgValue Current => _current;
 
         /// <summary>Moves to the next value.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public bool MoveNext()
         {
-            if (_position >= _items.Length)
+            ReadOnlySpan<byte> rest = _rest;
+            if (rest.Length < 4)
             {
                 return false;
             }
 
-            int length = BinaryPrimitives.ReadInt32BigEndian(_items.Slice(_position));
-            _position += 4;
+            int length = BinaryPrimitives.ReadInt32BigEndian(rest);
             if (length < 0)
             {
                 _current = PgValue.Null;
+                _rest = rest.Slice(4);
             }
             else
             {
-                _current = new PgValue(_items.Slice(_position, length));
-                _position += length;
+                _current = new PgValue(rest.Slice(4, length));
+                _rest = rest.Slice(4 + length);
             }
 
             return true;
