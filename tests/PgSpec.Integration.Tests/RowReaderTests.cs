@@ -1,11 +1,9 @@
 using System.Buffers.Binary;
 using System.Globalization;
-using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using PgSpec.Client;
 using PgSpec.Protocol;
-using PgSpec.Servers;
 
 namespace PgSpec.Integration.Tests;
 
@@ -15,19 +13,8 @@ public class RowReaderTests(ServerFixture fixture)
 {
     private async Task<PgFrontendSession> ConnectAsync(int major, Action<PgTraffic>? traffic = null, TimeSpan? commandTimeout = null)
     {
-        PgServer server = await fixture.Server(major);
-        PgRole role = server.Role(PgAuthMethod.Trust);
-        var options = new PgConnectOptions
-        {
-            Host = server.Host,
-            Port = server.Port,
-            User = role.Name,
-            Password = role.Password,
-            Database = "postgres",
-            SslMode = PgSslMode.Disable,
-            CommandTimeout = commandTimeout ?? TimeSpan.FromSeconds(60),
-        };
-        return await PgFrontendSession.ConnectAsync(options, traffic);
+        PgConnectOptions options = await fixture.OptionsAsync(major);
+        return await PgFrontendSession.ConnectAsync(options with { CommandTimeout = commandTimeout ?? TimeSpan.FromSeconds(60) }, traffic);
     }
 
     [Theory]
@@ -277,52 +264,26 @@ public class RowReaderTests(ServerFixture fixture)
     }
 
     [Fact]
-    public async Task QueryReader_ServerStallsAmongRows_TimesOutWithATypedError()
+    public async Task QueryReader_ServerStallsAmongRows_TimesOutWithATypedErrorAndNoRowLeft()
     {
         // A server that answers the query with a row description and one row, then says nothing more.
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var stalled = new TaskCompletionSource();
-        Task serving = Task.Run(async () =>
-        {
-            using Socket socket = await listener.AcceptSocketAsync();
-            byte[] buffer = new byte[4096];
-            await socket.ReceiveAsync(buffer);
-            await socket.SendAsync(Concat(new AuthenticationOk().ToArray(), new ReadyForQuery(TransactionStatus.Idle).ToArray()));
-            await socket.ReceiveAsync(buffer);
-            await socket.SendAsync(Concat(
-                new RowDescription([new RowDescription.Field("a", 0, 0, 25, -1, -1, 0)]).ToArray(),
-                new DataRow([Encoding.ASCII.GetBytes("one")]).ToArray()));
-            stalled.SetResult();
-
-            // Held open until the client gives up.
-            while (await socket.ReceiveAsync(buffer) > 0)
-            {
-            }
-        });
-
-        var options = new PgConnectOptions
-        {
-            Host = "127.0.0.1",
-            Port = ((IPEndPoint)listener.LocalEndpoint).Port,
-            User = "u",
-            Database = "d",
-            SslMode = PgSslMode.Disable,
-            CommandTimeout = TimeSpan.FromSeconds(1),
-        };
-        PgFrontendSession session = await PgFrontendSession.ConnectAsync(options);
+        await using var server = new StalledServer(
+            new RowDescription([new RowDescription.Field("a", 0, 0, 25, -1, -1, 0)]),
+            new DataRow([Encoding.ASCII.GetBytes("one")]));
+        PgFrontendSession session = await PgFrontendSession.ConnectAsync(server.Options(TimeSpan.FromSeconds(1)));
         PgRowReader reader = await session.QueryReaderAsync("SELECT a");
         Assert.True(await reader.ReadAsync());
         Assert.Equal("one", reader.GetString(0));
         PgConnectionException e = await Assert.ThrowsAsync<PgConnectionException>(async () => await reader.ReadAsync());
         Assert.Contains("sent nothing for 1 s", e.Message, StringComparison.Ordinal);
+        Assert.True(server.Answered.IsCompleted);
+
+        // The row's bytes were released to the pipe by the failed read: no row may be read any more.
+        Assert.Throws<InvalidOperationException>(() => reader.FieldCount);
+        Assert.Throws<InvalidOperationException>(() => reader.GetString(0));
         await reader.DisposeAsync();
         await session.DisposeAsync();
-        await serving.WaitAsync(TimeSpan.FromSeconds(30));
-        Assert.True(stalled.Task.IsCompleted);
     }
-
-    private static byte[] Concat(byte[] a, byte[] b) => [.. a, .. b];
 
     /// <summary>Every column of the current row, in place: the sum of the non-NULL lengths.</summary>
     private static long Touch(PgRowReader reader)

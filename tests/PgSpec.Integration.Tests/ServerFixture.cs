@@ -23,6 +23,23 @@ public sealed class ServerFixture : IAsyncLifetime
 
     public Task<PgServer> Server(int major) => _servers[major];
 
+    /// <summary>Options for a session with the server of <paramref name="major"/> as the role of <paramref name="method"/>, without TLS.</summary>
+    public async Task<PgSpec.Client.PgConnectOptions> OptionsAsync(int major, PgAuthMethod method = PgAuthMethod.Trust)
+    {
+        PgServer server = await Server(major);
+        PgRole role = server.Role(method);
+        return new PgSpec.Client.PgConnectOptions
+        {
+            Host = server.Host,
+            Port = server.Port,
+            User = role.Name,
+            Password = role.Password,
+            Database = "postgres",
+            SslMode = PgSpec.Client.PgSslMode.Disable,
+            RootCertificates = [server.CaCertificate!],
+        };
+    }
+
     public async Task DisposeAsync()
     {
         foreach (Task<PgServer> server in _servers.Values)

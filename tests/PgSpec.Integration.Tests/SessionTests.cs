@@ -10,18 +10,7 @@ public class SessionTests(ServerFixture fixture)
 {
     private async Task<PgFrontendSession> ConnectAsync(int major, PgAuthMethod method, Func<PgConnectOptions, PgConnectOptions>? adjust = null, List<PgTraffic>? traffic = null)
     {
-        PgServer server = await fixture.Server(major);
-        PgRole role = server.Role(method);
-        var options = new PgConnectOptions
-        {
-            Host = server.Host,
-            Port = server.Port,
-            User = role.Name,
-            Password = role.Password,
-            Database = "postgres",
-            SslMode = PgSslMode.Disable,
-            RootCertificates = [server.CaCertificate!],
-        };
+        PgConnectOptions options = await fixture.OptionsAsync(major, method);
         return await PgFrontendSession.ConnectAsync(adjust is null ? options : adjust(options), traffic is null ? null : t => { lock (traffic) { traffic.Add(t); } });
     }
 

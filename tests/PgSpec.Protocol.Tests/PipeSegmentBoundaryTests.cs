@@ -60,6 +60,46 @@ public class PipeSegmentBoundaryTests
     }
 
     [Fact]
+    public async Task ManyConversationsCutAtRandom_AreReadExactlyAsSent()
+    {
+        // Every cut: within a message, at its end, inside a header; several messages per segment or
+        // one message over several; TryRead and ReadAsync mixed. Seeded, so a failure is repeatable.
+        byte[][] messages = [.. Enumerable.Range(0, 40).SelectMany(i => PipeReaderTests.Conversation().Select(m => m.ToArray()))];
+        byte[] stream = [.. messages.SelectMany(m => m)];
+        for (int seed = 0; seed < 200; seed++)
+        {
+            var random = new Random(seed);
+            var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0, minimumSegmentSize: 4096));
+            for (int at = 0; at < stream.Length;)
+            {
+                int part = Math.Min(stream.Length - at, random.Next(1, 300));
+                Span<byte> span = pipe.Writer.GetSpan(random.Next(4) == 0 ? 8192 : part);
+                stream.AsSpan(at, part).CopyTo(span);
+                pipe.Writer.Advance(part);
+                at += part;
+                if (random.Next(3) == 0)
+                {
+                    await pipe.Writer.FlushAsync();
+                }
+            }
+
+            await pipe.Writer.CompleteAsync();
+            var reader = new PgPipeMessageReader(pipe.Reader, PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Authentication });
+            int read = 0;
+            while (random.Next(2) == 0 && reader.TryRead() || await reader.ReadAsync())
+            {
+                Assert.True(read < messages.Length, $"seed {seed}: more messages than were sent");
+                Assert.Equal(messages[read], reader.CurrentRaw.ToArray());
+                Assert.Equal(messages[read].AsSpan(5).ToArray(), reader.Current.Body.ToArray());
+                Assert.Equal(messages[read].AsSpan(5).ToArray(), reader.CurrentBody.ToArray());
+                read++;
+            }
+
+            Assert.Equal(messages.Length, read);
+        }
+    }
+
+    [Fact]
     public void SequenceOverload_MessageEndingAtTheFirstSegmentsEnd_LeavesTheRestAtTheNextMessage()
     {
         byte[] a = new CommandComplete("SELECT 1").ToArray();

@@ -99,30 +99,12 @@ public sealed class PgPipeMessageReader
 
         // The rest of the last read may hold the next message whole: taken without going back
         // to the pipe (a server's DataRows, a client's Bind, Execute and Sync, come many at once).
-        bool taken;
-        PgDecodeError error;
-        bool malformed;
-        try
-        {
-            taken = TryTake(out error, out malformed);
-        }
-        catch
-        {
-            Release(Consumed(), _held.End);
-            throw;
-        }
-
-        if (taken)
+        if (TakeHeld())
         {
             return new ValueTask<bool>(true);
         }
 
         SequencePosition consumed = Consumed();
-        if (malformed)
-        {
-            Release(consumed, consumed);
-            throw new PgProtocolException(error);
-        }
 
         // Part of a message: everything held has been examined; wait for more.
         bool completed = _heldCompleted;
@@ -155,6 +137,16 @@ public sealed class PgPipeMessageReader
             return false;
         }
 
+        // Not whole: left held, so that ReadAsync examines it again before going to the pipe.
+        return TakeHeld();
+    }
+
+    /// <summary>
+    /// Takes the next message from the held buffer if it is whole there. A malformed one, or a
+    /// context that throws, releases the buffer (the pipe is never left mid-read) and throws.
+    /// </summary>
+    private bool TakeHeld()
+    {
         bool taken;
         PgDecodeError error;
         bool malformed;
@@ -175,7 +167,6 @@ public sealed class PgPipeMessageReader
             throw new PgProtocolException(error);
         }
 
-        // Not whole: left held, so that ReadAsync examines it again before going to the pipe.
         return taken;
     }
 
