@@ -156,7 +156,10 @@ public sealed class PgPipeMessageReader
         }
         catch
         {
-            Release(Consumed(), _held.End);
+            // A context that throws: the message is left unread and not examined, so that reading
+            // again reads it from what the pipe holds instead of waiting for more bytes.
+            SequencePosition at = Consumed();
+            Release(at, at);
             throw;
         }
 
