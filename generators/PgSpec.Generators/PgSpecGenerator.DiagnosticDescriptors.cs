@@ -22,6 +22,7 @@ namespace PgSpec.Generators
             public static readonly DiagnosticDescriptor UnusedField = Create("PGSPEC012", "Count or length field used by nothing", "{0}");
             public static readonly DiagnosticDescriptor BadFlow = Create("PGSPEC015", "Invalid flow option", "{0}");
             public static readonly DiagnosticDescriptor MissingRuntime = Create("PGSPEC013", "PgSpec.Protocol is not referenced", "The code generated from the specs (namespace {0}) is built on PgSpec.Protocol, which this project does not reference: add <PackageReference Include=\"PgSpec.Protocol\" /> beside PgSpec.Generators");
+            public static readonly DiagnosticDescriptor OutdatedRuntime = Create("PGSPEC016", "PgSpec.Protocol is older than PgSpec.Generators", "The code generated from the specs (namespace {0}) calls parts of PgSpec.Protocol that the referenced PgSpec.Protocol does not have: it is older than PgSpec.Generators; reference the same version of both packages");
             public static readonly DiagnosticDescriptor ProtocolNamespaceTaken = Create("PGSPEC014", "The namespace PgSpec.Protocol is the protocol's own", "The namespace {0} belongs to PgSpec.Protocol's own assembly, whose types the code generated from the specs would clash with: generate it into a namespace of your own (set <PgSpecNamespace> to another namespace than {0}, or leave it out for the project's RootNamespace)");
 
             private static DiagnosticDescriptor Create(string id, string title, string format)
@@ -46,6 +47,7 @@ namespace PgSpec.Generators
                     case "PGSPEC013": return MissingRuntime;
                     case "PGSPEC014": return ProtocolNamespaceTaken;
                     case "PGSPEC015": return BadFlow;
+                    case "PGSPEC016": return OutdatedRuntime;
                     default: return null;
                 }
             }

@@ -31,6 +31,14 @@ namespace PgSpec.Generators
         /// <summary>A type of PgSpec.Protocol's runtime: where it is tells the protocol's own build from a user's.</summary>
         private const string RuntimeMarker = ProtocolNamespace + ".PgLimits";
 
+        /// <summary>
+        /// The newest part of the runtime the generated code calls (type and member): a referenced
+        /// PgSpec.Protocol without it is older than this generator.
+        /// </summary>
+        private const string NewestRuntimeType = ProtocolNamespace + ".PgSpanReader";
+
+        private const string NewestRuntimeMember = "SkipValues";
+
         /// <summary>Where the compilation finds PgSpec.Protocol's runtime.</summary>
         private enum Runtime
         {
@@ -39,6 +47,9 @@ namespace PgSpec.Generators
 
             /// <summary>In a referenced assembly: a user's project.</summary>
             Referenced,
+
+            /// <summary>In a referenced assembly older than this generator: the generated code would not compile.</summary>
+            Outdated,
 
             /// <summary>Declared in source: PgSpec.Protocol's own build.</summary>
             InSource,
@@ -132,7 +143,8 @@ namespace PgSpec.Generators
         private static Runtime FindRuntime(Compilation compilation)
             => compilation.Assembly.GetTypeByMetadataName(RuntimeMarker) is not null ? Runtime.InSource
                 : compilation.GetTypesByMetadataName(RuntimeMarker).IsEmpty ? Runtime.Missing
-                : Runtime.Referenced;
+                : System.Linq.Enumerable.Any(compilation.GetTypesByMetadataName(NewestRuntimeType), t => !t.GetMembers(NewestRuntimeMember).IsEmpty) ? Runtime.Referenced
+                : Runtime.Outdated;
 
         /// <summary>
         /// Why code generated into <paramref name="ns"/> could not compile, or null: only PgSpec.Protocol's
@@ -141,7 +153,8 @@ namespace PgSpec.Generators
         private static DiagnosticDescriptor? Blocker(string ns, Runtime runtime)
             => ns == ProtocolNamespace
                 ? runtime == Runtime.InSource ? null : DiagnosticDescriptors.ProtocolNamespaceTaken
-                : runtime == Runtime.Missing ? DiagnosticDescriptors.MissingRuntime : null;
+                : runtime == Runtime.Missing ? DiagnosticDescriptors.MissingRuntime
+                : runtime == Runtime.Outdated ? DiagnosticDescriptors.OutdatedRuntime : null;
 
         /// <summary>Whether the build marks an additional file as a spec: PgSpecFile="true" (the buildTransitive targets mark spec/**/*.txt).</summary>
         internal static bool IsSpecFile(AnalyzerConfigOptions options)

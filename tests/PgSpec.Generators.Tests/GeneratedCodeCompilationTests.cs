@@ -1,4 +1,5 @@
 using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
 
 namespace PgSpec.Generators.Tests;
 
@@ -177,6 +178,28 @@ public class GeneratedCodeCompilationTests
         Assert.Equal("PGSPEC013", diagnostic.Id);
         Assert.Equal(DiagnosticSeverity.Error, diagnostic.Severity);
         Assert.Contains("<PackageReference Include=\"PgSpec.Protocol\" />", diagnostic.GetMessage(), StringComparison.Ordinal);
+        Assert.Empty(result.GeneratedSources);
+    }
+
+    [Fact]
+    public void ConsumerSpec_AgainstAnOlderPgSpecProtocol_IsOnePgspec016_AndNothingIsGenerated()
+    {
+        // A PgSpec.Protocol of before PgSpanReader.SkipValues, which the generated checks call.
+        CSharpCompilation old = CSharpCompilation.Create(
+            "PgSpec.Protocol",
+            [CSharpSyntaxTree.ParseText("namespace PgSpec.Protocol { public sealed class PgLimits { } public ref struct PgSpanReader { } }")],
+            [MetadataReference.CreateFromFile(typeof(object).Assembly.Location)],
+            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary));
+        using var image = new MemoryStream();
+        Assert.True(old.Emit(image).Success);
+        CSharpCompilation consumer = GeneratorHarness.EmptyCompilation().AddReferences(MetadataReference.CreateFromImage(image.ToArray()));
+
+        GeneratorRunResult result = GeneratorHarness.RunAgainst(consumer, "Acme.Pooler.Admin", [GeneratorHarness.Spec("admin", AdminSpec)]);
+
+        Diagnostic diagnostic = Assert.Single(result.Diagnostics);
+        Assert.Equal("PGSPEC016", diagnostic.Id);
+        Assert.Equal(DiagnosticSeverity.Error, diagnostic.Severity);
+        Assert.Contains("same version of both packages", diagnostic.GetMessage(), StringComparison.Ordinal);
         Assert.Empty(result.GeneratedSources);
     }
 
