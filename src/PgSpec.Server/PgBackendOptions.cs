@@ -86,9 +86,15 @@ public sealed class PgBackendOptions
     /// <summary>
     /// How many event threads serve the sockets (Linux, where the server's own epoll engine does):
     /// 0, the default, is one per two processors (at least one), leaving the others to handlers on
-    /// the thread pool and to the kernel's network work. Connections are spread over them in turn.
+    /// the thread pool and to the kernel's network work. The threads wait on one epoll set, and a
+    /// connection with something to read is served by whichever thread is free, so that a thread
+    /// the scheduler preempts holds up no other connection. A handler that <see
+    /// cref="PgSessionHandler.RunsInline"/> runs on these threads; others run on the thread pool.
     /// </summary>
     public int IoThreads { get; set; }
+
+    /// <summary>The event threads when <see cref="IoThreads"/> is 0: one per two processors, at least one.</summary>
+    internal static int DefaultIoThreads => Math.Max(1, Environment.ProcessorCount / 2);
 
     /// <summary>
     /// Which sockets serve accepted connections: null (the default) PgSpec's epoll engine on Linux
@@ -115,7 +121,7 @@ public sealed class PgBackendOptions
 
         if (IoThreads is < 0 or > 256)
         {
-            throw new ArgumentException($"IoThreads must be 0 (one per processor) to 256, not {IoThreads}");
+            throw new ArgumentException($"IoThreads must be 0 (one per two processors) to 256, not {IoThreads}");
         }
 
         if (OutputBufferSize < 1024)

@@ -63,8 +63,8 @@ public sealed class PgBackendServer : IAsyncDisposable
             // path may block (a traffic callback) or cost much (TLS records); the session leaves the
             // event thread for the handler unless the handler says it never blocks.
             bool inline = options.Traffic is null && options.TlsCertificate is null;
-            int threads = options.IoThreads > 0 ? options.IoThreads : Math.Max(1, Environment.ProcessorCount / 2);
-            server._sockets = SocketEngine.Create(options.EpollSockets, inline, threads, log: null);
+            int threads = options.IoThreads > 0 ? options.IoThreads : PgBackendOptions.DefaultIoThreads;
+            server._sockets = SocketEngine.Create(options.EpollSockets, inline, threads, log: null, sharedEpoll: true);
         }
         catch
         {

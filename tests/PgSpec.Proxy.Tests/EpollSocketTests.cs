@@ -239,6 +239,74 @@ public sealed class EpollSocketTests : IDisposable
         Assert.All(results, Assert.True);
     }
 
+    [Theory]
+    [MemberData(nameof(Inline))]
+    public async Task ManyConnections_OverThreeThreadsOnOneEpollSet_EchoEveryByteInOrder(bool inline)
+    {
+        // Any of the threads may take any socket's events, also two of them for one socket.
+        SocketEngine engine = Engine(inline, threads: 3, shared: true);
+        Assert.Equal("epoll, 3 event threads on one set", engine.Description);
+        const int Connections = 40;
+        var pairs = new List<(EngineSocket Socket, Socket Peer)>();
+        for (int i = 0; i < Connections; i++)
+        {
+            pairs.Add(await AcceptedPairAsync(engine));
+        }
+
+        Task[] echoes = pairs.Select(pair => EchoAsync(pair.Socket)).ToArray();
+        Task<bool>[] checks = pairs.Select((pair, i) => SendAndCheckAsync(pair.Peer, seed: i)).ToArray();
+        bool[] results = await Task.WhenAll(checks).WaitAsync(TimeSpan.FromSeconds(60));
+        await Task.WhenAll(echoes).WaitAsync(Patience);
+
+        Assert.All(results, Assert.True);
+    }
+
+    [Fact]
+    public async Task SocketsOpenedAndClosed_OnASharedSet_ReuseTheirSlotsAndLeaveOthersServed()
+    {
+        // Registrations beyond the table's first size grow it; closed ones free their slots for
+        // the next, whose events must never reach a socket closed before.
+        SocketEngine engine = Engine(inline: true, threads: 2, shared: true);
+        (EngineSocket longSocket, Socket longPeer) = await AcceptedPairAsync(engine);
+        Task longEcho = EchoAsync(longSocket);
+        using var longStream = new NetworkStream(longPeer, ownsSocket: false);
+        byte[] answer = new byte[4];
+        for (int round = 0; round < 3; round++)
+        {
+            var batch = new List<(EngineSocket Socket, Socket Peer)>();
+            for (int i = 0; i < 100; i++)
+            {
+                batch.Add(await AcceptedPairAsync(engine));
+            }
+
+            Task[] echoes = batch.Select(pair => EchoAsync(pair.Socket)).ToArray();
+            for (int i = 0; i < batch.Count; i++)
+            {
+                byte[] ping = BitConverter.GetBytes((round * 1000) + i);
+                using var stream = new NetworkStream(batch[i].Peer, ownsSocket: false);
+                await stream.WriteAsync(ping);
+                await stream.ReadExactlyAsync(answer).AsTask().WaitAsync(Patience);
+                Assert.Equal(ping, answer);
+                batch[i].Peer.Shutdown(SocketShutdown.Send);
+            }
+
+            await Task.WhenAll(echoes).WaitAsync(Patience);
+            foreach ((EngineSocket socket, Socket peer) in batch)
+            {
+                socket.Dispose();
+                peer.Dispose();
+            }
+
+            byte[] longPing = BitConverter.GetBytes(-round);
+            await longStream.WriteAsync(longPing);
+            await longStream.ReadExactlyAsync(answer).AsTask().WaitAsync(Patience);
+            Assert.Equal(longPing, answer);
+        }
+
+        longPeer.Shutdown(SocketShutdown.Send);
+        await longEcho.WaitAsync(Patience);
+    }
+
     public void Dispose()
     {
         for (int i = _owned.Count - 1; i >= 0; i--)
@@ -286,7 +354,7 @@ public sealed class EpollSocketTests : IDisposable
         return echoed.ToArray().AsSpan().SequenceEqual(payload);
     }
 
-    private SocketEngine Engine(bool inline, int threads = 1) => Own<SocketEngine>(new EpollSocketEngine(threads, inline, log: null));
+    private SocketEngine Engine(bool inline, int threads = 1, bool shared = false) => Own<SocketEngine>(new EpollSocketEngine(threads, shared, inline, log: null));
 
     private T Own<T>(T disposable)
         where T : IDisposable

@@ -29,9 +29,10 @@ internal abstract class SocketEngine : IDisposable
     /// The engine to use: epoll on Linux unless <paramref name="epoll"/> says otherwise (false: .NET's
     /// sockets; true: epoll, and an error elsewhere). Continuations run on the event threads when
     /// <paramref name="inlineCompletions"/> is set (nothing on the path blocks or costs much), else on
-    /// the thread pool.
+    /// the thread pool. With <paramref name="sharedEpoll"/>, the event threads wait on one epoll set
+    /// (a ready socket goes to whichever is free) instead of one set each.
     /// </summary>
-    public static SocketEngine Create(bool? epoll, bool inlineCompletions, int ioThreads, Action<string>? log)
+    public static SocketEngine Create(bool? epoll, bool inlineCompletions, int ioThreads, Action<string>? log, bool sharedEpoll = false)
     {
         if (epoll == true && !OperatingSystem.IsLinux())
         {
@@ -43,7 +44,7 @@ internal abstract class SocketEngine : IDisposable
             return new SystemSocketEngine();
         }
 
-        return new EpollSocketEngine(ioThreads > 0 ? ioThreads : DefaultIoThreads, inlineCompletions, log);
+        return new EpollSocketEngine(ioThreads > 0 ? ioThreads : DefaultIoThreads, sharedEpoll, inlineCompletions, log);
     }
 
     /// <summary>One event thread per four processors, at least one.</summary>

@@ -23,7 +23,6 @@ internal sealed class EpollSocket : EngineSocket
     private readonly SpinGate _gate = new();
     private readonly Operation _read;
     private readonly Operation _write;
-    private GCHandle _handle;
     private bool _registered;
     private bool _readReady = true;
     private bool _writeReady = true;
@@ -43,6 +42,9 @@ internal sealed class EpollSocket : EngineSocket
             throw Error(Marshal.GetLastPInvokeError());
         }
     }
+
+    /// <summary>What this socket's events carry: its slot in the loop's table and the registration's generation (set by <see cref="EventLoop.Register"/>).</summary>
+    internal ulong EventData { get; set; }
 
     public override Stream Stream => _stream ??= new EpollStream(this);
 
@@ -138,7 +140,7 @@ internal sealed class EpollSocket : EngineSocket
         write?.Finish(inline: false);
         if (_registered)
         {
-            _loop.Unregister(_fd, _handle);
+            _loop.Unregister(_fd, EventData);
         }
 
         _socket.Dispose();
@@ -250,7 +252,7 @@ internal sealed class EpollSocket : EngineSocket
 
     private void Register()
     {
-        _handle = _loop.Register(this, _fd);
+        _loop.Register(this, _fd);
         _registered = true;
     }
 

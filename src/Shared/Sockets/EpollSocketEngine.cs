@@ -1,26 +1,35 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using static PgSpec.Sockets.LinuxInterop;
 
 namespace PgSpec.Sockets;
 
-/// <summary>Sockets served by PgSpec's own epoll loops (Linux), one event thread each; connections are spread over them in turn.</summary>
+/// <summary>
+/// Sockets served by PgSpec's own epoll loops (Linux). Either each event thread has an epoll set
+/// of its own and connections are spread over them in turn, or all the threads wait on one set and
+/// a ready socket is served by whichever thread is free: then a thread the scheduler preempts (on
+/// a busy machine, often for the very client it just answered) holds up no other connection.
+/// </summary>
 internal sealed class EpollSocketEngine : SocketEngine
 {
     private readonly EventLoop[] _loops;
+    private readonly int _threads;
+    private readonly bool _shared;
     private int _next;
 
-    public EpollSocketEngine(int threads, bool inlineCompletions, Action<string>? log)
+    public EpollSocketEngine(int threads, bool shared, bool inlineCompletions, Action<string>? log)
     {
-        _loops = new EventLoop[threads];
+        _threads = threads;
+        _shared = shared;
+        _loops = new EventLoop[shared ? 1 : threads];
         try
         {
-            for (int i = 0; i < threads; i++)
+            for (int i = 0; i < _loops.Length; i++)
             {
-                _loops[i] = new EventLoop($"pgspec epoll {i + 1}", inlineCompletions, log);
+                _loops[i] = shared
+                    ? new EventLoop("pgspec epoll", threads, inlineCompletions, log)
+                    : new EventLoop($"pgspec epoll {i + 1}", 1, inlineCompletions, log);
             }
         }
         catch
@@ -30,7 +39,7 @@ internal sealed class EpollSocketEngine : SocketEngine
         }
     }
 
-    public override string Description => $"epoll, {_loops.Length} event thread{(_loops.Length == 1 ? "" : "s")}";
+    public override string Description => $"epoll, {_threads} event thread{(_threads == 1 ? "" : "s")}{(_shared && _threads > 1 ? " on one set" : "")}";
 
     private EventLoop NextLoop() => _loops[(int)((uint)Interlocked.Increment(ref _next) % (uint)_loops.Length)];
 
@@ -64,26 +73,42 @@ internal sealed class EpollSocketEngine : SocketEngine
 }
 
 /// <summary>
-/// One epoll set and the thread that waits on it. A socket is registered once, edge-triggered for
-/// reading and writing; the thread tells each socket which of its conditions came true, and the
-/// socket finishes the operation waiting for it (inline on this thread, or on the thread pool).
+/// One epoll set and the threads that wait on it. A socket is registered once, edge-triggered for
+/// reading and writing; a thread tells each socket which of its conditions came true, and the
+/// socket finishes the operation waiting for it (inline on that thread, or on the thread pool).
+/// With several threads, an event wakes one of them (epoll's waiters are exclusive); the socket's
+/// gate orders what two threads learn of one socket.
 /// </summary>
+/// <remarks>
+/// An event names its socket by a slot in a table and the registration's generation, never by a
+/// pointer: an event taken from the set before a socket was removed, and handled after, finds the
+/// slot empty or given to another registration and is dropped.
+/// </remarks>
 internal sealed unsafe class EventLoop : IDisposable
 {
     private const int MaxEvents = 256;
     private const ulong WakeData = 0;
 
+    [ThreadStatic]
+    private static EventLoop? t_current;
+
     private readonly int _epoll;
     private readonly int _wake;
-    private readonly Thread _thread;
-    private readonly ConcurrentQueue<GCHandle> _released = new();
+    private readonly Thread[] _threads;
     private readonly Action<string>? _log;
     private readonly Lock _state = new();
+    private readonly Lock _slotLock = new();
+    private readonly Stack<int> _freeSlots = new();
+    private EpollSocket?[] _slots = new EpollSocket?[64];
+    private int _usedSlots;
+    private uint _generation;
+    private int _running;
     private volatile bool _stopping;
     private bool _closed;
 
-    public EventLoop(string name, bool inlineCompletions, Action<string>? log)
+    public EventLoop(string name, int threads, bool inlineCompletions, Action<string>? log)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
         InlineCompletions = inlineCompletions;
         _log = log;
         _epoll = EpollCreate(EPOLL_CLOEXEC);
@@ -92,6 +117,7 @@ internal sealed unsafe class EventLoop : IDisposable
             throw Error(Marshal.GetLastPInvokeError());
         }
 
+        // Level-triggered and never drained once stopping: every thread sees it.
         _wake = EventFd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (_wake < 0 || EpollAdd(_epoll, _wake, EPOLLIN, WakeData) != 0)
         {
@@ -105,42 +131,86 @@ internal sealed unsafe class EventLoop : IDisposable
             throw Error(errno);
         }
 
-        _thread = new Thread(Run) { IsBackground = true, Name = name };
-        _thread.Start();
+        _threads = new Thread[threads];
+        _running = threads;
+        for (int i = 0; i < threads; i++)
+        {
+            _threads[i] = new Thread(Run) { IsBackground = true, Name = threads == 1 ? name : $"{name} {i + 1}" };
+        }
+
+        foreach (Thread thread in _threads)
+        {
+            thread.Start();
+        }
     }
 
-    /// <summary>Whether operations finished by this thread continue on it (else on the thread pool).</summary>
+    /// <summary>Whether operations finished by this loop's threads continue on them (else on the thread pool).</summary>
     public bool InlineCompletions { get; }
 
-    /// <summary>True on this loop's thread.</summary>
-    public bool IsLoopThread => Thread.CurrentThread == _thread;
+    /// <summary>True on one of this loop's threads.</summary>
+    public bool IsLoopThread => t_current == this;
 
-    /// <summary>Adds a socket (edge-triggered: in, out, peer hang-up); returns the handle its events carry.</summary>
-    public GCHandle Register(EpollSocket socket, int fd)
+    /// <summary>
+    /// Adds a socket (edge-triggered: in, out, peer hang-up); returns what its events carry, which
+    /// the socket keeps as <see cref="EpollSocket.EventData"/> and gives back to <see cref="Unregister"/>.
+    /// </summary>
+    public ulong Register(EpollSocket socket, int fd)
     {
-        GCHandle handle = GCHandle.Alloc(socket);
-        if (EpollAdd(_epoll, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, (ulong)GCHandle.ToIntPtr(handle)) != 0)
+        ulong data;
+        lock (_slotLock)
+        {
+            int slot;
+            if (!_freeSlots.TryPop(out slot))
+            {
+                if (_usedSlots == _slots.Length)
+                {
+                    var larger = new EpollSocket?[_slots.Length * 2];
+                    _slots.CopyTo(larger, 0);
+                    Volatile.Write(ref _slots, larger);
+                }
+
+                slot = _usedSlots++;
+            }
+
+            _generation = _generation == uint.MaxValue ? 1 : _generation + 1;
+            data = ((ulong)_generation << 32) | (uint)(slot + 1);
+            socket.EventData = data;
+            Volatile.Write(ref _slots[slot], socket);
+        }
+
+        if (EpollAdd(_epoll, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, data) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
-            handle.Free();
+            Release(data);
             throw Error(errno);
         }
 
-        return handle;
+        return data;
     }
 
-    /// <summary>
-    /// Removes a socket before its descriptor is closed. Its handle is freed by the event thread
-    /// after the events it is handling, which may still name the socket.
-    /// </summary>
-    public void Unregister(int fd, GCHandle handle)
+    /// <summary>Removes a socket before its descriptor is closed; events already taken for it are dropped.</summary>
+    public void Unregister(int fd, ulong data)
     {
         EpollRemove(_epoll, fd);
-        _released.Enqueue(handle);
+        Release(data);
+    }
+
+    private void Release(ulong data)
+    {
+        int slot = (int)(uint)data - 1;
+        lock (_slotLock)
+        {
+            if (_slots[slot] is { } socket && socket.EventData == data)
+            {
+                _slots[slot] = null;
+                _freeSlots.Push(slot);
+            }
+        }
     }
 
     private void Run()
     {
+        t_current = this;
         byte* events = (byte*)NativeMemory.Alloc((nuint)(MaxEvents * EpollEventSize));
         try
         {
@@ -155,7 +225,7 @@ internal sealed unsafe class EventLoop : IDisposable
                         continue;
                     }
 
-                    _log?.Invoke($"the epoll event thread stopped: {Marshal.GetPInvokeErrorMessage(errno)}");
+                    _log?.Invoke($"an epoll event thread stopped: {Marshal.GetPInvokeErrorMessage(errno)}");
                     return;
                 }
 
@@ -166,12 +236,18 @@ internal sealed unsafe class EventLoop : IDisposable
                     ulong data = *(ulong*)(entry + EpollDataOffset);
                     if (data == WakeData)
                     {
-                        ulong drained;
-                        Read(_wake, (byte*)&drained, sizeof(ulong));
+                        // Only Dispose writes it, to stop every thread.
+                        break;
+                    }
+
+                    int slot = (int)(uint)data - 1;
+                    EpollSocket?[] slots = Volatile.Read(ref _slots);
+                    EpollSocket? socket = (uint)slot < (uint)slots.Length ? Volatile.Read(ref slots[slot]) : null;
+                    if (socket is null || socket.EventData != data)
+                    {
                         continue;
                     }
 
-                    EpollSocket socket = Unsafe.As<EpollSocket>(GCHandle.FromIntPtr((nint)data).Target!);
                     try
                     {
                         socket.OnEvents(flags);
@@ -179,35 +255,29 @@ internal sealed unsafe class EventLoop : IDisposable
                     catch (Exception e)
                     {
                         // A continuation's failure belongs to its connection; the thread serves the others.
-                        _log?.Invoke("an error on the event thread: " + e);
+                        _log?.Invoke("an error on an event thread: " + e);
                     }
-                }
-
-                while (!_released.IsEmpty && _released.TryDequeue(out GCHandle handle))
-                {
-                    handle.Free();
                 }
             }
         }
         finally
         {
             NativeMemory.Free(events);
-            lock (_state)
+            t_current = null;
+            if (Interlocked.Decrement(ref _running) == 0)
             {
-                // After Dispose's wake-up write (or a fatal error): nothing writes to these any more.
-                _closed = true;
-                Close(_wake);
-                Close(_epoll);
-            }
-
-            while (_released.TryDequeue(out GCHandle handle))
-            {
-                handle.Free();
+                lock (_state)
+                {
+                    // The last thread out (after Dispose's wake-up write, or fatal errors): nothing writes to these any more.
+                    _closed = true;
+                    Close(_wake);
+                    Close(_epoll);
+                }
             }
         }
     }
 
-    /// <summary>Stops the thread (and waits for it, unless called on it, when it stops after the current events).</summary>
+    /// <summary>Stops the threads (and waits for them, unless called on one, which stops after its current events).</summary>
     public void Dispose()
     {
         lock (_state)
@@ -225,9 +295,12 @@ internal sealed unsafe class EventLoop : IDisposable
             }
         }
 
-        if (!IsLoopThread)
+        foreach (Thread thread in _threads)
         {
-            _thread.Join();
+            if (thread != Thread.CurrentThread)
+            {
+                thread.Join();
+            }
         }
     }
 }
