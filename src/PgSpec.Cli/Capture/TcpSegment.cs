@@ -1,0 +1,54 @@
+using System.Net;
+
+namespace PgSpec.Cli.Capture;
+
+/// <summary>The TCP header flags that matter to reassembly.</summary>
+[Flags]
+internal enum TcpFlags : byte
+{
+    /// <summary>No flag.</summary>
+    None = 0,
+
+    /// <summary>The sender has no more data.</summary>
+    Fin = 1,
+
+    /// <summary>Synchronize sequence numbers (the connection's first segment each way).</summary>
+    Syn = 2,
+
+    /// <summary>Reset: the connection is gone.</summary>
+    Rst = 4,
+
+    /// <summary>Push.</summary>
+    Psh = 8,
+
+    /// <summary>The acknowledgment number is valid.</summary>
+    Ack = 16,
+}
+
+/// <summary>
+/// One TCP segment taken from a captured packet. <see cref="Payload"/> is only valid during the
+/// call it is given to: whoever keeps it copies it.
+/// </summary>
+/// <param name="timestamp">When the packet was captured (UTC).</param>
+/// <param name="source">The sender's address and port.</param>
+/// <param name="destination">The receiver's address and port.</param>
+/// <param name="sequence">The sequence number of the first payload byte (of the SYN when <see cref="TcpFlags.Syn"/> is set).</param>
+/// <param name="flags">The header's flags.</param>
+/// <param name="payload">The segment's data, as captured (may be shorter than sent when the capture cut the packet: see <see cref="Truncated"/>).</param>
+/// <param name="truncated">The capture kept less of the packet than was sent (a snap length): the payload is incomplete.</param>
+internal readonly ref struct TcpSegment(DateTime timestamp, IPEndPoint source, IPEndPoint destination, uint sequence, TcpFlags flags, ReadOnlySpan<byte> payload, bool truncated)
+{
+    public DateTime Timestamp { get; } = timestamp;
+
+    public IPEndPoint Source { get; } = source;
+
+    public IPEndPoint Destination { get; } = destination;
+
+    public uint Sequence { get; } = sequence;
+
+    public TcpFlags Flags { get; } = flags;
+
+    public ReadOnlySpan<byte> Payload { get; } = payload;
+
+    public bool Truncated { get; } = truncated;
+}
