@@ -36,7 +36,11 @@ internal enum TcpFlags : byte
 /// <param name="flags">The header's flags.</param>
 /// <param name="payload">The segment's data, as captured (may be shorter than sent when the capture cut the packet: see <see cref="Truncated"/>).</param>
 /// <param name="truncated">The capture kept less of the packet than was sent (a snap length): the payload is incomplete.</param>
-internal readonly ref struct TcpSegment(DateTime timestamp, IPEndPoint source, IPEndPoint destination, uint sequence, TcpFlags flags, ReadOnlySpan<byte> payload, bool truncated)
+/// <param name="wireLength">
+/// How many payload bytes the packet carried as sent (from the IP header's total length), at least
+/// <paramref name="payload"/>'s length; -1 (the default) when it is the captured payload's length.
+/// </param>
+internal readonly ref struct TcpSegment(DateTime timestamp, IPEndPoint source, IPEndPoint destination, uint sequence, TcpFlags flags, ReadOnlySpan<byte> payload, bool truncated, int wireLength = -1)
 {
     public DateTime Timestamp { get; } = timestamp;
 
@@ -51,4 +55,12 @@ internal readonly ref struct TcpSegment(DateTime timestamp, IPEndPoint source, I
     public ReadOnlySpan<byte> Payload { get; } = payload;
 
     public bool Truncated { get; } = truncated;
+
+    /// <summary>
+    /// How many payload bytes the segment carried as sent: more than <see cref="Payload"/>'s length
+    /// by what the capture cut off.
+    /// </summary>
+    public int WireLength { get; } = wireLength == -1 ? payload.Length
+        : wireLength >= payload.Length ? wireLength
+        : throw new ArgumentOutOfRangeException(nameof(wireLength), wireLength, $"A segment's length as sent is at least its captured payload's ({payload.Length} bytes), or -1 for that length.");
 }
