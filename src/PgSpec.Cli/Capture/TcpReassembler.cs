@@ -236,7 +236,7 @@ internal sealed class TcpDirection
                 end = Math.Min(end, Relative(_finSequence));
             }
 
-            if (end <= 0)
+            if (end <= 0 || end <= start)
             {
                 return;
             }
@@ -434,9 +434,18 @@ internal sealed class TcpDirection
         if (at > Window)
         {
             DeliverAllHeld(timestamp);
-            Gap(Relative(finSequence), timestamp);
-            _next = finSequence;
-            at = 0;
+            at = Relative(finSequence);
+            if (at < 0)
+            {
+                return;
+            }
+
+            if (at > 0)
+            {
+                Gap(at, timestamp);
+                _next = finSequence;
+                at = 0;
+            }
         }
 
         _finKnown = true;
