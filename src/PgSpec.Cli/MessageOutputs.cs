@@ -93,6 +93,7 @@ internal sealed class JsonOutput : IMessageOutput
     private readonly long? _connection;
     private readonly bool _hideSecrets;
     private readonly bool _timestamps;
+    private readonly Func<DateTime> _clock;
 
     // Small to start with: the proxy keeps one output per traced connection. The buffer grows to
     // what the largest line needs before it is flushed (some tens of kilobytes at most).
@@ -100,8 +101,9 @@ internal sealed class JsonOutput : IMessageOutput
     private readonly Utf8JsonWriter _writer;
     private byte[]? _hex;
 
-    public JsonOutput(Stream output, long? connection = null, bool hideSecrets = false, bool timestamps = false)
+    public JsonOutput(Stream output, long? connection = null, bool hideSecrets = false, bool timestamps = false, Func<DateTime>? clock = null)
     {
+        _clock = clock ?? (() => DateTime.Now);
         _output = output;
         _connection = connection;
         _hideSecrets = hideSecrets;
@@ -124,7 +126,7 @@ internal sealed class JsonOutput : IMessageOutput
 
         if (_timestamps)
         {
-            json.WriteString("time", DateTime.Now.ToString("yyyy-MM-dd HH:mm:ss.ffffff", CultureInfo.InvariantCulture));
+            json.WriteString("time", _clock().ToString("yyyy-MM-dd HH:mm:ss.ffffff", CultureInfo.InvariantCulture));
         }
 
         json.WriteNumber("offset", message.Offset);

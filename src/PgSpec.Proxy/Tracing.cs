@@ -111,6 +111,18 @@ public sealed class PqTraceSink : IProxyTraceSink
         }
     }
 
+    /// <summary>A comment line (<c># TEXT</c>, which libpq never prints) for connection <paramref name="connectionId"/>, with its line prefixes.</summary>
+    public void Note(long connectionId, string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        lock (_lock)
+        {
+            PgTraceWriter writer = _writers.TryGetValue(connectionId, out var writers) ? writers.Plain : new PgTraceWriter(_output, Options(connectionId));
+            writer.Note(text.ReplaceLineEndings(" "));
+            _output.Flush();
+        }
+    }
+
     private PgTraceOptions Options(long connectionId)
         => _connectionIds ? _options with { Prefix = connectionId.ToString(CultureInfo.InvariantCulture) } : _options;
 }

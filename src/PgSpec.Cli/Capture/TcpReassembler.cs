@@ -218,6 +218,50 @@ internal sealed class TcpDirection
         }
     }
 
+    /// <summary>
+    /// The receiver acknowledged this direction's stream up to <paramref name="acknowledgment"/>
+    /// (the next byte it expects): the bytes before it that were not captured reached the receiver,
+    /// so the capture lost them. The holes before it are gaps at once, and what is held after them
+    /// is delivered, instead of waiting for the hold bound or the capture's end. An
+    /// acknowledgment of bytes already delivered, before the stream's start or beyond
+    /// <see cref="Window"/> changes nothing.
+    /// </summary>
+    /// <param name="acknowledgment">The other direction's acknowledgment number.</param>
+    /// <param name="timestamp">When the acknowledging packet was captured.</param>
+    public void Acknowledged(uint acknowledgment, DateTime timestamp)
+    {
+        if (_ended || !_started)
+        {
+            return;
+        }
+
+        // A FIN takes a sequence number of its own: acknowledging it is not acknowledging data.
+        uint upTo = _finKnown && (int)(acknowledgment - _finSequence) > 0 ? _finSequence : acknowledgment;
+        while (!_ended)
+        {
+            long lost = Relative(upTo);
+            if (lost <= 0 || lost > Window)
+            {
+                break;
+            }
+
+            if (_held.Count > 0 && Relative(_held[0].Sequence) < lost)
+            {
+                // A hole before held data: gap, then what is held after it.
+                Gap(Relative(_held[0].Sequence), timestamp);
+                _next = _held[0].Sequence;
+                DeliverContiguousHeld(timestamp);
+                continue;
+            }
+
+            Gap(lost, timestamp);
+            _next = upTo;
+            DeliverContiguousHeld(timestamp);
+        }
+
+        EndIfFinReached(timestamp);
+    }
+
     // One range of the stream: data (bytes given) or bytes the capture cut off (data empty).
     private void AddRange(uint sequence, ReadOnlySpan<byte> data, int length, DateTime timestamp)
     {

@@ -35,12 +35,13 @@ internal enum TcpFlags : byte
 /// <param name="sequence">The sequence number of the first payload byte (of the SYN when <see cref="TcpFlags.Syn"/> is set).</param>
 /// <param name="flags">The header's flags.</param>
 /// <param name="payload">The segment's data, as captured (may be shorter than sent when the capture cut the packet: see <see cref="Truncated"/>).</param>
+/// <param name="acknowledgment">The acknowledgment number (valid with <see cref="TcpFlags.Ack"/>).</param>
 /// <param name="truncated">The capture kept less of the packet than was sent (a snap length): the payload is incomplete.</param>
 /// <param name="wireLength">
 /// How many payload bytes the packet carried as sent (from the IP header's total length), at least
 /// <paramref name="payload"/>'s length; -1 (the default) when it is the captured payload's length.
 /// </param>
-internal readonly ref struct TcpSegment(DateTime timestamp, IPEndPoint source, IPEndPoint destination, uint sequence, TcpFlags flags, ReadOnlySpan<byte> payload, bool truncated, int wireLength = -1)
+internal readonly ref struct TcpSegment(DateTime timestamp, IPEndPoint source, IPEndPoint destination, uint sequence, TcpFlags flags, ReadOnlySpan<byte> payload, bool truncated, int wireLength = -1, uint acknowledgment = 0)
 {
     public DateTime Timestamp { get; } = timestamp;
 
@@ -55,6 +56,9 @@ internal readonly ref struct TcpSegment(DateTime timestamp, IPEndPoint source, I
     public ReadOnlySpan<byte> Payload { get; } = payload;
 
     public bool Truncated { get; } = truncated;
+
+    /// <summary>The next sequence number the sender expects from the other side (valid when <see cref="TcpFlags.Ack"/> is set).</summary>
+    public uint Acknowledgment { get; } = acknowledgment;
 
     /// <summary>
     /// How many payload bytes the segment carried as sent: more than <see cref="Payload"/>'s length

@@ -75,6 +75,65 @@ public class TcpReassemblerTests
     }
 
     [Fact]
+    public void AHoleTheReceiverAcknowledged_IsAGapAtOnce_AndWhatIsHeldAfterItIsDelivered()
+    {
+        // The receiver had bytes 100..200, the capture did not: its acknowledgment says so.
+        byte[] stream = Bytes(400, seed: 40);
+        var target = new Recorder();
+        var direction = new TcpDirection(target);
+        Add(direction, 0, [], TcpFlags.Syn);
+        Add(direction, 1, stream[0..100]);
+        Add(direction, 1 + 200, stream[200..300]);
+        Assert.Equal(["data 100"], target.Events);
+
+        // Acknowledged up to 150: those 50 bytes were lost; 150..200 may still be on their way.
+        direction.Acknowledged(1 + 150, Start);
+        Assert.Equal(["data 100", "gap 50"], target.Events);
+        Assert.Equal(100, direction.HeldBytes);
+
+        direction.Acknowledged(1 + 250, Start);
+        Assert.Equal(["data 100", "gap 50", "gap 50", "data 100"], target.Events);
+        Assert.Equal(0, direction.HeldBytes);
+
+        // Acknowledging what was delivered, or going back, changes nothing; the tail's loss is a gap too.
+        direction.Acknowledged(1 + 300, Start);
+        direction.Acknowledged(1, Start);
+        Assert.Equal(4, target.Events.Count);
+        direction.Acknowledged(1 + 400, Start);
+        Assert.Equal("gap 100", target.Events[^1]);
+        Assert.Equal(200, direction.GapBytes);
+
+        Add(direction, 1 + 400, stream[0..10]);
+        Assert.Equal("data 10", target.Events[^1]);
+    }
+
+    [Fact]
+    public void AnAcknowledgedFin_IsNoLostByte()
+    {
+        byte[] stream = Bytes(100, seed: 41);
+        var target = new Recorder();
+        var direction = new TcpDirection(target);
+        Add(direction, 0, [], TcpFlags.Syn);
+        Add(direction, 1, stream, TcpFlags.Fin);
+        direction.Acknowledged(1 + 100 + 1, Start);
+
+        Assert.Equal(["data 100", "end Fin"], target.Events);
+        Assert.Equal(0, direction.GapBytes);
+    }
+
+    [Fact]
+    public void AnAcknowledgmentBeforeTheStreamStarted_ChangesNothing()
+    {
+        var target = new Recorder();
+        var direction = new TcpDirection(target);
+        direction.Acknowledged(12345, Start);
+        Add(direction, 12000, Bytes(10, seed: 42));
+
+        Assert.Equal(["data 10"], target.Events);
+        Assert.True(direction.StartedMidStream);
+    }
+
+    [Fact]
     public void Duplicated_DeliveredOnce()
     {
         byte[] stream = Bytes(300, seed: 4);

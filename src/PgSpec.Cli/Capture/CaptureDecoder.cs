@@ -1,0 +1,459 @@
+using System.Buffers;
+using System.Net;
+using PgSpec.Protocol;
+
+namespace PgSpec.Cli.Capture;
+
+/// <summary>Where <see cref="CaptureDecoder"/> puts what it finds.</summary>
+internal interface ICaptureOutput
+{
+    /// <summary>One whole, validated message of connection <paramref name="connection"/>, completed by a packet captured at <paramref name="time"/>.</summary>
+    void Message(long connection, DateTime time, PgReceivedMessage message, DecodeContext context);
+
+    /// <summary>Something that is not a message: a connection seen, a gap, encryption, bytes that break the protocol, an end.</summary>
+    void Event(long connection, DateTime time, CaptureEvent kind, string text, long bytes = 0);
+}
+
+/// <summary>What <see cref="ICaptureOutput.Event"/> reports.</summary>
+internal enum CaptureEvent
+{
+    /// <summary>The first packet of a connection (text: client and server; mid-stream or not).</summary>
+    Connection,
+
+    /// <summary>Bytes lost from the capture (bytes: how many).</summary>
+    Gap,
+
+    /// <summary>Decoding resumed at a message boundary after a gap or a mid-stream start (bytes: how many were skipped to find it).</summary>
+    Resumed,
+
+    /// <summary>The connection turned to TLS or GSSAPI encryption: nothing more is decoded.</summary>
+    Encrypted,
+
+    /// <summary>Bytes that break the protocol: that direction is decoded again only after a boundary is found.</summary>
+    Malformed,
+
+    /// <summary>The connection ended (FIN, RST, or the end of the capture).</summary>
+    Ended,
+}
+
+/// <summary>
+/// Turns TCP segments of PostgreSQL connections into messages: a connection is a pair of
+/// endpoints one of which is a server port; its two directions are reassembled on their own
+/// (<see cref="TcpDirection"/>) and decoded with one <see cref="DecodeContext"/>, in the order the
+/// capture saw the bytes, so that the context rules are those of <c>pgspec decode</c> and the
+/// proxy (startup, the 'p' family, COPY, the protocol version of the startup packet).
+/// </summary>
+/// <remarks>
+/// After a gap, or when the start of a connection was not captured, a direction is decoded again
+/// only from a position where the bytes that follow frame and validate as whole messages of that
+/// direction up to the end of what has arrived, at least <see cref="ProofMessages"/> of them or
+/// ending exactly where a packet ended: a boundary proved by the bytes, never guessed. Memory per
+/// connection is what its directions hold out of order plus one incomplete message each.
+/// </remarks>
+internal sealed class CaptureDecoder
+{
+    /// <summary>Consecutive whole messages that prove a boundary found by scanning.</summary>
+    public const int ProofMessages = 3;
+
+    private readonly HashSet<int> _ports;
+    private readonly IPEndPoint? _server;
+    private readonly ICaptureOutput _output;
+    private readonly int _maxHeldBytes;
+    private readonly Dictionary<(IPEndPoint Client, IPEndPoint Server), Connection> _connections = new();
+    private long _nextId;
+
+    /// <summary>
+    /// Decodes connections to the given server ports (or only to <paramref name="server"/> when
+    /// given); <paramref name="maxHeldBytes"/> bounds what each direction holds out of order.
+    /// </summary>
+    public CaptureDecoder(IEnumerable<int> ports, IPEndPoint? server, ICaptureOutput output, int maxHeldBytes = 1 << 20)
+    {
+        _ports = [.. ports];
+        _server = server;
+        _output = output;
+        _maxHeldBytes = maxHeldBytes;
+    }
+
+    /// <summary>Connections seen so far.</summary>
+    public long Connections => _nextId;
+
+    /// <summary>Segments that belonged to no PostgreSQL connection (another port).</summary>
+    public long Ignored { get; private set; }
+
+    /// <summary>Takes the next captured segment.</summary>
+    public void Add(TcpSegment segment)
+    {
+        bool toServer;
+        if (IsServer(segment.Destination))
+        {
+            toServer = true;
+        }
+        else if (IsServer(segment.Source))
+        {
+            toServer = false;
+        }
+        else
+        {
+            Ignored++;
+            return;
+        }
+
+        (IPEndPoint client, IPEndPoint server) = toServer ? (segment.Source, segment.Destination) : (segment.Destination, segment.Source);
+        if (!_connections.TryGetValue((client, server), out Connection? connection) || connection.Closed)
+        {
+            if ((segment.Flags & TcpFlags.Rst) != 0 || (connection is not null && segment.Payload.IsEmpty && (segment.Flags & TcpFlags.Syn) == 0))
+            {
+                // The last packets of a connection already ended (a FIN's acknowledgment, a reset).
+                return;
+            }
+
+            connection = new Connection(this, ++_nextId, client, server, midStream: (segment.Flags & TcpFlags.Syn) == 0);
+            _connections[(client, server)] = connection;
+            _output.Event(connection.Id, segment.Timestamp, CaptureEvent.Connection, connection.Describe());
+        }
+
+        connection.Add(segment, toServer);
+        if (connection.Closed)
+        {
+            _connections.Remove((client, server));
+        }
+    }
+
+    /// <summary>The capture ended: what the connections hold is decoded, holes reported, and each ends.</summary>
+    public void Finish(DateTime time)
+    {
+        foreach (Connection connection in _connections.Values)
+        {
+            connection.Finish(time);
+        }
+
+        _connections.Clear();
+    }
+
+    private bool IsServer(IPEndPoint endpoint)
+        => _server is not null ? endpoint.Equals(_server) : _ports.Contains(endpoint.Port);
+
+    /// <summary>One connection: its two directions and their shared context.</summary>
+    private sealed class Connection
+    {
+        private readonly CaptureDecoder _owner;
+        private readonly IPEndPoint _client;
+        private readonly IPEndPoint _server;
+        private readonly bool _midStream;
+        private readonly DecodeContext _context;
+        private readonly Side _frontend;
+        private readonly Side _backend;
+        private int _ended;
+
+        public Connection(CaptureDecoder owner, long id, IPEndPoint client, IPEndPoint server, bool midStream)
+        {
+            _owner = owner;
+            Id = id;
+            _client = client;
+            _server = server;
+            _midStream = midStream;
+
+            // A connection picked up in the middle is past its startup: typed messages both ways.
+            _context = new DecodeContext { Phase = midStream ? PgSessionPhase.Normal : PgSessionPhase.Startup };
+            _frontend = new Side(this, PgDirection.Frontend, midStream);
+            _backend = new Side(this, PgDirection.Backend, midStream);
+        }
+
+        public long Id { get; }
+
+        /// <summary>Both directions ended (an encrypted connection stays, unread, until then: its later packets are not a new connection).</summary>
+        public bool Closed => _ended == 2;
+
+        public bool Encrypted { get; private set; }
+
+        public ICaptureOutput Output => _owner._output;
+
+        public DecodeContext Context => _context;
+
+        public int MaxHeldBytes => _owner._maxHeldBytes;
+
+        public string Describe() => $"{Format(_client)} -> {Format(_server)}{(_midStream ? ", picked up mid-stream (its start was not captured)" : "")}";
+
+        public void Add(TcpSegment segment, bool toServer)
+        {
+            // What the sender acknowledges of the other direction reached it: a hole there was lost
+            // by the capture, and is a gap now rather than at the hold bound or the capture's end.
+            if ((segment.Flags & TcpFlags.Ack) != 0 && (segment.Flags & TcpFlags.Rst) == 0)
+            {
+                (toServer ? _backend : _frontend).Tcp.Acknowledged(segment.Acknowledgment, segment.Timestamp);
+            }
+
+            (toServer ? _frontend : _backend).Tcp.Add(segment);
+        }
+
+        public void Finish(DateTime time)
+        {
+            _frontend.Tcp.Finish(time);
+            _backend.Tcp.Finish(time);
+        }
+
+        public void SideEnded(PgDirection direction, TcpEnd how, DateTime time)
+        {
+            if (++_ended == 2 || how == TcpEnd.Reset)
+            {
+                _ended = 2;
+                string text = how switch
+                {
+                    TcpEnd.Reset => "reset",
+                    TcpEnd.Fin => "closed",
+                    _ => "the capture ended",
+                };
+                Output.Event(Id, time, CaptureEvent.Ended, text);
+            }
+        }
+
+        public void TurnEncrypted(DateTime time, string how)
+        {
+            if (!Encrypted)
+            {
+                Encrypted = true;
+                Output.Event(Id, time, CaptureEvent.Encrypted, how);
+            }
+        }
+
+        private static string Format(IPEndPoint endpoint) => endpoint.ToString();
+    }
+
+    /// <summary>One direction: reassembly, then framing and validation of what arrives.</summary>
+    private sealed class Side : IReassemblyTarget
+    {
+        private readonly Connection _connection;
+        private readonly PgDirection _direction;
+        private PgMessageReader _reader;
+        private byte[] _pending = [];
+        private int _pendingLength;
+        private bool _resync;
+
+        // The offset in this direction's stream of the first byte not yet decoded (gaps counted).
+        private long _streamOffset;
+
+        public Side(Connection connection, PgDirection direction, bool midStream)
+        {
+            _connection = connection;
+            _direction = direction;
+            _reader = new PgMessageReader(direction, connection.Context);
+            _resync = midStream;
+            Tcp = new TcpDirection(this, connection.MaxHeldBytes);
+        }
+
+        public TcpDirection Tcp { get; }
+
+        public void OnData(ReadOnlySpan<byte> data, DateTime timestamp)
+        {
+            if (_connection.Encrypted || data.IsEmpty)
+            {
+                return;
+            }
+
+            if (_pendingLength == 0 && !_resync)
+            {
+                // The usual case: whole messages straight from the segment, no copy.
+                int used = Decode(data, timestamp);
+                _streamOffset += used;
+                if (used == data.Length || _connection.Encrypted)
+                {
+                    return;
+                }
+
+                data = data[used..];
+            }
+
+            Hold(data);
+            while (!_connection.Encrypted)
+            {
+                if (_resync && !TryResync(timestamp))
+                {
+                    return;
+                }
+
+                Drop(Decode(_pending.AsSpan(0, _pendingLength), timestamp));
+                if (!_resync)
+                {
+                    return;
+                }
+            }
+        }
+
+        public void OnGap(long missingBytes, DateTime timestamp)
+        {
+            if (_connection.Encrypted)
+            {
+                return;
+            }
+
+            _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Gap, $"{missingBytes} bytes of the {Name} stream were not captured", missingBytes);
+            Drop(_pendingLength);
+            _streamOffset += missingBytes;
+            _resync = true;
+        }
+
+        public void OnEnd(TcpEnd how, DateTime timestamp)
+        {
+            if (!_connection.Encrypted && _pendingLength > 0)
+            {
+                _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Malformed, $"the {Name} stream ended inside a message ({_pendingLength} bytes of it)", _pendingLength);
+            }
+
+            Drop(_pendingLength);
+            ReturnBuffer();
+            _connection.SideEnded(_direction, how, timestamp);
+        }
+
+        private string Name => _direction == PgDirection.Frontend ? "client's" : "server's";
+
+        /// <summary>Decodes whole messages from the start of <paramref name="bytes"/>; returns the bytes used.</summary>
+        private int Decode(ReadOnlySpan<byte> bytes, DateTime timestamp)
+        {
+            int offset = 0;
+            while (offset < bytes.Length)
+            {
+                ReadOnlySpan<byte> rest = bytes[offset..];
+                if (_direction == PgDirection.Frontend && _connection.Context.Phase == PgSessionPhase.Startup && rest[0] == 0x16 && _reader.Position == 0)
+                {
+                    // A TLS ClientHello where a startup packet belongs: PostgreSQL 17's direct TLS.
+                    _connection.TurnEncrypted(timestamp, "direct TLS (the client's first bytes are a TLS handshake): not decoded from here");
+                    return bytes.Length;
+                }
+
+                PgReadStatus status = _reader.TryRead(rest, out int consumed, out PgReceivedMessage message, out PgDecodeError error);
+                if (status == PgReadStatus.Incomplete)
+                {
+                    break;
+                }
+
+                if (status == PgReadStatus.Malformed)
+                {
+                    _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Malformed, $"the {Name} bytes break the protocol: {error}; looking for the next message boundary");
+                    _resync = true;
+
+                    // The bad message's first byte is skipped; the scan starts after it.
+                    return offset + 1;
+                }
+
+                _connection.Output.Message(_connection.Id, timestamp, message, _connection.Context);
+                offset += consumed;
+                if (message.FrameKind == PgFrameKind.EncryptionAnswer && message.TypeByte is (int)'S' or (int)'G')
+                {
+                    _connection.TurnEncrypted(timestamp, message.TypeByte == 'S'
+                        ? "the server accepted SSL: TLS from here, not decoded"
+                        : "the server accepted GSSAPI encryption: not decoded from here");
+                    return bytes.Length;
+                }
+            }
+
+            return offset;
+        }
+
+        /// <summary>Looks for a proved message boundary in what is held; true when decoding can go on from it.</summary>
+        private bool TryResync(DateTime timestamp)
+        {
+            ReadOnlySpan<byte> held = _pending.AsSpan(0, _pendingLength);
+            for (int start = 0; start < held.Length; start++)
+            {
+                if (Proves(held[start..]))
+                {
+                    Drop(start);
+                    _resync = false;
+                    _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Resumed, $"the {Name} stream resumes at a message boundary, {start} bytes on", start);
+
+                    // The messages that follow keep their offsets in the stream.
+                    _reader = new PgMessageReader(_direction, _connection.Context);
+                    _reader.Skip(_streamOffset);
+                    if (_connection.Context.Phase is PgSessionPhase.Startup or PgSessionPhase.Authentication)
+                    {
+                        _connection.Context.Phase = PgSessionPhase.Normal;
+                    }
+
+                    return true;
+                }
+            }
+
+            // Nothing proved yet: keep the tail that could still start a message, within the bound.
+            if (_pendingLength > _connection.MaxHeldBytes)
+            {
+                _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Gap, $"no message boundary found in {_pendingLength} bytes of the {Name} stream: skipped", _pendingLength);
+                Drop(_pendingLength);
+            }
+
+            return false;
+        }
+
+        /// <summary>Whether the bytes frame and validate as whole typed messages to their end (at least one), or as <see cref="ProofMessages"/> of them.</summary>
+        private bool Proves(ReadOnlySpan<byte> bytes)
+        {
+            // A scratch context: a candidate that fails must not teach the real one anything.
+            var scratch = new DecodeContext { Phase = PgSessionPhase.Normal, ProtocolVersion = _connection.Context.ProtocolVersion };
+            var reader = new PgMessageReader(_direction, scratch);
+            int messages = 0;
+            int offset = 0;
+            while (offset < bytes.Length)
+            {
+                PgReadStatus status = reader.TryRead(bytes[offset..], out int consumed, out PgReceivedMessage message, out _);
+                if (status == PgReadStatus.Malformed || (status == PgReadStatus.Message && message.IsUnknown))
+                {
+                    return false;
+                }
+
+                if (status == PgReadStatus.Incomplete)
+                {
+                    return messages >= ProofMessages;
+                }
+
+                messages++;
+                offset += consumed;
+                if (messages >= ProofMessages)
+                {
+                    return true;
+                }
+            }
+
+            return messages > 0;
+        }
+
+        private void Hold(ReadOnlySpan<byte> data)
+        {
+            if (_pending.Length - _pendingLength < data.Length)
+            {
+                long wanted = Math.Max((long)_pendingLength + data.Length, Math.Max(256, 2L * _pending.Length));
+                byte[] larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(wanted, Array.MaxLength));
+                _pending.AsSpan(0, _pendingLength).CopyTo(larger);
+                ReturnBuffer();
+                _pending = larger;
+            }
+
+            data.CopyTo(_pending.AsSpan(_pendingLength));
+            _pendingLength += data.Length;
+        }
+
+        private void Drop(int count)
+        {
+            if (count <= 0)
+            {
+                return;
+            }
+
+            _pending.AsSpan(count, _pendingLength - count).CopyTo(_pending);
+            _pendingLength -= count;
+            _streamOffset += count;
+            if (_pendingLength == 0 && _pending.Length > 64 * 1024)
+            {
+                ReturnBuffer();
+            }
+        }
+
+        private void ReturnBuffer()
+        {
+            if (_pending.Length > 0)
+            {
+                ArrayPool<byte>.Shared.Return(_pending);
+            }
+
+            _pending = [];
+        }
+    }
+}
