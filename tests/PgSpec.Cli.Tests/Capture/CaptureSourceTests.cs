@@ -322,6 +322,66 @@ public class CaptureSourceTests
         Assert.Equal(1, counts.Unparsed);
     }
 
+    [Fact]
+    public void OpenFile_Dash_ReadsStandardInputAsItComes()
+    {
+        // Two hundred packets: more than a pipe holds, so that the capture is read while written.
+        byte[][] packets = [.. Enumerable.Range(0, 200).Select(i => Ipv4Tcp((uint)(i * 1000), new byte[1000]))];
+        byte[] capture = PcapFile(101, packets);
+        var (segments, counts) = WithStandardInput(capture, () =>
+        {
+            using var source = CaptureSource.OpenFile("-");
+            Assert.Equal("raw IP", source.LinkType);
+            return ReadAll(source);
+        });
+        Assert.Equal(200, segments.Count);
+        Assert.Equal(Enumerable.Range(0, 200).Select(i => (uint)(i * 1000)), segments.Select(s => s.Sequence));
+        Assert.Null(counts.ReadError);
+
+        var e = Assert.Throws<CaptureException>(() => WithStandardInput("not a capture at all"u8.ToArray(), () => CaptureSource.OpenFile("-")));
+        Assert.StartsWith("standard input is not a pcap or pcapng file: ", e.Message);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="read"/> with a pipe that <paramref name="content"/> is written into as
+    /// the process's standard input (descriptor 0, which libpcap reads through C's <c>stdin</c> for
+    /// "-"), then puts the standard input back as it was.
+    /// </summary>
+    private static T WithStandardInput<T>(byte[] content, Func<T> read)
+    {
+        int[] pipe = new int[2];
+        Assert.Equal(0, Native.Pipe(pipe));
+        int saved = Native.Dup(0);
+        Assert.True(saved >= 0);
+        var writer = Task.Run(() =>
+        {
+            using var stream = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(pipe[1], ownsHandle: true), FileAccess.Write, 1);
+            stream.Write(content);
+        });
+        try
+        {
+            Assert.Equal(0, Native.Dup2(pipe[0], 0));
+            return read();
+        }
+        finally
+        {
+            Native.Dup2(saved, 0);
+            Native.Close(saved);
+            Native.Close(pipe[0]);
+
+            // C's stdin keeps the end of the pipe it met: forget it, for the next reader.
+            Native.ClearErr(Marshal.ReadIntPtr(NativeLibrary.GetExport(NativeLibrary.Load("libc.so.6"), "stdin")));
+            try
+            {
+                writer.GetAwaiter().GetResult();
+            }
+            catch (IOException)
+            {
+                // The reader stopped before the end (the content that is not a capture).
+            }
+        }
+    }
+
     private static (List<Captured> Segments, CaptureCounts Counts) ReadFile(int linkType, byte[][] packets)
     {
         using var dir = new TempDirectory();
@@ -421,6 +481,24 @@ public class CaptureSourceTests
         tcp[13] = 0x18;
         BinaryPrimitives.WriteUInt16BigEndian(tcp[14..], 65535);
         payload.CopyTo(tcp[20..]);
+    }
+
+    private static class Native
+    {
+        [DllImport("libc", EntryPoint = "pipe", SetLastError = true)]
+        public static extern int Pipe(int[] fds);
+
+        [DllImport("libc", EntryPoint = "dup", SetLastError = true)]
+        public static extern int Dup(int fd);
+
+        [DllImport("libc", EntryPoint = "dup2", SetLastError = true)]
+        public static extern int Dup2(int fd, int to);
+
+        [DllImport("libc", EntryPoint = "close", SetLastError = true)]
+        public static extern int Close(int fd);
+
+        [DllImport("libc", EntryPoint = "clearerr")]
+        public static extern void ClearErr(IntPtr file);
     }
 
     /// <summary>A TCP segment as captured, copied.</summary>
