@@ -68,6 +68,8 @@ internal sealed class CaptureSource : IDisposable
 
     private readonly int _linkType;
 
+    private readonly EndpointCache _endpoints = new();
+
     private byte[] _buffer = new byte[2048];
 
     private CaptureSource(PcapDevice device, string name, int linkType)
@@ -175,7 +177,8 @@ internal sealed class CaptureSource : IDisposable
     /// <summary>
     /// Reads to the end of the file, or until <paramref name="cancellationToken"/> is cancelled
     /// (a live capture notices it within half a second, packets or none), calling
-    /// <paramref name="onSegment"/> for each TCP segment in capture order.
+    /// <paramref name="onSegment"/> for each TCP segment in capture order. Segments of one
+    /// connection share their <see cref="IPEndPoint"/> objects: they are never to be changed.
     /// </summary>
     public CaptureCounts Run(TcpSegmentHandler onSegment, CancellationToken cancellationToken)
     {
@@ -449,8 +452,9 @@ internal sealed class CaptureSource : IDisposable
             flags |= TcpFlags.Ack;
         }
 
-        var source = new IPEndPoint(packet.SourceAddress, tcp.SourcePort);
-        var destination = new IPEndPoint(packet.DestinationAddress, tcp.DestinationPort);
+        bool v4 = packet is IPv4Packet;
+        var source = _endpoints.Get(_buffer.AsSpan(v4 ? 12 : 8, v4 ? 4 : 16), tcp.SourcePort);
+        var destination = _endpoints.Get(_buffer.AsSpan(v4 ? 16 : 24, v4 ? 4 : 16), tcp.DestinationPort);
         bool truncated = cutShort || payloadEnd < ipLength;
         onSegment(new TcpSegment(timestamp, source, destination, tcp.SequenceNumber, flags, _buffer.AsSpan(payloadStart, payloadEnd - payloadStart), truncated));
         return Outcome.Segment;
@@ -552,4 +556,38 @@ internal sealed class CaptureSource : IDisposable
         10 or 24 or 28 or 30 => Network.IPv6,
         _ => Network.None,
     };
+
+    /// <summary>
+    /// The endpoints of the last few segments, so that the segments of a connection share theirs
+    /// instead of allocating two for each packet.
+    /// </summary>
+    private sealed class EndpointCache
+    {
+        private const int Size = 16;
+
+        private readonly byte[][] _addresses = new byte[Size][];
+
+        private readonly IPEndPoint[] _endpoints = new IPEndPoint[Size];
+
+        private int _next;
+
+        public IPEndPoint Get(ReadOnlySpan<byte> address, ushort port)
+        {
+            for (int i = 0; i < Size; i++)
+            {
+                var endpoint = _endpoints[i];
+                if (endpoint is not null && endpoint.Port == port && address.SequenceEqual(_addresses[i]))
+                {
+                    return endpoint;
+                }
+            }
+
+            byte[] bytes = address.ToArray();
+            var created = new IPEndPoint(new IPAddress(bytes), port);
+            _addresses[_next] = bytes;
+            _endpoints[_next] = created;
+            _next = (_next + 1) % Size;
+            return created;
+        }
+    }
 }
