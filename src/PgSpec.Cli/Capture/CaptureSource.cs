@@ -72,6 +72,21 @@ internal sealed class CaptureSource : IDisposable
 
     private byte[] _buffer = new byte[2048];
 
+    // The segment the last packet read carries (when it is one), in _buffer.
+    private IPEndPoint? _source;
+
+    private IPEndPoint? _destination;
+
+    private uint _sequence;
+
+    private TcpFlags _flags;
+
+    private int _payloadStart;
+
+    private int _payloadLength;
+
+    private bool _truncated;
+
     private CaptureSource(PcapDevice device, string name, int linkType)
     {
         _device = device;
@@ -227,10 +242,13 @@ internal sealed class CaptureSource : IDisposable
             var data = capture.Data;
             bytes += data.Length;
             uint wireLength = header is PcapHeader pcapHeader ? pcapHeader.PacketLength : (uint)data.Length;
-            switch (Read(data, wireLength > (uint)data.Length, header.Timeval.Date, onSegment))
+            switch (Read(data, wireLength > (uint)data.Length))
             {
                 case Outcome.Segment:
                     segments++;
+
+                    // Outside the reading of the packet, whose exceptions are the packet's: the handler's are the caller's.
+                    onSegment(new TcpSegment(header.Timeval.Date, _source!, _destination!, _sequence, _flags, _buffer.AsSpan(_payloadStart, _payloadLength), _truncated));
                     break;
                 case Outcome.Skipped:
                     skipped++;
@@ -307,7 +325,7 @@ internal sealed class CaptureSource : IDisposable
         ByVersion,
     }
 
-    private Outcome Read(ReadOnlySpan<byte> frame, bool cutShort, DateTime timestamp, TcpSegmentHandler onSegment)
+    private Outcome Read(ReadOnlySpan<byte> frame, bool cutShort)
     {
         if (!LinkPayload(frame, out int offset, out var network))
         {
@@ -349,7 +367,7 @@ internal sealed class CaptureSource : IDisposable
         ip.CopyTo(_buffer);
         try
         {
-            return network == Network.IPv4 ? ReadIPv4(ip.Length, cutShort, timestamp, onSegment) : ReadIPv6(ip.Length, cutShort, timestamp, onSegment);
+            return network == Network.IPv4 ? ReadIPv4(ip.Length, cutShort) : ReadIPv6(ip.Length, cutShort);
         }
         catch (Exception e) when (e is ArgumentException or IndexOutOfRangeException or InvalidOperationException or InvalidCastException or OverflowException)
         {
@@ -358,7 +376,7 @@ internal sealed class CaptureSource : IDisposable
         }
     }
 
-    private Outcome ReadIPv4(int length, bool cutShort, DateTime timestamp, TcpSegmentHandler onSegment)
+    private Outcome ReadIPv4(int length, bool cutShort)
     {
         if (length < 20 || (_buffer[0] & 0x0F) < 5 || length < (_buffer[0] & 0x0F) * 4)
         {
@@ -377,10 +395,10 @@ internal sealed class CaptureSource : IDisposable
         }
 
         // A total length of 0 is a segment that TCP segmentation offload had yet to cut: PacketDotNet takes what was captured.
-        return Segment(packet, packet.HeaderLength * 4, packet.TotalLength, length, cutShort, timestamp, onSegment);
+        return Segment(packet, packet.HeaderLength * 4, packet.TotalLength, length, cutShort);
     }
 
-    private Outcome ReadIPv6(int length, bool cutShort, DateTime timestamp, TcpSegmentHandler onSegment)
+    private Outcome ReadIPv6(int length, bool cutShort)
     {
         if (length < 40)
         {
@@ -408,10 +426,10 @@ internal sealed class CaptureSource : IDisposable
             return Outcome.Unparsed;
         }
 
-        return Segment(packet, 40 + packet.ExtensionHeadersLength, 40 + packet.PayloadLength, length, cutShort, timestamp, onSegment);
+        return Segment(packet, 40 + packet.ExtensionHeadersLength, 40 + packet.PayloadLength, length, cutShort);
     }
 
-    private Outcome Segment(IPPacket packet, int tcpStart, int ipLength, int captured, bool cutShort, DateTime timestamp, TcpSegmentHandler onSegment)
+    private Outcome Segment(IPPacket packet, int tcpStart, int ipLength, int captured, bool cutShort)
     {
         if (tcpStart + 20 > captured || tcpStart + 20 > ipLength || packet.PayloadPacket is not TcpPacket tcp)
         {
@@ -455,8 +473,13 @@ internal sealed class CaptureSource : IDisposable
         bool v4 = packet is IPv4Packet;
         var source = _endpoints.Get(_buffer.AsSpan(v4 ? 12 : 8, v4 ? 4 : 16), tcp.SourcePort);
         var destination = _endpoints.Get(_buffer.AsSpan(v4 ? 16 : 24, v4 ? 4 : 16), tcp.DestinationPort);
-        bool truncated = cutShort || payloadEnd < ipLength;
-        onSegment(new TcpSegment(timestamp, source, destination, tcp.SequenceNumber, flags, _buffer.AsSpan(payloadStart, payloadEnd - payloadStart), truncated));
+        _source = source;
+        _destination = destination;
+        _sequence = tcp.SequenceNumber;
+        _flags = flags;
+        _payloadStart = payloadStart;
+        _payloadLength = payloadEnd - payloadStart;
+        _truncated = cutShort || payloadEnd < ipLength;
         return Outcome.Segment;
     }
 

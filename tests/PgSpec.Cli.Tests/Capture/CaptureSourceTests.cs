@@ -308,6 +308,16 @@ public class CaptureSourceTests
     }
 
     [Fact]
+    public void Run_HandlerThrows_TheExceptionIsTheCallers()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.Write("one.pcap", PcapFile(101, [Ipv4Tcp(1, "x"u8)]));
+        using var source = CaptureSource.OpenFile(path);
+        var e = Assert.Throws<InvalidOperationException>(() => source.Run(_ => throw new InvalidOperationException("from the handler"), CancellationToken.None));
+        Assert.Equal("from the handler", e.Message);
+    }
+
+    [Fact]
     public void Run_PacketsCutByTheSnapLength_AreTruncatedOrUnparsed()
     {
         byte[] ip = Ipv4Tcp(1, "0123456789"u8);
