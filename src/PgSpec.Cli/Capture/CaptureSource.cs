@@ -117,7 +117,12 @@ internal sealed class CaptureSource : IDisposable
         catch (Exception e) when (e is PcapException or DllNotFoundException or EntryPointNotFoundException or PlatformNotSupportedException)
         {
             device.Dispose();
-            throw new CaptureException($"{name} is not a pcap or pcapng file: {Reason(e)}", e);
+            string reason = Reason(e);
+
+            // libpcap says "<path>: <strerror>" when the file cannot be opened, and other words when its content is not a capture.
+            throw reason.StartsWith(path + ": ", StringComparison.Ordinal)
+                ? new CaptureException($"cannot read {name}: {reason[(path.Length + 2)..]}", e)
+                : new CaptureException($"{name} is not a pcap or pcapng file: {reason}", e);
         }
 
         return Create(device, name);

@@ -177,7 +177,10 @@ public class CaptureSourceTests
         using var dir = new TempDirectory();
         string path = Path.Combine(dir.Path, "missing.pcap");
         var e = Assert.Throws<CaptureException>(() => CaptureSource.OpenFile(path));
-        Assert.Contains(path, e.Message);
+        Assert.Equal(path + " does not exist", e.Message);
+
+        e = Assert.Throws<CaptureException>(() => CaptureSource.OpenFile(dir.Path));
+        Assert.Equal(dir.Path + " is a directory, not a capture file", e.Message);
     }
 
     [Fact]
