@@ -136,6 +136,7 @@ public static class PgSpecCommandLine
         root.Subcommands.Add(ProxyCommand.Create(unbufferedStdout, stderr));
         root.Subcommands.Add(ServeCommand.Create(unbufferedStdout, stderr));
         root.Subcommands.Add(ScriptCommand.Create(stdin, stdout, stderr));
+        root.Subcommands.Add(CaptureCommand.Create(stdout, stderr));
         root.Subcommands.Add(HelpCommand(root));
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();

@@ -90,6 +90,44 @@ public class RealSessionTraceTests : IClassFixture<LibpqSessions>
         }
     }
 
+    [Fact]
+    public void Capture_OfTheSessionsConnections_PrintsLibpqsLinesForEachOfThem()
+    {
+        // tcpdump saw the same connections: decoded from packets, each gives what libpq printed.
+        CliResult result = CliRunner.Run(["capture", "--port", _sessions.ServerPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--regress", "--show-secrets", "--connection-ids", _sessions.CaptureFile]);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var connections = new List<(string Id, List<string> Lines, List<string> Notes)>();
+        foreach (string line in result.Lines)
+        {
+            string[] parts = line.Split('\t', 2);
+            if (connections.Count == 0 || connections[^1].Id != parts[0])
+            {
+                Assert.DoesNotContain(connections, c => c.Id == parts[0]);
+                connections.Add((parts[0], [], []));
+            }
+
+            (parts[1].StartsWith('#') ? connections[^1].Notes : connections[^1].Lines).Add(parts[1]);
+        }
+
+        string[] names = [.. LibpqSessions.Names];
+        Assert.Equal(names.Length, connections.Count);
+        for (int i = 0; i < names.Length; i++)
+        {
+            (List<string> frontend, List<string> backend) = SplitByDirection(_sessions[names[i]].LibpqTrace);
+            (List<string> capturedFrontend, List<string> capturedBackend) = SplitByDirection(string.Join('\n', connections[i].Lines));
+            Assert.Equal(frontend, capturedFrontend);
+            Assert.Equal(backend, capturedBackend);
+
+            // Seen from its SYN and closed by both sides: no gap, nothing picked up mid-stream.
+            Assert.Equal(2, connections[i].Notes.Count);
+            Assert.Matches("^# connection [0-9]+ seen: [^,]*$", connections[i].Notes[0]);
+            Assert.EndsWith("ended: closed", connections[i].Notes[1], StringComparison.Ordinal);
+        }
+
+        Assert.Contains($"{names.Length} PostgreSQL connections", result.Stderr, StringComparison.Ordinal);
+    }
+
     /// <summary>Decodes one side, with its secrets shown: libpq's trace prints passwords, even in regress mode.</summary>
     private static CliResult Decode(RecordedSession session, string side, params string[] options)
     {

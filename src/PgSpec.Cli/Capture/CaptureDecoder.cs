@@ -99,11 +99,21 @@ internal sealed class CaptureDecoder
         }
 
         (IPEndPoint client, IPEndPoint server) = toServer ? (segment.Source, segment.Destination) : (segment.Destination, segment.Source);
-        if (!_connections.TryGetValue((client, server), out Connection? connection) || connection.Closed)
+        if (_connections.TryGetValue((client, server), out Connection? connection) && !connection.Closed
+            && (segment.Flags & (TcpFlags.Syn | TcpFlags.Ack)) == TcpFlags.Syn && connection.HasData)
         {
-            if ((segment.Flags & TcpFlags.Rst) != 0 || (connection is not null && segment.Payload.IsEmpty && (segment.Flags & TcpFlags.Syn) == 0))
+            // A client's SYN on a pair of endpoints that carried data: the ports were used again
+            // for a new connection, and the capture missed the old one's end.
+            connection.Finish(segment.Timestamp);
+            connection = null;
+        }
+
+        if (connection is null || connection.Closed)
+        {
+            if ((segment.Flags & TcpFlags.Syn) == 0 && (segment.Payload.IsEmpty || (segment.Flags & TcpFlags.Rst) != 0))
             {
-                // The last packets of a connection already ended (a FIN's acknowledgment, a reset).
+                // A connection starts with a SYN, or is picked up at data: the last packets of one
+                // that ended (a FIN's acknowledgment, a reset) start nothing.
                 return;
             }
 
@@ -185,6 +195,9 @@ internal sealed class CaptureDecoder
 
             (toServer ? _frontend : _backend).Tcp.Add(segment);
         }
+
+        /// <summary>Some of its bytes reached the decoder (or were reported lost).</summary>
+        public bool HasData => _frontend.Tcp.DeliveredBytes + _frontend.Tcp.GapBytes + _backend.Tcp.DeliveredBytes + _backend.Tcp.GapBytes > 0;
 
         public void Finish(DateTime time)
         {

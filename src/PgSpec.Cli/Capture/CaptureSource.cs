@@ -86,6 +86,8 @@ internal sealed class CaptureSource : IDisposable
     private int _payloadLength;
 
     private bool _truncated;
+    private int _wireLength;
+    private uint _acknowledgment;
 
     private CaptureSource(PcapDevice device, string name, int linkType)
     {
@@ -253,7 +255,7 @@ internal sealed class CaptureSource : IDisposable
                     segments++;
 
                     // Outside the reading of the packet, whose exceptions are the packet's: the handler's are the caller's.
-                    onSegment(new TcpSegment(header.Timeval.Date, _source!, _destination!, _sequence, _flags, _buffer.AsSpan(_payloadStart, _payloadLength), _truncated));
+                    onSegment(new TcpSegment(header.Timeval.Date, _source!, _destination!, _sequence, _flags, _buffer.AsSpan(_payloadStart, _payloadLength), _truncated, _wireLength, _acknowledgment));
                     break;
                 case Outcome.Skipped:
                     skipped++;
@@ -485,6 +487,8 @@ internal sealed class CaptureSource : IDisposable
         _payloadStart = payloadStart;
         _payloadLength = payloadEnd - payloadStart;
         _truncated = cutShort || payloadEnd < ipLength;
+        _wireLength = ipLength - payloadStart;
+        _acknowledgment = tcp.AcknowledgmentNumber;
         return Outcome.Segment;
     }
 

@@ -27,6 +27,7 @@ public sealed class LibpqSessions : IDisposable
 
     private readonly PgServer _server;
     private readonly Dictionary<string, RecordedSession> _sessions = new(StringComparer.Ordinal);
+    private readonly TempDirectory _captures = new();
 
     public LibpqSessions()
     {
@@ -34,11 +35,19 @@ public sealed class LibpqSessions : IDisposable
         try
         {
             string libpq = Libpq18.LibraryDirectory;
-            _sessions[Full] = Record(Full, libpq, _server.Role(PgAuthMethod.Trust).Name, "", "full");
-            foreach ((string method, PgAuthMethod authentication) in s_passwordMethods)
+
+            // tcpdump captures the relay's connections to the server, which carry the same bytes.
+            CaptureFile = Path.Combine(_captures.Path, "sessions.pcap");
+            using (Capture.Tcpdump.Start(["-i", "lo", "--immediate-mode", "-U", "-B", "32768", "-w", CaptureFile, $"tcp port {_server.Port}"]))
             {
-                PgRole role = _server.Role(authentication);
-                _sessions[method] = Record(method, libpq, role.Name, role.Password, "login");
+                _sessions[Full] = Record(Full, libpq, _server.Role(PgAuthMethod.Trust).Name, "", "full");
+                foreach ((string method, PgAuthMethod authentication) in s_passwordMethods)
+                {
+                    PgRole role = _server.Role(authentication);
+                    _sessions[method] = Record(method, libpq, role.Name, role.Password, "login");
+                }
+
+                Capture.Tcpdump.WaitForFins(CaptureFile, 2 * _sessions.Count, TimeSpan.FromSeconds(30));
             }
         }
         catch
@@ -53,7 +62,17 @@ public sealed class LibpqSessions : IDisposable
 
     public RecordedSession this[string name] => _sessions[name];
 
-    public void Dispose() => _server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+    /// <summary>A pcap file (tcpdump, loopback) of every session's connection to the server, in the order they ran.</summary>
+    public string CaptureFile { get; } = "";
+
+    /// <summary>The server's TCP port (the port of the captured connections).</summary>
+    public int ServerPort => _server.Port;
+
+    public void Dispose()
+    {
+        _server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _captures.Dispose();
+    }
 
     private RecordedSession Record(string name, string libpq, string user, string password, string mode)
     {

@@ -1,0 +1,185 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using PgSpec.Cli.Capture;
+
+namespace PgSpec.Cli;
+
+/// <summary>Builds the <c>capture</c> command.</summary>
+internal static class CaptureCommand
+{
+    private const string Summary = "Decode PostgreSQL connections from a packet capture (pcap, pcapng) or a live interface.";
+
+    private const string Description = """
+        Reads a packet capture and prints every message of every PostgreSQL connection in it, as
+        the proxy's trace does: one line per message in libpq 18's PQtrace format (with the
+        connection id and the capture's timestamps when asked), or one JSON object per line.
+
+        Input: FILE, a pcap or pcapng file ('-' or nothing: standard input, so that
+        `tcpdump -w - | pgspec capture -` works), or --interface NAME for a live capture through
+        libpcap (until SIGINT or SIGTERM; needs the right to capture). Link types: Ethernet,
+        Linux cooked (SLL and SLL2, as `tcpdump -i any` writes), loopback/null and raw IP; IPv4
+        and IPv6; VLAN tags.
+
+        Connections: TCP connections to a server port (--port, 5432 by default) or to one server
+        (--filter HOST:PORT). Each direction is reassembled: segments in sequence order,
+        retransmissions and overlaps removed, segments out of order held (up to 1 MiB per
+        direction) until the hole before them is filled. Bytes that were not captured are
+        reported as a gap with their size, and decoding resumes only at a message boundary that
+        the bytes after it prove (three whole valid messages, or whole messages up to the end of
+        a packet); a connection whose start was not captured is picked up the same way. Nothing
+        is invented: a message is printed only when all its bytes were captured.
+
+        Decoding follows the same context rules as `pgspec decode` and the proxy, with both
+        directions of a connection in the order the capture saw them: startup packets, the 'p'
+        messages named by the authentication request before them, COPY, protocol 3.2 when the
+        StartupMessage asks for it. A connection that turns to TLS (an SSLRequest answered 'S',
+        or PostgreSQL 17's direct TLS) or GSSAPI encryption is reported as encrypted from there
+        and not decoded further.
+
+        Events (a connection seen, a gap, a resumption, encryption, malformed bytes, an end) are
+        comment lines in the trace format ('# connection 3 gap: ...') and objects with "event"
+        in JSON. Passwords and SASL/GSS data are hidden unless --show-secrets.
+
+        Exit codes: 0 the capture was read; 2 a usage error, or a capture that cannot be opened
+        or read. A summary (packets, segments, connections) goes to standard error.
+
+        Examples:
+          pgspec capture traffic.pcap
+          pgspec capture --port 5432,6432 --connection-ids --timestamps traffic.pcapng
+          tcpdump -i any -w - 'tcp port 5432' | pgspec capture -
+          pgspec capture --interface lo --filter 127.0.0.1:5432 --format json
+        """;
+
+    public static Command Create(Stream stdout, TextWriter stderr)
+    {
+        var input = new Argument<string?>("FILE")
+        {
+            Description = "The capture file (pcap or pcapng); '-' for standard input. Not with --interface.",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        var iface = new Option<string?>("--interface", "-i") { Description = "Capture live on this interface (libpcap's name, e.g. lo, eth0, any) instead of reading a file.", HelpName = "NAME" };
+        var ports = new Option<string>("--port", "-p") { Description = "The server ports: connections to them are decoded.", HelpName = "N[,N...]", DefaultValueFactory = _ => "5432" };
+        var filter = new Option<string?>("--filter") { Description = "Decode only the connections to this server (an IP address and port; [IPv6]:PORT).", HelpName = "HOST:PORT" };
+        var format = new Option<string>("--format") { Description = "trace: the proxy's PQtrace lines. json: one JSON object per message or event and line.", HelpName = "trace|json", DefaultValueFactory = _ => "trace" };
+        format.AcceptOnlyFromAmong("trace", "json");
+        var connectionIds = new Option<bool>("--connection-ids") { Description = "Start each trace line with the connection's number and a TAB (JSON objects always have it)." };
+        var timestamps = new Option<bool>("--timestamps") { Description = "Start each line with the time the packet that completed the message was captured (local time)." };
+        var regress = new Option<bool>("--regress") { Description = "libpq's regress mode (OIDs and process ids as NNNN, ...). Trace format only." };
+        var showSecrets = new Option<bool>("--show-secrets") { Description = "Print passwords and SASL/GSS data instead of hiding them." };
+
+        var command = new PgSpecCommand("capture", Summary, Description)
+        {
+            input,
+            iface,
+            ports,
+            filter,
+            format,
+            connectionIds,
+            timestamps,
+            regress,
+            showSecrets,
+        };
+
+        command.Validators.Add(result =>
+        {
+            if (PgSpecCommandLine.ValueInValidator(result, iface) is not null && result.GetValue(input) is not null)
+            {
+                result.AddError("FILE and --interface cannot be used together: read a capture file or capture live.");
+            }
+
+            if (ParsePorts(PgSpecCommandLine.ValueInValidator(result, ports) ?? "5432") is null)
+            {
+                result.AddError("--port takes TCP port numbers (1 to 65535) separated by commas, e.g. 5432,6432.");
+            }
+
+            if (PgSpecCommandLine.ValueInValidator(result, filter) is { } server && !IPEndPoint.TryParse(server, out IPEndPoint? parsed) | parsed is { Port: 0 })
+            {
+                result.AddError($"--filter takes an IP address and a port, e.g. 127.0.0.1:5432 or [::1]:5432, not '{server}'.");
+            }
+
+            if (PgSpecCommandLine.ValueInValidator(result, regress) && PgSpecCommandLine.ValueInValidator(result, format) == "json")
+            {
+                result.AddError("--regress applies to --format trace only.");
+            }
+        });
+
+        command.SetAction((result, cancellationToken) =>
+        {
+            string? liveInterface = result.GetValue(iface);
+            string path = result.GetValue(input) ?? "-";
+            IPEndPoint? server = result.GetValue(filter) is { } text ? IPEndPoint.Parse(text) : null;
+            var output = new DeferredFlushStream(stdout);
+            ICaptureOutput sink = result.GetValue(format) == "json"
+                ? new JsonCaptureOutput(output, hideSecrets: !result.GetValue(showSecrets), result.GetValue(timestamps))
+                : new TraceCaptureOutput(output, result.GetValue(regress), result.GetValue(timestamps), result.GetValue(connectionIds), result.GetValue(showSecrets));
+            var decoder = new CaptureDecoder(ParsePorts(result.GetValue(ports)!)!, server, sink);
+            CaptureSource source;
+            try
+            {
+                source = liveInterface is not null
+                    ? CaptureSource.OpenInterface(liveInterface, null)
+                    : CaptureSource.OpenFile(path);
+            }
+            catch (CaptureException e)
+            {
+                stderr.WriteLine("pgspec capture: " + e.Message);
+                return Task.FromResult(PgSpecCommandLine.ExitUsage);
+            }
+
+            using (source)
+            {
+                DateTime last = default;
+                CaptureCounts counts;
+                try
+                {
+                    counts = source.Run(
+                        segment =>
+                        {
+                            last = segment.Timestamp;
+                            decoder.Add(segment);
+                            if (liveInterface is not null)
+                            {
+                                output.FlushNow();
+                            }
+                        },
+                        cancellationToken);
+                }
+                catch (CaptureException e)
+                {
+                    decoder.Finish(last);
+                    output.FlushNow();
+                    stderr.WriteLine("pgspec capture: " + e.Message);
+                    return Task.FromResult(PgSpecCommandLine.ExitUsage);
+                }
+
+                decoder.Finish(last);
+                output.FlushNow();
+                stderr.WriteLine(string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"pgspec capture: {counts.Packets} packets ({source.LinkType}), {counts.TcpSegments} TCP segments, {decoder.Connections} PostgreSQL connections; {counts.Skipped} packets not TCP over IP, {counts.Unparsed} that could not be parsed"));
+            }
+
+            return Task.FromResult(PgSpecCommandLine.ExitOk);
+        });
+
+        return command;
+    }
+
+    /// <summary>Ports from "5432,6432"; null when any is not a TCP port.</summary>
+    internal static int[]? ParsePorts(string text)
+    {
+        var ports = new List<int>();
+        foreach (string part in text.Split(','))
+        {
+            if (!int.TryParse(part.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port is < 1 or > 65535)
+            {
+                return null;
+            }
+
+            ports.Add(port);
+        }
+
+        return [.. ports];
+    }
+}
