@@ -110,9 +110,17 @@ internal static class CaptureCommand
             string path = result.GetValue(input) ?? "-";
             IPEndPoint? server = result.GetValue(filter) is { } text ? IPEndPoint.Parse(text) : null;
             var output = new DeferredFlushStream(stdout);
-            ICaptureOutput sink = result.GetValue(format) == "json"
-                ? new JsonCaptureOutput(output, hideSecrets: !result.GetValue(showSecrets), result.GetValue(timestamps))
-                : new TraceCaptureOutput(output, result.GetValue(regress), result.GetValue(timestamps), result.GetValue(connectionIds), result.GetValue(showSecrets));
+            var outputs = new List<ICaptureOutput>();
+
+            // Summaries (--stats, --to-script) take the place of the message lines.
+            if (outputs.Count == 0)
+            {
+                outputs.Add(result.GetValue(format) == "json"
+                    ? new JsonCaptureOutput(output, hideSecrets: !result.GetValue(showSecrets), result.GetValue(timestamps))
+                    : new TraceCaptureOutput(output, result.GetValue(regress), result.GetValue(timestamps), result.GetValue(connectionIds), result.GetValue(showSecrets)));
+            }
+
+            var sink = new CaptureOutputs(outputs);
             var decoder = new CaptureDecoder(ParsePorts(result.GetValue(ports)!)!, server, sink);
             CaptureSource source;
             try
@@ -148,12 +156,14 @@ internal static class CaptureCommand
                 catch (CaptureException e)
                 {
                     decoder.Finish(last);
+                    sink.Complete();
                     output.FlushNow();
                     stderr.WriteLine("pgspec capture: " + e.Message);
                     return Task.FromResult(PgSpecCommandLine.ExitUsage);
                 }
 
                 decoder.Finish(last);
+                sink.Complete();
                 output.FlushNow();
                 stderr.WriteLine(string.Create(
                     CultureInfo.InvariantCulture,

@@ -12,6 +12,39 @@ internal interface ICaptureOutput
 
     /// <summary>Something that is not a message: a connection seen, a gap, encryption, bytes that break the protocol, an end.</summary>
     void Event(long connection, DateTime time, CaptureEvent kind, string text, long bytes = 0);
+
+    /// <summary>The capture was read to its end (or the live capture stopped): outputs that summarize write now.</summary>
+    void Complete()
+    {
+    }
+}
+
+/// <summary>Gives everything to several outputs, in order.</summary>
+internal sealed class CaptureOutputs(IReadOnlyList<ICaptureOutput> outputs) : ICaptureOutput
+{
+    public void Message(long connection, DateTime time, PgReceivedMessage message, DecodeContext context)
+    {
+        foreach (ICaptureOutput output in outputs)
+        {
+            output.Message(connection, time, message, context);
+        }
+    }
+
+    public void Event(long connection, DateTime time, CaptureEvent kind, string text, long bytes = 0)
+    {
+        foreach (ICaptureOutput output in outputs)
+        {
+            output.Event(connection, time, kind, text, bytes);
+        }
+    }
+
+    public void Complete()
+    {
+        foreach (ICaptureOutput output in outputs)
+        {
+            output.Complete();
+        }
+    }
 }
 
 /// <summary>What <see cref="ICaptureOutput.Event"/> reports.</summary>
