@@ -36,7 +36,8 @@ public sealed record PgTraceOptions
 /// <remarks>
 /// A message is written by one call sequence, <see cref="BeginMessage"/> .. <see cref="EndMessage"/>.
 /// Its bytes are escaped straight into a buffer of at most <see cref="MaxBufferSize"/> bytes, rented
-/// for the message and given back at its end, and the buffer is written to the output whenever it
+/// for the message and given back at its end (one of 1 KiB or less is kept for the next message),
+/// and the buffer is written to the output whenever it
 /// fills: tracing a message of any size costs that buffer, not a multiple of the message. A small
 /// message reaches the output in one write; a large one in several, so callers that share an
 /// output between writers hold a lock around each message. Not thread-safe.
@@ -47,6 +48,9 @@ public sealed class PgTraceWriter
     public const int MaxBufferSize = 64 * 1024;
 
     private const int MinBufferSize = 256;
+
+    // A buffer this small is kept for the next message instead of going back to the pool each time.
+    private const int KeptBufferSize = 1024;
 
     /// <summary>Room for the longest item written whole: an Int64, a timestamp, a \xNN escape.</summary>
     private const int MaxItemSize = 32;
@@ -313,15 +317,22 @@ public sealed class PgTraceWriter
         }
 
         int used = _used;
-        _buffer = null;
         _used = 0;
+        if (buffer.Length > KeptBufferSize)
+        {
+            _buffer = null;
+        }
+
         try
         {
             _output.Write(buffer, 0, used);
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (buffer.Length > KeptBufferSize)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
         }
     }
 
