@@ -67,6 +67,9 @@ internal enum CaptureEvent
 
     /// <summary>The connection ended (FIN, RST, or the end of the capture).</summary>
     Ended,
+
+    /// <summary>A message larger than the decoder holds was passed over (bytes: its wire length).</summary>
+    Skipped,
 }
 
 /// <summary>
@@ -87,6 +90,9 @@ internal sealed class CaptureDecoder
 {
     /// <summary>Consecutive whole messages that prove a boundary found by scanning.</summary>
     public const int ProofMessages = 3;
+
+    /// <summary>The largest message held to be decoded (8 MiB); a larger one is reported and passed over.</summary>
+    public const int MaxHeldMessage = 8 << 20;
 
     private readonly HashSet<int> _ports;
     private readonly IPEndPoint? _server;
@@ -278,6 +284,9 @@ internal sealed class CaptureDecoder
         // The offset in this direction's stream of the first byte not yet decoded (gaps counted).
         private long _streamOffset;
 
+        // Bytes still to pass over of a message too large to hold.
+        private long _skipping;
+
         public Side(Connection connection, PgDirection direction, bool midStream)
         {
             _connection = connection;
@@ -296,6 +305,19 @@ internal sealed class CaptureDecoder
                 return;
             }
 
+            if (_skipping > 0)
+            {
+                // The rest of a message too large to hold: passed over.
+                int skipped = (int)Math.Min(_skipping, data.Length);
+                _skipping -= skipped;
+                _streamOffset += skipped;
+                data = data[skipped..];
+                if (data.IsEmpty)
+                {
+                    return;
+                }
+            }
+
             if (_pendingLength == 0 && !_resync)
             {
                 // The usual case: whole messages straight from the segment, no copy.
@@ -307,6 +329,12 @@ internal sealed class CaptureDecoder
                 }
 
                 data = data[used..];
+                if (!_resync)
+                {
+                    Hold(data);
+                    SkipIfOversized(timestamp);
+                    return;
+                }
             }
 
             Hold(data);
@@ -320,6 +348,7 @@ internal sealed class CaptureDecoder
                 Drop(Decode(_pending.AsSpan(0, _pendingLength), timestamp));
                 if (!_resync)
                 {
+                    SkipIfOversized(timestamp);
                     return;
                 }
             }
@@ -335,6 +364,7 @@ internal sealed class CaptureDecoder
             _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Gap, $"{missingBytes} bytes of the {Name} stream were not captured", missingBytes);
             Drop(_pendingLength);
             _streamOffset += missingBytes;
+            _skipping = 0;
             _resync = true;
         }
 
@@ -351,6 +381,35 @@ internal sealed class CaptureDecoder
         }
 
         private string Name => _direction == PgDirection.Frontend ? "client's" : "server's";
+
+        /// <summary>
+        /// A typed message longer than <see cref="MaxHeldMessage"/> whose start is held: it is
+        /// reported and passed over rather than held whole (the protocol allows DataRows and
+        /// CopyData of a gigabyte, and a capture holds thousands of connections).
+        /// </summary>
+        private void SkipIfOversized(DateTime timestamp)
+        {
+            if (_pendingLength < 5 || _connection.Context.Phase == PgSessionPhase.Startup || _connection.Context.ExpectEncryptionAnswer)
+            {
+                return;
+            }
+
+            int length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(_pending.AsSpan(1, 4));
+            if (length <= MaxHeldMessage)
+            {
+                return;
+            }
+
+            long wire = length + 1L;
+            byte type = _pending[0];
+            _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Skipped, $"a {Name} message of type '{PgTraceWriter.FormatByte(type)}' of {wire} bytes is larger than capture holds ({MaxHeldMessage} bytes): passed over", wire);
+            _skipping = wire - _pendingLength;
+            _reader.Skip(wire);
+            int held = _pendingLength;
+            _pendingLength = 0;
+            _streamOffset += held;
+            ReturnBuffer();
+        }
 
         /// <summary>Decodes whole messages from the start of <paramref name="bytes"/>; returns the bytes used.</summary>
         private int Decode(ReadOnlySpan<byte> bytes, DateTime timestamp)

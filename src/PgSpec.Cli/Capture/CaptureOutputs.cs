@@ -45,6 +45,7 @@ internal sealed class TraceCaptureOutput : ICaptureOutput
         CaptureEvent.Resumed => "resumed",
         CaptureEvent.Encrypted => "encrypted",
         CaptureEvent.Malformed => "malformed",
+        CaptureEvent.Skipped => "skipped",
         _ => "ended",
     };
 }
@@ -85,7 +86,7 @@ internal sealed class JsonCaptureOutput(Stream output, bool hideSecrets, bool ti
             }
 
             writer.WriteString("event", TraceCaptureOutput.Name(kind));
-            if (kind is CaptureEvent.Gap or CaptureEvent.Resumed or CaptureEvent.Malformed)
+            if (kind is CaptureEvent.Gap or CaptureEvent.Resumed or CaptureEvent.Malformed or CaptureEvent.Skipped)
             {
                 writer.WriteNumber("bytes", bytes);
             }

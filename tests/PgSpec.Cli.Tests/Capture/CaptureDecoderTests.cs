@@ -202,6 +202,28 @@ public class CaptureDecoderTests
     }
 
     [Fact]
+    public void AMessageLargerThanTheDecoderHolds_IsReportedAndPassedOver_AndTheNextAreDecoded()
+    {
+        // A 20 MB DataRow (the protocol allows a gigabyte) between two small messages.
+        byte[] huge = new DataRow([new byte[20_000_000]]).ToArray();
+        (bool, byte[])[] turns =
+        [
+            .. Turns[..7],
+            (false, Conversation.Concat(Conversation.Bytes(Conversation.Columns), huge, Conversation.Bytes(new CommandComplete("SELECT 1"), new ReadyForQuery(TransactionStatus.Idle)))),
+            (true, Conversation.Bytes(new Terminate())),
+        ];
+        var output = new RecordingOutput();
+        Feed(output, new Wire().Segments(turns, segmentSize: 65_000));
+
+        int skipped = output.Lines.IndexOf("event skipped");
+        Assert.True(skipped > 0, string.Join("\n", output.Lines));
+        Assert.Equal(huge.Length, output.Bytes[skipped]);
+        Assert.Equal("B RowDescription", output.Lines[skipped - 1]);
+        Assert.Equal(["B CommandComplete", "B ReadyForQuery", "F Terminate", "event ended"], output.Lines[(skipped + 1)..]);
+        Assert.Contains("'D'", output.Texts[skipped]);
+    }
+
+    [Fact]
     public void SegmentsOfOtherPorts_AreIgnored()
     {
         var output = new RecordingOutput();
