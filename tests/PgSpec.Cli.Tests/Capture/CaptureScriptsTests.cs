@@ -1,0 +1,355 @@
+using System.Buffers.Binary;
+using System.Collections.Immutable;
+using System.Net;
+using System.Text;
+using PgSpec.Cli.Capture;
+using PgSpec.Cli.Script;
+using PgSpec.Protocol;
+using Xunit;
+
+namespace PgSpec.Cli.Tests.Capture;
+
+public class CaptureScriptsTests
+{
+    private static readonly IPEndPoint Client = IPEndPoint.Parse("10.0.0.7:40001");
+    private static readonly IPEndPoint Server = IPEndPoint.Parse("10.0.0.1:5432");
+    private static readonly DateTime Start = new(2026, 12, 3, 6, 0, 0, DateTimeKind.Utc);
+    private static readonly ReadyForQuery Idle = new(TransactionStatus.Idle);
+
+    /// <summary>The startup, trust authentication and the server's first ReadyForQuery.</summary>
+    private static readonly (bool ToServer, byte[] Bytes)[] Login =
+    [
+        (true, Conversation.Bytes(Conversation.Startup)),
+        (false, Conversation.Bytes(new AuthenticationOk(), Conversation.ServerVersion, new BackendKeyData(4242, new byte[] { 0, 0, 0, 7 }), Idle)),
+    ];
+
+    [Fact]
+    public void SimpleQueries_AreQueryLinesEachFollowedByAWait_AndStringsRoundTrip()
+    {
+        var tricky = new Query("SELECT 'quote \" and \\ backslash',\n  'line two', E'\\\\n' -- ends with a backslash \\");
+        var tab = new Query("SELECT 'a\tb'");
+        (bool, byte[])[] turns =
+        [
+            .. Login,
+            (true, Conversation.Bytes(tricky)),
+            (false, Conversation.Bytes(Conversation.Columns, Conversation.Row, new CommandComplete("SELECT 1"), Idle)),
+            (true, Conversation.Bytes(tab)),
+            (false, Conversation.Bytes(new CommandComplete("SELECT 1"), Idle)),
+            (true, Conversation.Bytes(new Terminate())),
+        ];
+
+        using var directory = new TempDirectory();
+        string text = Script(directory, turns);
+
+        string[] lines = text.Split('\n');
+        Assert.StartsWith("# connection 1: 10.0.0.7:40001 -> 10.0.0.1:5432, captured 2026-12-03 06:00:00", lines[0]);
+        Assert.StartsWith("# status: complete", lines[1]);
+        Assert.Contains(lines, l => l.StartsWith("# StartupMessage (protocol 3.0; user=alice, database=shop)", StringComparison.Ordinal));
+        IReadOnlyList<ScriptStep> steps = ScriptParser.Parse(text, "connection-1.pgproto");
+        Assert.Equal(["send", "read", "send", "read", "send"], steps.Select(Kind));
+        Assert.Equal([tricky.ToArray(), tab.ToArray(), new Terminate().ToArray()], Sent(steps));
+
+        // The TAB cannot be in a string: that Query is its raw bytes, after a comment saying so.
+        Assert.IsType<RawStep>(steps[2]);
+        Assert.Contains(lines, l => l.StartsWith("# a Query whose values", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void TheExtendedProtocol_NamedStatementsBinaryParametersAndFlush_RoundTrip()
+    {
+        byte[] int4 = new byte[4];
+        BinaryPrimitives.WriteInt32BigEndian(int4, -7);
+        IPgMessage[] batch =
+        [
+            new Parse("ins", "INSERT INTO t VALUES ($1, $2, $3, $4)", [23, 25, 17, 0]),
+            new Bind("p1", "ins", [1, 0, 1, 0], [int4, Encoding.UTF8.GetBytes("héllo \"x\" \\ \n"), new byte[] { 0, 0xFF, 0x09, 0x80 }, null], [1]),
+            new Describe(StatementOrPortal.Portal, "p1"),
+            new Execute("p1", 10),
+            new Close(StatementOrPortal.Statement, "ins"),
+            new Sync(),
+        ];
+        IPgMessage[] flushed =
+        [
+            new Parse("", "SELECT $1::int8", []),
+            new Describe(StatementOrPortal.Statement, ""),
+            new Flush(),
+        ];
+        IPgMessage[] after =
+        [
+            new Bind("", "", [], [Encoding.ASCII.GetBytes("42"), ReadOnlyMemory<byte>.Empty], []),
+            new Execute("", 0),
+            new Sync(),
+        ];
+        (bool, byte[])[] turns =
+        [
+            .. Login,
+            (true, Conversation.Bytes(batch)),
+            (false, Conversation.Bytes(new ParseComplete(), new BindComplete(), new NoData(), new CommandComplete("INSERT 0 1"), new CloseComplete(), Idle)),
+            (true, Conversation.Bytes(flushed)),
+            (false, Conversation.Bytes(new ParseComplete(), new ParameterDescription([20]), Conversation.Columns)),
+            (true, Conversation.Bytes(after)),
+            (false, Conversation.Bytes(new BindComplete(), Conversation.Row, new CommandComplete("SELECT 1"), Idle)),
+        ];
+
+        using var directory = new TempDirectory();
+        string text = Script(directory, turns);
+
+        IReadOnlyList<ScriptStep> steps = ScriptParser.Parse(text, "connection-1.pgproto");
+        Assert.Equal([.. batch.Select(m => m.ToArray()), .. flushed.Select(m => m.ToArray()), .. after.Select(m => m.ToArray())], Sent(steps));
+        Assert.All(steps, step => Assert.IsNotType<RawStep>(step));
+
+        // A wait after each Sync; after the Flush, one 'z' for each of the three answers.
+        string waits = string.Concat(steps.Select(s => s is ReadStep read ? read.Read == ScriptRead.UntilReady ? "Y" : "z" : "."));
+        Assert.Equal("......Y...zzz...Y", waits);
+        Assert.Contains("'B'\t\"p1\"\t\"ins\"\t4\t1\t0\t1\t0\t4\t4\t\"0x", text);
+        Assert.Contains("\t4\t\"0x00ff0980\"\t-1\t1\t1\n", text);
+    }
+
+    [Fact]
+    public void CopyIn_TheDataFollowsTheQuery_AndTheWaitComesAfterCopyDone()
+    {
+        var copy = new Query("COPY t FROM STDIN");
+        var withTab = new CopyData(Encoding.UTF8.GetBytes("1\tone\n"));
+        var noTab = new CopyData(Encoding.UTF8.GetBytes("2,\"two\"\n"));
+        var latin1 = new CopyData(new byte[] { (byte)'3', (byte)',', 0xE9, (byte)'\n' });
+        (bool, byte[])[] turns =
+        [
+            .. Login,
+            (true, Conversation.Bytes(copy)),
+            (false, Conversation.Bytes(new CopyInResponse(CopyFormat.Text, [0, 0]))),
+            (true, Conversation.Bytes(withTab, noTab, latin1, new CopyDone())),
+            (false, Conversation.Bytes(new CommandComplete("COPY 3"), Idle)),
+            (true, Conversation.Bytes(new Query("COPY t FROM STDIN"))),
+            (false, Conversation.Bytes(new CopyInResponse(CopyFormat.Text, [0, 0]))),
+            (true, Conversation.Bytes(new CopyFail("stop\there"))),
+            (false, Conversation.Bytes(Error("57014", "COPY from stdin failed"), Idle)),
+        ];
+
+        using var directory = new TempDirectory();
+        string text = Script(directory, turns);
+
+        IReadOnlyList<ScriptStep> steps = ScriptParser.Parse(text, "connection-1.pgproto");
+        Assert.Equal(["send", "send", "send", "send", "send", "read", "send", "send", "read"], steps.Select(Kind));
+        Assert.Equal(
+            [copy.ToArray(), withTab.ToArray(), noTab.ToArray(), latin1.ToArray(), new CopyDone().ToArray(), copy.ToArray(), new CopyFail("stop\there").ToArray()],
+            Sent(steps));
+        Assert.Contains("'d'\t\"2,\\\"two\\\"\\n\"\n", text);
+        Assert.StartsWith("# status: complete", text.Split('\n')[1]);
+    }
+
+    [Fact]
+    public void AGapInTheClientsStream_IsACommentThere_AndTheScriptIsMarkedIncomplete()
+    {
+        (bool, byte[])[] turns =
+        [
+            .. Login,
+            .. Enumerable.Range(0, 6).SelectMany(i => new (bool, byte[])[]
+            {
+                (true, Conversation.Bytes(new Query($"SELECT {i} AS number_{i:D3}"))),
+                (false, Conversation.Bytes(new CommandComplete("SELECT 1"), Idle)),
+            }),
+            (true, Conversation.Bytes(new Terminate())),
+        ];
+        List<Seg> segments = Segments(turns);
+        int lost = segments.FindIndex(s => s.Payload.AsSpan().IndexOf("SELECT 2"u8) >= 0);
+        segments.RemoveAt(lost);
+
+        using var directory = new TempDirectory();
+        string text = Script(directory, segments);
+
+        string[] lines = text.Split('\n');
+        Assert.StartsWith("# status: INCOMPLETE", lines[1]);
+        Assert.Equal(lines[1].Length, "# status: complete: every message the client sent after its startup was captured and is below".Length);
+        Assert.Contains(lines, l => l.StartsWith("# gap: ", StringComparison.Ordinal) && l.Contains("client's", StringComparison.Ordinal));
+        IReadOnlyList<ScriptStep> steps = ScriptParser.Parse(text, "connection-1.pgproto");
+        List<string> queries = steps.OfType<SendStep>().Select(s => s.Message).OfType<Query>().Select(q => q.QueryString).ToList();
+        Assert.Contains("SELECT 1 AS number_001", queries);
+        Assert.DoesNotContain("SELECT 2 AS number_002", queries);
+        Assert.Contains("SELECT 5 AS number_005", queries);
+    }
+
+    [Fact]
+    public void AQueryThatIsNotUtf8_IsItsRawBytes()
+    {
+        byte[] body = [.. "SELECT 'caf"u8, 0xE9, .. "'"u8, 0];
+        byte[] query = new byte[5 + body.Length];
+        query[0] = (byte)'Q';
+        BinaryPrimitives.WriteInt32BigEndian(query.AsSpan(1), body.Length + 4);
+        body.CopyTo(query, 5);
+        (bool, byte[])[] turns = [.. Login, (true, query), (false, Conversation.Bytes(new CommandComplete("SELECT 1"), Idle))];
+
+        using var directory = new TempDirectory();
+        string text = Script(directory, turns);
+
+        IReadOnlyList<ScriptStep> steps = ScriptParser.Parse(text, "connection-1.pgproto");
+        Assert.Equal([query], Sent(steps));
+        Assert.Contains("# a Query with a string that is not UTF-8: sent as its raw bytes", text);
+    }
+
+    [Fact]
+    public void AnEncryptedConnection_SaysSo_AndIsIncomplete()
+    {
+        (bool, byte[])[] turns =
+        [
+            (true, Conversation.Bytes(new SSLRequest())),
+            (false, "S"u8.ToArray()),
+            (true, [0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]),
+        ];
+
+        using var directory = new TempDirectory();
+        string text = Script(directory, turns);
+
+        Assert.StartsWith("# status: INCOMPLETE", text.Split('\n')[1]);
+        Assert.Contains("# SSLRequest: not replayed", text);
+        Assert.Contains("# encrypted: the server accepted SSL", text);
+        Assert.Empty(ScriptParser.Parse(text, "connection-1.pgproto"));
+    }
+
+    [Fact]
+    public void ADirectoryWithScriptsAlready_IsRefused_OtherFilesAreNot()
+    {
+        using var directory = new TempDirectory();
+        directory.Write("notes.txt", "x"u8.ToArray());
+        Assert.NotNull(CaptureScripts.Open(directory.Path, out string? error));
+        Assert.Null(error);
+
+        directory.Write("connection-1.pgproto", "# old"u8.ToArray());
+        Assert.Null(CaptureScripts.Open(directory.Path, out error));
+        Assert.Contains("already holds connection-*.pgproto", error);
+
+        string missing = Path.Combine(directory.Path, "new", "deeper");
+        Assert.NotNull(CaptureScripts.Open(missing, out _));
+        Assert.True(Directory.Exists(missing));
+
+        CliResult result = CliRunner.Run("capture", "--to-script", directory.Path, Path.Combine(directory.Path, "notes.txt"));
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("already holds connection-*.pgproto", result.Stderr);
+    }
+
+    [Fact]
+    public void ManyConnections_EachHaveTheirScript()
+    {
+        using var directory = new TempDirectory();
+        CaptureScripts scripts = CaptureScripts.Open(directory.Path, out _)!;
+        var decoder = new CaptureDecoder([5432], server: null, scripts);
+        var clients = Enumerable.Range(0, 50).Select(i => new IPEndPoint(Client.Address, 41000 + i)).ToList();
+        var wires = clients.Select(c => new Wire(c)).ToList();
+        for (int turn = 0; turn < 3; turn++)
+        {
+            for (int i = 0; i < clients.Count; i++)
+            {
+                (bool, byte[])[] turns = turn switch
+                {
+                    0 => [.. Login],
+                    1 => [(true, Conversation.Bytes(new Query($"SELECT {i}"))), (false, Conversation.Bytes(new CommandComplete("SELECT 1"), Idle))],
+                    _ => [(true, Conversation.Bytes(new Terminate()))],
+                };
+                foreach (Seg segment in wires[i].Segments(turns, handshake: turn == 0, end: turn == 2))
+                {
+                    decoder.Add(segment.ToTcp());
+                }
+            }
+        }
+
+        decoder.Finish(Start.AddMinutes(1));
+        scripts.Complete();
+
+        Assert.Equal(50, scripts.Written);
+        for (int i = 0; i < clients.Count; i++)
+        {
+            string text = File.ReadAllText(Path.Combine(directory.Path, $"connection-{i + 1}.pgproto"));
+            Assert.Contains($"10.0.0.7:{41000 + i} -> 10.0.0.1:5432", text.Split('\n')[0]);
+            IReadOnlyList<ScriptStep> steps = ScriptParser.Parse(text, "x");
+            Assert.Equal([new Query($"SELECT {i}").ToArray(), new Terminate().ToArray()], Sent(steps));
+        }
+    }
+
+    internal static ErrorResponse Error(string code, string message) => new([
+        new ErrorResponse.Field((byte)'S', "ERROR"), new ErrorResponse.Field((byte)'C', code), new ErrorResponse.Field((byte)'M', message)]);
+
+    private static string Kind(ScriptStep step) => step is ReadStep ? "read" : "send";
+
+    /// <summary>The bytes each sending step sends.</summary>
+    private static List<byte[]> Sent(IReadOnlyList<ScriptStep> steps) => steps
+        .Select(s => s switch { SendStep send => send.Message.ToArray(), RawStep raw => raw.Bytes, _ => null })
+        .OfType<byte[]>()
+        .ToList();
+
+    private static string Script(TempDirectory directory, (bool, byte[])[] turns) => Script(directory, Segments(turns));
+
+    private static string Script(TempDirectory directory, List<Seg> segments)
+    {
+        CaptureScripts scripts = CaptureScripts.Open(directory.Path, out string? error) ?? throw new InvalidOperationException(error);
+        var decoder = new CaptureDecoder([5432], server: null, scripts);
+        foreach (Seg segment in segments)
+        {
+            decoder.Add(segment.ToTcp());
+        }
+
+        decoder.Finish(segments[^1].Time);
+        scripts.Complete();
+        Assert.Equal(1, scripts.Written);
+        return File.ReadAllText(Path.Combine(directory.Path, "connection-1.pgproto"));
+    }
+
+    private static List<Seg> Segments((bool, byte[])[] turns) => new Wire(Client).Segments(turns, handshake: true, end: true);
+
+    /// <summary>One connection's segments: a handshake, each turn cut into segments of 20 bytes, FINs.</summary>
+    private sealed class Wire(IPEndPoint client)
+    {
+        private uint _client = 1000;
+        private uint _server = 900_000;
+        private DateTime _time = Start;
+
+        public List<Seg> Segments((bool ToServer, byte[] Bytes)[] turns, bool handshake, bool end)
+        {
+            var segments = new List<Seg>();
+            if (handshake)
+            {
+                segments.Add(Segment(true, TcpFlags.Syn, []));
+                _client++;
+                segments.Add(Segment(false, TcpFlags.Syn | TcpFlags.Ack, []));
+                _server++;
+            }
+
+            foreach ((bool toServer, byte[] bytes) in turns)
+            {
+                for (int offset = 0; offset < bytes.Length; offset += 20)
+                {
+                    byte[] payload = bytes[offset..Math.Min(bytes.Length, offset + 20)];
+                    segments.Add(Segment(toServer, TcpFlags.Ack | TcpFlags.Psh, payload));
+                    if (toServer)
+                    {
+                        _client += (uint)payload.Length;
+                    }
+                    else
+                    {
+                        _server += (uint)payload.Length;
+                    }
+                }
+            }
+
+            if (end)
+            {
+                segments.Add(Segment(true, TcpFlags.Fin | TcpFlags.Ack, []));
+                _client++;
+                segments.Add(Segment(false, TcpFlags.Fin | TcpFlags.Ack, []));
+                _server++;
+            }
+
+            return segments;
+        }
+
+        private Seg Segment(bool toServer, TcpFlags flags, byte[] payload)
+        {
+            _time = _time.AddMilliseconds(1);
+            return new Seg(_time, toServer ? client : Server, toServer ? Server : client, toServer ? _client : _server, flags, payload, toServer ? _server : _client);
+        }
+    }
+
+    /// <summary>A captured segment, kept (a <see cref="TcpSegment"/> lives only during a call).</summary>
+    private sealed record Seg(DateTime Time, IPEndPoint Source, IPEndPoint Destination, uint Sequence, TcpFlags Flags, byte[] Payload, uint Acknowledgment)
+    {
+        public TcpSegment ToTcp() => new(Time, Source, Destination, Sequence, Flags, Payload, truncated: false, acknowledgment: Acknowledgment);
+    }
+}
