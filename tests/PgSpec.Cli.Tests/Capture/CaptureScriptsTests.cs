@@ -1,10 +1,12 @@
 using System.Buffers.Binary;
-using System.Collections.Immutable;
+using System.Globalization;
 using System.Net;
 using System.Text;
 using PgSpec.Cli.Capture;
 using PgSpec.Cli.Script;
+using PgSpec.Cli.Tests.RealServer;
 using PgSpec.Protocol;
+using PgSpec.Servers;
 using Xunit;
 
 namespace PgSpec.Cli.Tests.Capture;
@@ -351,5 +353,143 @@ public class CaptureScriptsTests
     private sealed record Seg(DateTime Time, IPEndPoint Source, IPEndPoint Destination, uint Sequence, TcpFlags Flags, byte[] Payload, uint Acknowledgment)
     {
         public TcpSegment ToTcp() => new(Time, Source, Destination, Sequence, Flags, Payload, truncated: false, acknowledgment: Acknowledgment);
+    }
+}
+
+/// <summary>
+/// The capture-replay loop against real servers: a psql session and a session of extended
+/// protocol messages are captured with tcpdump, turned into scripts, and replayed on a second
+/// fresh PostgreSQL 15, which ends with the same tables and rows, and the same errors.
+/// </summary>
+public sealed class CaptureScriptsReplayTests
+{
+    private const string Psql = "/usr/lib/postgresql/15/bin/psql";
+
+    private const string PsqlSession = """
+        CREATE TABLE items (id int PRIMARY KEY, name text, note text);
+        INSERT INTO items VALUES (1, 'one', E'tab\there'), (2, 'two "quoted" \ back', E'line\nbreak');
+        \copy items FROM STDIN
+        3	three	from copy
+        4	four	\N
+        \.
+        SELECT count(*) FROM items;
+        INSERT INTO items VALUES (1, 'duplicate', NULL);
+        SELECT * FROM missing_table;
+        UPDATE items SET note = 'café' WHERE id = 3;
+
+        """;
+
+    private const string ExtendedSession = """
+        'P'	"ins"	"INSERT INTO ext VALUES ($1, $2, $3)"	3	23	17	25
+        'B'	""	"ins"	3	1	1	0	3	4	"7"	3	"0x00ff10"	5	"seven"	0
+        'E'	""	0
+        'S'
+        'Y'
+        'B'	"p"	"ins"	3	1	1	0	3	4	"8"	0	-1	0
+        'D'	'P'	"p"
+        'E'	"p"	0
+        'H'
+        'z'
+        'z'
+        'S'
+        'Y'
+        'B'	""	"ins"	1	1	3	2	"9"	0	1	"x"	0
+        'E'	""	0
+        'S'
+        'Y'
+        'X'
+
+        """;
+
+    [Fact]
+    public async Task ScriptsFromACapture_ReplayOnAnotherServer_ToTheSameTablesAndErrors()
+    {
+        var provider = new LocalPgServerProvider();
+        Task<PgServer> startSource = provider.StartAsync(new PgServerOptions { MajorVersion = 15 }, CancellationToken.None);
+        Task<PgServer> startTarget = provider.StartAsync(new PgServerOptions { MajorVersion = 15 }, CancellationToken.None);
+        await using PgServer source = await startSource;
+        await using PgServer target = await startTarget;
+        using var directory = new TempDirectory();
+        string capture = Path.Combine(directory.Path, "session.pcap");
+        string scripts = Path.Combine(directory.Path, "scripts");
+        string original;
+
+        using (Tcpdump.Start(["-i", "lo", "--immediate-mode", "-U", "-B", "32768", "-w", capture, $"tcp port {source.Port}"]))
+        {
+            RunPsql(source, ["-f", directory.Write("session.sql", Encoding.UTF8.GetBytes(PsqlSession))]);
+            RunPsql(source, ["-c", "CREATE TABLE ext (id int4, data bytea, label text)"]);
+            CliResult extended = CliRunner.Run(["script", .. Connect(source), "-f", directory.Write("extended.pgproto", Encoding.UTF8.GetBytes(ExtendedSession))]);
+            Assert.True(extended.ExitCode == 0, extended.ToString());
+            original = extended.Stdout;
+            Tcpdump.WaitForFins(capture, 2 * 3, TimeSpan.FromSeconds(15));
+        }
+
+        CliResult captured = CliRunner.Run("capture", "--port", source.Port.ToString(CultureInfo.InvariantCulture), "--to-script", scripts, capture);
+        Assert.True(captured.ExitCode == 0, captured.ToString());
+        Assert.Equal("", captured.Stdout);
+        Assert.Contains("3 scripts written", captured.Stderr);
+        Assert.Contains("(0 incomplete)", captured.Stderr);
+
+        // Each script replays in the order the connections were made.
+        var outputs = new List<string>();
+        for (int id = 1; id <= 3; id++)
+        {
+            string file = Path.Combine(scripts, $"connection-{id}.pgproto");
+            string text = File.ReadAllText(file);
+            Assert.StartsWith($"# connection {id}: 127.0.0.1:", text);
+            Assert.Contains($" -> 127.0.0.1:{source.Port}, captured ", text.Split('\n')[0]);
+            CliResult replay = CliRunner.Run(["script", .. Connect(target), "-f", file]);
+            Assert.True(replay.ExitCode == 0, $"{file}:\n{text}\n{replay}");
+            outputs.Add(replay.Stdout);
+        }
+
+        // The psql session: COPY with TABs goes as raw bytes; the errors happen again.
+        string psqlScript = File.ReadAllText(Path.Combine(scripts, "connection-1.pgproto"));
+        Assert.Contains("'!'\t\"64", psqlScript);
+        Assert.Contains("<= BE ErrorResponse(S ERROR V ERROR C 23505 M duplicate key value violates unique constraint \"items_pkey\"", outputs[0]);
+        Assert.Contains("<= BE ErrorResponse(S ERROR V ERROR C 42P01 M relation \"missing_table\" does not exist", outputs[0]);
+        Assert.Contains("<= BE CopyInResponse", outputs[0]);
+        Assert.Contains("<= BE CommandComplete(COPY 2)", outputs[0]);
+
+        // The extended session: the named statement, binary parameters, a Flush and its answers (the
+        // server sent three before the client's Sync: BindComplete, NoData, CommandComplete), and
+        // the error of the third Bind.
+        string extendedScript = File.ReadAllText(Path.Combine(scripts, "connection-3.pgproto"));
+        Assert.Contains("'B'\t\"\"\t\"ins\"\t3\t1\t1\t0\t3\t4\t\"0x00000007\"\t3\t\"0x00ff10\"\t5\t\"seven\"\t0\n", extendedScript);
+        Assert.Contains("'P'\t\"ins\"\t\"INSERT INTO ext VALUES ($1, $2, $3)\"\t3\t23\t17\t25\n", extendedScript);
+        Assert.True(extendedScript.Contains("'H'\n'z'\n'z'\n'z'\n'S'\n'Y'\n", StringComparison.Ordinal), extendedScript);
+        Assert.Contains("<= BE ErrorResponse(S ERROR V ERROR C 08P01 M insufficient data left in message", outputs[2]);
+        Assert.Equal(Received(original), Received(outputs[2]));
+
+        string[] checks =
+        [
+            "SELECT id, name, coalesce(note, '<null>') FROM items ORDER BY id",
+            "SELECT id, encode(data, 'hex'), coalesce(label, '<null>') FROM ext ORDER BY id",
+        ];
+        foreach (string check in checks)
+        {
+            string expected = RunPsql(source, ["-At", "-c", check]);
+            Assert.Equal(expected, RunPsql(target, ["-At", "-c", check]));
+        }
+
+        Assert.Equal("1|one|tab\there\n2|two \"quoted\" \\ back|line\nbreak\n3|three|café\n4|four|<null>\n", RunPsql(target, ["-At", "-c", checks[0]]));
+        Assert.Equal("7|00ff10|seven\n8||<null>\n", RunPsql(target, ["-At", "-c", checks[1]]));
+    }
+
+    /// <summary>What the server sent, as pgproto prints it.</summary>
+    private static string[] Received(string output) => [.. output.Split('\n').Where(l => l.StartsWith("<= BE", StringComparison.Ordinal))];
+
+    private static string[] Connect(PgServer server)
+        => ["-h", server.Host, "-p", server.Port.ToString(CultureInfo.InvariantCulture), "-u", server.Role(PgAuthMethod.Trust).Name, "-d", "postgres", "--sslmode", "disable"];
+
+    private static string RunPsql(PgServer server, string[] arguments)
+    {
+        var environment = new Dictionary<string, string> { ["PGSSLMODE"] = "disable", ["PGGSSENCMODE"] = "disable", ["PGCONNECT_TIMEOUT"] = "30" };
+        ProcessOutput psql = ExternalProcess.Run(
+            Psql,
+            ["-X", "-q", "-h", server.Host, "-p", server.Port.ToString(CultureInfo.InvariantCulture), "-U", server.Role(PgAuthMethod.Trust).Name, "-d", "postgres", .. arguments],
+            environment: environment);
+        Assert.True(psql.ExitCode == 0, psql.ToString());
+        return psql.Stdout;
     }
 }
