@@ -439,16 +439,15 @@ internal sealed class CaptureScripts : ICaptureOutput
             else
             {
                 IPgMessage? owned = TryOwned(message, context);
-                string? line = owned is null ? null : ScriptLine(owned);
+                string? why = "a string that is not UTF-8";
+                string? line = owned is null ? null : ScriptLine(owned, out why);
                 if (line is not null && RoundTrips(line, wire))
                 {
                     _pending.Append(line).Append('\n');
                     return;
                 }
 
-                reason = owned is null
-                    ? $"a {message.Name} with a string that is not UTF-8"
-                    : $"a {message.Name} whose values the script's strings cannot give exactly (a TAB, bytes that are not UTF-8)";
+                reason = $"a {message.Name} with {why ?? "a value its script line does not give back exactly"}";
             }
 
             Comment($"{reason}: sent as its raw bytes ('!', which pgproto does not have)");
@@ -490,15 +489,30 @@ internal sealed class CaptureScripts : ICaptureOutput
             }
         }
 
-        /// <summary>The script line of a message (null when its fields cannot be written as strings).</summary>
-        internal static string? ScriptLine(IPgMessage message)
+        /// <summary>The script line of a message (null when its fields cannot be written as strings; <paramref name="why"/> says why).</summary>
+        internal static string? ScriptLine(IPgMessage message, out string? why)
         {
             var line = new StringBuilder();
-            bool ok = true;
+            string? problem = null;
             void Text(string value)
             {
                 line.Append('\t');
-                ok &= Quote(line, value);
+                if (!Quote(line, value))
+                {
+                    problem ??= "a TAB in a string (the script's fields end at TABs)";
+                }
+            }
+
+            void Bytes(ReadOnlySpan<byte> value)
+            {
+                if (Utf8.IsValid(value))
+                {
+                    Text(Encoding.UTF8.GetString(value));
+                }
+                else
+                {
+                    problem ??= "bytes that are not UTF-8 where the script has a string";
+                }
             }
 
             void Number(long value) => line.Append('\t').Append(value.ToString(CultureInfo.InvariantCulture));
@@ -533,13 +547,9 @@ internal sealed class CaptureScripts : ICaptureOutput
                     {
                         line.Append("\t\"0x").Append(Convert.ToHexStringLower(value.Span)).Append('"');
                     }
-                    else if (Utf8.IsValid(value.Span))
-                    {
-                        Text(Encoding.UTF8.GetString(value.Span));
-                    }
                     else
                     {
-                        ok = false;
+                        Bytes(value.Span);
                     }
                 }
             }
@@ -591,15 +601,7 @@ internal sealed class CaptureScripts : ICaptureOutput
                     break;
                 case CopyData data:
                     line.Append("'d'");
-                    if (Utf8.IsValid(data.Data.Span))
-                    {
-                        Text(Encoding.UTF8.GetString(data.Data.Span));
-                    }
-                    else
-                    {
-                        ok = false;
-                    }
-
+                    Bytes(data.Data.Span);
                     break;
                 case CopyFail fail:
                     line.Append("'f'");
@@ -618,10 +620,12 @@ internal sealed class CaptureScripts : ICaptureOutput
                     line.Append("'X'");
                     break;
                 default:
+                    why = $"a message that has no script line ({message.Name})";
                     return null;
             }
 
-            return ok ? line.ToString() : null;
+            why = problem;
+            return problem is null ? line.ToString() : null;
         }
 
         /// <summary>A string field: in double quotes, with backslash, quote and newline escaped; false when it holds a TAB (fields are cut at TABs).</summary>
