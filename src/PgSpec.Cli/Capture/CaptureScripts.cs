@@ -266,7 +266,7 @@ internal sealed class CaptureScripts : ICaptureOutput
     /// <summary>One connection's script: its state, and the lines not yet written.</summary>
     private sealed class ScriptFile(long id, string path, string endpoints, DateTime start)
     {
-        private readonly StringBuilder _pending = new();
+        private StringBuilder _pending = new();
         private long _reported;
 
         // ReadyForQuery answers that the client waits for: one per Query, Sync or FunctionCall sent.
@@ -319,7 +319,8 @@ internal sealed class CaptureScripts : ICaptureOutput
                 writer.Write(chunk.Span);
             }
 
-            _pending.Clear();
+            // A huge message leaves a huge buffer: it is let go rather than kept for the connection's life.
+            _pending = _pending.Capacity > 4 * BatchChars ? new StringBuilder() : _pending.Clear();
         }
 
         public void Comment(string text) => _pending.Append("# ").Append(OneLine(text)).Append('\n');

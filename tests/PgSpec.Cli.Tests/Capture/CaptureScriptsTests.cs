@@ -236,6 +236,52 @@ public class CaptureScriptsTests
     }
 
     [Fact]
+    public void FunctionCall_IsAnFLine_AndTheClientWaitsForItsReadyForQuery()
+    {
+        var call = new FunctionCall(1598, [1], [new byte[] { 0, 0, 0, 3 }, Encoding.ASCII.GetBytes("ab\tc")], 0);
+        var plain = new FunctionCall(1598, [0], [Encoding.ASCII.GetBytes("3")], 1);
+        (bool, byte[])[] turns =
+        [
+            .. Login,
+            (true, Conversation.Bytes(call)),
+            (false, Conversation.Bytes(new FunctionCallResponse(Encoding.ASCII.GetBytes("x")), Idle)),
+            (true, Conversation.Bytes(plain)),
+            (false, Conversation.Bytes(new FunctionCallResponse(null), Idle)),
+        ];
+
+        using var directory = new TempDirectory();
+        string text = Script(directory, turns);
+
+        IReadOnlyList<ScriptStep> steps = ScriptParser.Parse(text, "x");
+        Assert.Equal(["send", "read", "send", "read"], steps.Select(Kind));
+        Assert.Equal([call.ToArray(), plain.ToArray()], Sent(steps));
+        Assert.Contains("'F'\t1598\t1\t1\t2\t4\t\"0x00000003\"\t4\t\"0x61620963\"\t0\n", text);
+        Assert.Contains("'F'\t1598\t1\t0\t1\t1\t\"3\"\t1\n", text);
+    }
+
+    [Fact]
+    public void ACancelRequestConnection_IsAnEmptyScriptThatSaysSo()
+    {
+        (bool, byte[])[] turns = [(true, Conversation.Bytes(new CancelRequest(4242, new byte[] { 0, 0, 0, 7 })))];
+
+        using var directory = new TempDirectory();
+        string text = Script(directory, turns);
+
+        Assert.StartsWith("# status: complete", text.Split('\n')[1]);
+        Assert.Contains("# CancelRequest: a connection of its own that cancels another's query; not replayed", text);
+        Assert.Empty(ScriptParser.Parse(text, "x"));
+    }
+
+    [Fact]
+    public void TheHelp_DescribesToScript()
+    {
+        CliResult result = CliRunner.Run("capture", "--help");
+
+        Assert.Contains("--to-script <DIR>", result.Stdout);
+        Assert.Contains("Scripts: --to-script DIR writes", result.Stdout);
+    }
+
+    [Fact]
     public void ADirectoryWithScriptsAlready_IsRefused_OtherFilesAreNot()
     {
         using var directory = new TempDirectory();
