@@ -437,8 +437,6 @@ public class CaptureScriptsTests
 /// </summary>
 public sealed class CaptureScriptsReplayTests
 {
-    private const string Psql = "/usr/lib/postgresql/15/bin/psql";
-
     private const string PsqlSession = """
         CREATE TABLE items (id int PRIMARY KEY, name text, note text);
         INSERT INTO items VALUES (1, 'one', E'tab\there'), (2, 'two "quoted" \ back', E'line\nbreak');
@@ -483,6 +481,8 @@ public sealed class CaptureScriptsReplayTests
         Task<PgServer> startTarget = provider.StartAsync(new PgServerOptions { MajorVersion = 15 }, CancellationToken.None);
         await using PgServer source = await startSource;
         await using PgServer target = await startTarget;
+        PgBinaries binaries = await PgBinaries.FindLocalAsync(15, CancellationToken.None) ?? throw new InvalidOperationException("the PostgreSQL 15 binaries that started the servers are gone");
+        string psql = Path.Combine(binaries.BinDirectory, "psql");
         using var directory = new TempDirectory();
         string capture = Path.Combine(directory.Path, "session.pcap");
         string scripts = Path.Combine(directory.Path, "scripts");
@@ -490,8 +490,8 @@ public sealed class CaptureScriptsReplayTests
 
         using (Tcpdump.Start(["-i", "lo", "--immediate-mode", "-U", "-B", "32768", "-w", capture, $"tcp port {source.Port}"]))
         {
-            RunPsql(source, ["-f", directory.Write("session.sql", Encoding.UTF8.GetBytes(PsqlSession))]);
-            RunPsql(source, ["-c", "CREATE TABLE ext (id int4, data bytea, label text)"]);
+            RunPsql(psql, source, ["-f", directory.Write("session.sql", Encoding.UTF8.GetBytes(PsqlSession))]);
+            RunPsql(psql, source, ["-c", "CREATE TABLE ext (id int4, data bytea, label text)"]);
             CliResult extended = CliRunner.Run(["script", .. Connect(source), "-f", directory.Write("extended.pgproto", Encoding.UTF8.GetBytes(ExtendedSession))]);
             Assert.True(extended.ExitCode == 0, extended.ToString());
             original = extended.Stdout;
@@ -542,12 +542,12 @@ public sealed class CaptureScriptsReplayTests
         ];
         foreach (string check in checks)
         {
-            string expected = RunPsql(source, ["-At", "-c", check]);
-            Assert.Equal(expected, RunPsql(target, ["-At", "-c", check]));
+            string expected = RunPsql(psql, source, ["-At", "-c", check]);
+            Assert.Equal(expected, RunPsql(psql, target, ["-At", "-c", check]));
         }
 
-        Assert.Equal("1|one|tab\there\n2|two \"quoted\" \\ back|line\nbreak\n3|three|café\n4|four|<null>\n", RunPsql(target, ["-At", "-c", checks[0]]));
-        Assert.Equal("7|00ff10|seven\n8||<null>\n", RunPsql(target, ["-At", "-c", checks[1]]));
+        Assert.Equal("1|one|tab\there\n2|two \"quoted\" \\ back|line\nbreak\n3|three|café\n4|four|<null>\n", RunPsql(psql, target, ["-At", "-c", checks[0]]));
+        Assert.Equal("7|00ff10|seven\n8||<null>\n", RunPsql(psql, target, ["-At", "-c", checks[1]]));
     }
 
     /// <summary>What the server sent, as pgproto prints it.</summary>
@@ -556,14 +556,14 @@ public sealed class CaptureScriptsReplayTests
     private static string[] Connect(PgServer server)
         => ["-h", server.Host, "-p", server.Port.ToString(CultureInfo.InvariantCulture), "-u", server.Role(PgAuthMethod.Trust).Name, "-d", "postgres", "--sslmode", "disable"];
 
-    private static string RunPsql(PgServer server, string[] arguments)
+    private static string RunPsql(string psql, PgServer server, string[] arguments)
     {
         var environment = new Dictionary<string, string> { ["PGSSLMODE"] = "disable", ["PGGSSENCMODE"] = "disable", ["PGCONNECT_TIMEOUT"] = "30" };
-        ProcessOutput psql = ExternalProcess.Run(
-            Psql,
+        ProcessOutput run = ExternalProcess.Run(
+            psql,
             ["-X", "-q", "-h", server.Host, "-p", server.Port.ToString(CultureInfo.InvariantCulture), "-U", server.Role(PgAuthMethod.Trust).Name, "-d", "postgres", .. arguments],
             environment: environment);
-        Assert.True(psql.ExitCode == 0, psql.ToString());
-        return psql.Stdout;
+        Assert.True(run.ExitCode == 0, run.ToString());
+        return run.Stdout;
     }
 }
