@@ -41,14 +41,29 @@ internal static class CaptureCommand
         comment lines in the trace format ('# connection 3 gap: ...') and objects with "event"
         in JSON. Passwords and SASL/GSS data are hidden unless --show-secrets.
 
-        Exit codes: 0 the capture was read; 2 a usage error, or a capture that cannot be opened
-        or read. A summary (packets, segments, connections) goes to standard error.
+        Scripts: --to-script DIR writes, instead of the message lines, one pgproto script per
+        connection, DIR/connection-N.pgproto (N: the connection id), that `pgspec script` replays
+        against another server: the client's messages after its startup, one line each ('Q', 'P',
+        'B', 'E', 'D', 'C', 'S', 'H', 'F', 'd', 'c', 'f', 'X'), and 'Y' wherever the client waited
+        for a ReadyForQuery ('z' for each answer to a Flush). Each line reads back as the exact
+        bytes captured; a message the syntax cannot give exactly (a TAB in a string, COPY data
+        with TABs, bytes that are not UTF-8, an unknown type) is the raw '!' line of its bytes. The
+        startup, authentication, SSLRequest and CancelRequest are comments (pgspec script makes
+        its own connection). A gap, encryption, malformed bytes or a start that was not captured is
+        a comment where it happened, and the header's status line says INCOMPLETE. DIR is created
+        if missing; a DIR that already holds connection-*.pgproto files is refused (other files
+        are left alone).
+
+        Exit codes: 0 the capture was read; 2 a usage error, a capture that cannot be opened or
+        read, or a script that cannot be written. A summary (packets, segments, connections,
+        scripts written) goes to standard error.
 
         Examples:
           pgspec capture traffic.pcap
           pgspec capture --port 5432,6432 --connection-ids --timestamps traffic.pcapng
           tcpdump -i any -w - 'tcp port 5432' | pgspec capture -
           pgspec capture --interface lo --filter 127.0.0.1:5432 --format json
+          pgspec capture --to-script scripts traffic.pcap && pgspec script -h other -d test -f scripts/connection-1.pgproto
         """;
 
     public static Command Create(Stream stdout, TextWriter stderr)
@@ -67,6 +82,7 @@ internal static class CaptureCommand
         var timestamps = new Option<bool>("--timestamps") { Description = "Start each line with the time the packet that completed the message was captured (local time)." };
         var regress = new Option<bool>("--regress") { Description = "libpq's regress mode (OIDs and process ids as NNNN, ...). Trace format only." };
         var showSecrets = new Option<bool>("--show-secrets") { Description = "Print passwords and SASL/GSS data instead of hiding them." };
+        var toScript = new Option<string?>("--to-script") { Description = "Write one pgproto script per connection, DIR/connection-N.pgproto, for `pgspec script` to replay, instead of the message lines.", HelpName = "DIR" };
 
         var command = new PgSpecCommand("capture", Summary, Description)
         {
@@ -79,6 +95,7 @@ internal static class CaptureCommand
             timestamps,
             regress,
             showSecrets,
+            toScript,
         };
 
         command.Validators.Add(result =>
@@ -113,6 +130,19 @@ internal static class CaptureCommand
             var outputs = new List<ICaptureOutput>();
 
             // Summaries (--stats, --to-script) take the place of the message lines.
+            CaptureScripts? scripts = null;
+            if (result.GetValue(toScript) is { } directory)
+            {
+                scripts = CaptureScripts.Open(directory, out string? error);
+                if (scripts is null)
+                {
+                    stderr.WriteLine("pgspec capture: " + error);
+                    return Task.FromResult(PgSpecCommandLine.ExitUsage);
+                }
+
+                outputs.Add(scripts);
+            }
+
             if (outputs.Count == 0)
             {
                 outputs.Add(result.GetValue(format) == "json"
@@ -155,19 +185,38 @@ internal static class CaptureCommand
                 }
                 catch (CaptureException e)
                 {
-                    decoder.Finish(last);
-                    sink.Complete();
+                    try
+                    {
+                        decoder.Finish(last);
+                        sink.Complete();
+                    }
+                    catch (CaptureException)
+                    {
+                        // An output that failed (a script that cannot be written) has said why once.
+                    }
+
                     output.FlushNow();
                     stderr.WriteLine("pgspec capture: " + e.Message);
                     return Task.FromResult(PgSpecCommandLine.ExitUsage);
                 }
 
-                decoder.Finish(last);
-                sink.Complete();
+                try
+                {
+                    decoder.Finish(last);
+                    sink.Complete();
+                }
+                catch (CaptureException e)
+                {
+                    output.FlushNow();
+                    stderr.WriteLine("pgspec capture: " + e.Message);
+                    return Task.FromResult(PgSpecCommandLine.ExitUsage);
+                }
+
                 output.FlushNow();
+                string written = scripts is null ? "" : string.Create(CultureInfo.InvariantCulture, $"; {scripts.Written} scripts written to {result.GetValue(toScript)} ({scripts.Incomplete} incomplete)");
                 stderr.WriteLine(string.Create(
                     CultureInfo.InvariantCulture,
-                    $"pgspec capture: {counts.Packets} packets ({source.LinkType}), {counts.TcpSegments} TCP segments, {decoder.Connections} PostgreSQL connections; {counts.Skipped} packets not TCP over IP, {counts.Unparsed} that could not be parsed"));
+                    $"pgspec capture: {counts.Packets} packets ({source.LinkType}), {counts.TcpSegments} TCP segments, {decoder.Connections} PostgreSQL connections; {counts.Skipped} packets not TCP over IP, {counts.Unparsed} that could not be parsed{written}"));
             }
 
             return Task.FromResult(PgSpecCommandLine.ExitOk);
