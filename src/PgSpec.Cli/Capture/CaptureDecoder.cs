@@ -50,8 +50,11 @@ internal sealed class CaptureOutputs(IReadOnlyList<ICaptureOutput> outputs) : IC
 /// <summary>What <see cref="ICaptureOutput.Event"/> reports.</summary>
 internal enum CaptureEvent
 {
-    /// <summary>The first packet of a connection (text: client and server; mid-stream or not).</summary>
+    /// <summary>The first packet of a connection (text: client and server).</summary>
     Connection,
+
+    /// <summary>Right after <see cref="Connection"/>: the connection's start was not captured, it is picked up mid-stream.</summary>
+    MidStream,
 
     /// <summary>Bytes lost from the capture (bytes: how many).</summary>
     Gap,
@@ -159,6 +162,10 @@ internal sealed class CaptureDecoder
             connection = new Connection(this, ++_nextId, client, server, midStream: (segment.Flags & TcpFlags.Syn) == 0);
             _connections[(client, server)] = connection;
             _output.Event(connection.Id, segment.Timestamp, CaptureEvent.Connection, connection.Describe());
+            if (connection.MidStream)
+            {
+                _output.Event(connection.Id, segment.Timestamp, CaptureEvent.MidStream, "its start was not captured: picked up mid-stream, decoded from the first message boundary the bytes prove");
+            }
         }
 
         connection.Add(segment, toServer);
@@ -221,7 +228,9 @@ internal sealed class CaptureDecoder
 
         public int MaxHeldBytes => _owner._maxHeldBytes;
 
-        public string Describe() => $"{Format(_client)} -> {Format(_server)}{(_midStream ? ", picked up mid-stream (its start was not captured)" : "")}";
+        public bool MidStream => _midStream;
+
+        public string Describe() => $"{Format(_client)} -> {Format(_server)}";
 
         public void Add(TcpSegment segment, bool toServer)
         {

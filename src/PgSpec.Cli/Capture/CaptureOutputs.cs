@@ -41,6 +41,7 @@ internal sealed class TraceCaptureOutput : ICaptureOutput
     internal static string Name(CaptureEvent kind) => kind switch
     {
         CaptureEvent.Connection => "seen",
+        CaptureEvent.MidStream => "mid-stream",
         CaptureEvent.Gap => "gap",
         CaptureEvent.Resumed => "resumed",
         CaptureEvent.Encrypted => "encrypted",

@@ -128,12 +128,8 @@ internal sealed class CaptureScripts : ICaptureOutput
         ScriptFile script = Get(connection, time, kind == CaptureEvent.Connection ? text : null);
         switch (kind)
         {
-            case CaptureEvent.Connection:
-                if (text.Contains("mid-stream", StringComparison.Ordinal))
-                {
-                    script.Gap("its start was not captured: what the client sent before the first message below is missing");
-                }
-
+            case CaptureEvent.MidStream:
+                script.Gap("its start was not captured: what the client sent before the first message below is missing");
                 break;
             case CaptureEvent.Gap:
                 script.Gap("gap: " + text);

@@ -135,7 +135,7 @@ public class CaptureDecoderTests
         var output = new RecordingOutput();
         Feed(output, segments);
 
-        Assert.Contains("mid-stream", output.Texts[0]);
+        Assert.Equal(["event seen", "event mid-stream"], output.Lines[..2]);
         Assert.Equal("F Query", output.Lines.First(line => !line.StartsWith("event", StringComparison.Ordinal)));
         Assert.Contains("event resumed", output.Lines);
         Assert.DoesNotContain("B RowDescription", output.Lines);
