@@ -102,14 +102,19 @@ internal sealed class CaptureDecoder
     private readonly ICaptureOutput _output;
     private readonly int _maxHeldBytes;
     private readonly Dictionary<(IPEndPoint Client, IPEndPoint Server), Connection> _connections = new();
+    private readonly long _maxHeldTotal;
+    private long _heldTotal;
     private long _nextId;
 
     /// <summary>
     /// Decodes connections to the given server ports (or only to <paramref name="server"/> when
-    /// given); <paramref name="maxHeldBytes"/> bounds what each direction holds out of order.
+    /// given); <paramref name="maxHeldBytes"/> bounds what each direction holds out of order, and
+    /// <paramref name="maxHeldTotal"/> what all connections hold together: past it, the
+    /// connection holding most gives up on its holes (gaps) until the total is half the bound.
     /// </summary>
-    public CaptureDecoder(IEnumerable<int> ports, IPEndPoint? server, ICaptureOutput output, int maxHeldBytes = 1 << 20)
+    public CaptureDecoder(IEnumerable<int> ports, IPEndPoint? server, ICaptureOutput output, int maxHeldBytes = 1 << 20, long maxHeldTotal = 256L << 20)
     {
+        _maxHeldTotal = maxHeldTotal;
         _ports = [.. ports];
         _server = server;
         _output = output;
@@ -146,6 +151,7 @@ internal sealed class CaptureDecoder
         {
             // A client's SYN on a pair of endpoints that carried data: the ports were used again
             // for a new connection, and the capture missed the old one's end.
+            _heldTotal -= connection.HeldBytes;
             connection.Finish(segment.Timestamp);
             connection = null;
         }
@@ -168,10 +174,36 @@ internal sealed class CaptureDecoder
             }
         }
 
+        long heldBefore = connection.HeldBytes;
         connection.Add(segment, toServer);
+        _heldTotal += connection.HeldBytes - heldBefore;
         if (connection.Closed)
         {
+            _heldTotal -= connection.HeldBytes;
             _connections.Remove((client, server));
+        }
+
+        if (_heldTotal > _maxHeldTotal)
+        {
+            ReleaseHeld(segment.Timestamp);
+        }
+    }
+
+    /// <summary>Bytes held out of order by all open connections.</summary>
+    public long HeldBytes => _heldTotal;
+
+    private void ReleaseHeld(DateTime time)
+    {
+        foreach (Connection connection in _connections.Values.OrderByDescending(c => c.HeldBytes))
+        {
+            if (_heldTotal <= _maxHeldTotal / 2)
+            {
+                break;
+            }
+
+            long before = connection.HeldBytes;
+            connection.ReleaseHeld(time);
+            _heldTotal += connection.HeldBytes - before;
         }
     }
 
@@ -184,6 +216,7 @@ internal sealed class CaptureDecoder
         }
 
         _connections.Clear();
+        _heldTotal = 0;
     }
 
     private bool IsServer(IPEndPoint endpoint)
@@ -242,6 +275,15 @@ internal sealed class CaptureDecoder
             }
 
             (toServer ? _frontend : _backend).Tcp.Add(segment);
+        }
+
+        /// <summary>What its two directions hold out of order.</summary>
+        public long HeldBytes => _frontend.Tcp.HeldBytes + _backend.Tcp.HeldBytes;
+
+        public void ReleaseHeld(DateTime time)
+        {
+            _frontend.Tcp.ReleaseHeld(time);
+            _backend.Tcp.ReleaseHeld(time);
         }
 
         /// <summary>Some of its bytes reached the decoder (or were reported lost).</summary>

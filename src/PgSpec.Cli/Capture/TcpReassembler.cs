@@ -219,6 +219,20 @@ internal sealed class TcpDirection
     }
 
     /// <summary>
+    /// Gives up waiting for the holes before what is held (the capture's memory is needed
+    /// elsewhere): they are gaps now, and what is held is delivered. The stream goes on.
+    /// </summary>
+    /// <param name="timestamp">When the decision was made (the current packet's time).</param>
+    public void ReleaseHeld(DateTime timestamp)
+    {
+        if (!_ended)
+        {
+            DeliverAllHeld(timestamp);
+            EndIfFinReached(timestamp);
+        }
+    }
+
+    /// <summary>
     /// The receiver acknowledged this direction's stream up to <paramref name="acknowledgment"/>
     /// (the next byte it expects): the bytes before it that were not captured reached the receiver,
     /// so the capture lost them. The holes before it are gaps at once, and what is held after them

@@ -224,6 +224,46 @@ public class CaptureDecoderTests
     }
 
     [Fact]
+    public void WhatAllConnectionsHoldOutOfOrder_StaysWithinTheTotalBound()
+    {
+        // Fifty connections whose server lost a segment early: each would hold what follows (up
+        // to 1 MiB a direction); together they may hold 64 KiB, and the ones holding most give up.
+        const long Bound = 64 * 1024;
+        var output = new RecordingOutput();
+        var decoder = new CaptureDecoder([5432], server: null, output, maxHeldTotal: Bound);
+        byte[] rows = Conversation.Bytes([.. Enumerable.Range(0, 200).Select(i => (IPgMessage)new DataRow([Encoding.ASCII.GetBytes($"row {i:D3}")]))]);
+        var streams = new List<List<Segment>>();
+        for (int c = 0; c < 50; c++)
+        {
+            List<Segment> segments = new Wire().Segments([.. Turns[..7], (false, rows)], segmentSize: 100);
+            segments.RemoveAt(segments.FindIndex(s => !s.ToServer && s.Payload.AsSpan().IndexOf("row 001"u8) >= 0));
+
+            // No acknowledgments: only the bound can end the wait.
+            streams.Add([.. segments.Select(s => s with { Flags = s.Flags & ~TcpFlags.Ack })]);
+        }
+
+        long most = 0;
+        for (int i = 0; streams.Any(s => i < s.Count); i++)
+        {
+            for (int c = 0; c < streams.Count; c++)
+            {
+                if (i < streams[c].Count)
+                {
+                    decoder.Add(streams[c][i] is var s ? s.ToTcp(IPEndPoint.Parse($"10.0.0.7:{41000 + c}")) : default);
+                    most = Math.Max(most, decoder.HeldBytes);
+                }
+            }
+        }
+
+        // Some gave up while the capture went on; the others at its end; each hole once.
+        Assert.InRange(most, Bound / 2, Bound);
+        Assert.InRange(output.Lines.Count(l => l == "event gap"), 10, 49);
+        decoder.Finish(Start);
+        Assert.Equal(0, decoder.HeldBytes);
+        Assert.Equal(50, output.Lines.Count(l => l == "event gap"));
+    }
+
+    [Fact]
     public void SegmentsOfOtherPorts_AreIgnored()
     {
         var output = new RecordingOutput();
@@ -257,7 +297,9 @@ public class CaptureDecoderTests
     {
         public bool Syn => (Flags & TcpFlags.Syn) != 0;
 
-        public TcpSegment ToTcp() => new(Time, ToServer ? Client : Server, ToServer ? Server : Client, Sequence, Flags, Payload, truncated: false, acknowledgment: Acknowledgment);
+        public TcpSegment ToTcp() => ToTcp(Client);
+
+        public TcpSegment ToTcp(IPEndPoint client) => new(Time, ToServer ? client : Server, ToServer ? Server : client, Sequence, Flags, Payload, truncated: false, acknowledgment: Acknowledgment);
     }
 
     /// <summary>Cuts the turns of a conversation into segments with sequence numbers, as a capture shows them.</summary>
