@@ -41,6 +41,39 @@ internal static class CaptureCommand
         comment lines in the trace format ('# connection 3 gap: ...') and objects with "event"
         in JSON. Passwords and SASL/GSS data are hidden unless --show-secrets.
 
+        Statistics (--stats): instead of the message lines, a summary at the end of the capture.
+        Per normalized query (constants replaced by $1, $2, ... as pg_stat_statements shows
+        them: numbers, with their sign, strings, E'', B'', X'' and dollar-quoted strings;
+        identifiers, keywords, TRUE, FALSE and NULL kept; comments removed; whitespace collapsed):
+        calls, rows (the last number of CommandComplete's tag), total, mean and p95 time
+        (nearest rank) and errors. A call is a Query, all its statements as one call of its
+        whole text, timed from the Query to its ReadyForQuery; or an Execute of the extended
+        protocol, with the text of the Parse of the statement its portal was bound to, timed
+        from the first message of its batch (up to Sync) to the ReadyForQuery (a batch with
+        several Executes is split at each one's completion). Then message counts and bytes by
+        type and direction, errors by SQLSTATE, gaps and other events, and one line per
+        connection (id, messages, bytes each way, duration, errors, gaps, client -> server).
+        Bounds: 10,000 distinct queries (the calls of later ones are counted as one "other"
+        query), 1,024 call times kept per query for the p95 (a uniform sample beyond that:
+        then an estimate), 100,000 connections listed (later ones count in the totals only),
+        and per open connection 10,000 prepared statements and portals.
+
+        With --format json, statistics are one JSON document:
+          {"connections": N, "start": "...", "end": "...", "duration_ms": X,
+           "queries": [{"query": "SELECT ... $1", "other": false, "calls": N, "rows": N,
+                        "total_ms": X, "mean_ms": X, "p95_ms": X, "p95_sampled": false,
+                        "errors": N}, ...],            (by total time, largest first)
+           "queries_capped": false, "unfinished_calls": N,
+           "messages": {"frontend": {"count": N, "bytes": N}, "backend": {...},
+                        "types": [{"direction": "F", "name": "Query", "count": N, "bytes": N}, ...]},
+           "errors": {"42P01": N, ...},
+           "events": {"gap": {"count": N, "bytes": N}, "resumed": ..., "malformed": ..., "encrypted": ...},
+           "connection_list": [{"id": 1, "endpoints": "client -> server", "start": "...", "end": "...",
+                                "duration_ms": X, "messages": N, "frontend_bytes": N, "backend_bytes": N,
+                                "errors": N, "gaps": N, "gap_bytes": N, "ended": "closed"}, ...],
+           "connections_not_listed": N}
+        Times are local; "events" holds only the kinds that occurred.
+
         Exit codes: 0 the capture was read; 2 a usage error, or a capture that cannot be opened
         or read. A summary (packets, segments, connections) goes to standard error.
 
@@ -49,6 +82,7 @@ internal static class CaptureCommand
           pgspec capture --port 5432,6432 --connection-ids --timestamps traffic.pcapng
           tcpdump -i any -w - 'tcp port 5432' | pgspec capture -
           pgspec capture --interface lo --filter 127.0.0.1:5432 --format json
+          pgspec capture --stats traffic.pcap
         """;
 
     public static Command Create(Stream stdout, TextWriter stderr)
@@ -67,6 +101,7 @@ internal static class CaptureCommand
         var timestamps = new Option<bool>("--timestamps") { Description = "Start each line with the time the packet that completed the message was captured (local time)." };
         var regress = new Option<bool>("--regress") { Description = "libpq's regress mode (OIDs and process ids as NNNN, ...). Trace format only." };
         var showSecrets = new Option<bool>("--show-secrets") { Description = "Print passwords and SASL/GSS data instead of hiding them." };
+        var stats = new Option<bool>("--stats") { Description = "Print statistics at the end (per query, message, error, connection) instead of the messages; --format json makes them one JSON document." };
 
         var command = new PgSpecCommand("capture", Summary, Description)
         {
@@ -79,6 +114,7 @@ internal static class CaptureCommand
             timestamps,
             regress,
             showSecrets,
+            stats,
         };
 
         command.Validators.Add(result =>
@@ -102,6 +138,11 @@ internal static class CaptureCommand
             {
                 result.AddError("--regress applies to --format trace only.");
             }
+
+            if (PgSpecCommandLine.ValueInValidator(result, regress) && PgSpecCommandLine.ValueInValidator(result, stats))
+            {
+                result.AddError("--regress applies to the message lines, not to --stats.");
+            }
         });
 
         command.SetAction((result, cancellationToken) =>
@@ -113,6 +154,11 @@ internal static class CaptureCommand
             var outputs = new List<ICaptureOutput>();
 
             // Summaries (--stats, --to-script) take the place of the message lines.
+            if (result.GetValue(stats))
+            {
+                outputs.Add(new CaptureStatistics(output, json: result.GetValue(format) == "json"));
+            }
+
             if (outputs.Count == 0)
             {
                 outputs.Add(result.GetValue(format) == "json"
