@@ -51,7 +51,8 @@ internal static class CaptureCommand
         protocol, with the text of the Parse of the statement its portal was bound to, timed
         from the first message of its batch (up to Sync) to the ReadyForQuery (a batch with
         several Executes is split at each one's completion). Then message counts and bytes by
-        type and direction, errors by SQLSTATE, gaps and other events, and one line per
+        type and direction, errors by SQLSTATE ("invalid" when the C field is not five digits
+        or capital letters), gaps and other events, and one line per
         connection (id, messages, bytes each way, duration, errors, gaps, client -> server).
         Bounds: 10,000 distinct queries (the calls of later ones are counted as one "other"
         query), 1,024 call times kept per query for the p95 (a uniform sample beyond that:
@@ -72,7 +73,8 @@ internal static class CaptureCommand
                                 "duration_ms": X, "messages": N, "frontend_bytes": N, "backend_bytes": N,
                                 "errors": N, "gaps": N, "gap_bytes": N, "ended": "closed"}, ...],
            "connections_not_listed": N}
-        Times are local; "events" holds only the kinds that occurred.
+        Times are local; bytes are those of the decoded messages (not of encrypted traffic);
+        "events" holds only the kinds that occurred.
 
         Exit codes: 0 the capture was read; 2 a usage error, or a capture that cannot be opened
         or read. A summary (packets, segments, connections) goes to standard error.

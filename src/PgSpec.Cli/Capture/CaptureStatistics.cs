@@ -52,6 +52,8 @@ internal sealed class CaptureStatistics : ICaptureOutput
 
     private static readonly JsonWriterOptions s_json = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, Indented = true };
 
+    private static readonly System.Buffers.SearchValues<byte> s_sqlstateCharacters = System.Buffers.SearchValues.Create("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"u8);
+
     private static readonly string[] s_rowTags = ["SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "FETCH", "MOVE"];
 
     private readonly Stream _output;
@@ -299,7 +301,8 @@ internal sealed class CaptureStatistics : ICaptureOutput
                 {
                     if (field.Code == (byte)'C')
                     {
-                        sqlstate = Text(field.Value);
+                        // Five digits or capital letters; anything else (from a broken or hostile server) is not a key of its own.
+                        sqlstate = field.Value.Length == 5 && !field.Value.ContainsAnyExcept(s_sqlstateCharacters) ? Text(field.Value) : "invalid";
                     }
                 }
 

@@ -3,7 +3,9 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using PgSpec.Cli.Capture;
+using PgSpec.Cli.Tests.RealServer;
 using PgSpec.Protocol;
+using PgSpec.Servers;
 
 namespace PgSpec.Cli.Tests.Capture;
 
@@ -60,7 +62,8 @@ public class CaptureStatisticsTests
         List<double> times = [.. Enumerable.Range(1, 20).Select(i => (double)i).Reverse()];
         Assert.Equal(19, CaptureStatistics.Percentile95(times));
         Assert.Equal(5, CaptureStatistics.Percentile95([5]));
-        Assert.Equal(100, CaptureStatistics.Percentile95([.. Enumerable.Range(1, 100).Select(i => (double)i)]) + 5);
+        Assert.Equal(95, CaptureStatistics.Percentile95([.. Enumerable.Range(1, 100).Select(i => (double)i)]));
+        Assert.Equal(0, CaptureStatistics.Percentile95([]));
     }
 
     [Theory]
@@ -150,19 +153,23 @@ public class CaptureStatisticsTests
 
         wire.Send(true, 1, new Query("SELECT 1"));
         wire.Send(false, 1, new CommandComplete("SELECT 1"), new ReadyForQuery(TransactionStatus.Idle));
+        wire.Send(true, 1, new Query("SELECT 2"));
+        wire.Send(false, 1, Error("<script>"), new ReadyForQuery(TransactionStatus.Idle));
 
         JsonElement stats = Run(wire);
         JsonElement errors = stats.GetProperty("errors");
+        Assert.Equal(1, errors.GetProperty("invalid").GetInt64());
         Assert.Equal(1, errors.GetProperty("42P01").GetInt64());
         Assert.Equal(2, errors.GetProperty("22012").GetInt64());
-        Assert.Equal(2, errors.EnumerateObject().Count());
+        Assert.Equal(3, errors.EnumerateObject().Count());
         Assert.Equal(2, QueryNamed(stats, "SELECT $1 / $2").GetProperty("errors").GetInt64());
         Assert.Equal(2, QueryNamed(stats, "SELECT $1 / $2").GetProperty("calls").GetInt64());
         Assert.Equal(1, QueryNamed(stats, "SELECT * FROM missing").GetProperty("errors").GetInt64());
-        Assert.Equal(0, QueryNamed(stats, "SELECT $1").GetProperty("errors").GetInt64());
+        Assert.Equal(1, QueryNamed(stats, "SELECT $1").GetProperty("errors").GetInt64());
+        Assert.Equal(2, QueryNamed(stats, "SELECT $1").GetProperty("calls").GetInt64());
 
         JsonElement connection = stats.GetProperty("connection_list").EnumerateArray().Single();
-        Assert.Equal(3, connection.GetProperty("errors").GetInt64());
+        Assert.Equal(4, connection.GetProperty("errors").GetInt64());
         Assert.Equal("10.0.0.7:40001 -> 10.0.0.1:5432", connection.GetProperty("endpoints").GetString());
         Assert.Equal("closed", connection.GetProperty("ended").GetString());
     }
@@ -263,6 +270,23 @@ public class CaptureStatisticsTests
     }
 
     [Fact]
+    public void AnEncryptedConnection_IsCountedAsAnEvent_WithItsEndpoints()
+    {
+        var wire = new Wire();
+        wire.Send(true, 1, new SSLRequest());
+        wire.SendBytes(false, 1, "S"u8.ToArray());
+        wire.SendBytes(true, 1, [0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]);
+
+        JsonElement stats = Run(wire);
+        Assert.Equal(1, stats.GetProperty("events").GetProperty("encrypted").GetProperty("count").GetInt64());
+        JsonElement connection = stats.GetProperty("connection_list").EnumerateArray().Single();
+        Assert.Equal("10.0.0.7:40001 -> 10.0.0.1:5432", connection.GetProperty("endpoints").GetString());
+        Assert.Equal(2, connection.GetProperty("messages").GetInt64());
+        Assert.Equal(8, connection.GetProperty("frontend_bytes").GetInt64());
+        Assert.Empty(stats.GetProperty("queries").EnumerateArray());
+    }
+
+    [Fact]
     public void TheTable_ListsQueriesMessagesErrorsAndConnections()
     {
         var wire = new Wire();
@@ -295,6 +319,123 @@ public class CaptureStatisticsTests
         Assert.Contains("\"p95_ms\"", result.Stdout);
         Assert.Contains("10,000 distinct queries", result.Stdout);
     }
+
+    [Fact]
+    public async Task ACaptureOfPgbenchAndPsql_AgainstPostgreSql15_GivesTheirQueriesCallsRowsAndErrors()
+    {
+        const int Transactions = 15;
+        const int Clients = 2;
+        await using PgServer server = await new LocalPgServerProvider().StartAsync(new PgServerOptions { MajorVersion = 15 }, CancellationToken.None);
+
+        // psql and pgbench of the same installation as the server.
+        PgBinaries binaries = await PgBinaries.FindLocalAsync(15, CancellationToken.None) ?? throw new InvalidOperationException("no local PostgreSQL 15 binaries");
+        string psql = Path.Combine(binaries.BinDirectory, "psql");
+        string pgbench = Path.Combine(binaries.BinDirectory, "pgbench");
+        string user = server.Role(PgAuthMethod.Trust).Name;
+        string port = server.Port.ToString(CultureInfo.InvariantCulture);
+        string[] connect = ["-h", server.Host, "-p", port, "-U", user];
+
+        // Plain text, so that the capture can be decoded.
+        var environment = new Dictionary<string, string> { ["PGSSLMODE"] = "disable", ["PGCONNECT_TIMEOUT"] = "30" };
+
+        // The tables are made before the capture starts: only the runs are captured.
+        Succeed(ExternalProcess.Run(psql, [.. connect, "-X", "-d", "postgres", "-c", "CREATE DATABASE statsbench"], environment: environment));
+        Succeed(ExternalProcess.Run(pgbench, [.. connect, "-i", "-s", "1", "statsbench"], environment: environment));
+
+        using var directory = new TempDirectory();
+        string file = Path.Combine(directory.Path, "bench.pcap");
+        using (Tcpdump.Start(["-i", "lo", "--immediate-mode", "-U", "-B", "32768", "-w", file, $"tcp port {port}"]))
+        {
+            string[] run = ["-n", "-t", Transactions.ToString(CultureInfo.InvariantCulture), "-c", Clients.ToString(CultureInfo.InvariantCulture)];
+            Succeed(ExternalProcess.Run(pgbench, [.. connect, .. run, "-M", "prepared", "statsbench"], environment: environment));
+            Succeed(ExternalProcess.Run(pgbench, [.. connect, .. run, "-M", "simple", "statsbench"], environment: environment));
+            ProcessOutput session = ExternalProcess.Run(psql, [.. connect, "-X", "-d", "statsbench", "-c", "SELECT generate_series(1, 7)", "-c", "SELECT * FROM no_such_table"], environment: environment);
+            Assert.Contains("no_such_table", session.Stderr);
+            WaitForAllEnds(file);
+        }
+
+        CliResult result = CliRunner.Run("capture", "--port", port, "--stats", "--format", "json", file);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        using JsonDocument document = JsonDocument.Parse(result.Stdout);
+        JsonElement stats = document.RootElement;
+        Assert.False(stats.GetProperty("events").TryGetProperty("gap", out _), result.Stdout);
+        Assert.True(stats.GetProperty("queries").GetArrayLength() > 0, $"host {server.Host}: {result}");
+
+        // pgbench's TPC-B-like script, prepared (Parse text with $n) and simple (constants in the
+        // text) normalized to the same queries: Transactions * Clients calls of each per run.
+        int calls = 2 * Transactions * Clients;
+        string[] script =
+        [
+            "BEGIN;",
+            "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
+            "UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2;",
+            "UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2;",
+            "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP);",
+            "END;",
+        ];
+        foreach (string statement in script)
+        {
+            JsonElement query = QueryNamed(stats, statement);
+            Assert.True(calls == query.GetProperty("calls").GetInt64(), $"{statement}: {query}");
+            Assert.Equal(0, query.GetProperty("errors").GetInt64());
+            Assert.True(query.GetProperty("total_ms").GetDouble() > 0, query.ToString());
+            Assert.True(query.GetProperty("p95_ms").GetDouble() >= query.GetProperty("mean_ms").GetDouble() / 10, query.ToString());
+        }
+
+        Assert.Equal(calls, QueryNamed(stats, "SELECT abalance FROM pgbench_accounts WHERE aid = $1;").GetProperty("rows").GetInt64());
+        Assert.Equal(calls, QueryNamed(stats, "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;").GetProperty("rows").GetInt64());
+
+        JsonElement series = QueryNamed(stats, "SELECT generate_series($1, $2)");
+        Assert.Equal(1, series.GetProperty("calls").GetInt64());
+        Assert.Equal(7, series.GetProperty("rows").GetInt64());
+
+        JsonElement missing = QueryNamed(stats, "SELECT * FROM no_such_table");
+        Assert.Equal(1, missing.GetProperty("errors").GetInt64());
+        Assert.Equal(1, stats.GetProperty("errors").GetProperty("42P01").GetInt64());
+        Assert.Equal(1, stats.GetProperty("connection_list").EnumerateArray().Sum(c => c.GetProperty("errors").GetInt64()));
+
+        // Every connection was seen from its start to its end, with its bytes both ways.
+        JsonElement[] connections = [.. stats.GetProperty("connection_list").EnumerateArray()];
+        Assert.Equal(stats.GetProperty("connections").GetInt64(), connections.Length);
+        Assert.True(connections.Length >= 2 * Clients + 1, stats.GetProperty("connection_list").ToString());
+        Assert.All(connections, c => Assert.Equal("closed", c.GetProperty("ended").GetString()));
+        Assert.All(connections, c => Assert.True(c.GetProperty("frontend_bytes").GetInt64() > 0 && c.GetProperty("backend_bytes").GetInt64() > 0));
+        Assert.Equal(0, stats.GetProperty("unfinished_calls").GetInt64());
+        JsonElement executes = stats.GetProperty("messages").GetProperty("types").EnumerateArray().Single(t => t.GetProperty("name").GetString() == "Execute");
+        Assert.Equal(script.Length * Transactions * Clients, executes.GetProperty("count").GetInt64());
+    }
+
+    /// <summary>Waits until the capture holds a FIN each way for every connection it saw start (tcpdump may still be writing them).</summary>
+    private static void WaitForAllEnds(string file)
+    {
+        var waiting = System.Diagnostics.Stopwatch.StartNew();
+        while (waiting.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            int starts = 0;
+            int fins = 0;
+            using (var source = CaptureSource.OpenFile(file))
+            {
+                source.Run(
+                    s =>
+                    {
+                        starts += (s.Flags & (TcpFlags.Syn | TcpFlags.Ack)) == TcpFlags.Syn ? 1 : 0;
+                        fins += (s.Flags & TcpFlags.Fin) != 0 ? 1 : 0;
+                    },
+                    CancellationToken.None);
+            }
+
+            if (starts > 0 && fins >= 2 * starts)
+            {
+                Tcpdump.WaitForFins(file, fins, TimeSpan.FromSeconds(1));
+                return;
+            }
+
+            Thread.Sleep(20);
+        }
+    }
+
+    private static void Succeed(ProcessOutput output) => Assert.True(output.ExitCode == 0, output.ToString());
 
     private static ErrorResponse Error(string sqlstate)
         => new([new ErrorResponse.Field((byte)'S', "ERROR"), new ErrorResponse.Field((byte)'C', sqlstate), new ErrorResponse.Field((byte)'M', "failed")]);
@@ -346,10 +487,11 @@ public class CaptureStatisticsTests
             Send(false, 1, new AuthenticationOk(), new ReadyForQuery(TransactionStatus.Idle));
         }
 
-        public void Send(bool toServer, int milliseconds, params IPgMessage[] messages)
+        public void Send(bool toServer, int milliseconds, params IPgMessage[] messages) => SendBytes(toServer, milliseconds, Conversation.Bytes(messages));
+
+        public void SendBytes(bool toServer, int milliseconds, byte[] bytes)
         {
             Time = Time.AddMilliseconds(milliseconds);
-            byte[] bytes = Conversation.Bytes(messages);
             ref uint sequence = ref toServer ? ref _client : ref _server;
             _segments.Add((toServer, sequence, TcpFlags.Ack | TcpFlags.Psh, bytes, Time, toServer ? _server : _client));
             sequence += (uint)bytes.Length;
