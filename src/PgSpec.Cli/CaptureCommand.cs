@@ -57,7 +57,9 @@ internal static class CaptureCommand
         Bounds: 10,000 distinct queries (the calls of later ones are counted as one "other"
         query), 1,024 call times kept per query for the p95 (a uniform sample beyond that:
         then an estimate), 100,000 connections listed (later ones count in the totals only),
-        and per open connection 10,000 prepared statements and portals.
+        and per open connection 10,000 prepared statements and portals, 1,000 batches waiting
+        for their ReadyForQuery and 1,000 Executes in a batch (calls beyond, and calls whose end
+        was not captured, are counted as unfinished).
 
         With --format json, statistics are one JSON document:
           {"connections": N, "start": "...", "end": "...", "duration_ms": X,

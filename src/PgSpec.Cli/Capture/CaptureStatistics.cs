@@ -48,7 +48,7 @@ internal sealed class CaptureStatistics : ICaptureOutput
     public const int MaxStatements = 10_000;
 
     /// <summary>Batches per connection waiting for their ReadyForQuery (pipelining), and Executes per batch.</summary>
-    public const int MaxPendingCalls = 10_000;
+    public const int MaxPendingCalls = 1_000;
 
     private static readonly JsonWriterOptions s_json = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, Indented = true };
 
@@ -218,7 +218,7 @@ internal sealed class CaptureStatistics : ICaptureOutput
         switch (message.FrontendKind)
         {
             case FrontendMessageKind.Query:
-                state.Enqueue(new Batch(time) { Simple = Normalized(Text(PgSpec.Protocol.Query.View.Read(message, context).QueryString)) });
+                _unfinishedCalls += state.Enqueue(new Batch(time) { Simple = Normalized(Text(PgSpec.Protocol.Query.View.Read(message, context).QueryString)) });
                 break;
             case FrontendMessageKind.Parse:
             {
@@ -247,6 +247,10 @@ internal sealed class CaptureStatistics : ICaptureOutput
                 {
                     batch.Executes.Add(query ?? _otherQueries);
                 }
+                else
+                {
+                    _unfinishedCalls++;
+                }
 
                 break;
             }
@@ -260,13 +264,13 @@ internal sealed class CaptureStatistics : ICaptureOutput
             }
 
             case FrontendMessageKind.Sync:
-                state.Enqueue(state.OpenBatch(time));
+                _unfinishedCalls += state.Enqueue(state.OpenBatch(time));
                 state.Open = null;
                 break;
             case FrontendMessageKind.FunctionCall:
             case FrontendMessageKind.StartupMessage:
                 // Answered by one ReadyForQuery: not a query call, but it keeps the answers in step.
-                state.Enqueue(new Batch(time));
+                _unfinishedCalls += state.Enqueue(new Batch(time));
                 break;
             case FrontendMessageKind.Describe:
             case FrontendMessageKind.Flush:
@@ -416,7 +420,8 @@ internal sealed class CaptureStatistics : ICaptureOutput
 
     private List<QueryStats> QueriesByTime()
     {
-        List<QueryStats> queries = [.. _queries.Values.OrderByDescending(q => q.Total).ThenBy(q => q.Text, StringComparer.Ordinal)];
+        // A query only prepared, or whose calls did not end in the capture, is not listed.
+        List<QueryStats> queries = [.. _queries.Values.Where(q => q.Calls > 0 || q.Errors > 0).OrderByDescending(q => q.Total).ThenBy(q => q.Text, StringComparer.Ordinal)];
         if (_otherQueries.Calls > 0)
         {
             queries.Add(_otherQueries);
@@ -678,15 +683,18 @@ internal sealed class CaptureStatistics : ICaptureOutput
 
         public Batch OpenBatch(DateTime time) => Open ??= new Batch(time);
 
-        public void Enqueue(Batch batch)
+        /// <summary>Adds a batch that waits for its ReadyForQuery; returns the calls of the oldest, given up when too many wait.</summary>
+        public long Enqueue(Batch batch)
         {
+            long givenUp = 0;
             if (Pending.Count >= MaxPendingCalls)
             {
                 // Answers that never come (their direction was not captured): the oldest is given up.
-                Pending.Dequeue();
+                givenUp = Pending.Dequeue().CallsLeft;
             }
 
             Pending.Enqueue(batch);
+            return givenUp;
         }
 
         public void Remember(Dictionary<string, QueryStats> names, string name, QueryStats query)

@@ -287,6 +287,65 @@ public class CaptureStatisticsTests
     }
 
     [Fact]
+    public void DistinctQueriesBeyondTheBound_AreCountedAsOther()
+    {
+        var wire = new Wire();
+        wire.Login();
+        for (int i = 0; i < CaptureStatistics.MaxQueries + 5; i++)
+        {
+            wire.Send(true, 1, new Query($"SELECT c{i} FROM t"));
+            wire.Send(false, 1, new CommandComplete("SELECT 0"), new ReadyForQuery(TransactionStatus.Idle));
+        }
+
+        JsonElement stats = Run(wire);
+        Assert.True(stats.GetProperty("queries_capped").GetBoolean());
+        JsonElement[] queries = [.. stats.GetProperty("queries").EnumerateArray()];
+        Assert.Equal(CaptureStatistics.MaxQueries + 1, queries.Length);
+        JsonElement other = queries.Single(q => q.GetProperty("other").GetBoolean());
+        Assert.Equal(5, other.GetProperty("calls").GetInt64());
+
+        // A query already known is still counted as itself.
+        Assert.Equal(1, QueryNamed(stats, "SELECT c0 FROM t").GetProperty("calls").GetInt64());
+    }
+
+    [Fact]
+    public void CallsBeyondTheReservoir_GiveASampledP95()
+    {
+        var wire = new Wire();
+        wire.Login();
+        int calls = CaptureStatistics.ReservoirSize + 200;
+        for (int i = 0; i < calls; i++)
+        {
+            // Most calls take 1 ms, one in ten 10 ms: the 95th percentile is 10 ms, sampled or not.
+            wire.Send(true, 1, new Query("SELECT 1"));
+            wire.Send(false, i % 10 == 0 ? 10 : 1, new CommandComplete("SELECT 1"), new ReadyForQuery(TransactionStatus.Idle));
+        }
+
+        JsonElement select = QueryNamed(Run(wire), "SELECT $1");
+        Assert.Equal(calls, select.GetProperty("calls").GetInt64());
+        Assert.True(select.GetProperty("p95_sampled").GetBoolean());
+        Assert.Equal(10.0, select.GetProperty("p95_ms").GetDouble());
+        int slow = (calls + 9) / 10;
+        Assert.Equal((slow * 10.0) + (calls - slow), select.GetProperty("total_ms").GetDouble(), 3);
+    }
+
+    [Fact]
+    public void BatchesWhoseAnswersWereNotCaptured_AreBounded_AndCountedUnfinished()
+    {
+        var wire = new Wire();
+        wire.Login();
+        int batches = CaptureStatistics.MaxPendingCalls + 10;
+        for (int i = 0; i < batches; i++)
+        {
+            wire.Send(true, 1, new Query("SELECT 1"));
+        }
+
+        JsonElement stats = Run(wire);
+        Assert.Equal(batches, stats.GetProperty("unfinished_calls").GetInt64());
+        Assert.Empty(stats.GetProperty("queries").EnumerateArray());
+    }
+
+    [Fact]
     public void TheTable_ListsQueriesMessagesErrorsAndConnections()
     {
         var wire = new Wire();
