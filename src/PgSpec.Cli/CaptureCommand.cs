@@ -52,8 +52,8 @@ internal static class CaptureCommand
         from the first message of its batch (up to Sync) to the ReadyForQuery (a batch with
         several Executes is split at each one's completion). Then message counts and bytes by
         type and direction, errors by SQLSTATE ("invalid" when the C field is not five digits
-        or capital letters), gaps and other events, and one line per
-        connection (id, messages, bytes each way, duration, errors, gaps, client -> server).
+        or capital letters), gaps and other events, and one line per connection (id, messages,
+        bytes each way, duration, errors, gaps, client -> server).
         Bounds: 10,000 distinct queries (the calls of later ones are counted as one "other"
         query), 1,024 call times kept per query for the p95 (a uniform sample beyond that:
         then an estimate), 100,000 connections listed (later ones count in the totals only),
@@ -70,7 +70,8 @@ internal static class CaptureCommand
            "messages": {"frontend": {"count": N, "bytes": N}, "backend": {...},
                         "types": [{"direction": "F", "name": "Query", "count": N, "bytes": N}, ...]},
            "errors": {"42P01": N, ...},
-           "events": {"gap": {"count": N, "bytes": N}, "resumed": ..., "malformed": ..., "encrypted": ...},
+           "events": {"gap": {"count": N, "bytes": N}, "resumed": {...}, "malformed": {...},
+                      "encrypted": {...}},
            "connection_list": [{"id": 1, "endpoints": "client -> server", "start": "...", "end": "...",
                                 "duration_ms": X, "messages": N, "frontend_bytes": N, "backend_bytes": N,
                                 "errors": N, "gaps": N, "gap_bytes": N, "ended": "closed"}, ...],
