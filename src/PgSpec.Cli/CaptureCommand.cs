@@ -50,7 +50,8 @@ internal static class CaptureCommand
         whole text, timed from the Query to its ReadyForQuery; or an Execute of the extended
         protocol, with the text of the Parse of the statement its portal was bound to, timed
         from the first message of its batch (up to Sync) to the ReadyForQuery (a batch with
-        several Executes is split at each one's completion). Then message counts and bytes by
+        several Executes is split at each one's completion); Executes of statements prepared
+        before the capture started are counted together, after the others. Then message counts and bytes by
         type and direction, errors by SQLSTATE ("invalid" when the C field is not five digits
         or capital letters), gaps and other events, and one line per connection (id, messages,
         bytes each way, duration, errors, gaps, client -> server).

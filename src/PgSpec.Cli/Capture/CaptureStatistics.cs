@@ -60,6 +60,7 @@ internal sealed class CaptureStatistics : ICaptureOutput
     private readonly bool _json;
     private readonly Dictionary<string, QueryStats> _queries = new(StringComparer.Ordinal);
     private readonly QueryStats _otherQueries = new("(other queries)");
+    private readonly QueryStats _unknownStatement = new("(statements prepared before the capture started)");
     private readonly Dictionary<long, Connection> _open = new();
     private readonly List<ConnectionSummary> _summaries = [];
     private readonly Dictionary<(PgDirection Direction, string Name), Counter> _messages = new();
@@ -233,7 +234,7 @@ internal sealed class CaptureStatistics : ICaptureOutput
             {
                 var bind = Bind.View.Read(message, context);
                 state.Statements.TryGetValue(Text(bind.StatementName), out QueryStats? query);
-                state.Remember(state.Portals, Text(bind.PortalName), query ?? _otherQueries);
+                state.Remember(state.Portals, Text(bind.PortalName), query ?? _unknownStatement);
                 state.OpenBatch(time);
                 break;
             }
@@ -245,7 +246,7 @@ internal sealed class CaptureStatistics : ICaptureOutput
                 Batch batch = state.OpenBatch(time);
                 if (batch.Executes.Count < MaxPendingCalls)
                 {
-                    batch.Executes.Add(query ?? _otherQueries);
+                    batch.Executes.Add(query ?? _unknownStatement);
                 }
                 else
                 {
@@ -364,6 +365,8 @@ internal sealed class CaptureStatistics : ICaptureOutput
 
     private void Call(QueryStats query, TimeSpan time, long rows, bool error)
     {
+        // Timestamps of a capture can go back (a clock step): such a call took no time.
+        time = time < TimeSpan.Zero ? TimeSpan.Zero : time;
         query.Calls++;
         query.Rows += rows;
         query.Total += time;
@@ -422,9 +425,12 @@ internal sealed class CaptureStatistics : ICaptureOutput
     {
         // A query only prepared, or whose calls did not end in the capture, is not listed.
         List<QueryStats> queries = [.. _queries.Values.Where(q => q.Calls > 0 || q.Errors > 0).OrderByDescending(q => q.Total).ThenBy(q => q.Text, StringComparer.Ordinal)];
-        if (_otherQueries.Calls > 0)
+        foreach (QueryStats apart in (QueryStats[])[_unknownStatement, _otherQueries])
         {
-            queries.Add(_otherQueries);
+            if (apart.Calls > 0 || apart.Errors > 0)
+            {
+                queries.Add(apart);
+            }
         }
 
         return queries;

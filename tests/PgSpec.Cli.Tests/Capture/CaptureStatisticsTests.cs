@@ -212,6 +212,23 @@ public class CaptureStatisticsTests
     }
 
     [Fact]
+    public void ExecutesOfAStatementPreparedBeforeTheCapture_AreCountedApart()
+    {
+        var wire = new Wire();
+        wire.Login();
+        wire.Send(true, 1, new Bind("", "prepared_earlier", [], [], []), new Execute("", 0), new Sync());
+        wire.Send(false, 2, new BindComplete(), new CommandComplete("UPDATE 3"), new ReadyForQuery(TransactionStatus.Idle));
+
+        JsonElement stats = Run(wire);
+        JsonElement apart = stats.GetProperty("queries").EnumerateArray().Single();
+        Assert.Equal("(statements prepared before the capture started)", apart.GetProperty("query").GetString());
+        Assert.False(apart.GetProperty("other").GetBoolean());
+        Assert.Equal(1, apart.GetProperty("calls").GetInt64());
+        Assert.Equal(3, apart.GetProperty("rows").GetInt64());
+        Assert.Equal(2.0, apart.GetProperty("total_ms").GetDouble());
+    }
+
+    [Fact]
     public void ABatchOfSeveralExecutes_IsSplitAtEachCompletion()
     {
         var wire = new Wire();
