@@ -20,7 +20,8 @@ namespace PgSpec.Cli.Capture;
 /// Execute is timed from its first message to its ReadyForQuery; with several, the batch's time is
 /// split at the completion of each Execute (the first from the batch's first message, the last up to
 /// the ReadyForQuery). Rows are the last number of a CommandComplete tag (SELECT, INSERT, UPDATE,
-/// DELETE, MERGE, COPY, FETCH, MOVE). An ErrorResponse counts for its SQLSTATE, its connection and
+/// DELETE, MERGE, COPY, FETCH, MOVE). Executes of statements prepared before the capture started
+/// are counted together under a name of their own. An ErrorResponse counts for its SQLSTATE, its connection and
 /// the call it ends. Calls whose end was not captured (a gap, the connection's end) are counted as
 /// unfinished, apart from the others.
 /// </para>
