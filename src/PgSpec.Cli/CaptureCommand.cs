@@ -54,6 +54,45 @@ internal static class CaptureCommand
         if missing; a DIR that already holds connection-*.pgproto files is refused (other files
         are left alone).
 
+        Statistics (--stats): instead of the message lines, a summary at the end of the capture.
+        Per normalized query (constants replaced by $1, $2, ... as pg_stat_statements shows
+        them: numbers, with their sign, strings, E'', B'', X'' and dollar-quoted strings;
+        identifiers, keywords, TRUE, FALSE and NULL kept; comments removed; whitespace collapsed):
+        calls, rows (the last number of CommandComplete's tag), total, mean and p95 time
+        (nearest rank) and errors. A call is a Query, all its statements as one call of its
+        whole text, timed from the Query to its ReadyForQuery; or an Execute of the extended
+        protocol, with the text of the Parse of the statement its portal was bound to, timed
+        from the first message of its batch (up to Sync) to the ReadyForQuery (a batch with
+        several Executes is split at each one's completion); Executes of statements prepared
+        before the capture started are counted together, after the others. Then message counts and bytes by
+        type and direction, errors by SQLSTATE ("invalid" when the C field is not five digits
+        or capital letters), gaps and other events, and one line per connection (id, messages,
+        bytes each way, duration, errors, gaps, client -> server).
+        Bounds: 10,000 distinct queries (the calls of later ones are counted as one "other"
+        query), 1,024 call times kept per query for the p95 (a uniform sample beyond that:
+        then an estimate), 100,000 connections listed (later ones count in the totals only),
+        and per open connection 10,000 prepared statements and portals, 1,000 batches waiting
+        for their ReadyForQuery and 1,000 Executes in a batch (calls beyond, and calls whose end
+        was not captured, are counted as unfinished).
+
+        With --format json, statistics are one JSON document:
+          {"connections": N, "start": "...", "end": "...", "duration_ms": X,
+           "queries": [{"query": "SELECT ... $1", "other": false, "calls": N, "rows": N,
+                        "total_ms": X, "mean_ms": X, "p95_ms": X, "p95_sampled": false,
+                        "errors": N}, ...],            (by total time, largest first)
+           "queries_capped": false, "unfinished_calls": N,
+           "messages": {"frontend": {"count": N, "bytes": N}, "backend": {...},
+                        "types": [{"direction": "F", "name": "Query", "count": N, "bytes": N}, ...]},
+           "errors": {"42P01": N, ...},
+           "events": {"gap": {"count": N, "bytes": N}, "resumed": {...}, "malformed": {...},
+                      "encrypted": {...}},
+           "connection_list": [{"id": 1, "endpoints": "client -> server", "start": "...", "end": "...",
+                                "duration_ms": X, "messages": N, "frontend_bytes": N, "backend_bytes": N,
+                                "errors": N, "gaps": N, "gap_bytes": N, "ended": "closed"}, ...],
+           "connections_not_listed": N}
+        Times are local; bytes are those of the decoded messages (not of encrypted traffic);
+        "events" holds only the kinds that occurred.
+
         Exit codes: 0 the capture was read; 2 a usage error, a capture that cannot be opened or
         read, or a script that cannot be written. A summary (packets, segments, connections,
         scripts written) goes to standard error.
@@ -64,6 +103,7 @@ internal static class CaptureCommand
           tcpdump -i any -w - 'tcp port 5432' | pgspec capture -
           pgspec capture --interface lo --filter 127.0.0.1:5432 --format json
           pgspec capture --to-script scripts traffic.pcap && pgspec script -h other -d test -f scripts/connection-1.pgproto
+          pgspec capture --stats traffic.pcap
         """;
 
     public static Command Create(Stream stdout, TextWriter stderr)
@@ -83,6 +123,7 @@ internal static class CaptureCommand
         var regress = new Option<bool>("--regress") { Description = "libpq's regress mode (OIDs and process ids as NNNN, ...). Trace format only." };
         var showSecrets = new Option<bool>("--show-secrets") { Description = "Print passwords and SASL/GSS data instead of hiding them." };
         var toScript = new Option<string?>("--to-script") { Description = "Write one pgproto script per connection, DIR/connection-N.pgproto, for `pgspec script` to replay, instead of the message lines.", HelpName = "DIR" };
+        var stats = new Option<bool>("--stats") { Description = "Print statistics at the end (per query, message, error, connection) instead of the messages; --format json makes them one JSON document." };
 
         var command = new PgSpecCommand("capture", Summary, Description)
         {
@@ -96,6 +137,7 @@ internal static class CaptureCommand
             regress,
             showSecrets,
             toScript,
+            stats,
         };
 
         command.Validators.Add(result =>
@@ -119,6 +161,11 @@ internal static class CaptureCommand
             {
                 result.AddError("--regress applies to --format trace only.");
             }
+
+            if (PgSpecCommandLine.ValueInValidator(result, regress) && PgSpecCommandLine.ValueInValidator(result, stats))
+            {
+                result.AddError("--regress applies to the message lines, not to --stats.");
+            }
         });
 
         command.SetAction((result, cancellationToken) =>
@@ -141,6 +188,11 @@ internal static class CaptureCommand
                 }
 
                 outputs.Add(scripts);
+            }
+
+            if (result.GetValue(stats))
+            {
+                outputs.Add(new CaptureStatistics(output, json: result.GetValue(format) == "json"));
             }
 
             if (outputs.Count == 0)

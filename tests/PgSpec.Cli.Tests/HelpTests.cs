@@ -5,7 +5,7 @@ namespace PgSpec.Cli.Tests;
 /// <summary>`pgspec --help`, `pgspec help [COMMAND]`, `pgspec -V`: short where it lists, whole where it explains.</summary>
 public class HelpTests
 {
-    private static readonly string[] s_commands = ["decode", "conform", "proxy", "serve", "script", "help"];
+    private static readonly string[] s_commands = ["decode", "conform", "proxy", "serve", "script", "capture", "help"];
 
     /// <summary>A sentence of each command's long description, which only its own help shows.</summary>
     private static readonly (string Command, string Sentence)[] s_longDescriptions =
