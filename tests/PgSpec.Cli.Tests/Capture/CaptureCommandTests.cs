@@ -144,7 +144,7 @@ public class CaptureCommandTests : IClassFixture<CaptureCommandTests.CapturedCon
             {
                 Started = DateTime.UtcNow;
                 Converse(listener);
-                Tcpdump.WaitForFins(File, 2, TimeSpan.FromSeconds(30));
+                Tcpdump.WaitForEnds(File, TimeSpan.FromSeconds(30));
                 Ended = DateTime.UtcNow;
             }
         }

@@ -56,7 +56,7 @@ public sealed class CaptureProtocol32Tests : IAsyncLifetime
             }
 
             // Three connections: the session, the probe and the cancel request.
-            Tcpdump.WaitForFins(_file, 6, TimeSpan.FromSeconds(30));
+            Tcpdump.WaitForEnds(_file, TimeSpan.FromSeconds(30));
         }
     }
 

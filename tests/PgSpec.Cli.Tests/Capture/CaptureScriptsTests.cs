@@ -495,7 +495,7 @@ public sealed class CaptureScriptsReplayTests
             CliResult extended = CliRunner.Run(["script", .. Connect(source), "-f", directory.Write("extended.pgproto", Encoding.UTF8.GetBytes(ExtendedSession))]);
             Assert.True(extended.ExitCode == 0, extended.ToString());
             original = extended.Stdout;
-            Tcpdump.WaitForFins(capture, 2 * 3, TimeSpan.FromSeconds(15));
+            Tcpdump.WaitForEnds(capture, TimeSpan.FromSeconds(30));
         }
 
         CliResult captured = CliRunner.Run("capture", "--port", source.Port.ToString(CultureInfo.InvariantCulture), "--to-script", scripts, capture);

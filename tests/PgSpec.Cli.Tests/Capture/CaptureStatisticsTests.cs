@@ -427,7 +427,7 @@ public class CaptureStatisticsTests
             Succeed(ExternalProcess.Run(pgbench, [.. connect, .. run, "-M", "simple", "statsbench"], environment: environment));
             ProcessOutput session = ExternalProcess.Run(psql, [.. connect, "-X", "-d", "statsbench", "-c", "SELECT generate_series(1, 7)", "-c", "SELECT * FROM no_such_table"], environment: environment);
             Assert.Contains("no_such_table", session.Stderr);
-            WaitForAllEnds(file);
+            Tcpdump.WaitForEnds(file, TimeSpan.FromSeconds(30));
         }
 
         CliResult result = CliRunner.Run("capture", "--port", port, "--stats", "--format", "json", file);
@@ -480,35 +480,6 @@ public class CaptureStatisticsTests
         Assert.Equal(0, stats.GetProperty("unfinished_calls").GetInt64());
         JsonElement executes = stats.GetProperty("messages").GetProperty("types").EnumerateArray().Single(t => t.GetProperty("name").GetString() == "Execute");
         Assert.Equal(script.Length * Transactions * Clients, executes.GetProperty("count").GetInt64());
-    }
-
-    /// <summary>Waits until the capture holds a FIN each way for every connection it saw start (tcpdump may still be writing them).</summary>
-    private static void WaitForAllEnds(string file)
-    {
-        var waiting = System.Diagnostics.Stopwatch.StartNew();
-        while (waiting.Elapsed < TimeSpan.FromSeconds(30))
-        {
-            int starts = 0;
-            int fins = 0;
-            using (var source = CaptureSource.OpenFile(file))
-            {
-                source.Run(
-                    s =>
-                    {
-                        starts += (s.Flags & (TcpFlags.Syn | TcpFlags.Ack)) == TcpFlags.Syn ? 1 : 0;
-                        fins += (s.Flags & TcpFlags.Fin) != 0 ? 1 : 0;
-                    },
-                    CancellationToken.None);
-            }
-
-            if (starts > 0 && fins >= 2 * starts)
-            {
-                Tcpdump.WaitForFins(file, fins, TimeSpan.FromSeconds(1));
-                return;
-            }
-
-            Thread.Sleep(20);
-        }
     }
 
     private static void Succeed(ProcessOutput output) => Assert.True(output.ExitCode == 0, output.ToString());

@@ -106,6 +106,50 @@ internal sealed class Tcpdump : IDisposable
         }
     }
 
+    /// <summary>
+    /// Waits until every connection that starts in the file (a SYN) has its FIN both ways in it,
+    /// at most <paramref name="limit"/>: tcpdump may still be writing the last packets, and stops
+    /// on SIGTERM without reading what the kernel still holds for it.
+    /// </summary>
+    public static void WaitForEnds(string file, TimeSpan limit)
+    {
+        var waiting = Stopwatch.StartNew();
+        while (waiting.Elapsed < limit)
+        {
+            var starts = new HashSet<string>();
+            var fins = new HashSet<string>();
+            try
+            {
+                using var source = CaptureSource.OpenFile(file);
+                source.Run(
+                    s =>
+                    {
+                        if ((s.Flags & (TcpFlags.Syn | TcpFlags.Ack)) == TcpFlags.Syn)
+                        {
+                            starts.Add($"{s.Source} {s.Destination}");
+                        }
+
+                        if ((s.Flags & TcpFlags.Fin) != 0)
+                        {
+                            fins.Add($"{s.Source} {s.Destination}");
+                        }
+                    },
+                    CancellationToken.None);
+            }
+            catch (CaptureException)
+            {
+                // Not even the file header yet.
+            }
+
+            if (starts.Count > 0 && starts.All(start => fins.Contains(start) && fins.Contains(string.Join(' ', start.Split(' ').Reverse()))))
+            {
+                return;
+            }
+
+            Thread.Sleep(10);
+        }
+    }
+
     public void Dispose()
     {
         if (!_process.HasExited)

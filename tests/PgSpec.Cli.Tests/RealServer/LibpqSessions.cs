@@ -47,7 +47,7 @@ public sealed class LibpqSessions : IDisposable
                     _sessions[method] = Record(method, libpq, role.Name, role.Password, "login");
                 }
 
-                Capture.Tcpdump.WaitForFins(CaptureFile, 2 * _sessions.Count, TimeSpan.FromSeconds(30));
+                Capture.Tcpdump.WaitForEnds(CaptureFile, TimeSpan.FromSeconds(30));
             }
         }
         catch
