@@ -218,11 +218,20 @@ public sealed class EpollSocketTests : IDisposable
         }
     }
 
-    [Theory]
-    [MemberData(nameof(Inline))]
-    public async Task ManyConnections_OverTwoEventThreads_EchoEveryByteInOrder(bool inline)
+    public static TheoryData<bool, int, bool> ThreadLayouts => new()
     {
-        SocketEngine engine = Engine(inline, threads: 2);
+        { true, 2, false }, { false, 2, false },
+
+        // Any of the threads may take any socket's events, also two of them for one socket.
+        { true, 3, true }, { false, 3, true },
+    };
+
+    [Theory]
+    [MemberData(nameof(ThreadLayouts))]
+    public async Task ManyConnections_OverSeveralEventThreads_EchoEveryByteInOrder(bool inline, int threads, bool shared)
+    {
+        SocketEngine engine = Engine(inline, threads, shared);
+        Assert.Equal($"epoll, {threads} event threads{(shared ? " on one set" : "")}", engine.Description);
         const int Connections = 40;
         var pairs = new List<(EngineSocket Socket, Socket Peer)>();
         for (int i = 0; i < Connections; i++)
@@ -231,28 +240,6 @@ public sealed class EpollSocketTests : IDisposable
         }
 
         // The engine's side echoes; each .NET peer sends random chunks and checks what comes back.
-        Task[] echoes = pairs.Select(pair => EchoAsync(pair.Socket)).ToArray();
-        Task<bool>[] checks = pairs.Select((pair, i) => SendAndCheckAsync(pair.Peer, seed: i)).ToArray();
-        bool[] results = await Task.WhenAll(checks).WaitAsync(TimeSpan.FromSeconds(60));
-        await Task.WhenAll(echoes).WaitAsync(Patience);
-
-        Assert.All(results, Assert.True);
-    }
-
-    [Theory]
-    [MemberData(nameof(Inline))]
-    public async Task ManyConnections_OverThreeThreadsOnOneEpollSet_EchoEveryByteInOrder(bool inline)
-    {
-        // Any of the threads may take any socket's events, also two of them for one socket.
-        SocketEngine engine = Engine(inline, threads: 3, shared: true);
-        Assert.Equal("epoll, 3 event threads on one set", engine.Description);
-        const int Connections = 40;
-        var pairs = new List<(EngineSocket Socket, Socket Peer)>();
-        for (int i = 0; i < Connections; i++)
-        {
-            pairs.Add(await AcceptedPairAsync(engine));
-        }
-
         Task[] echoes = pairs.Select(pair => EchoAsync(pair.Socket)).ToArray();
         Task<bool>[] checks = pairs.Select((pair, i) => SendAndCheckAsync(pair.Peer, seed: i)).ToArray();
         bool[] results = await Task.WhenAll(checks).WaitAsync(TimeSpan.FromSeconds(60));
