@@ -94,7 +94,8 @@ internal static class CaptureCommand
         "events" holds only the kinds that occurred.
 
         Exit codes: 0 the capture was read; 2 a usage error, a capture that cannot be opened or
-        read, or a script that cannot be written. A summary (packets, segments, connections,
+        read (one cut short or corrupt after its start: what was read is printed, then why
+        reading stopped), or a script that cannot be written. A summary (packets, segments, connections,
         scripts written) goes to standard error.
 
         Examples:
@@ -269,6 +270,13 @@ internal static class CaptureCommand
                 stderr.WriteLine(string.Create(
                     CultureInfo.InvariantCulture,
                     $"pgspec capture: {counts.Packets} packets ({source.LinkType}), {counts.TcpSegments} TCP segments, {decoder.Connections} PostgreSQL connections; {counts.Skipped} packets not TCP over IP, {counts.Unparsed} that could not be parsed{written}"));
+                if (counts.ReadError is not null)
+                {
+                    // What was read is printed; the rest of the capture could not be.
+                    string what = liveInterface is not null ? $"interface '{liveInterface}'" : path == "-" ? "standard input" : path;
+                    stderr.WriteLine(string.Create(CultureInfo.InvariantCulture, $"pgspec capture: reading {what} stopped after {counts.Packets} packets: {counts.ReadError}"));
+                    return Task.FromResult(PgSpecCommandLine.ExitUsage);
+                }
             }
 
             return Task.FromResult(PgSpecCommandLine.ExitOk);

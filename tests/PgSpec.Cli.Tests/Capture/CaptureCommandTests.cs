@@ -118,6 +118,26 @@ public class CaptureCommandTests : IClassFixture<CaptureCommandTests.CapturedCon
     }
 
     [Fact]
+    public void ACaptureCutShortInARecord_PrintsWhatWasReadThenFailsSayingWhy()
+    {
+        using var dir = new TempDirectory();
+        byte[] whole = System.IO.File.ReadAllBytes(_capture.File);
+
+        // A record header that announces 100 captured bytes, followed by only 10 of them.
+        byte[] record = new byte[16 + 10];
+        record[8] = 100;
+        record[12] = 100;
+        string cut = dir.Write("cut.pcap", [.. whole, .. record]);
+
+        CliResult result = CliRunner.Run("capture", "--port", _capture.Port, cut);
+
+        Assert.Equal(PgSpecCommandLine.ExitUsage, result.ExitCode);
+        Assert.Equal(CliRunner.Run("capture", "--port", _capture.Port, _capture.File).Stdout, result.Stdout);
+        Assert.Contains("reading " + cut + " stopped after", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("truncated", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Help_NamesTheFormatsAndTheReassembly()
     {
         CliResult result = CliRunner.Run("help", "capture");
