@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Net;
+using System.Runtime.InteropServices;
 using PgSpec.Cli.Capture;
 
 namespace PgSpec.Cli;
@@ -218,6 +219,13 @@ internal static class CaptureCommand
                 return Task.FromResult(PgSpecCommandLine.ExitUsage);
             }
 
+            // SIGTERM (kill, timeout(1), a service's stop) ends a live capture as SIGINT does: what was seen is printed.
+            using var stopped = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            using PosixSignalRegistration onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+            {
+                context.Cancel = true;
+                stopped.Cancel();
+            });
             using (source)
             {
                 DateTime last = default;
@@ -234,7 +242,7 @@ internal static class CaptureCommand
                                 output.FlushNow();
                             }
                         },
-                        cancellationToken);
+                        stopped.Token);
                 }
                 catch (CaptureException e)
                 {

@@ -47,6 +47,19 @@ internal sealed class CaptureOutputs(IReadOnlyList<ICaptureOutput> outputs) : IC
     }
 }
 
+/// <summary>What the bytes after a possible message boundary say of it.</summary>
+internal enum Proof
+{
+    /// <summary>They are not whole valid messages from there.</summary>
+    Failed,
+
+    /// <summary>Valid so far; more bytes will tell.</summary>
+    Waiting,
+
+    /// <summary>A boundary.</summary>
+    Proved,
+}
+
 /// <summary>What <see cref="ICaptureOutput.Event"/> reports.</summary>
 internal enum CaptureEvent
 {
@@ -93,6 +106,9 @@ internal sealed class CaptureDecoder
 {
     /// <summary>Consecutive whole messages that prove a boundary found by scanning.</summary>
     public const int ProofMessages = 3;
+
+    /// <summary>Starts of a possible message kept waiting for more bytes while looking for a boundary.</summary>
+    private const int MaxWaitingStarts = 64;
 
     /// <summary>The largest message held to be decoded (8 MiB); a larger one is reported and passed over.</summary>
     public const int MaxHeldMessage = 8 << 20;
@@ -338,6 +354,11 @@ internal sealed class CaptureDecoder
         // Bytes still to pass over of a message too large to hold.
         private long _skipping;
 
+        // While looking for a boundary: the starts still waiting for more bytes, and how far the
+        // held bytes were examined.
+        private readonly List<int> _waitingStarts = [];
+        private int _scannedStarts;
+
         public Side(Connection connection, PgDirection direction, bool midStream)
         {
             _connection = connection;
@@ -416,6 +437,8 @@ internal sealed class CaptureDecoder
             Drop(_pendingLength);
             _streamOffset += missingBytes;
             _skipping = 0;
+            _waitingStarts.Clear();
+            _scannedStarts = 0;
             _resync = true;
         }
 
@@ -486,6 +509,8 @@ internal sealed class CaptureDecoder
                 {
                     _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Malformed, $"the {Name} bytes break the protocol: {error}; looking for the next message boundary");
                     _resync = true;
+                    _waitingStarts.Clear();
+                    _scannedStarts = 0;
 
                     // The bad message's first byte is skipped; the scan starts after it.
                     return offset + 1;
@@ -508,39 +533,75 @@ internal sealed class CaptureDecoder
         /// <summary>Looks for a proved message boundary in what is held; true when decoding can go on from it.</summary>
         private bool TryResync(DateTime timestamp)
         {
+            // Each start is examined once when its bytes first arrive: one that fails never
+            // succeeds with more bytes after it; one that needs more waits (a few at most) and is
+            // examined again. The search is linear in what arrives, not quadratic.
             ReadOnlySpan<byte> held = _pending.AsSpan(0, _pendingLength);
-            for (int start = 0; start < held.Length; start++)
+            int found = -1;
+            for (int i = 0; i < _waitingStarts.Count && found < 0; i++)
             {
-                if (Proves(held[start..]))
+                int start = _waitingStarts[i];
+                switch (Proves(held[start..]))
                 {
-                    Drop(start);
-                    _resync = false;
-                    _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Resumed, $"the {Name} stream resumes at a message boundary, {start} bytes on", start);
-
-                    // The messages that follow keep their offsets in the stream.
-                    _reader = new PgMessageReader(_direction, _connection.Context);
-                    _reader.Skip(_streamOffset);
-                    if (_connection.Context.Phase is PgSessionPhase.Startup or PgSessionPhase.Authentication)
-                    {
-                        _connection.Context.Phase = PgSessionPhase.Normal;
-                    }
-
-                    return true;
+                    case Proof.Proved:
+                        found = start;
+                        break;
+                    case Proof.Failed:
+                        _waitingStarts.RemoveAt(i--);
+                        break;
                 }
             }
 
-            // Nothing proved yet: keep the tail that could still start a message, within the bound.
+            for (int start = _scannedStarts; start < held.Length && found < 0; start++)
+            {
+                switch (Proves(held[start..]))
+                {
+                    case Proof.Proved:
+                        found = start;
+                        break;
+                    case Proof.Waiting when _waitingStarts.Count < MaxWaitingStarts:
+                        _waitingStarts.Add(start);
+                        break;
+                }
+            }
+
+            _scannedStarts = held.Length;
+            if (found >= 0)
+            {
+                _waitingStarts.Clear();
+                _scannedStarts = 0;
+                Drop(found);
+                _resync = false;
+                _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Resumed, $"the {Name} stream resumes at a message boundary, {found} bytes on", found);
+
+                // The messages that follow keep their offsets in the stream.
+                _reader = new PgMessageReader(_direction, _connection.Context);
+                _reader.Skip(_streamOffset);
+                if (_connection.Context.Phase is PgSessionPhase.Startup or PgSessionPhase.Authentication)
+                {
+                    _connection.Context.Phase = PgSessionPhase.Normal;
+                }
+
+                return true;
+            }
+
+            // Nothing proved yet: keep what could still start a message, within the bound.
             if (_pendingLength > _connection.MaxHeldBytes)
             {
                 _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Gap, $"no message boundary found in {_pendingLength} bytes of the {Name} stream: skipped", _pendingLength);
                 Drop(_pendingLength);
+                _waitingStarts.Clear();
+                _scannedStarts = 0;
             }
 
             return false;
         }
 
-        /// <summary>Whether the bytes frame and validate as whole typed messages to their end (at least one), or as <see cref="ProofMessages"/> of them.</summary>
-        private bool Proves(ReadOnlySpan<byte> bytes)
+        /// <summary>
+        /// Whether the bytes frame and validate as whole typed messages to their end (at least one),
+        /// or as <see cref="ProofMessages"/> of them; Waiting when they may still, with more bytes.
+        /// </summary>
+        private Proof Proves(ReadOnlySpan<byte> bytes)
         {
             // A scratch context: a candidate that fails must not teach the real one anything.
             var scratch = new DecodeContext { Phase = PgSessionPhase.Normal, ProtocolVersion = _connection.Context.ProtocolVersion };
@@ -552,23 +613,30 @@ internal sealed class CaptureDecoder
                 PgReadStatus status = reader.TryRead(bytes[offset..], out int consumed, out PgReceivedMessage message, out _);
                 if (status == PgReadStatus.Malformed || (status == PgReadStatus.Message && message.IsUnknown))
                 {
-                    return false;
+                    return Proof.Failed;
                 }
 
                 if (status == PgReadStatus.Incomplete)
                 {
-                    return messages >= ProofMessages;
+                    // A message too large to hold never proves anything here.
+                    ReadOnlySpan<byte> rest = bytes[offset..];
+                    if (rest.Length >= 5 && System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(rest[1..]) > MaxHeldMessage)
+                    {
+                        return messages >= ProofMessages ? Proof.Proved : Proof.Failed;
+                    }
+
+                    return messages >= ProofMessages ? Proof.Proved : Proof.Waiting;
                 }
 
                 messages++;
                 offset += consumed;
                 if (messages >= ProofMessages)
                 {
-                    return true;
+                    return Proof.Proved;
                 }
             }
 
-            return messages > 0;
+            return messages > 0 ? Proof.Proved : Proof.Waiting;
         }
 
         private void Hold(ReadOnlySpan<byte> data)

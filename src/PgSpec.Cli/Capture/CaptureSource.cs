@@ -206,6 +206,10 @@ internal sealed class CaptureSource : IDisposable
     {
         long packets = 0, bytes = 0, segments = 0, skipped = 0, fragments = 0, unparsed = 0;
         string? readError = null;
+
+        // A live capture waits in libpcap for the next packet: pcap_breakloop wakes it (libpcap
+        // 1.10 and later), so that a stop is seen at once even when no packet comes.
+        using CancellationTokenRegistration wake = _device is LibPcapLiveDevice ? cancellationToken.Register(BreakLoop) : default;
         while (!cancellationToken.IsCancellationRequested)
         {
             GetPacketStatus status;
@@ -228,6 +232,11 @@ internal sealed class CaptureSource : IDisposable
             }
 
             if (status == GetPacketStatus.NoRemainingPackets)
+            {
+                break;
+            }
+
+            if (cancellationToken.IsCancellationRequested)
             {
                 break;
             }
@@ -274,6 +283,45 @@ internal sealed class CaptureSource : IDisposable
 
     /// <summary>Closes the file or interface.</summary>
     public void Dispose() => _device.Dispose();
+
+    private unsafe void BreakLoop()
+    {
+        if (s_breakLoop.Value is not 0 and var function)
+        {
+            bool added = false;
+            try
+            {
+                _device.Handle.DangerousAddRef(ref added);
+                ((delegate* unmanaged<nint, void>)function)(_device.Handle.DangerousGetHandle());
+            }
+            catch (ObjectDisposedException)
+            {
+                // The capture ended meanwhile.
+            }
+            finally
+            {
+                if (added)
+                {
+                    _device.Handle.DangerousRelease();
+                }
+            }
+        }
+    }
+
+    /// <summary>libpcap's pcap_breakloop, from the library SharpPcap uses (0 when it cannot be found).</summary>
+    private static readonly Lazy<nint> s_breakLoop = new(() =>
+    {
+        foreach (string name in new[] { "libpcap.so.1", "libpcap.so.0.8", "libpcap.so", "libpcap.dylib", "wpcap" })
+        {
+            if (System.Runtime.InteropServices.NativeLibrary.TryLoad(name, out nint library)
+                && System.Runtime.InteropServices.NativeLibrary.TryGetExport(library, "pcap_breakloop", out nint function))
+            {
+                return function;
+            }
+        }
+
+        return 0;
+    });
 
     private static CaptureSource Create(PcapDevice device, string name)
     {

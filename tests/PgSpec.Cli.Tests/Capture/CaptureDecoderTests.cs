@@ -264,6 +264,23 @@ public class CaptureDecoderTests
     }
 
     [Fact]
+    public void LookingForABoundaryInBytesThatHaveNone_TakesTimeLinearInThem()
+    {
+        // A connection picked up mid-stream whose server sends 1 MiB of bytes that are no
+        // message, in 100-byte segments: each start is examined once, not again for every segment.
+        byte[] noise = new byte[1 << 20];
+        noise.AsSpan().Fill((byte)'x');
+        var output = new RecordingOutput();
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        Feed(output, new Wire().Segments([(false, noise), (false, Conversation.Bytes(new ReadyForQuery(TransactionStatus.Idle)))], segmentSize: 100, handshake: false));
+
+        // A quadratic search takes minutes here; the bound is far from what the machine needs.
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(60), $"took {watch.Elapsed}");
+        Assert.Equal(["event seen", "event mid-stream", "event resumed", "B ReadyForQuery", "event ended"], output.Lines);
+        Assert.Equal(noise.Length, output.Bytes[2]);
+    }
+
+    [Fact]
     public void SegmentsOfOtherPorts_AreIgnored()
     {
         var output = new RecordingOutput();
