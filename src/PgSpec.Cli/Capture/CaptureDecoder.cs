@@ -125,8 +125,9 @@ internal sealed class CaptureDecoder
     /// <summary>
     /// Decodes connections to the given server ports (or only to <paramref name="server"/> when
     /// given); <paramref name="maxHeldBytes"/> bounds what each direction holds out of order, and
-    /// <paramref name="maxHeldTotal"/> what all connections hold together: past it, the
-    /// connection holding most gives up on its holes (gaps) until the total is half the bound.
+    /// <paramref name="maxHeldTotal"/> what all connections hold together (out of order, and of
+    /// messages not yet whole): past it, the connections holding most give up (holes become gaps,
+    /// messages not yet whole are passed over) until the total is half the bound.
     /// </summary>
     public CaptureDecoder(IEnumerable<int> ports, IPEndPoint? server, ICaptureOutput output, int maxHeldBytes = 1 << 20, long maxHeldTotal = 256L << 20)
     {
@@ -293,13 +294,15 @@ internal sealed class CaptureDecoder
             (toServer ? _frontend : _backend).Tcp.Add(segment);
         }
 
-        /// <summary>What its two directions hold out of order.</summary>
-        public long HeldBytes => _frontend.Tcp.HeldBytes + _backend.Tcp.HeldBytes;
+        /// <summary>What its two directions hold: out of order, and of messages not yet whole.</summary>
+        public long HeldBytes => _frontend.Tcp.HeldBytes + _backend.Tcp.HeldBytes + _frontend.PendingBytes + _backend.PendingBytes;
 
         public void ReleaseHeld(DateTime time)
         {
             _frontend.Tcp.ReleaseHeld(time);
             _backend.Tcp.ReleaseHeld(time);
+            _frontend.ReleasePending(time);
+            _backend.ReleasePending(time);
         }
 
         /// <summary>Some of its bytes reached the decoder (or were reported lost).</summary>
@@ -446,7 +449,10 @@ internal sealed class CaptureDecoder
         {
             if (!_connection.Encrypted && _pendingLength > 0)
             {
-                _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Malformed, $"the {Name} stream ended inside a message ({_pendingLength} bytes of it)", _pendingLength);
+                string text = _resync
+                    ? $"the {Name} stream ended before a message boundary was found ({_pendingLength} bytes not decoded)"
+                    : $"the {Name} stream ended inside a message ({_pendingLength} bytes of it)";
+                _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Malformed, text, _pendingLength);
             }
 
             Drop(_pendingLength);
@@ -455,6 +461,43 @@ internal sealed class CaptureDecoder
         }
 
         private string Name => _direction == PgDirection.Frontend ? "client's" : "server's";
+
+        /// <summary>The memory this direction holds for a message not yet whole (or while looking for a boundary).</summary>
+        public long PendingBytes => _pending.Length;
+
+        /// <summary>
+        /// Gives up what is held of a message not yet whole (passed over, as a message too large to
+        /// hold) or of a search for a boundary (a gap): the capture's memory is needed elsewhere.
+        /// </summary>
+        public void ReleasePending(DateTime timestamp)
+        {
+            if (_pendingLength == 0 || _connection.Encrypted)
+            {
+                ReturnBuffer();
+                return;
+            }
+
+            if (!_resync && _pendingLength >= 5 && _connection.Context.Phase != PgSessionPhase.Startup && !_connection.Context.ExpectEncryptionAnswer)
+            {
+                long wire = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(_pending.AsSpan(1, 4)) + 1L;
+                _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Skipped, $"a {Name} message of type '{PgTraceWriter.FormatByte(_pending[0])}' of {wire} bytes, not yet whole, was passed over: the capture holds too much for all connections", wire);
+                _skipping = wire - _pendingLength;
+                _reader.Skip(wire);
+                _streamOffset += _pendingLength;
+                _pendingLength = 0;
+                ReturnBuffer();
+                return;
+            }
+
+            if (_resync)
+            {
+                _connection.Output.Event(_connection.Id, timestamp, CaptureEvent.Gap, $"{_pendingLength} bytes of the {Name} stream held while looking for a message boundary were dropped: the capture holds too much for all connections", _pendingLength);
+                Drop(_pendingLength);
+                _waitingStarts.Clear();
+                _scannedStarts = 0;
+                ReturnBuffer();
+            }
+        }
 
         /// <summary>
         /// A typed message longer than <see cref="MaxHeldMessage"/> whose start is held: it is

@@ -281,6 +281,30 @@ public class CaptureDecoderTests
     }
 
     [Fact]
+    public void MessagesNotYetWholeOfManyConnections_CountInTheTotalBound()
+    {
+        // Thirty connections each in the middle of a 6 MB DataRow that never ends: held whole
+        // they would take 180 MB; the bound of 32 MiB passes the largest over.
+        const long Bound = 32L << 20;
+        var output = new RecordingOutput();
+        var decoder = new CaptureDecoder([5432], server: null, output, maxHeldTotal: Bound);
+        byte[] partial = new DataRow([new byte[6_000_000]]).ToArray()[..3_000_000];
+        long most = 0;
+        for (int c = 0; c < 30; c++)
+        {
+            foreach (Segment segment in new Wire().Segments([.. Turns[..7], (false, partial)], segmentSize: 60_000).Where(s => (s.Flags & TcpFlags.Fin) == 0))
+            {
+                decoder.Add(segment.ToTcp(IPEndPoint.Parse($"10.0.0.7:{42000 + c}")));
+                most = Math.Max(most, decoder.HeldBytes);
+            }
+        }
+
+        // One direction's buffer may grow past the bound before the check that follows its segment.
+        Assert.InRange(most, Bound / 2, Bound + (16L << 20));
+        Assert.True(output.Lines.Count(l => l == "event skipped") >= 10, string.Join("\n", output.Lines.TakeLast(20)));
+    }
+
+    [Fact]
     public void SegmentsOfOtherPorts_AreIgnored()
     {
         var output = new RecordingOutput();
