@@ -460,6 +460,31 @@ namespace PgSpec.Generators
                 w.Close();
                 w.Line();
 
+                if (spec.Namespace == ProtocolNamespace)
+                {
+                    // PgMessageReader's check, which also records where a message's values are.
+                    w.Line("/// <summary>");
+                    w.Line("/// Checks a body as the given kind, as the public TryValidate does, and");
+                    w.Line("/// records where the values of its value list are in <paramref name=\"valueSlots\"/> when they fit (<paramref name=\"slotsRecorded\"/>).");
+                    w.Line("/// </summary>");
+                    w.Open("internal static bool TryValidateRecording(" + kindType + " kind, " + Span + " body, " + Rt + ".DecodeContext? context, global::System.Span<long> valueSlots, int knownSlots, out int slotsRecorded, out " + Rt + ".PgDecodeError error)");
+                    w.Open("switch (kind)");
+                    foreach (MessageSpec m in messages)
+                    {
+                        if (SlotsField(m.Fields.Skip(m.TypeByte >= 0 ? 2 : 1).ToList()) is not null)
+                        {
+                            w.Line("case " + kindType + "." + m.Name + ": return " + m.Name + ".TryValidateRecording(body, context, valueSlots, knownSlots, out slotsRecorded, out error);");
+                        }
+                    }
+
+                    w.Line("default:");
+                    w.Line("    slotsRecorded = -1;");
+                    w.Line("    return TryValidate(kind, body, context, out error);");
+                    w.Close();
+                    w.Close();
+                    w.Line();
+                }
+
                 w.Line("/// <summary>Writes libpq's trace line of a body of the given kind; a malformed body throws <see cref=\"" + Rt + ".PgProtocolException\"/> and writes nothing.</summary>");
                 w.Open("public static void Trace(" + kindType + " kind, " + Span + " body, " + Rt + ".PgTraceWriter trace, " + Rt + ".DecodeContext? context = null)");
                 w.Open("switch (kind)");

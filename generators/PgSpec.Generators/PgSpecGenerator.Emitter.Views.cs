@@ -19,8 +19,26 @@ namespace PgSpec.Generators
                 w.Line("/// <summary>A zero-copy view of a received " + m.Name + ", valid as long as the bytes it was read from.</summary>");
                 w.Open("public readonly ref struct View");
                 w.Line("private readonly " + Span + " _body;");
-                w.Line();
-                w.Line("private View(" + Span + " body) => _body = body;");
+                FieldSpec? slots = protocol ? SlotsField(body) : null;
+                if (slots is not null)
+                {
+                    // Where the reader found the values of the list (empty when it did not record them).
+                    w.Line("private readonly global::System.ReadOnlySpan<long> _slots;");
+                    w.Line();
+                    w.Line("private View(" + Span + " body) => _body = body;");
+                    w.Line();
+                    w.Line("private View(" + Span + " body, global::System.ReadOnlySpan<long> slots)");
+                    w.Line("{");
+                    w.Line("    _body = body;");
+                    w.Line("    _slots = slots;");
+                    w.Line("}");
+                }
+                else
+                {
+                    w.Line();
+                    w.Line("private View(" + Span + " body) => _body = body;");
+                }
+
                 w.Line();
                 w.Line("/// <summary>The message body: the bytes after the length word.</summary>");
                 w.Line("public " + Span + " Body => _body;");
@@ -66,7 +84,7 @@ namespace PgSpec.Generators
                     w.Line("ThrowNotThisMessage(message.Name);");
                     w.Close();
                     w.Line();
-                    w.Line("return message.IsValidated ? new View(message.Body) : Read(message.Body, context);");
+                    w.Line("return message.IsValidated ? new View(message.Body" + (slots is not null ? ", message.ValueSlots" : "") + ") : Read(message.Body, context);");
                     w.Close();
                     w.Line();
                     w.Line("[global::System.Diagnostics.CodeAnalysis.DoesNotReturn]");
@@ -78,13 +96,14 @@ namespace PgSpec.Generators
                 w.Line("/// <summary>Copies the view into an owned message.</summary>");
                 w.Line("public " + m.Name + " ToMessage(" + Rt + ".DecodeContext? context = null) => Decode(_body, context);");
                 w.Line();
-                EmitAccessors(w, m, body, "_body", typed ? "5" : "4", lastEndsSpan: true);
+                EmitAccessors(w, m, body, "_body", typed ? "5" : "4", lastEndsSpan: true, slots?.Name);
                 w.Close();
                 w.Line();
             }
 
             /// <param name="lastEndsSpan">The span ends where the last field ends (a validated message body): a list in the last field is the rest of it, without walking its items.</param>
-            private static void EmitAccessors(IndentedWriter w, MessageSpec m, List<FieldSpec> fields, string span, string origin, bool lastEndsSpan)
+            /// <param name="slotsField">The value list whose values' places the view may have from its reader (<c>_slots</c>).</param>
+            private static void EmitAccessors(IndentedWriter w, MessageSpec m, List<FieldSpec> fields, string span, string origin, bool lastEndsSpan, string? slotsField = null)
             {
                 for (int k = 0; k < fields.Count; k++)
                 {
@@ -100,6 +119,15 @@ namespace PgSpec.Generators
                     w.Open("get");
                     w.Line("var r = new " + Rt + ".PgSpanReader(" + span + ", MessageName, " + origin + ");");
                     EmitWalk(w, m, fields.Take(k).ToList(), Mode.Skip, "f_", 0, new Dictionary<string, string>());
+                    if (f.Name == slotsField)
+                    {
+                        // Read from the slots: the list's end need not be found.
+                        w.Open("if (!_slots.IsEmpty)");
+                        w.Line("return new " + Rt + ".PgValueList(" + span + ".Slice(r.Position), f_" + f.CountField + ", _slots);");
+                        w.Close();
+                        w.Line();
+                    }
+
                     EmitViewRead(w, f, span, rest: lastEndsSpan && k == fields.Count - 1);
                     w.Close();
                     w.Close();

@@ -69,6 +69,13 @@ namespace PgSpec.Generators
             private static List<FieldSpec> Visible(IEnumerable<FieldSpec> fields) => fields.Where(IsVisible).ToList();
 
             /// <summary>A group whose items are one length-prefixed value is a list of values.</summary>
+            /// <summary>
+            /// The message's value list whose values a reader's check records (DataRow's columns, Bind's
+            /// parameters): the first counted value list among the top-level fields; null when none.
+            /// </summary>
+            internal static FieldSpec? SlotsField(List<FieldSpec> body)
+                => body.FirstOrDefault(f => IsValueGroup(f) && !f.Terminated);
+
             private static bool IsValueGroup(FieldSpec f)
                 => f.Kind == FieldKind.Array && f.GroupName is not null && f.Children.Count == 2
                     && f.Children[0].Role == FieldRole.ValueLength && f.Children[1].Kind == FieldKind.SizedBytes;
@@ -194,7 +201,7 @@ namespace PgSpec.Generators
                 EmitConstructorAndProperties(w, m.Name, visible);
                 EmitIdentity(w, m, own);
                 EmitEncode(w, m, own);
-                EmitDecode(w, m);
+                EmitDecode(w, m, protocol: resolved.Namespace == ProtocolNamespace);
                 EmitTrace(w, m);
                 EmitEquality(w, m.Name, visible);
                 w.Line("/// <summary>The message as libpq's trace prints it, for logs and test failures.</summary>");
@@ -673,7 +680,8 @@ namespace PgSpec.Generators
             private static bool HasValueList(IEnumerable<FieldSpec> fields)
                 => fields.Any(f => f.Kind == FieldKind.Array && (f.Children.Any(c => c.Kind == FieldKind.SizedBytes) || HasValueList(f.Children)));
 
-            private static void EmitDecode(IndentedWriter w, MessageSpec m)
+            /// <param name="protocol">PgSpec.Protocol's own messages: the check a reader calls also records where a message's values are (<see cref="SlotsField"/>).</param>
+            private static void EmitDecode(IndentedWriter w, MessageSpec m, bool protocol)
             {
                 bool typed = m.TypeByte >= 0;
                 List<FieldSpec> body = m.Fields.Skip(typed ? 2 : 1).ToList();
@@ -712,11 +720,30 @@ namespace PgSpec.Generators
                 w.Line();
 
                 w.Line("/// <summary>Checks a message body with the rules of <see cref=\"TryDecode\"/>, without building anything, except that Strings may be in any encoding (<see cref=\"TryDecode\"/> needs them in UTF-8).</summary>");
-                w.Open("public static bool TryValidate(" + Span + " body, " + Rt + ".DecodeContext? context, out " + Rt + ".PgDecodeError error)");
+                FieldSpec? slots = protocol ? SlotsField(body) : null;
+                if (slots is not null)
+                {
+                    // A reader's check also says where the values are, so that a view reads each
+                    // one without walking the ones before it.
+                    w.Line("public static bool TryValidate(" + Span + " body, " + Rt + ".DecodeContext? context, out " + Rt + ".PgDecodeError error)");
+                    w.Line("    => TryValidateRecording(body, context, default, -1, out _, out error);");
+                    w.Line();
+                    w.Line("/// <summary>");
+                    w.Line("/// The check of the public TryValidate, recording where each value of");
+                    w.Line("/// " + slots.Name + " is in <paramref name=\"valueSlots\"/> when they fit (<see cref=\"" + Rt + ".PgSpanReader.RecordValues\"/>).");
+                    w.Line("/// </summary>");
+                    w.Open("internal static bool TryValidateRecording(" + Span + " body, " + Rt + ".DecodeContext? context, global::System.Span<long> valueSlots, int knownSlots, out int slotsRecorded, out " + Rt + ".PgDecodeError error)");
+                    w.Line("slotsRecorded = -1;");
+                }
+                else
+                {
+                    w.Open("public static bool TryValidate(" + Span + " body, " + Rt + ".DecodeContext? context, out " + Rt + ".PgDecodeError error)");
+                }
+
                 w.Line("var r = new " + Rt + ".PgSpanReader(body, MessageName, " + origin + ");");
                 w.Line(Rt + ".PgProtocolVersion version = context?.ProtocolVersion ?? " + Rt + ".PgProtocolVersion.Latest;");
                 w.Line("_ = version;");
-                EmitWalk(w, m, body, Mode.Validate, "f_", 0, new Dictionary<string, string>(StringComparer.Ordinal));
+                EmitWalk(w, m, body, Mode.Validate, "f_", 0, new Dictionary<string, string>(StringComparer.Ordinal), slotsField: slots?.Name);
                 w.Line("if (!r.End()) goto fail;");
                 w.Line("error = default;");
                 w.Line("return true;");
@@ -795,7 +822,8 @@ namespace PgSpec.Generators
             /// Emits the statements that walk one level of fields. Locals are named prefix + field name;
             /// in Decode mode <paramref name="locals"/> maps each visible field to the expression of its value.
             /// </summary>
-            private static void EmitWalk(IndentedWriter w, MessageSpec m, List<FieldSpec> fields, Mode mode, string prefix, int depth, Dictionary<string, string> locals, string? codeLocal = null)
+            /// <param name="slotsField">In Validate mode, the top-level value list whose values' places are recorded (<see cref="SlotsField"/>).</param>
+            private static void EmitWalk(IndentedWriter w, MessageSpec m, List<FieldSpec> fields, Mode mode, string prefix, int depth, Dictionary<string, string> locals, string? codeLocal = null, string? slotsField = null)
             {
                 bool typed = m.TypeByte >= 0;
                 bool checkedMode = mode == Mode.Decode || mode == Mode.Validate;
@@ -954,7 +982,7 @@ namespace PgSpec.Generators
                             break;
 
                         case FieldKind.Array:
-                            EmitArray(w, m, f, mode, prefix, depth, locals);
+                            EmitArray(w, m, f, mode, prefix, depth, locals, depth == 0 && f.Name == slotsField);
                             break;
                     }
                 }
@@ -1073,7 +1101,7 @@ namespace PgSpec.Generators
             private static string AddItem(FieldSpec f, string builder, string index, string item)
                 => f.Terminated ? builder + ".Add(" + item + ");" : builder + "[" + index + "] = " + item + ";";
 
-            private static void EmitArray(IndentedWriter w, MessageSpec m, FieldSpec f, Mode mode, string prefix, int depth, Dictionary<string, string> locals)
+            private static void EmitArray(IndentedWriter w, MessageSpec m, FieldSpec f, Mode mode, string prefix, int depth, Dictionary<string, string> locals, bool recordSlots)
             {
                 bool checkedMode = mode == Mode.Decode || mode == Mode.Validate;
                 string local = prefix + f.Name;
@@ -1124,7 +1152,9 @@ namespace PgSpec.Generators
                 // Values (length and bytes), when only checked: one loop in the reader.
                 if (mode == Mode.Validate && !f.Terminated && IsValueGroup(f))
                 {
-                    w.Line("if (!r.SkipValues(" + Lit(f.Children[0].Name) + ", " + count + ", " + Bool(f.Children[0].Nullable) + ")) goto fail;");
+                    w.Line(recordSlots
+                        ? "if (!r.RecordValues(" + Lit(f.Children[0].Name) + ", " + count + ", " + Bool(f.Children[0].Nullable) + ", valueSlots, knownSlots, out slotsRecorded)) goto fail;"
+                        : "if (!r.SkipValues(" + Lit(f.Children[0].Name) + ", " + count + ", " + Bool(f.Children[0].Nullable) + ")) goto fail;");
                     return;
                 }
 

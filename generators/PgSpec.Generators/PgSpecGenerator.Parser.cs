@@ -66,7 +66,7 @@ namespace PgSpec.Generators
             {
                 "DefaultMaxLength", "DefaultUnknownMaxLength", "DefaultMaxStartupPacketLength", "IsDefinedTypeByte",
                 "Classify", "ClassifyStartup", "NameOf", "TypeByteOf", "AnsweredBy", "IsByContext", "IsSecret",
-                "IsAllowedIn", "IsIgnoredIn", "IsTypeByteAllowedIn", "NextPhase", "IsExtendedQuery", "EndsErrorSkip", "All", "TryDecode", "TryValidate", "Trace", "TraceValidated",
+                "IsAllowedIn", "IsIgnoredIn", "IsTypeByteAllowedIn", "NextPhase", "IsExtendedQuery", "EndsErrorSkip", "All", "TryDecode", "TryValidate", "TryValidateRecording", "Trace", "TraceValidated",
                 "Unknown",
             };
 

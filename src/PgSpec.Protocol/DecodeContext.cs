@@ -37,6 +37,25 @@ public enum PgSessionPhase
 /// </summary>
 public class DecodeContext
 {
+    // The kinds of message from which a plain DecodeContext learns nothing (see IsInert).
+    private static readonly bool[] FrontendInert = InertKinds<FrontendMessageKind>(kind =>
+        !FrontendMessages.IsByContext(kind)
+        && kind is not (FrontendMessageKind.StartupMessage or FrontendMessageKind.SSLRequest or FrontendMessageKind.GSSENCRequest)
+        && KeepsPhase(phase => FrontendMessages.NextPhase(kind, phase)));
+
+    private static readonly bool[] BackendInert = InertKinds<BackendMessageKind>(kind =>
+        BackendMessages.AnsweredBy(kind) == FrontendMessageKind.Unknown
+        && kind != BackendMessageKind.NegotiateProtocolVersion
+        && KeepsPhase(phase => BackendMessages.NextPhase(kind, phase)));
+
+    private readonly bool _plain;
+
+    /// <summary>A context for a connection from its start: the newest protocol version, the startup phase and the default limits.</summary>
+    public DecodeContext()
+    {
+        _plain = GetType() == typeof(DecodeContext);
+    }
+
     /// <summary>The protocol version in force. Until the startup packet says otherwise, the newest.</summary>
     public PgProtocolVersion ProtocolVersion { get; set; } = PgProtocolVersion.Latest;
 
@@ -114,6 +133,37 @@ public class DecodeContext
 
         EnterPhase(BackendMessages.NextPhase(kind, Phase));
     }
+
+    /// <summary>
+    /// True when observing a message of this kind would change nothing: the context is a plain
+    /// <see cref="DecodeContext"/> (a derived one may learn from anything), and the kind is one that
+    /// <see cref="ObserveFrontend"/> or <see cref="ObserveBackend"/> above does nothing with and that
+    /// changes no phase. A reader skips telling it of such messages (DataRow, most of the traffic).
+    /// </summary>
+    internal bool IsInert(PgDirection direction, int kind)
+    {
+        bool[] inert = direction == PgDirection.Frontend ? FrontendInert : BackendInert;
+        return _plain && (uint)kind < (uint)inert.Length && inert[kind];
+    }
+
+    private static bool[] InertKinds<TKind>(Func<TKind, bool> inert)
+        where TKind : struct, Enum
+    {
+        TKind[] kinds = Enum.GetValues<TKind>();
+        var table = new bool[kinds.Max(k => Convert.ToInt32(k, System.Globalization.CultureInfo.InvariantCulture)) + 1];
+        foreach (TKind kind in kinds)
+        {
+            int value = Convert.ToInt32(kind, System.Globalization.CultureInfo.InvariantCulture);
+
+            // Unknown (0) is still reported: a derived rule may resolve it.
+            table[value] = value != 0 && inert(kind);
+        }
+
+        return table;
+    }
+
+    private static bool KeepsPhase(Func<PgSessionPhase, PgSessionPhase> next)
+        => Enum.GetValues<PgSessionPhase>().All(phase => next(phase) == phase);
 
     private void EnterPhase(PgSessionPhase next)
     {

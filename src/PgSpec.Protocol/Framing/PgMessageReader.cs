@@ -9,8 +9,9 @@ namespace PgSpec.Protocol;
 /// </summary>
 public readonly ref struct PgReceivedMessage
 {
-    internal PgReceivedMessage(PgDirection direction, PgFrameKind frameKind, int typeByte, int length, int kind, ReadOnlySpan<byte> body, long offset, bool validated)
+    internal PgReceivedMessage(PgDirection direction, PgFrameKind frameKind, int typeByte, int length, int kind, ReadOnlySpan<byte> body, long offset, bool validated, ReadOnlySpan<long> valueSlots = default)
     {
+        ValueSlots = valueSlots;
         IsValidated = validated && kind != 0;
         Direction = direction;
         FrameKind = frameKind;
@@ -49,6 +50,13 @@ public readonly ref struct PgReceivedMessage
 
     /// <summary>The offset of the message's first byte in the stream.</summary>
     public long Offset { get; }
+
+    /// <summary>
+    /// Where the values of the message's value list are (DataRow's columns, Bind's parameters), as the
+    /// reader's check recorded them (<see cref="PgSpanReader.RecordValues"/>); empty when not recorded.
+    /// Valid until the next read, as the body.
+    /// </summary>
+    internal ReadOnlySpan<long> ValueSlots { get; }
 
     /// <summary>
     /// True when the reader validated the body as the message it names (<see cref="PgMessageReader.Validate"/>):
@@ -147,7 +155,18 @@ public enum PgReadStatus
 /// </summary>
 public sealed class PgMessageReader
 {
+    /// <summary>The most values whose places a reader records per message (8 KiB of slots).</summary>
+    private const int MaxValueSlots = 1024;
+
     private byte[] _scratch = [];
+
+    /// <summary>Where the values of the last message's value list are (see <see cref="PgReceivedMessage.ValueSlots"/>).</summary>
+    private long[] _valueSlots = [];
+
+    /// <summary>The message kind whose value list <see cref="_valueSlots"/> describes, and how many values it had (-1: none).</summary>
+    private int _slotsKind;
+
+    private int _slotsCount = -1;
 
     /// <summary>Reads messages sent by <paramref name="direction"/>.</summary>
     public PgMessageReader(PgDirection direction, DecodeContext? context = null)
@@ -293,13 +312,14 @@ public sealed class PgMessageReader
         message = default;
         error = default;
         int kind = Classify(header, body);
-        if (Validate && kind != 0 && !TryValidate(kind, body, out error))
+        ReadOnlySpan<long> slots = default;
+        if (Validate && kind != 0 && !TryValidate(kind, body, out slots, out error))
         {
             error = error.Shift(Position);
             return PgReadStatus.Malformed;
         }
 
-        message = new PgReceivedMessage(Direction, header.Kind, header.TypeByte, header.Length, kind, body, Position, Validate);
+        message = new PgReceivedMessage(Direction, header.Kind, header.TypeByte, header.Length, kind, body, Position, Validate, slots);
         Observe(header, kind, body);
         Position += header.WireLength;
         return PgReadStatus.Message;
@@ -320,13 +340,46 @@ public sealed class PgMessageReader
         }
     }
 
-    private bool TryValidate(int kind, ReadOnlySpan<byte> body, out PgDecodeError error)
-        => Direction == PgDirection.Frontend
-            ? FrontendMessages.TryValidate((FrontendMessageKind)kind, body, Context, out error)
-            : BackendMessages.TryValidate((BackendMessageKind)kind, body, Context, out error);
+    /// <summary>Validates a body; <paramref name="slots"/> are where the values of its value list are, when recorded.</summary>
+    private bool TryValidate(int kind, ReadOnlySpan<byte> body, out ReadOnlySpan<long> slots, out PgDecodeError error)
+    {
+        // The slots of the last list, if it was a list of this same message, are where this one's
+        // values are first looked for (rows of the same layout).
+        int known = kind == _slotsKind ? _slotsCount : -1;
+        bool ok = Direction == PgDirection.Frontend
+            ? FrontendMessages.TryValidateRecording((FrontendMessageKind)kind, body, Context, _valueSlots, known, out int recorded, out error)
+            : BackendMessages.TryValidateRecording((BackendMessageKind)kind, body, Context, _valueSlots, known, out recorded, out error);
+        if (ok && recorded >= 0)
+        {
+            slots = _valueSlots.AsSpan(0, recorded);
+            _slotsKind = kind;
+            _slotsCount = recorded;
+            return true;
+        }
+
+        slots = default;
+        if (recorded != -1)
+        {
+            // The slots were (or may have been) written over, or did not fit.
+            _slotsCount = -1;
+        }
+
+        if (recorded < -1 && ~recorded <= MaxValueSlots)
+        {
+            // The list did not fit (it was walked): room for such lists from the next message on.
+            _valueSlots = new long[Math.Min(Math.Max(~recorded, Math.Max(16, 2 * _valueSlots.Length)), MaxValueSlots)];
+        }
+
+        return ok;
+    }
 
     private void Observe(PgFrameHeader frame, int kind, ReadOnlySpan<byte> body)
     {
+        if (Context.IsInert(Direction, kind))
+        {
+            return;
+        }
+
         if (frame.Kind == PgFrameKind.EncryptionAnswer)
         {
             Context.ExpectEncryptionAnswer = false;
@@ -342,6 +395,9 @@ public sealed class PgMessageReader
             Context.ObserveBackend((BackendMessageKind)kind, body);
         }
     }
+
+    /// <summary>The slots the last message's check recorded (<see cref="PgReceivedMessage.ValueSlots"/>), by their number; valid until the next read.</summary>
+    internal ReadOnlySpan<long> ValueSlots(int count) => _valueSlots.AsSpan(0, count);
 
     /// <summary>The copy <see cref="Contiguous"/> made of the last body split across segments (valid until the next read).</summary>
     internal ReadOnlySpan<byte> CopiedBody(int length) => _scratch.AsSpan(0, length);

@@ -36,6 +36,9 @@ public sealed class PgPipeMessageReader
     private long _offset;
     private bool _validated;
 
+    /// <summary>How many value slots the reader recorded for the current message (see <see cref="PgReceivedMessage"/>).</summary>
+    private int _slotCount;
+
     // The current message: in _segment (from _rawStart, _rawLength bytes, of which _header are the
     // type byte and length word), or, when it crossed segments, as sequences.
     private bool _inSegment;
@@ -65,7 +68,7 @@ public sealed class PgPipeMessageReader
                 throw new InvalidOperationException("no message has been read");
             }
 
-            return new PgReceivedMessage(_direction, _frameKind, _typeByte, _length, _kind, BodySpan(), _offset, _validated);
+            return new PgReceivedMessage(_direction, _frameKind, _typeByte, _length, _kind, BodySpan(), _offset, _validated, Reader.ValueSlots(_slotCount));
         }
     }
 
@@ -318,6 +321,7 @@ public sealed class PgPipeMessageReader
         _length = message.Length;
         _kind = message.Direction == PgDirection.Frontend ? (int)message.FrontendKind : (int)message.BackendKind;
         _validated = message.IsValidated;
+        _slotCount = message.ValueSlots.Length;
         _offset = offset;
         _header = _frameKind switch
         {

@@ -239,6 +239,96 @@ public ref struct PgSpanReader
         return true;
     }
 
+    /// <summary>
+    /// <see cref="SkipValues"/>, and when <paramref name="slots"/> has room for all
+    /// <paramref name="count"/> values, records where each one is: the offset of its bytes from the
+    /// list's start in the high 32 bits, its length (-1 for NULL) in the low ones. A
+    /// <see cref="PgValueList"/> given the slots reads every value without walking the ones before
+    /// it. <paramref name="recorded"/> is the number of slots written (<paramref name="count"/>), or
+    /// <c>~count</c> (below -1) when they do not fit.
+    /// </summary>
+    /// <param name="lengthField">The name of the values' length field, for errors.</param>
+    /// <param name="count">The number of values.</param>
+    /// <param name="nullable">Whether a length of -1 (NULL) is allowed.</param>
+    /// <param name="slots">Where the places are written.</param>
+    /// <param name="known">
+    /// How many of <paramref name="slots"/> hold the places of the last list of the same message
+    /// (-1: none). When this list has as many values, each length word is first looked for where the
+    /// last list had it: rows of the same lengths (fixed-width columns, the binary format) are then
+    /// checked with loads that do not wait for one another, instead of a walk in which each value's
+    /// place waits for the length before it. Equal length words at equal places are what the walk
+    /// would have found, so the checks and errors are the walk's.
+    /// </param>
+    /// <param name="recorded">The number of slots written, or <c>~count</c> when they do not fit.</param>
+    internal bool RecordValues(string lengthField, int count, bool nullable, Span<long> slots, int known, out int recorded)
+    {
+        if (count > slots.Length)
+        {
+            recorded = ~count;
+            return SkipValues(lengthField, count, nullable);
+        }
+
+        recorded = count;
+        ReadOnlySpan<byte> span = _span;
+        int start = _position;
+        if (count == known && count > 0 && SameLayout(span.Slice(start), slots.Slice(0, count), out int listLength))
+        {
+            _position = start + listLength;
+            return true;
+        }
+
+        int position = start;
+        for (int i = 0; i < count; i++)
+        {
+            if (span.Length - position < 4)
+            {
+                _position = position;
+                return Failed(NeedError(_message, lengthField, _origin + position, 4, "Int32", span.Length - position));
+            }
+
+            int length = BinaryPrimitives.ReadInt32BigEndian(span.Slice(position));
+            position += 4;
+            slots[i] = ((long)(position - start) << 32) | (uint)length;
+            if ((uint)length <= (uint)(span.Length - position))
+            {
+                position += length;
+            }
+            else if (length != -1 || !nullable)
+            {
+                _position = position;
+                return Failed(ValueLengthError(_message, lengthField, _origin + position - 4, nullable, length, span.Length - position));
+            }
+        }
+
+        _position = position;
+        return true;
+    }
+
+    /// <summary>
+    /// True when <paramref name="list"/> has each value's length word where <paramref name="slots"/>
+    /// (a list walked before) had it, with the same length; <paramref name="length"/> is then the
+    /// list's length in bytes.
+    /// </summary>
+    private static bool SameLayout(ReadOnlySpan<byte> list, ReadOnlySpan<long> slots, out int length)
+    {
+        long last = slots[^1];
+        length = (int)(last >> 32) + Math.Max((int)last, 0);
+        if (length > list.Length)
+        {
+            return false;
+        }
+
+        // The places grow from one slot to the next and the last value ends within the list: every
+        // read below is inside it. Differences are gathered without a branch per value.
+        int differ = 0;
+        foreach (long slot in slots)
+        {
+            differ |= BinaryPrimitives.ReadInt32BigEndian(list.Slice((int)(slot >> 32) - 4)) ^ (int)slot;
+        }
+
+        return differ == 0;
+    }
+
     /// <summary>Reads the bytes of a value whose length was read by <see cref="ReadValueLength"/>; -1 gives an empty span.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool ReadValue(string field, int length, out ReadOnlySpan<byte> value)

@@ -39,6 +39,11 @@ public readonly ref struct PgValueList
 {
     private readonly ReadOnlySpan<byte> _items;
 
+    // Where each value is, when the reader's check recorded it (PgSpanReader.RecordValues): its
+    // offset from the list's start (high 32 bits) and its length (low 32 bits, -1 for NULL).
+    // Empty when not recorded: the values are then found by walking the items.
+    private readonly ReadOnlySpan<long> _slots;
+
     /// <summary>Wraps <paramref name="count"/> validated items.</summary>
     public PgValueList(ReadOnlySpan<byte> items, int count)
     {
@@ -46,23 +51,77 @@ public readonly ref struct PgValueList
         Count = count;
     }
 
+    /// <summary>Wraps validated items whose places a reader recorded (<paramref name="slots"/> has one per item, or none).</summary>
+    internal PgValueList(ReadOnlySpan<byte> items, int count, ReadOnlySpan<long> slots)
+    {
+        _items = items;
+        Count = count;
+        _slots = slots.Length == count ? slots : default;
+    }
+
     /// <summary>The number of values.</summary>
     public int Count { get; }
 
+    /// <summary>
+    /// The value at <paramref name="index"/>: read at once when the reader recorded where the
+    /// values are (a message read by <see cref="PgMessageReader"/>), else found by walking the
+    /// values before it.
+    /// </summary>
+    public PgValue this[int index]
+    {
+        get
+        {
+            if ((uint)index >= (uint)Count)
+            {
+                ThrowIndex(index, Count);
+            }
+
+            if (!_slots.IsEmpty)
+            {
+                return At(_items, _slots[index]);
+            }
+
+            Enumerator values = GetEnumerator();
+            for (int i = 0; i <= index; i++)
+            {
+                values.MoveNext();
+            }
+
+            return values.Current;
+        }
+    }
+
     /// <summary>Enumerates the values.</summary>
-    public Enumerator GetEnumerator() => new(_items);
+    public Enumerator GetEnumerator() => new(_items, _slots);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static PgValue At(ReadOnlySpan<byte> items, long slot)
+    {
+        int length = (int)slot;
+        return length < 0 ? PgValue.Null : new PgValue(items.Slice((int)(slot >> 32), length));
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowIndex(int index, int count)
+        => throw new ArgumentOutOfRangeException(nameof(index), index, $"the list has {count} values");
 
     /// <summary>Enumerates a <see cref="PgValueList"/>.</summary>
     public ref struct Enumerator
     {
-        // What is left to read: the enumerator moves through the items by slicing, so that its
-        // state is two spans the JIT keeps in registers.
+        // What is left to read: without slots, the enumerator moves through the items by slicing,
+        // so that its state is two spans the JIT keeps in registers; with slots, each value is
+        // read from its slot (no value waits for the length of the one before it).
         private ReadOnlySpan<byte> _rest;
+        private readonly ReadOnlySpan<long> _slots;
+        private int _index;
         private PgValue _current;
 
-        internal Enumerator(ReadOnlySpan<byte> items)
+        internal Enumerator(ReadOnlySpan<byte> items, ReadOnlySpan<long> slots)
         {
             _rest = items;
+            _slots = slots;
+            _index = -1;
             _current = default;
         }
 
@@ -73,6 +132,19 @@ public readonly ref struct PgValueList
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public bool MoveNext()
         {
+            if (!_slots.IsEmpty)
+            {
+                int next = _index + 1;
+                if ((uint)next >= (uint)_slots.Length)
+                {
+                    return false;
+                }
+
+                _index = next;
+                _current = At(_rest, _slots[next]);
+                return true;
+            }
+
             ReadOnlySpan<byte> rest = _rest;
             if (rest.Length < 4)
             {

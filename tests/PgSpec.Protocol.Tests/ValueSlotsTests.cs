@@ -1,0 +1,280 @@
+using System.Buffers;
+using System.Collections.Immutable;
+using System.IO.Pipelines;
+using FsCheck;
+using FsCheck.Fluent;
+
+namespace PgSpec.Protocol.Tests;
+
+/// <summary>
+/// The places of a message's values that a reader records while it checks the body (DataRow's
+/// columns, Bind's parameters), and the rows of the same layout it checks from the places of the
+/// row before: the views must give exactly what the owned decode gives, and a malformed row must
+/// fail exactly as the walk fails.
+/// </summary>
+public class ValueSlotsTests
+{
+    private const int MaxTest = 200;
+
+    [Fact]
+    public void DataRowStreams_WithRepeatedAndChangingLayouts_ViewsGiveTheOwnedColumns()
+    {
+        // Rows drawn from a few layouts, so that a row often has the layout of the one before it
+        // (checked from the slots) and often not (walked); values of every length, NULLs, no columns.
+        Gen<ReadOnlyMemory<byte>?> value = Gen.Frequency(
+            (1, Gen.Constant<ReadOnlyMemory<byte>?>(null)),
+            (6, Gen.Choose(0, 40).SelectMany(n => Gen.ArrayOf(Gen.Choose(0, 255).Select(b => (byte)b), n)).Select(b => (ReadOnlyMemory<byte>?)b)));
+        Gen<int[]> layout = Gen.Choose(0, 14).SelectMany(n => Gen.ArrayOf(Gen.Choose(-1, 12), n));
+        Gen<DataRow[]> rows =
+            from layouts in Gen.Choose(1, 3).SelectMany(n => Gen.ArrayOf(layout, n))
+            from picks in Gen.Choose(1, 30).SelectMany(n => Gen.ArrayOf(Gen.Choose(0, layouts.Length - 1), n))
+            from seeds in Gen.ArrayOf(Gen.Choose(0, 255), picks.Length)
+            from odd in Gen.ArrayOf(value, picks.Length)
+            select picks.Select((p, i) => Row(layouts[p], (byte)seeds[i], odd[i])).ToArray();
+
+        Config config = Config.QuickThrowOnFailure.WithMaxTest(MaxTest).WithQuietOnSuccess(true);
+        Check.One(config, Prop.ForAll(rows.ToArbitrary(), (DataRow[] expected) =>
+        {
+            byte[] stream = [.. expected.SelectMany(r => r.ToArray())];
+            AssertSpanReader(stream, expected);
+            AssertPipeReader(stream, expected, segmentSize: 64).GetAwaiter().GetResult();
+        }));
+    }
+
+    [Fact]
+    public void BindParameters_ReadThroughTheReader_AreTheOwnedParameters()
+    {
+        var binds = new[]
+        {
+            new Bind("p", "s", [1], [(ReadOnlyMemory<byte>?)new byte[] { 1, 2, 3 }, null, new byte[] { 9 }], [0, 1]),
+            new Bind("p", "s", [1], [(ReadOnlyMemory<byte>?)new byte[] { 4, 5, 6 }, null, new byte[] { 7 }], [0, 1]),
+            new Bind("", "", [], [(ReadOnlyMemory<byte>?)new byte[] { 1 }, new byte[] { 2, 3 }, new byte[0]], []),
+        };
+        byte[] stream = [.. binds.SelectMany(b => b.ToArray())];
+        var reader = new PgMessageReader(PgDirection.Frontend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        ReadOnlySpan<byte> rest = stream;
+        foreach (Bind expected in binds)
+        {
+            Assert.Equal(PgReadStatus.Message, reader.TryRead(rest, out int consumed, out PgReceivedMessage message, out PgDecodeError error));
+            rest = rest[consumed..];
+            Bind.View view = Bind.View.Read(message);
+            Assert.Equal(Values(expected.Parameters), Values(view.Parameters));
+            Assert.Equal(expected.ResultFormatCodes.ToArray(), view.ResultFormatCodes.ToArray());
+            for (int i = 0; i < expected.Parameters.Length; i++)
+            {
+                Assert.Equal(Value(expected.Parameters[i]), Value(view.Parameters[i]));
+            }
+        }
+    }
+
+    [Fact]
+    public void RowOfTheSameLayout_WithBytesLeftOver_FailsAsTheWalkFails()
+    {
+        byte[] good = Row([8, 8, -1, 3], 1, null).ToArray();
+
+        // The same length words at the same places, then two bytes more: the length word grows by two.
+        byte[] longer = [.. Row([8, 8, -1, 3], 2, null).ToArray(), 0xAA, 0xBB];
+        longer[4] += 2;
+        AssertSecondFailsAsTryValidate(good, longer, "bytes left over");
+    }
+
+    [Fact]
+    public void RowOfTheSameCount_WhoseFirstLengthOverruns_FailsAsTheWalkFails()
+    {
+        byte[] good = Row([8, 8, 8], 1, null).ToArray();
+        byte[] bad = Row([8, 8, 8], 2, null).ToArray();
+
+        // The first column's length word (after the type byte, the length word and the count) says 200.
+        bad[7] = 0;
+        bad[8] = 0;
+        bad[9] = 0;
+        bad[10] = 200;
+        AssertSecondFailsAsTryValidate(good, bad, "more than the");
+    }
+
+    [Fact]
+    public void RowOfTheSameCount_WithANullWhereTheLayoutHadAValue_IsWalkedAndRead()
+    {
+        DataRow first = Row([2, 2, 2], 1, null);
+        DataRow second = new([(ReadOnlyMemory<byte>?)new byte[] { 5, 6 }, null, new byte[] { 7, 8, 9, 10 }]);
+        byte[] stream = [.. first.ToArray(), .. second.ToArray()];
+        AssertSpanReader(stream, [first, second]);
+    }
+
+    [Fact]
+    public void Indexer_OutOfRange_Throws_AndWorksWithoutTheReader()
+    {
+        DataRow row = Row([3, -1, 0, 5], 4, null);
+        byte[] body = row.ToArray()[5..];
+        DataRow.View view = DataRow.View.Read(body);
+        Assert.Equal(Values(row.Columns), Values(view.Columns));
+        for (int i = 0; i < row.Columns.Length; i++)
+        {
+            Assert.Equal(Value(row.Columns[i]), Value(view.Columns[i]));
+        }
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => Value(DataRow.View.Read(body).Columns[4]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Value(DataRow.View.Read(body).Columns[-1]));
+    }
+
+    [Fact]
+    public async Task PipeReader_AfterWarmUp_AllocatesNothingPerMessage()
+    {
+        // Two passes of different lengths through PipeReader.Create over a stream, as a socket is
+        // read: what a pass allocates (the pipe, its buffers from the pool) must not grow with the
+        // number of messages.
+        byte[] small = Stream(2_000);
+        byte[] large = Stream(20_000);
+        await ReadPipe(small);
+        await ReadPipe(large);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        long sumSmall = await ReadPipe(small);
+        long smallBytes = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        before = GC.GetAllocatedBytesForCurrentThread();
+        long sumLarge = await ReadPipe(large);
+        long largeBytes = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(2_000L * 10 * 8, sumSmall);
+        Assert.Equal(20_000L * 10 * 8, sumLarge);
+        Assert.True(largeBytes - smallBytes < 18_000, $"18,000 messages more allocated {largeBytes - smallBytes} bytes more ({smallBytes} for 2,000 messages, {largeBytes} for 20,000)");
+
+        static byte[] Stream(int rows)
+        {
+            var writer = new ArrayBufferWriter<byte>();
+            for (int i = 0; i < rows; i++)
+            {
+                Row([8, 8, 8, 8, 8, 8, 8, 8, 8, 8], (byte)i, null).Encode(writer);
+            }
+
+            return writer.WrittenSpan.ToArray();
+        }
+    }
+
+    private static async Task<long> ReadPipe(byte[] stream)
+    {
+        using var source = new MemoryStream(stream, writable: false);
+        PipeReader pipe = PipeReader.Create(source, new StreamPipeReaderOptions(bufferSize: 4096, leaveOpen: true));
+        var reader = new PgPipeMessageReader(pipe, PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        long sum = 0;
+        while (reader.TryRead() || await reader.ReadAsync())
+        {
+            sum += SumLengths(reader.Current);
+        }
+
+        await pipe.CompleteAsync();
+        return sum;
+    }
+
+    private static long SumLengths(PgReceivedMessage message)
+    {
+        long sum = 0;
+        foreach (PgValue value in DataRow.View.Read(message).Columns)
+        {
+            sum += value.Bytes.Length;
+        }
+
+        return sum;
+    }
+
+    private static void AssertSecondFailsAsTryValidate(byte[] good, byte[] bad, string reason)
+    {
+        Assert.True(DataRow.TryDecode(good.AsSpan(5), null, out _, out _));
+        Assert.False(DataRow.TryValidate(bad.AsSpan(5), null, out PgDecodeError expected));
+        Assert.Contains(reason, expected.Reason, StringComparison.Ordinal);
+
+        var reader = new PgMessageReader(PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
+
+        // The first row twice, so that the reader has slots of that layout when the bad row comes.
+        byte[] stream = [.. good, .. good, .. bad];
+        ReadOnlySpan<byte> rest = stream;
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.Equal(PgReadStatus.Message, reader.TryRead(rest, out int consumed, out _, out _));
+            rest = rest[consumed..];
+        }
+
+        Assert.Equal(PgReadStatus.Malformed, reader.TryRead(rest, out int none, out _, out PgDecodeError error));
+        Assert.Equal(0, none);
+        Assert.Equal(expected.Field, error.Field);
+        Assert.Equal(expected.Reason, error.Reason);
+        Assert.Equal(expected.Offset + (2 * good.Length), error.Offset);
+    }
+
+    private static void AssertSpanReader(byte[] stream, DataRow[] expected)
+    {
+        var reader = new PgMessageReader(PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        ReadOnlySpan<byte> rest = stream;
+        foreach (DataRow row in expected)
+        {
+            Assert.Equal(PgReadStatus.Message, reader.TryRead(rest, out int consumed, out PgReceivedMessage message, out PgDecodeError error));
+            rest = rest[consumed..];
+            AssertColumns(row, DataRow.View.Read(message));
+        }
+
+        Assert.True(rest.IsEmpty);
+    }
+
+    private static async Task AssertPipeReader(byte[] stream, DataRow[] expected, int segmentSize)
+    {
+        using var source = new MemoryStream(stream, writable: false);
+        PipeReader pipe = PipeReader.Create(source, new StreamPipeReaderOptions(bufferSize: segmentSize, minimumReadSize: Math.Min(16, segmentSize), leaveOpen: true));
+        var reader = new PgPipeMessageReader(pipe, PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        int count = 0;
+        while (reader.TryRead() || await reader.ReadAsync())
+        {
+            Assert.True(count < expected.Length, "more messages than were written");
+            AssertColumns(expected[count], DataRow.View.Read(reader.Current));
+            count++;
+        }
+
+        Assert.Equal(expected.Length, count);
+        await pipe.CompleteAsync();
+    }
+
+    private static void AssertColumns(DataRow expected, DataRow.View view)
+    {
+        PgValueList columns = view.Columns;
+        Assert.Equal(expected.Columns.Length, columns.Count);
+        Assert.Equal(Values(expected.Columns), Values(columns));
+        for (int i = columns.Count - 1; i >= 0; i--)
+        {
+            Assert.Equal(Value(expected.Columns[i]), Value(columns[i]));
+        }
+    }
+
+    /// <summary>A row of the given layout (-1: NULL, else a length), bytes from <paramref name="seed"/>; <paramref name="extra"/> appended when given.</summary>
+    private static DataRow Row(int[] layout, byte seed, ReadOnlyMemory<byte>? extra)
+    {
+        var columns = ImmutableArray.CreateBuilder<ReadOnlyMemory<byte>?>();
+        foreach (int length in layout)
+        {
+            columns.Add(length < 0 ? null : Enumerable.Range(0, length).Select(i => (byte)(seed + i)).ToArray());
+        }
+
+        if (extra is not null)
+        {
+            columns.Add(extra);
+        }
+
+        return new DataRow(columns.ToImmutable());
+    }
+
+    private static string?[] Values(ImmutableArray<ReadOnlyMemory<byte>?> values) => [.. values.Select(Value)];
+
+    private static string?[] Values(PgValueList values)
+    {
+        var list = new List<string?>();
+        foreach (PgValue value in values)
+        {
+            list.Add(Value(value));
+        }
+
+        return [.. list];
+    }
+
+    private static string? Value(ReadOnlyMemory<byte>? value) => value is { } v ? Convert.ToHexString(v.Span) : null;
+
+    private static string? Value(PgValue value) => value.IsNull ? null : Convert.ToHexString(value.Bytes);
+}
