@@ -34,11 +34,13 @@ public class PipeReaderContextFailureTests
     /// whole in what the pipe already holds, so reading it again must not wait for more bytes.
     /// </summary>
     [Theory]
-    [InlineData(false, false)] // the refused message is the first of a pipe read
-    [InlineData(true, false)] // it is held after another message of the same read, taken by ReadAsync
-    [InlineData(true, true)] // the same, taken by TryRead
-    public async Task ContextThrows_ReadingAgain_ReadsTheSameMessageWithoutNewBytes(bool afterAnother, bool tryRead)
+    [InlineData(false, 0)] // the refused message is the first of a pipe read
+    [InlineData(true, 0)] // it is held after another message of the same read, taken by ReadAsync
+    [InlineData(true, 1)] // the same, taken by TryRead()
+    [InlineData(true, 2)] // the same, taken by TryRead(out message)
+    public async Task ContextThrows_ReadingAgain_ReadsTheSameMessageWithoutNewBytes(bool afterAnother, int how)
     {
+        bool tryRead = how != 0;
         var pipe = new Pipe();
         var reader = new PgPipeMessageReader(pipe.Reader, PgDirection.Backend, new RefusingContext { Phase = PgSessionPhase.Normal });
         await pipe.Writer.WriteAsync(afterAnother ? (byte[])[.. s_ready, .. s_complete, .. s_ready] : (byte[])[.. s_complete, .. s_ready]);
@@ -51,7 +53,7 @@ public class PipeReaderContextFailureTests
         long position = reader.Reader.Position;
         if (tryRead)
         {
-            Assert.Throws<InvalidOperationException>(() => reader.TryRead());
+            Assert.Throws<InvalidOperationException>(() => how == 1 ? reader.TryRead() : reader.TryRead(out _));
         }
         else
         {

@@ -85,6 +85,37 @@ public class PipeReaderTests
     }
 
     [Fact]
+    public async Task TryReadOut_GivesWhatTheLastReadHoldsWhole_AsCurrent()
+    {
+        byte[] first = new ReadyForQuery(TransactionStatus.Idle).ToArray();
+        byte[] second = new CommandComplete("SELECT 1").ToArray();
+        byte[] third = new CommandComplete("SELECT 2").ToArray();
+        var pipe = new Pipe();
+        var reader = new PgPipeMessageReader(pipe.Reader, PgDirection.Backend);
+        Assert.False(reader.TryRead(out _));
+
+        await pipe.Writer.WriteAsync((byte[])[.. first, .. second, .. third.AsSpan(0, 6)]);
+        Assert.True(await reader.ReadAsync());
+        Assert.True(reader.TryRead(out PgReceivedMessage message));
+        Assert.Equal(new CommandComplete("SELECT 1"), message.ToMessage());
+        Assert.Equal(new CommandComplete("SELECT 1"), reader.Current.ToMessage());
+        Assert.Equal(first.Length, message.Offset);
+
+        Assert.False(reader.TryRead(out _));
+        Assert.Throws<InvalidOperationException>(() => reader.Current.Length);
+        await pipe.Writer.WriteAsync(third.AsMemory(6));
+        Assert.True(await reader.ReadAsync());
+        Assert.Equal(new CommandComplete("SELECT 2"), reader.Current.ToMessage());
+
+        // A malformed message in what is held is an error, and the pipe is not left mid-read.
+        await pipe.Writer.WriteAsync((byte[])[.. first, (byte)'Z', 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+        Assert.True(await reader.ReadAsync());
+        PgProtocolException error = Assert.Throws<PgProtocolException>(() => reader.TryRead(out _));
+        int start = first.Length + second.Length + third.Length + first.Length;
+        Assert.InRange(error.Offset, start, start + 9);
+    }
+
+    [Fact]
     public async Task ReadAsync_SeveralMessagesInOneWriteWithPipeStillOpen_YieldsAllWithoutWaiting()
     {
         IBackendMessage[] sent = Conversation();

@@ -158,9 +158,20 @@ public class ValueSlotsTests
         PipeReader pipe = PipeReader.Create(source, new StreamPipeReaderOptions(bufferSize: 4096, leaveOpen: true));
         var reader = new PgPipeMessageReader(pipe, PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
         long sum = 0;
-        while (reader.TryRead() || await reader.ReadAsync())
+        while (true)
         {
-            sum += SumLengths(reader.Current);
+            if (reader.TryRead(out PgReceivedMessage message))
+            {
+                sum += SumLengths(message);
+            }
+            else if (await reader.ReadAsync())
+            {
+                sum += SumLengths(reader.Current);
+            }
+            else
+            {
+                break;
+            }
         }
 
         await pipe.CompleteAsync();
@@ -222,10 +233,23 @@ public class ValueSlotsTests
         PipeReader pipe = PipeReader.Create(source, new StreamPipeReaderOptions(bufferSize: segmentSize, minimumReadSize: Math.Min(16, segmentSize), leaveOpen: true));
         var reader = new PgPipeMessageReader(pipe, PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
         int count = 0;
-        while (reader.TryRead() || await reader.ReadAsync())
+        while (true)
         {
-            Assert.True(count < expected.Length, "more messages than were written");
-            AssertColumns(expected[count], DataRow.View.Read(reader.Current));
+            if (reader.TryRead(out PgReceivedMessage message))
+            {
+                Assert.True(count < expected.Length, "more messages than were written");
+                AssertColumns(expected[count], DataRow.View.Read(message));
+            }
+            else if (await reader.ReadAsync())
+            {
+                Assert.True(count < expected.Length, "more messages than were written");
+                AssertColumns(expected[count], DataRow.View.Read(reader.Current));
+            }
+            else
+            {
+                break;
+            }
+
             count++;
         }
 

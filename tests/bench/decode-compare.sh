@@ -7,8 +7,8 @@
 #     borrowed  PgMessageReader.TryRead over the whole buffer as one span, validating, then
 #               DataRow.View.Read(message) (no second validation), every value touched;
 #     sequence  the same through TryRead's ReadOnlySequence overload (one segment);
-#     pipe      the same through PgPipeMessageReader over PipeReader.Create(MemoryStream): the
-#               README's socket usage, with the stream copied into the pipe's 4 KiB buffers
+#     pipe      the same through PgPipeMessageReader over PipeReader.Create(MemoryStream), as
+#               PgSpec.Client reads its socket: the stream copied into the pipe's 64 KiB buffers
 #               (PIPE_BUFFER) on the reading thread, as a socket read copies what has arrived;
 #     owned     framing reader, then DataRow.TryDecode per body (one strict validation), every
 #               value touched;
@@ -46,7 +46,8 @@
 # Usage: tests/bench/decode-compare.sh
 # Environment: ROUNDS (7), WARMUP (whole passes at least before the timed one; 2),
 #   WARMUP_SECONDS (seconds of warm-up passes at least; 1),
-#   PIPE_BUFFER (the pipe path's StreamPipeReaderOptions.BufferSize, 4096: the default),
+#   PIPE_BUFFER (the pipe path's StreamPipeReaderOptions.BufferSize, 65536 as PgSpec.Client's;
+#     4096 is the default of StreamPipeReaderOptions),
 #   PGPROTO3_GOPATH (a GOPATH holding github.com/jackc/pgproto3/v2 and its dependencies;
 #     /usr/share/gocode, where Debian's golang-github-jackc-pgproto3-v2-dev puts them),
 #   PG_PROTOCOL (what `npm install` is given; pg-protocol, the newest),
@@ -61,7 +62,7 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-7}
 WARMUP=${WARMUP:-2}
 WARMUP_SECONDS=${WARMUP_SECONDS:-1}
-PIPE_BUFFER=${PIPE_BUFFER:-4096}
+PIPE_BUFFER=${PIPE_BUFFER:-65536}
 PGPROTO3_GOPATH=${PGPROTO3_GOPATH:-/usr/share/gocode}
 PG_PROTOCOL=${PG_PROTOCOL:-pg-protocol}
 PG_PROTOCOL_DIR=${PG_PROTOCOL_DIR:-}

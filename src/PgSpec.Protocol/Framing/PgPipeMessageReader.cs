@@ -145,6 +145,62 @@ public sealed class PgPipeMessageReader
     }
 
     /// <summary>
+    /// <see cref="TryRead()"/>, giving the message at once: reading many messages out of one pipe
+    /// read, this is the span reader's loop with little more (<see cref="Current"/> is not made
+    /// again for each message). <see cref="Current"/> and the other members of the current message
+    /// are set as by <see cref="TryRead()"/>.
+    /// </summary>
+    public bool TryRead(out PgReceivedMessage message)
+    {
+        _hasCurrent = false;
+        if (_holding && _segmentOffset < _segment.Length)
+        {
+            // The usual case: a message whole in the segment being read.
+            long offset = Reader.Position;
+            PgReadStatus status;
+            int consumed;
+            PgDecodeError error;
+            try
+            {
+                status = Reader.TryRead(SegmentSpan(_segmentOffset, _segment.Length - _segmentOffset), out consumed, out message, out error);
+            }
+            catch
+            {
+                // A context that throws: as in TakeHeld, the pipe is released, the message left unread.
+                SequencePosition at = Consumed();
+                Release(at, at);
+                throw;
+            }
+
+            if (status == PgReadStatus.Message)
+            {
+                SetCurrent(message, offset);
+                _inSegment = true;
+                _rawStart = _segmentOffset;
+                _rawLength = consumed;
+                _segmentOffset += consumed;
+                return true;
+            }
+
+            if (status == PgReadStatus.Malformed)
+            {
+                SequencePosition consumedUpTo = Consumed();
+                Release(consumedUpTo, consumedUpTo);
+                throw new PgProtocolException(error);
+            }
+        }
+
+        if (TryRead())
+        {
+            message = Current;
+            return true;
+        }
+
+        message = default;
+        return false;
+    }
+
+    /// <summary>
     /// Takes the next message from the held buffer if it is whole there. A malformed one, or a
     /// context that throws, releases the buffer (the pipe is never left mid-read) and throws.
     /// </summary>

@@ -22,11 +22,13 @@
 //              frame, the length limit, the body as strictly as the owned decode), then
 //              DataRow.View.Read(message), which trusts the reader's validation; every value touched.
 //   sequence   the same through TryRead's ReadOnlySequence overload, over one segment.
-//   pipe       the same through PgPipeMessageReader over PipeReader.Create(MemoryStream), as the
-//              README reads a socket (PipeReader.Create(NetworkStream)): each pipe read copies the
-//              next bytes from the stream into the pipe's buffers on the reading thread, as a
-//              socket read does when the data is already there; the default StreamPipeReaderOptions
-//              read 4 KiB at a time (--pipe-buffer), so some messages straddle two buffers.
+//   pipe       the same through PgPipeMessageReader over PipeReader.Create(MemoryStream), as
+//              PgSpec.Client's session reads its socket (PipeReader.Create(NetworkStream) with
+//              64 KiB buffers, reads of 16 KiB at least): each pipe read copies the next bytes from
+//              the stream into the pipe's buffers on the reading thread, as a socket read does when
+//              the data is already there, and some messages straddle two buffers (--pipe-buffer
+//              sets the buffer size; 4096 is StreamPipeReaderOptions' default). Messages already
+//              held are taken with TryRead(out message), the pipe awaited only for more bytes.
 //   owned      a framing reader (Validate = false), then DataRow.TryDecode on each body: one
 //              validation, as strict as the borrowed path's, and a DataRow whose values are slices
 //              of one copy of the body; every value touched.
@@ -86,7 +88,7 @@ internal static class Harness
         string? file = null;
         int warmup = 2;
         double warmupSeconds = 1;
-        int pipeBuffer = 4096;
+        int pipeBuffer = 65536;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -271,16 +273,28 @@ internal static class Harness
     private static async ValueTask<Tally> Piped(byte[] stream, int length, int bufferSize)
     {
         using var source = new MemoryStream(stream, 0, length, writable: false);
-        PipeReader pipe = PipeReader.Create(source, new StreamPipeReaderOptions(bufferSize: bufferSize, minimumReadSize: Math.Min(1024, bufferSize), leaveOpen: true));
+        PipeReader pipe = PipeReader.Create(source, new StreamPipeReaderOptions(bufferSize: bufferSize, minimumReadSize: Math.Min(16384, bufferSize), leaveOpen: true));
         var reader = new PgPipeMessageReader(pipe, PgDirection.Backend, Context());
         long messages = 0;
         long values = 0;
         long checksum = 0;
         // What is already received is taken without awaiting (TryRead); the pipe is awaited only
         // when the next message needs more bytes.
-        while (reader.TryRead() || await reader.ReadAsync().ConfigureAwait(false))
+        while (true)
         {
-            checksum += TouchRow(reader.Current, ref values);
+            if (reader.TryRead(out PgReceivedMessage message))
+            {
+                checksum += TouchRow(message, ref values);
+            }
+            else if (await reader.ReadAsync().ConfigureAwait(false))
+            {
+                checksum += TouchRow(reader.Current, ref values);
+            }
+            else
+            {
+                break;
+            }
+
             messages++;
         }
 
