@@ -50,24 +50,25 @@ public ref struct PgSpanReader
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Need(string field, int count, string what)
-        => Remaining >= count || Failed(NeedError(_message, field, _origin + _position, count, what, Remaining));
+        => Remaining >= count || NeedFailure(field, _origin + _position, count, what, Remaining);
 
-    // The failures are made out of line and static, so that a check that passes is a few
-    // instructions and the reader, never passed by reference, stays in registers.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool Failed(PgDecodeError error)
+    // The failures are made out of line, and they record the error themselves: a check that
+    // passes is a few instructions, and the caller's frame holds no error of its own to clear on
+    // entry (each error built inline would be a temporary with references, zeroed at every call).
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool NeedFailure(string field, int offset, int count, string what, int remaining)
     {
-        _error = error;
+        _error = new(_message, field, offset, $"{what} needs {count} bytes but only {remaining} remain");
         return false;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static PgDecodeError NeedError(string message, string field, int offset, int count, string what, int remaining)
-        => new(message, field, offset, $"{what} needs {count} bytes but only {remaining} remain");
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static PgDecodeError ExpectError(string message, string field, int offset, long expected, long found)
-        => new(message, field, offset, $"expected {expected}, found {found}");
+    private bool ExpectFailure(string field, int offset, long expected, long found)
+    {
+        _error = new(_message, field, offset, $"expected {expected}, found {found}");
+        return false;
+    }
 
     // ---------------------------------------------------------------- checked reads
 
@@ -141,23 +142,23 @@ public ref struct PgSpanReader
 
     /// <summary>Reads a Byte1 that must have a fixed value.</summary>
     public bool ExpectByte1(string field, byte expected)
-        => ReadByte1(field, out byte v) && (v == expected || Failed(ExpectError(_message, field, _origin + _position - 1, expected, v)));
+        => ReadByte1(field, out byte v) && (v == expected || ExpectFailure(field, _origin + _position - 1, expected, v));
 
     /// <summary>Reads an Int8 that must have a fixed value.</summary>
     public bool ExpectInt8(string field, sbyte expected)
-        => ReadInt8(field, out sbyte v) && (v == expected || Failed(ExpectError(_message, field, _origin + _position - 1, expected, v)));
+        => ReadInt8(field, out sbyte v) && (v == expected || ExpectFailure(field, _origin + _position - 1, expected, v));
 
     /// <summary>Reads an Int16 that must have a fixed value.</summary>
     public bool ExpectInt16(string field, short expected)
-        => ReadInt16(field, out short v) && (v == expected || Failed(ExpectError(_message, field, _origin + _position - 2, expected, v)));
+        => ReadInt16(field, out short v) && (v == expected || ExpectFailure(field, _origin + _position - 2, expected, v));
 
     /// <summary>Reads an Int32 that must have a fixed value.</summary>
     public bool ExpectInt32(string field, int expected)
-        => ReadInt32(field, out int v) && (v == expected || Failed(ExpectError(_message, field, _origin + _position - 4, expected, v)));
+        => ReadInt32(field, out int v) && (v == expected || ExpectFailure(field, _origin + _position - 4, expected, v));
 
     /// <summary>Reads an Int64 that must have a fixed value.</summary>
     public bool ExpectInt64(string field, long expected)
-        => ReadInt64(field, out long v) && (v == expected || Failed(ExpectError(_message, field, _origin + _position - 8, expected, v)));
+        => ReadInt64(field, out long v) && (v == expected || ExpectFailure(field, _origin + _position - 8, expected, v));
 
     /// <summary>Checks that a value just read (of <paramref name="size"/> bytes) lies in [min, max].</summary>
     public bool CheckRange(string field, long value, long min, long max, int size)
@@ -179,11 +180,14 @@ public ref struct PgSpanReader
     /// <summary>Checks, before anything is allocated, that <paramref name="count"/> items of at least <paramref name="minItemSize"/> bytes fit in what remains.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool CheckItems(string field, int count, int minItemSize)
-        => (long)count * minItemSize <= Remaining || Failed(ItemsError(_message, field, _origin + _position, count, minItemSize, Remaining));
+        => (long)count * minItemSize <= Remaining || ItemsFailure(field, _origin + _position, count, minItemSize, Remaining);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static PgDecodeError ItemsError(string message, string field, int offset, int count, int minItemSize, int remaining)
-        => new(message, field, offset, $"count {count} needs at least {(long)count * minItemSize} bytes but only {remaining} remain");
+    private bool ItemsFailure(string field, int offset, int count, int minItemSize, int remaining)
+    {
+        _error = new(_message, field, offset, $"count {count} needs at least {(long)count * minItemSize} bytes but only {remaining} remain");
+        return false;
+    }
 
     /// <summary>Reads the Int32 length of a value: -1 (NULL, if allowed) or 0..remaining.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -195,14 +199,17 @@ public ref struct PgSpanReader
         }
 
         // 0..remaining, or -1 when NULL is allowed: one unsigned comparison for the usual case.
-        return (uint)length <= (uint)Remaining || (length == -1 && nullable) || Failed(ValueLengthError(_message, field, _origin + _position - 4, nullable, length, Remaining));
+        return (uint)length <= (uint)Remaining || (length == -1 && nullable) || ValueLengthFailure(field, _origin + _position - 4, nullable, length, Remaining);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static PgDecodeError ValueLengthError(string message, string field, int offset, bool nullable, int length, int remaining)
-        => new(message, field, offset, length < 0
+    private bool ValueLengthFailure(string field, int offset, bool nullable, int length, int remaining)
+    {
+        _error = new(_message, field, offset, length < 0
             ? nullable ? $"negative length {length} (only -1, NULL, is allowed)" : $"negative length {length}"
             : $"length {length} is more than the {remaining} bytes that remain");
+        return false;
+    }
 
     /// <summary>
     /// Checks <paramref name="count"/> values, each an Int32 length (-1 for NULL when
@@ -219,7 +226,7 @@ public ref struct PgSpanReader
             if (span.Length - position < 4)
             {
                 _position = position;
-                return Failed(NeedError(_message, lengthField, _origin + position, 4, "Int32", span.Length - position));
+                return NeedFailure(lengthField, _origin + position, 4, "Int32", span.Length - position);
             }
 
             int length = BinaryPrimitives.ReadInt32BigEndian(span.Slice(position));
@@ -231,7 +238,7 @@ public ref struct PgSpanReader
             else if (length != -1 || !nullable)
             {
                 _position = position;
-                return Failed(ValueLengthError(_message, lengthField, _origin + position - 4, nullable, length, span.Length - position));
+                return ValueLengthFailure(lengthField, _origin + position - 4, nullable, length, span.Length - position);
             }
         }
 
@@ -283,7 +290,7 @@ public ref struct PgSpanReader
             if (span.Length - position < 4)
             {
                 _position = position;
-                return Failed(NeedError(_message, lengthField, _origin + position, 4, "Int32", span.Length - position));
+                return NeedFailure(lengthField, _origin + position, 4, "Int32", span.Length - position);
             }
 
             int length = BinaryPrimitives.ReadInt32BigEndian(span.Slice(position));
@@ -296,7 +303,7 @@ public ref struct PgSpanReader
             else if (length != -1 || !nullable)
             {
                 _position = position;
-                return Failed(ValueLengthError(_message, lengthField, _origin + position - 4, nullable, length, span.Length - position));
+                return ValueLengthFailure(lengthField, _origin + position - 4, nullable, length, span.Length - position);
             }
         }
 
@@ -458,11 +465,14 @@ public ref struct PgSpanReader
     /// <summary>Checks that no bytes are left over.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool End()
-        => Remaining == 0 || Failed(EndError(_message, _origin + _position, Remaining));
+        => Remaining == 0 || EndFailure(_origin + _position, Remaining);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static PgDecodeError EndError(string message, int offset, int remaining)
-        => new(message, null, offset, $"{remaining} bytes left over after the last field");
+    private bool EndFailure(int offset, int remaining)
+    {
+        _error = new(_message, null, offset, $"{remaining} bytes left over after the last field");
+        return false;
+    }
 
     // ---------------------------------------------------------------- reads of validated bodies
 
