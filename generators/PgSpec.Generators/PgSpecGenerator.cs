@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Immutable;
 using System.IO;
+using System.Linq;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.Diagnostics;
 using Microsoft.CodeAnalysis.Text;
@@ -122,7 +123,7 @@ namespace PgSpec.Generators
                     return;
                 }
 
-                foreach ((string name, string source) in Emitter.EmitProtocol(spec))
+                foreach ((string name, string source) in Emitter.EmitProtocol(spec).Concat(Emitter.EmitFamilies(spec)))
                 {
                     spc.AddSource(name, SourceText.From(source, System.Text.Encoding.UTF8));
                 }
