@@ -638,6 +638,7 @@ namespace PgSpec.Generators
                     else if (context.InFamily)
                     {
                         options[i].Report(context, "PGSPEC008", $"Unknown option '{option}' of a family's sub-message (expected 'of FAMILY', 'since N' with 1 <= N <= 255, 'starts-stream', 'ends-stream', 'untraced', 'secret')");
+                        break;
                     }
                     else if (!flow.TryRead(options, ref i))
                     {
