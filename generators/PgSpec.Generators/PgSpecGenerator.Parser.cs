@@ -406,6 +406,7 @@ namespace PgSpec.Generators
                 fields = CheckReferences(context, name, fields, topLevel: true);
                 CheckGroupNames(context, name, fields);
                 CheckConditions(context, name, fields);
+                CheckFamilyNames(context, name, fields);
                 if (context.HasErrors)
                 {
                     return null;
@@ -755,6 +756,7 @@ namespace PgSpec.Generators
                 fields = CheckReferences(context, name, fields, topLevel: true);
                 CheckGroupNames(context, name, fields);
                 CheckConditions(context, name, fields);
+                CheckFamilyNames(context, name, fields);
                 if (context.HasErrors)
                 {
                     return null;
@@ -770,6 +772,36 @@ namespace PgSpec.Generators
                     Line = header.Number,
                     Comment = comment,
                 };
+            }
+
+            // The members a family's message, part or group has besides its fields (IPgSubMessage's, the dispatcher's, the walkers').
+            private static readonly HashSet<string> s_familyMemberNames = new HashSet<string>(StringComparer.Ordinal)
+            {
+                "sizeOfBody", "writeBody", "traceBody", "writeJson", "writeJsonFields", "checkEncodable", "tryRead", "trySkip",
+            };
+
+            // What a family's message has besides (its interface's members and the constants of its version).
+            private static readonly HashSet<string> s_familyMessageMemberNames = new HashSet<string>(StringComparer.Ordinal)
+            {
+                "kind", "family", "direction", "sinceVersion",
+            };
+
+            /// <summary>A field of a family's message, part or group must not take the name of a member they have.</summary>
+            private static void CheckFamilyNames(ParseContext context, string owner, ImmutableArray<FieldSpec> fields, bool topLevel = true)
+            {
+                foreach (FieldSpec f in fields)
+                {
+                    bool taken = s_familyMemberNames.Contains(f.Name) || (topLevel && s_familyMessageMemberNames.Contains(f.Name));
+                    if (taken && f.Kind != FieldKind.TypeByte && f.Kind != FieldKind.Literal)
+                    {
+                        context.Report("PGSPEC004", $"Field name '{f.Name}' of '{owner}' is taken by a member of the generated class; choose another", f.Line);
+                    }
+
+                    if (f.GroupName is not null)
+                    {
+                        CheckFamilyNames(context, f.GroupName, f.Children.Items, topLevel: false);
+                    }
+                }
             }
 
             /// <summary>
