@@ -74,6 +74,11 @@ namespace PgSpec.Generators
 
             private static string CtxArg(FamilySpec family) => family.HasContext ? ", context" : "";
 
+            /// <summary>What a part's reader takes of the context: the version and the flags, so that a view can call it without a context object.</summary>
+            private static string PartParams(FamilySpec family) => family.HasContext ? ", int version, bool streaming, bool parallel" : "";
+
+            private static string PartArgs(FamilySpec family) => family.HasContext ? ", version, streaming, parallel" : "";
+
             private static bool FVisible(FieldSpec f)
                 => f.Kind != FieldKind.TypeByte && f.Kind != FieldKind.Length && f.Kind != FieldKind.Literal
                     && !(f.Kind == FieldKind.Scalar && f.Role != FieldRole.Value);
@@ -709,11 +714,7 @@ namespace PgSpec.Generators
             private static void EmitPartRead(IndentedWriter w, ProtocolSpec spec, FamilySpec family, MessageSpec m, List<FieldSpec> body)
             {
                 w.Line("/// <summary>Reads the part where <paramref name=\"r\"/> stands (over <paramref name=\"body\"/>, whose copy <paramref name=\"owned\"/> holds the values).</summary>");
-                w.Open("internal static bool TryRead(ref " + Rt + ".PgSpanReader r, " + Span + " body, ref byte[]? owned" + CtxParam(family, false) + ", [global::System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out " + m.Name + "? value)");
-                if (family.HasContext)
-                {
-                    EmitContextLocals(w, family, encodeSide: false);
-                }
+                w.Open("internal static bool TryRead(ref " + Rt + ".PgSpanReader r, " + Span + " body, ref byte[]? owned" + PartParams(family) + ", [global::System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out " + m.Name + "? value)");
 
                 var locals = new Dictionary<string, string>(StringComparer.Ordinal);
                 EmitFWalk(w, spec, family, body, Walk.Build, "f_", 0, locals);
@@ -725,11 +726,7 @@ namespace PgSpec.Generators
                 w.Close();
                 w.Line();
                 w.Line("/// <summary>Checks the part where <paramref name=\"r\"/> stands and moves past it, building nothing.</summary>");
-                w.Open("internal static bool TrySkip(ref " + Rt + ".PgSpanReader r, " + Span + " body" + CtxParam(family, false) + ")");
-                if (family.HasContext)
-                {
-                    EmitContextLocals(w, family, encodeSide: false);
-                }
+                w.Open("internal static bool TrySkip(ref " + Rt + ".PgSpanReader r, " + Span + " body" + PartParams(family) + ")");
 
                 EmitFWalk(w, spec, family, body, Walk.Check, "f_", 0, new Dictionary<string, string>(StringComparer.Ordinal));
                 w.Line("return true;");
@@ -905,12 +902,12 @@ namespace PgSpec.Generators
                         case FieldKind.Part:
                             if (build)
                             {
-                                w.Line("if (!global::" + FamilyNs(spec, family) + "." + f.PartName + ".TryRead(ref r, body, ref owned" + CtxArg(family) + ", out global::" + FamilyNs(spec, family) + "." + f.PartName + "? v_" + local + ")) goto fail;");
+                                w.Line("if (!global::" + FamilyNs(spec, family) + "." + f.PartName + ".TryRead(ref r, body, ref owned" + PartArgs(family) + ", out global::" + FamilyNs(spec, family) + "." + f.PartName + "? v_" + local + ")) goto fail;");
                                 Assign(w, build, conditional, local, "v_" + local);
                             }
                             else
                             {
-                                w.Line("if (!global::" + FamilyNs(spec, family) + "." + f.PartName + ".TrySkip(ref r, body" + CtxArg(family) + ")) goto fail;");
+                                w.Line("if (!global::" + FamilyNs(spec, family) + "." + f.PartName + ".TrySkip(ref r, body" + PartArgs(family) + ")) goto fail;");
                             }
 
                             locals[f.Name] = local;
@@ -1333,11 +1330,28 @@ namespace PgSpec.Generators
 
             private static void EmitFamilyView(IndentedWriter w, ProtocolSpec spec, FamilySpec family, MessageSpec m, List<FieldSpec> body)
             {
-                w.Line("/// <summary>A zero-copy view of a received " + m.Name + ", valid as long as the bytes it was read from.</summary>");
+                w.Line("/// <summary>A zero-copy view of a received " + m.Name + ", valid as long as the bytes it was read from" + (family.HasContext ? "; it keeps what the context said when it was read" : "") + ".</summary>");
                 w.Open("public readonly ref struct View");
                 w.Line("private readonly " + Span + " _body;");
-                w.Line();
-                w.Line("private View(" + Span + " body) => _body = body;");
+                if (family.HasContext)
+                {
+                    w.Line("private readonly int _version;");
+                    w.Line("private readonly bool _streaming;");
+                    w.Line("private readonly bool _parallel;");
+                    w.Line();
+                    w.Open("private View(" + Span + " body, " + Context + "? context)");
+                    w.Line("_body = body;");
+                    w.Line("_version = context?.ProtocolVersion ?? " + Int(family.MaxVersion) + ";");
+                    w.Line("_streaming = context?.InStreamedTransaction ?? false;");
+                    w.Line("_parallel = context?.Streaming == " + Rt + ".PgOutputStreaming.Parallel;");
+                    w.Close();
+                }
+                else
+                {
+                    w.Line();
+                    w.Line("private View(" + Span + " body) => _body = body;");
+                }
+
                 w.Line();
                 w.Line("/// <summary>The body: the bytes after the type byte.</summary>");
                 w.Line("public " + Span + " Body => _body;");
@@ -1348,7 +1362,7 @@ namespace PgSpec.Generators
                 w.Line("view = default;");
                 w.Line("return false;");
                 w.Close();
-                w.Line("view = new View(body);");
+                w.Line("view = new View(body" + CtxArg(family) + ");");
                 w.Line("return true;");
                 w.Close();
                 w.Line();
@@ -1361,52 +1375,101 @@ namespace PgSpec.Generators
                 w.Line("public " + m.Name + " ToMessage(" + (family.HasContext ? Context + "? context = null" : "") + ") => Decode(_body" + CtxArg(family) + ");");
                 w.Line();
 
-                // Accessors for the fields at a fixed offset: those before any field of variable size or presence.
-                int offset = 0;
-                foreach (FieldSpec f in body)
+                // An accessor per scalar, enum, String or bytes field: it walks the validated body to the field.
+                var conditionalNames = new HashSet<string>(body.Where(x => x.IsConditional).Select(x => x.Name), StringComparer.Ordinal);
+                for (int i = 0; i < body.Count; i++)
                 {
-                    if (f.IsConditional)
+                    FieldSpec f = body[i];
+                    if (!FVisible(f) || f.Kind == FieldKind.Part || f.Kind == FieldKind.Array)
                     {
-                        break;
+                        continue;
                     }
 
-                    string at = Int(offset);
+                    bool bytes = f.Kind == FieldKind.String || f.Kind == FieldKind.FixedBytes || f.Kind == FieldKind.RestBytes || f.Kind == FieldKind.SizedBytes;
+                    string type = f.Kind == FieldKind.Scalar ? ScalarCs(f) : f.Kind == FieldKind.Enum ? "global::" + spec.Namespace + "." + f.EnumName : Span;
+                    bool maybe = f.IsConditional && !bytes;
+                    string prop = Pascal(f.Name);
+                    if (f.IsConditional && bytes)
+                    {
+                        w.Line("/// <summary>Whether " + f.Name + " is present (" + ConditionText(f) + ").</summary>");
+                        w.Line("public bool Has" + prop + " => Find" + prop + "(out _);");
+                        w.Line();
+                    }
+
+                    w.Line("/// <summary>" + f.Name + ", read in place" + (f.IsConditional ? (bytes ? "; empty when absent" : "; null when absent") : "") + ".</summary>");
+                    w.Line("public " + type + (maybe ? "?" : "") + " " + prop + " => Find" + prop + "(out " + type + " value) ? value : " + (maybe ? "null" : "default") + ";");
+                    w.Line();
+                    w.Open("private bool Find" + prop + "(out " + type + " value)");
+                    w.Line(Span + " body = _body;");
+                    if (family.HasContext)
+                    {
+                        w.Line("int version = _version;");
+                        w.Line("bool streaming = _streaming;");
+                        w.Line("bool parallel = _parallel;");
+                        w.Line("_ = version; _ = streaming; _ = parallel;");
+                    }
+
+                    w.Line("var r = new " + Rt + ".PgSpanReader(body, MessageName, 1);");
+                    EmitFWalk(w, spec, family, body.Take(i).ToList(), Walk.Check, "f_", 0, new Dictionary<string, string>(StringComparer.Ordinal));
+                    if (f.IsConditional)
+                    {
+                        string presence;
+                        if (f.Optional)
+                        {
+                            presence = "r.Remaining > 0 && (" + string.Join(" || ", f.EnumValues.Select(v => "body[r.Position] == 0x" + v.ToString("X2", CultureInfo.InvariantCulture))) + ")";
+                            string rest = DecodeCondition(f with { Optional = false }, RawOf(body.Take(i)), "f_", conditionalNames);
+                            presence = rest == "true" ? presence : rest + " && " + presence;
+                        }
+                        else
+                        {
+                            presence = DecodeCondition(f, RawOf(body.Take(i)), "f_", conditionalNames);
+                        }
+
+                        w.Open("if (!(" + presence + "))");
+                        w.Line("value = default;");
+                        w.Line("return false;");
+                        w.Close();
+                    }
+
+                    string name = Lit(f.Name);
                     switch (f.Kind)
                     {
-                        case FieldKind.Literal:
-                            offset += ScalarSize(f.Type);
-                            continue;
-                        case FieldKind.Scalar when f.Role == FieldRole.Value:
-                            w.Line("/// <summary>" + f.Name + ", read in place.</summary>");
-                            w.Line("public " + ScalarCs(f) + " " + Pascal(f.Name) + " => " + ViewScalar(f, at) + ";");
-                            w.Line();
-                            offset += ScalarSize(f.Type);
-                            continue;
+                        case FieldKind.Scalar:
+                            w.Line("if (!r." + ReadMethod(f.Type) + "(" + name + ", out " + ScalarCsRaw(f.Type) + " raw)) goto fail;");
+                            w.Line("value = " + (f.Oid ? "unchecked((uint)raw)" : "raw") + ";");
+                            break;
                         case FieldKind.Enum:
-                            w.Line("/// <summary>" + f.Name + ", read in place.</summary>");
-                            w.Line("public global::" + spec.Namespace + "." + f.EnumName + " " + Pascal(f.Name) + " => (global::" + spec.Namespace + "." + f.EnumName + ")" + (f.EnumType == WireType.Int8 ? "unchecked((sbyte)_body[" + at + "])" : "_body[" + at + "]") + ";");
-                            w.Line();
-                            offset += 1;
-                            continue;
+                            w.Line("if (!r.ReadByte1(" + name + ", out byte raw)) goto fail;");
+                            w.Line("value = (" + type + ")" + (f.EnumType == WireType.Int8 ? "unchecked((sbyte)raw)" : "raw") + ";");
+                            break;
+                        case FieldKind.String:
+                            w.Line("if (!r.ReadStringSpan(" + name + ", out value)) goto fail;");
+                            break;
                         case FieldKind.FixedBytes:
-                            w.Line("/// <summary>" + f.Name + ", in place.</summary>");
-                            w.Line("public " + Span + " " + Pascal(f.Name) + " => _body.Slice(" + at + ", " + Int(f.FixedSize) + ");");
-                            w.Line();
-                            offset += f.FixedSize;
-                            continue;
+                            w.Line("if (!r.ReadBytes(" + name + ", " + Int(f.FixedSize) + ", out value)) goto fail;");
+                            break;
                         case FieldKind.RestBytes:
-                            w.Line("/// <summary>" + f.Name + ", in place: the rest of the body.</summary>");
-                            w.Line("public " + Span + " " + Pascal(f.Name) + " => _body.Slice(" + at + ");");
-                            w.Line();
+                            w.Line("value = r.ReadRest();");
+                            break;
+                        case FieldKind.SizedBytes:
+                            w.Line("if (!r.ReadValue(" + name + ", f_" + f.LengthField + ", out value)) goto fail;");
                             break;
                     }
 
-                    break;
+                    w.Line("return true;");
+                    w.Line("fail:");
+                    w.Line("throw new " + Rt + ".PgProtocolException(r.Error);");
+                    w.Close();
+                    w.Line();
                 }
 
                 w.Close();
                 w.Line();
             }
+
+            /// <summary>The locals holding the raw bytes of the enum fields among <paramref name="fields"/>, as the walk names them.</summary>
+            private static Dictionary<string, string> RawOf(IEnumerable<FieldSpec> fields)
+                => fields.Where(f => f.Kind == FieldKind.Enum).ToDictionary(f => f.Name, f => "b_f_" + f.Name, StringComparer.Ordinal);
 
             private static string ViewScalar(FieldSpec f, string at)
             {

@@ -210,6 +210,42 @@ public class ReplicationCodecTests
     }
 
     [Fact]
+    public void Views_ReadEachFieldInPlace_AsTheContextSaid()
+    {
+        var parallel = new PgOutputContext(4, PgOutputStreaming.Parallel);
+        byte[] abort = new StreamAbort(5, 6, 7, 8).ToArray(parallel);
+        StreamAbort.View withLsn = StreamAbort.View.Read(abort.AsSpan(1), parallel);
+        Assert.Equal((5, 6, 7L, 8L), (withLsn.Xid, withLsn.SubXid, withLsn.AbortLsn, withLsn.AbortTime));
+        StreamAbort.View without = StreamAbort.View.Read(abort.AsSpan(1, 8), new PgOutputContext(3, PgOutputStreaming.On));
+        Assert.Null(without.AbortLsn);
+        Assert.Null(without.AbortTime);
+
+        var streamed = new PgOutputContext(2, PgOutputStreaming.On) { InStreamedTransaction = true };
+        var message = new LogicalMessage(900, LogicalMessageFlags.Transactional, 77, "app", "hello"u8.ToArray());
+        LogicalMessage.View view = LogicalMessage.View.Read(message.ToArray(streamed).AsSpan(1), streamed);
+        streamed.InStreamedTransaction = false; // the view keeps what the context said when it was read
+        Assert.Equal(900, view.Xid);
+        Assert.Equal(LogicalMessageFlags.Transactional, view.Flags);
+        Assert.Equal(77, view.Lsn);
+        Assert.Equal("app"u8.ToArray(), view.Prefix.ToArray());
+        Assert.Equal("hello"u8.ToArray(), view.Content.ToArray());
+        Assert.Equal(message, view.ToMessage(new PgOutputContext(2, PgOutputStreaming.On) { InStreamedTransaction = true }));
+
+        var tuple = new TupleData([new TupleData.Column(TupleValueKind.UnchangedToast, null)]);
+        Update.View keyed = Update.View.Read(new Update(null, 9, OldTupleKind.Key, tuple, tuple).ToArray().AsSpan(1));
+        Assert.Equal((null, 9u, OldTupleKind.Key), (keyed.Xid, keyed.RelationOid, keyed.OldTupleKind));
+        Update.View bare = Update.View.Read(new Update(null, 9, null, null, tuple).ToArray().AsSpan(1));
+        Assert.Null(bare.OldTupleKind);
+
+        Relation.View relation = Relation.View.Read(new Relation(null, 2, "public", "t", ReplicaIdentity.Full, []).ToArray().AsSpan(1));
+        Assert.Equal("t"u8.ToArray(), relation.RelationName.ToArray());
+        Assert.Equal(ReplicaIdentity.Full, relation.ReplicaIdentity);
+
+        Assert.False(Insert.View.TryRead([0, 0, 0, 1, (byte)'X'], null, out _, out PgDecodeError error));
+        Assert.Equal("tagN", error.Field);
+    }
+
+    [Fact]
     public void TryDecodeNext_FollowsStreamedBlocks_AsTheSpecMarksThem()
     {
         var context = new PgOutputContext(2, PgOutputStreaming.On);
