@@ -1,4 +1,5 @@
 using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
 
 namespace PgSpec.Generators.Tests;
 
@@ -100,6 +101,32 @@ public class FamilySpecTests
 
         var problems = CompilationHarness.Problems(CompilationHarness.ConsumerWith(GeneratorHarness.Sources(result).Append(KeyValuePair.Create("Use.cs", Use))));
         Assert.True(problems.IsEmpty, CompilationHarness.Describe(problems));
+    }
+
+    [Fact]
+    public void ValidFamily_AgainstAPgSpecProtocolWithoutFamilies_IsOnePgspec016_AndNothingIsGenerated()
+    {
+        // A PgSpec.Protocol of before the families: it has what plain messages need, not IPgSubMessage.
+        CSharpCompilation old = CSharpCompilation.Create(
+            "PgSpec.Protocol",
+            [CSharpSyntaxTree.ParseText("namespace PgSpec.Protocol { public sealed class PgLimits { } public ref struct PgSpanReader { public bool SkipValues(string f, int c, bool n) => true; } }")],
+            [MetadataReference.CreateFromFile(typeof(object).Assembly.Location)],
+            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary));
+        using var image = new MemoryStream();
+        Assert.True(old.Emit(image).Success);
+        CSharpCompilation consumer = GeneratorHarness.EmptyCompilation().AddReferences(MetadataReference.CreateFromImage(image.ToArray()));
+
+        GeneratorRunResult result = GeneratorHarness.RunAgainst(consumer, "Acme.Wire", [GeneratorHarness.Spec("sub", Valid)]);
+
+        Diagnostic diagnostic = Assert.Single(result.Diagnostics);
+        Assert.Equal("PGSPEC016", diagnostic.Id);
+        Assert.Empty(result.GeneratedSources);
+
+        // The same runtime is enough for a spec without a family.
+        string plain = Valid[..Valid.IndexOf("# Sub-messages", StringComparison.Ordinal)];
+        GeneratorRunResult plainResult = GeneratorHarness.RunAgainst(consumer, "Acme.Wire", [GeneratorHarness.Spec("plain", plain)]);
+        Assert.Empty(plainResult.Diagnostics);
+        Assert.NotEmpty(plainResult.GeneratedSources);
     }
 
     [Theory]
