@@ -20,7 +20,8 @@ namespace PgSpec.Generators
                 string dirArg = bothWays ? ", direction" : "";
                 string carrier = messages.Any(m => m.Name == family.Carrier) ? "global::" + ns + "." + family.Carrier
                     : spec.FamilyMessages.Any(m => m.Name == family.Carrier && !m.IsPart) ? "global::" + spec.Namespace + "." + spec.FamilyMessages.First(m => m.Name == family.Carrier && !m.IsPart).Family + "." + family.Carrier
-                    : "global::" + spec.Namespace + "." + family.Carrier;
+                    : spec.Messages.Any(m => m.Name == family.Carrier) ? "global::" + spec.Namespace + "." + family.Carrier
+                    : Rt + "." + family.Carrier;
                 string carrierField = Pascal(family.CarrierField);
 
                 var w = new IndentedWriter();

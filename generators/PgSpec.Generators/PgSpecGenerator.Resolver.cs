@@ -74,7 +74,7 @@ namespace PgSpec.Generators
                 CheckTypeBytes(messages, Direction.Backend, diagnostics);
                 CheckUntyped(messages, diagnostics);
                 CheckAnswers(messages, diagnostics);
-                (List<FamilySpec> families, List<MessageSpec> familyMessages) = ResolveFamilies(files, messages, enums, diagnostics);
+                (List<FamilySpec> families, List<MessageSpec> familyMessages) = ResolveFamilies(files, messages, enums, ns, diagnostics);
 
                 return new ProtocolSpec(
                     messages.OrderBy(m => m.Name, StringComparer.Ordinal).ToEquatableArray(),
@@ -91,7 +91,7 @@ namespace PgSpec.Generators
             /// Families: each declared once, carried in a Byten field of a message (of the protocol or of
             /// another family); their sub-messages and parts resolved against the enums and the family's parts.
             /// </summary>
-            private static (List<FamilySpec>, List<MessageSpec>) ResolveFamilies(ImmutableArray<SpecFile> files, List<MessageSpec> messages, Dictionary<string, EnumSpec> enums, ImmutableArray<DiagnosticInfo>.Builder diagnostics)
+            private static (List<FamilySpec>, List<MessageSpec>) ResolveFamilies(ImmutableArray<SpecFile> files, List<MessageSpec> messages, Dictionary<string, EnumSpec> enums, string ns, ImmutableArray<DiagnosticInfo>.Builder diagnostics)
             {
                 var families = new Dictionary<string, FamilySpec>(StringComparer.Ordinal);
                 var declared = new List<MessageSpec>();
@@ -159,7 +159,10 @@ namespace PgSpec.Generators
                 {
                     MessageSpec? carrier = messages.FirstOrDefault(m => m.Name == family.Carrier) ?? result.FirstOrDefault(m => !m.IsPart && m.Name == family.Carrier);
                     FieldSpec? field = carrier?.Fields.FirstOrDefault(f => f.Name == family.CarrierField);
-                    if (carrier is null || field is null || (field.Kind != FieldKind.RestBytes && field.Kind != FieldKind.SizedBytes))
+
+                    // A project of its own may carry a family in the protocol's CopyData, which its specs do not declare.
+                    bool protocolCopyData = carrier is null && ns != ProtocolNamespace && family.Carrier == "CopyData" && family.CarrierField == "data";
+                    if (!protocolCopyData && (carrier is null || field is null || (field.Kind != FieldKind.RestBytes && field.Kind != FieldKind.SizedBytes)))
                     {
                         diagnostics.Add(new DiagnosticInfo("PGSPEC003", $"Family '{family.Name}' is carried in '{family.Carrier}.{family.CarrierField}', which is no Byten field of a message", family.Path, family.Line, 1, 0));
                     }

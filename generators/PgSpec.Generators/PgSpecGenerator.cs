@@ -119,9 +119,9 @@ namespace PgSpec.Generators
                 }
 
                 // PgSpec.Protocol's runtime names its generated types, specs or not; a user's project
-                // without a message or an enum gets nothing (and needs nothing).
+                // without a message, an enum or a family gets nothing (and needs nothing).
                 bool protocolBuild = spec.Namespace == ProtocolNamespace && pair.Right == Runtime.InSource;
-                if (!protocolBuild && spec.Messages.Count == 0 && spec.Enums.Count == 0)
+                if (!protocolBuild && spec.Messages.Count == 0 && spec.Enums.Count == 0 && spec.Families.Count == 0)
                 {
                     return;
                 }

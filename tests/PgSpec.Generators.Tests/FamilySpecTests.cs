@@ -104,6 +104,44 @@ public class FamilySpecTests
     }
 
     [Fact]
+    public void FamilyInTheProtocolsCopyData_InAProjectOfItsOwn_CompilesAgainstTheBuiltRuntime()
+    {
+        // A sub-protocol inside CopyData: the carrier is PgSpec.Protocol's, which the project's specs do not declare.
+        const string Spec = """
+            family Admin in CopyData.data
+
+            Pause (F) of Admin
+                Byte1('P')
+                String pool
+
+            Paused (B) of Admin
+                Byte1('p')
+                String pool
+                Int32 clients
+            """;
+        GeneratorRunResult result = GeneratorHarness.RunInto("Acme.Pooler", [GeneratorHarness.Spec("admin", Spec)]);
+        Assert.True(result.Diagnostics.IsEmpty, GeneratorHarness.Describe(result.Diagnostics));
+        const string Use = """
+            namespace Acme.Pooler.Use;
+
+            /// <summary>Decodes the admin messages inside CopyData.</summary>
+            public static class Use
+            {
+                /// <summary>The pool a Pause names.</summary>
+                public static string? Pool(global::PgSpec.Protocol.CopyData copy)
+                    => global::Acme.Pooler.Admin.AdminMessages.TryDecode(copy, global::PgSpec.Protocol.PgDirection.Frontend, out global::Acme.Pooler.Admin.IAdminMessage? message, out _) && message is global::Acme.Pooler.Admin.Pause pause ? pause.Pool : null;
+            }
+            """;
+
+        var problems = CompilationHarness.Problems(CompilationHarness.ConsumerWith(GeneratorHarness.Sources(result).Append(KeyValuePair.Create("Use.cs", Use))));
+        Assert.True(problems.IsEmpty, CompilationHarness.Describe(problems));
+
+        // In the protocol's own specs, a carrier must be declared.
+        GeneratorRunResult own = GeneratorHarness.Run(GeneratorHarness.Spec("admin", Spec));
+        Assert.Equal("PGSPEC003", Assert.Single(own.Diagnostics).Id);
+    }
+
+    [Fact]
     public void ValidFamily_AgainstAPgSpecProtocolWithoutFamilies_IsOnePgspec016_AndNothingIsGenerated()
     {
         // A PgSpec.Protocol of before the families: it has what plain messages need, not IPgSubMessage.
