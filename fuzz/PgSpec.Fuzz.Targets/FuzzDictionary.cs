@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Text;
 using PgSpec.Protocol;
+using PgSpec.Protocol.PgOutput;
+using PgSpec.Protocol.Replication;
 
 namespace PgSpec.Fuzz;
 
@@ -9,7 +11,8 @@ namespace PgSpec.Fuzz;
 /// <see cref="ProtocolDictionary.Entries"/> (type bytes, sub-codes and packet codes, enum values:
 /// error field codes, SASL mechanism names...) and what the message descriptors add (every
 /// message's size limit and one past it, range bounds, NULL lengths, the largest counts, the
-/// lengths a cancel key's sizes give), and the framing edges (a 2 GiB length, a negative one).
+/// lengths a cancel key's sizes give), the type bytes and tags of the replication and pgoutput
+/// sub-messages, and the framing edges (a 2 GiB length, a negative one).
 /// A new spec file extends it.
 /// </summary>
 public static class FuzzDictionary
@@ -47,6 +50,24 @@ public static class FuzzDictionary
                 int width = Width(field);
                 fixedSoFar &= width > 0;
                 fixedPart += Math.Max(width, 0);
+            }
+        }
+
+        // The sub-messages of the replication families: their type bytes, tags and field edges.
+        foreach (PgMessageDescriptor message in ReplicationMessages.Descriptors.Concat(PgOutputMessages.Descriptors).Concat(PgOutputMessages.Parts))
+        {
+            if (message.TypeByte >= 0)
+            {
+                entries.Add(Quote([(byte)message.TypeByte]));
+            }
+
+            foreach (PgFieldDescriptor field in message.Fields)
+            {
+                Field(entries, field);
+                if (field is { Kind: PgFieldKind.Literal, WireType: "Byte1", Literal: long tag })
+                {
+                    entries.Add(Quote([(byte)tag]));
+                }
             }
         }
 

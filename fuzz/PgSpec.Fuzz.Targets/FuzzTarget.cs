@@ -119,6 +119,8 @@ public static class FuzzTargets
         new SegmentationTarget(),
         new SessionTarget(),
         new BackendSessionTarget(),
+        new ReplicationTarget(),
+        new PgOutputTarget(),
     ];
 
     /// <summary>The names of every target.</summary>

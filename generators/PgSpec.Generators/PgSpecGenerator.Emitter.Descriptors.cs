@@ -127,6 +127,16 @@ namespace PgSpec.Generators
                     parts.Add("VersionSizes = (" + Int(f.MinSize30) + ", " + Int(f.MaxSize30) + ", " + Int(f.MinSize32) + ", " + Int(f.MaxSize32) + ")");
                 }
 
+                if (f.IsConditional)
+                {
+                    parts.Add("Condition = " + Lit(ConditionText(f)));
+                }
+
+                if (f.PartName is not null)
+                {
+                    parts.Add("PartName = " + Lit(f.PartName));
+                }
+
                 if (f.Kind == FieldKind.Array)
                 {
                     parts.Add("ElementKind = " + Rt + ".PgFieldKind." + (f.GroupName is not null ? "Array" : f.ElementKind.ToString()));

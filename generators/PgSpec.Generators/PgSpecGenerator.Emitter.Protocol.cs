@@ -66,7 +66,7 @@ namespace PgSpec.Generators
                     w.Open("public enum " + e.Name + " : " + (e.Type == WireType.Int8 ? "sbyte" : "byte"));
                     foreach (EnumMemberSpec member in e.Members)
                     {
-                        string value = member.IsChar ? ByteLit(member.Value) : Int(member.Value);
+                        string value = member.IsChar && e.Type != WireType.Int8 ? ByteLit(member.Value) : Int(member.Value);
                         w.Line("/// <summary>" + (member.IsChar ? "'" + (char)member.Value + "'" : Int(member.Value)) + ".</summary>");
                         w.Line(member.Name + " = " + value + ",");
                     }

@@ -261,13 +261,14 @@ namespace PgSpec.Generators
                 {
                     case FieldKind.TypeByte: return "Byte1('" + (char)f.Literal!.Value + "')";
                     case FieldKind.Length: return f.Literal.HasValue ? "Int32(" + Int(f.Literal.Value) + ")" : "Int32";
-                    case FieldKind.Literal: return f.Type + "(" + Int(f.Literal!.Value) + ")";
+                    case FieldKind.Literal: return f.Type == WireType.Byte1 && f.Literal!.Value > 0x20 && f.Literal.Value < 0x7f ? "Byte1('" + (char)f.Literal.Value + "')" : f.Type + "(" + Int(f.Literal!.Value) + ")";
                     case FieldKind.Scalar: return f.Type.ToString();
                     case FieldKind.Enum: return f.EnumType.ToString();
                     case FieldKind.FixedBytes: return "Byte" + Int(f.FixedSize);
                     case FieldKind.RestBytes:
                     case FieldKind.SizedBytes: return "Byten";
                     case FieldKind.String: return "String";
+                    case FieldKind.Part: return f.PartName ?? "?";
                     case FieldKind.Array:
                         string inner = f.GroupName is not null ? "{" + string.Join(" ", f.Children.Select(FieldNotation)) + "}" : (f.ElementKind == FieldKind.String ? "String" : f.Type.ToString());
                         return inner + (f.Terminated ? "[..0]" : "[" + f.CountField + "]");

@@ -23,6 +23,14 @@ namespace PgSpec.Generators
                 @"^enum\s+(?<name>[A-Za-z][A-Za-z0-9]*)\s*:\s*(?<type>\S+)\s*$",
                 RegexOptions.CultureInvariant);
 
+            private static readonly Regex s_familyHeader = new Regex(
+                @"^family\s+(?<name>\S+)\s+in\s+(?<carrier>[A-Za-z][A-Za-z0-9]*)\.(?<field>[A-Za-z][A-Za-z0-9]*)(?:\s+versions\s+(?<min>[0-9]+)\.\.(?<max>[0-9]+))?\s*$",
+                RegexOptions.CultureInvariant);
+
+            private static readonly Regex s_partHeader = new Regex(
+                @"^part\s+(?<name>\S+)\s+of\s+(?<family>[A-Za-z][A-Za-z0-9]*)\s*$",
+                RegexOptions.CultureInvariant);
+
             private static readonly Regex s_typeExpression = new Regex(
                 @"^(?<base>[A-Za-z][A-Za-z0-9]*)(?:\((?<arg>[^)]*)\))?(?:\[(?<count>[A-Za-z0-9_]*)\])?$",
                 RegexOptions.CultureInvariant);
@@ -102,13 +110,15 @@ namespace PgSpec.Generators
                 var diagnostics = ImmutableArray.CreateBuilder<DiagnosticInfo>();
                 var messages = ImmutableArray.CreateBuilder<MessageSpec>();
                 var enums = ImmutableArray.CreateBuilder<EnumSpec>();
+                var families = ImmutableArray.CreateBuilder<FamilySpec>();
+                var familyMessages = ImmutableArray.CreateBuilder<MessageSpec>();
                 if (text is null)
                 {
                     diagnostics.Add(new DiagnosticInfo("PGSPEC001", "The spec file cannot be read", path, 1, 1, 0));
                     return new SpecFile(path, messages.ToEquatableArray(), enums.ToEquatableArray(), diagnostics.ToEquatableArray());
                 }
 
-                var context = new ParseContext(path, diagnostics);
+                var context = new ParseContext(path, diagnostics) { Families = families, FamilyMessages = familyMessages };
                 Line? header = null;
                 var body = new List<Line>();
                 string pendingComment = "";
@@ -163,7 +173,11 @@ namespace PgSpec.Generators
                     FinishBlock(context, last, body, blockComment, messages, enums);
                 }
 
-                return new SpecFile(path, messages.ToEquatableArray(), enums.ToEquatableArray(), diagnostics.ToEquatableArray());
+                return new SpecFile(path, messages.ToEquatableArray(), enums.ToEquatableArray(), diagnostics.ToEquatableArray())
+                {
+                    Families = families.ToEquatableArray(),
+                    FamilyMessages = familyMessages.ToEquatableArray(),
+                };
             }
 
             private static int IndentOf(string line)
@@ -223,6 +237,13 @@ namespace PgSpec.Generators
 
                 public bool HasErrors { get; set; }
 
+                /// <summary>Whether the block being read is a family's sub-message or part (no length word; tags inside).</summary>
+                public bool InFamily { get; set; }
+
+                public ImmutableArray<FamilySpec>.Builder Families { get; set; } = ImmutableArray.CreateBuilder<FamilySpec>();
+
+                public ImmutableArray<MessageSpec>.Builder FamilyMessages { get; set; } = ImmutableArray.CreateBuilder<MessageSpec>();
+
                 public void Report(string id, string message, int line, int column = 1, int length = 0)
                 {
                     HasErrors = true;
@@ -250,22 +271,158 @@ namespace PgSpec.Generators
                     return;
                 }
 
+                if (header.Text.StartsWith("family", StringComparison.Ordinal) && (header.Text.Length == 6 || header.Text[6] == ' ' || header.Text[6] == '\t'))
+                {
+                    ParseFamily(context, header, body, comment);
+                    return;
+                }
+
+                if (header.Text.StartsWith("part", StringComparison.Ordinal) && (header.Text.Length == 4 || header.Text[4] == ' ' || header.Text[4] == '\t'))
+                {
+                    bool before = context.HasErrors;
+                    context.HasErrors = false;
+                    MessageSpec? part = ParsePart(context, header, body, comment);
+                    if (part is not null && !context.HasErrors)
+                    {
+                        context.FamilyMessages.Add(part);
+                    }
+
+                    context.HasErrors |= before;
+                    return;
+                }
+
                 Match messageMatch = s_messageHeader.Match(header.Text);
                 if (!messageMatch.Success)
                 {
-                    context.Report("PGSPEC001", $"Expected a message header such as 'Query (F)' or an enum header such as 'enum Name : Byte1', found '{header.Text}'", header.Number, 1, header.Text.Length);
+                    context.Report("PGSPEC001", $"Expected a message header such as 'Query (F)', an enum header such as 'enum Name : Byte1', a family header such as 'family Replication in CopyData.data' or a part header such as 'part TupleData', found '{header.Text}'", header.Number, 1, header.Text.Length);
                     return;
                 }
 
                 bool hadErrors = context.HasErrors;
                 context.HasErrors = false;
+                context.InFamily = Tokens(messageMatch.Groups["options"].Value).Contains("of");
                 MessageSpec? message = ParseMessage(context, header, messageMatch, body, comment);
+                context.InFamily = false;
                 if (message is not null && !context.HasErrors)
                 {
-                    messages.Add(message);
+                    (message.Family.Length > 0 ? context.FamilyMessages : messages).Add(message);
                 }
 
                 context.HasErrors |= hadErrors;
+            }
+
+            /// <summary>'family NAME in CARRIER.FIELD [versions MIN..MAX]': a family of sub-messages carried in a field of another message.</summary>
+            private static void ParseFamily(ParseContext context, Line header, List<Line> body, string comment)
+            {
+                Match match = s_familyHeader.Match(header.Text);
+                if (!match.Success)
+                {
+                    context.Report("PGSPEC008", $"A family is declared as 'family NAME in MESSAGE.field [versions MIN..MAX]' (such as 'family Replication in CopyData.data'), found '{header.Text}'", header.Number, 1, header.Text.Length);
+                    return;
+                }
+
+                string name = match.Groups["name"].Value;
+                int column = match.Groups["name"].Index + 1;
+                if (!s_typeName.IsMatch(name))
+                {
+                    context.Report("PGSPEC008", $"Family name '{name}' must be a C# type name starting with an upper-case letter (such as 'Replication')", header.Number, column, name.Length);
+                    return;
+                }
+
+                if (s_generatedTypeNames.Contains(name) || s_generatedFileNames.Contains(name))
+                {
+                    context.Report("PGSPEC004", $"Family name '{name}' is reserved: the generator declares a type or file of that name; choose another", header.Number, column, name.Length);
+                    return;
+                }
+
+                int min = 0;
+                int max = 0;
+                if (match.Groups["min"].Success)
+                {
+                    if (!int.TryParse(match.Groups["min"].Value, NumberStyles.None, CultureInfo.InvariantCulture, out min)
+                        || !int.TryParse(match.Groups["max"].Value, NumberStyles.None, CultureInfo.InvariantCulture, out max)
+                        || min < 1 || max < min || max > 255)
+                    {
+                        context.Report("PGSPEC008", $"The versions of family '{name}' are written 'versions MIN..MAX' with 1 <= MIN <= MAX <= 255", header.Number, match.Groups["min"].Index + 1, header.Text.Length - match.Groups["min"].Index);
+                        return;
+                    }
+                }
+
+                foreach (Line line in body)
+                {
+                    context.Report("PGSPEC001", $"A family header stands alone; its messages name it with 'of {name}' (found an indented line below it)", line.Number, line.Indent + 1, line.Text.Length);
+                }
+
+                context.Families.Add(new FamilySpec
+                {
+                    Name = name,
+                    Carrier = match.Groups["carrier"].Value,
+                    CarrierField = match.Groups["field"].Value,
+                    MinVersion = min,
+                    MaxVersion = max,
+                    Path = context.Path,
+                    Line = header.Number,
+                    Comment = comment,
+                });
+            }
+
+            /// <summary>'part NAME' + fields: a message part shared by sub-messages (TupleData), used as a field type.</summary>
+            private static MessageSpec? ParsePart(ParseContext context, Line header, List<Line> body, string comment)
+            {
+                Match match = s_partHeader.Match(header.Text);
+                string name = match.Success ? match.Groups["name"].Value : "";
+                if (!match.Success || !s_typeName.IsMatch(name))
+                {
+                    context.Report("PGSPEC008", $"A part is declared as 'part NAME of FAMILY' with NAME a C# type name (such as 'part TupleData of PgOutput'), found '{header.Text}'", header.Number, 1, header.Text.Length);
+                    return null;
+                }
+
+                if (!CheckMessageName(context, header, name))
+                {
+                    return null;
+                }
+
+                if (body.Count == 0)
+                {
+                    context.Report("PGSPEC008", $"Part '{name}' has no fields", header.Number, 1, header.Text.Length);
+                    return null;
+                }
+
+                context.InFamily = true;
+                int position = 0;
+                ImmutableArray<FieldSpec> fields = ParseFields(context, body, ref position, body[0].Indent, topLevel: true);
+                context.InFamily = false;
+                if (context.HasErrors)
+                {
+                    return null;
+                }
+
+                if (fields.Any(f => f.Kind == FieldKind.TypeByte || f.Kind == FieldKind.Length || f.Kind == FieldKind.RestBytes))
+                {
+                    context.Report("PGSPEC006", $"Part '{name}' is embedded in messages: it has neither a type byte, nor a length word, nor a Byten to the end", header.Number, 1, header.Text.Length);
+                    return null;
+                }
+
+                fields = CheckReferences(context, name, fields, topLevel: true);
+                CheckGroupNames(context, name, fields);
+                CheckConditions(context, name, fields);
+                CheckFamilyNames(context, name, fields);
+                if (context.HasErrors)
+                {
+                    return null;
+                }
+
+                return new MessageSpec
+                {
+                    Name = name,
+                    Direction = Direction.Both,
+                    IsPart = true,
+                    Family = match.Groups["family"].Value,
+                    Fields = fields.ToEquatableArray(),
+                    Path = context.Path,
+                    Line = header.Number,
+                    Comment = comment,
+                };
             }
 
             private static EnumSpec? ParseEnum(ParseContext context, Line header, Match match, List<Line> body)
@@ -399,6 +556,10 @@ namespace PgSpec.Generators
                 bool untraced = false;
                 string answeredBy = "";
                 bool secret = false;
+                string family = "";
+                int since = 0;
+                bool startsStream = false;
+                bool endsStream = false;
 
                 // The options of the header, then those of the flow lines ('(F) ...', '(B) ...') right below it.
                 var options = new List<Option>();
@@ -457,6 +618,29 @@ namespace PgSpec.Generators
                         answeredBy = options[i + 1].Text;
                         i++;
                     }
+                    else if (option == "of" && i + 1 < options.Count && s_typeName.IsMatch(options[i + 1].Text))
+                    {
+                        family = options[i + 1].Text;
+                        i++;
+                    }
+                    else if (option == "since" && context.InFamily && i + 1 < options.Count && int.TryParse(options[i + 1].Text, NumberStyles.None, CultureInfo.InvariantCulture, out int version) && version >= 1 && version <= 255)
+                    {
+                        since = version;
+                        i++;
+                    }
+                    else if (option == "starts-stream" && context.InFamily)
+                    {
+                        startsStream = true;
+                    }
+                    else if (option == "ends-stream" && context.InFamily)
+                    {
+                        endsStream = true;
+                    }
+                    else if (context.InFamily)
+                    {
+                        options[i].Report(context, "PGSPEC008", $"Unknown option '{option}' of a family's sub-message (expected 'of FAMILY', 'since N' with 1 <= N <= 255, 'starts-stream', 'ends-stream', 'untraced', 'secret')");
+                        break;
+                    }
                     else if (!flow.TryRead(options, ref i))
                     {
                         options[i].Report(context, "PGSPEC008", $"Unknown message option '{option}' (expected 'max N' with 4 <= N < 2^31, 'by-context', 'masked-length', 'untraced', 'secret', 'answered-by MESSAGE', or the flow options '(F)', '(B)', 'in PHASES', 'ignored-in PHASES', 'enters PHASE [from PHASES]', 'extended', 'ends-error-skip')");
@@ -476,6 +660,13 @@ namespace PgSpec.Generators
                 if (context.HasErrors)
                 {
                     return null;
+                }
+
+                if (family.Length > 0)
+                {
+                    return FinishFamilyMessage(context, header, name, direction, fields, comment) is MessageSpec sub
+                        ? sub with { Family = family, Since = since, StartsStream = startsStream, EndsStream = endsStream, Untraced = untraced, Secret = secret }
+                        : null;
                 }
 
                 int typeByte = -1;
@@ -544,6 +735,125 @@ namespace PgSpec.Generators
                     Line = header.Number,
                     Comment = comment,
                 };
+            }
+
+            /// <summary>The checks of a family's sub-message: its type byte first, no length word, valid conditions.</summary>
+            private static MessageSpec? FinishFamilyMessage(ParseContext context, Line header, string name, Direction direction, ImmutableArray<FieldSpec> fields, string comment)
+            {
+                if (fields.Length == 0 || fields[0].Kind != FieldKind.TypeByte)
+                {
+                    context.Report("PGSPEC008", $"Sub-message '{name}' must start with its type byte, Byte1('x')", header.Number, 1, header.Text.Length);
+                    return null;
+                }
+
+                FieldSpec? length = fields.FirstOrDefault(f => f.Kind == FieldKind.Length);
+                if (length is not null)
+                {
+                    context.Report("PGSPEC008", $"Sub-message '{name}' has no length word: its body is the rest of the field that carries it", length.Line, 1, 0);
+                    return null;
+                }
+
+                fields = CheckReferences(context, name, fields, topLevel: true);
+                CheckGroupNames(context, name, fields);
+                CheckConditions(context, name, fields);
+                CheckFamilyNames(context, name, fields);
+                if (context.HasErrors)
+                {
+                    return null;
+                }
+
+                return new MessageSpec
+                {
+                    Name = name,
+                    Direction = direction,
+                    TypeByte = (int)fields[0].Literal!.Value,
+                    Fields = fields.ToEquatableArray(),
+                    Path = context.Path,
+                    Line = header.Number,
+                    Comment = comment,
+                };
+            }
+
+            // The members a family's message, part or group has besides its fields (IPgSubMessage's, the dispatcher's, the walkers').
+            private static readonly HashSet<string> s_familyMemberNames = new HashSet<string>(StringComparer.Ordinal)
+            {
+                "sizeOfBody", "writeBody", "traceBody", "writeJson", "writeJsonFields", "checkEncodable", "tryRead", "trySkip",
+            };
+
+            // What a family's message has besides (its interface's members and the constants of its version).
+            private static readonly HashSet<string> s_familyMessageMemberNames = new HashSet<string>(StringComparer.Ordinal)
+            {
+                "kind", "family", "direction", "sinceVersion",
+            };
+
+            /// <summary>A field of a family's message, part or group must not take the name of a member they have.</summary>
+            private static void CheckFamilyNames(ParseContext context, string owner, ImmutableArray<FieldSpec> fields, bool topLevel = true)
+            {
+                foreach (FieldSpec f in fields)
+                {
+                    bool taken = s_familyMemberNames.Contains(f.Name) || (topLevel && s_familyMessageMemberNames.Contains(f.Name));
+                    if (taken && f.Kind != FieldKind.TypeByte && f.Kind != FieldKind.Literal)
+                    {
+                        context.Report("PGSPEC004", $"Field name '{f.Name}' of '{owner}' is taken by a member of the generated class; choose another", f.Line);
+                    }
+
+                    if (f.GroupName is not null)
+                    {
+                        CheckFamilyNames(context, f.GroupName, f.Children.Items, topLevel: false);
+                    }
+                }
+            }
+
+            /// <summary>
+            /// 'if FIELD [is A, B]' names an earlier field of the same level that is an enum (with 'is') or
+            /// itself conditional; a length and the Byten it sizes share one condition; 'optional' is for enums.
+            /// </summary>
+            private static void CheckConditions(ParseContext context, string owner, ImmutableArray<FieldSpec> fields)
+            {
+                for (int i = 0; i < fields.Length; i++)
+                {
+                    FieldSpec f = fields[i];
+                    if (f.ConditionField is string target)
+                    {
+                        int index = IndexOf(fields, target, i);
+                        if (index < 0)
+                        {
+                            context.Report("PGSPEC003", $"'{f.Name}' is present 'if {target}', which names no earlier field of '{owner}'", f.Line);
+                        }
+                        else if (f.ConditionValues.Count > 0 && fields[index].Kind != FieldKind.Enum)
+                        {
+                            context.Report("PGSPEC003", $"'{f.Name}' is present 'if {target} is ...', but '{target}' is no enum field", f.Line);
+                        }
+                        else if (f.ConditionValues.Count == 0 && !fields[index].IsConditional)
+                        {
+                            context.Report("PGSPEC003", $"'{f.Name}' is present 'if {target}', but '{target}' is always present (write 'if {target} is VALUE, ...' for an enum's values)", f.Line);
+                        }
+                    }
+
+                    if (f.Kind == FieldKind.SizedBytes && i > 0 && fields[i - 1].Role == FieldRole.ValueLength)
+                    {
+                        FieldSpec len = fields[i - 1];
+                        if (len.ConditionFlag != f.ConditionFlag || len.ConditionField != f.ConditionField || len.ConditionValues != f.ConditionValues || len.Since != f.Since)
+                        {
+                            context.Report("PGSPEC010", $"'{len.Name}' and Byten({len.Name}) '{f.Name}' must have the same condition", f.Line);
+                        }
+                    }
+
+                    if (f.Optional && f.Kind != FieldKind.Enum)
+                    {
+                        context.Report("PGSPEC010", $"'optional' applies to an enum field (present when the next byte is one of its values), not to '{f.Name}'", f.Line);
+                    }
+
+                    if (f.IsConditional && (f.Role == FieldRole.Count || f.Kind == FieldKind.RestBytes || f.Kind == FieldKind.Array))
+                    {
+                        context.Report("PGSPEC010", $"'{f.Name}' cannot be conditional: counts, lists and Byten to the end are always present", f.Line);
+                    }
+
+                    if (f.Kind == FieldKind.Array && f.GroupName is not null)
+                    {
+                        CheckConditions(context, f.GroupName, f.Children.Items);
+                    }
+                }
             }
 
             /// <summary>A line right below a message header that gives one side's flow: '(F) in Normal ...'.</summary>
@@ -981,6 +1291,72 @@ namespace PgSpec.Generators
                         case "trace-end":
                             field = field with { TraceEnd = true };
                             break;
+                        case "optional" when context.InFamily:
+                            field = field with { Optional = true };
+                            break;
+                        case "since" when context.InFamily:
+                            if (i + 1 >= tokens.Length || !int.TryParse(tokens[i + 1], NumberStyles.None, CultureInfo.InvariantCulture, out int sinceVersion) || sinceVersion < 1 || sinceVersion > 255)
+                            {
+                                context.Report("PGSPEC010", "A field of a later version is written 'since N' with 1 <= N <= 255", line.Number, column, line.Text.Length);
+                                return null;
+                            }
+
+                            field = field with { Since = sinceVersion };
+                            i++;
+                            break;
+                        case "if" when context.InFamily:
+                        {
+                            if (i + 1 >= tokens.Length)
+                            {
+                                context.Report("PGSPEC010", "A condition is written 'if streaming', 'if parallel', 'if FIELD' or 'if FIELD is VALUE, VALUE'", line.Number, column, line.Text.Length);
+                                return null;
+                            }
+
+                            string subject = tokens[i + 1];
+                            i++;
+                            if (subject == "streaming" || subject == "parallel")
+                            {
+                                field = field with { ConditionFlag = subject };
+                                break;
+                            }
+
+                            if (!s_identifier.IsMatch(subject))
+                            {
+                                context.Report("PGSPEC010", $"'{subject}' is not a condition: write 'if streaming', 'if parallel', 'if FIELD' or 'if FIELD is VALUE, VALUE'", line.Number, column, line.Text.Length);
+                                return null;
+                            }
+
+                            var values = new List<string>();
+                            if (i + 1 < tokens.Length && tokens[i + 1] == "is")
+                            {
+                                i++;
+                                while (i + 1 < tokens.Length)
+                                {
+                                    string value = tokens[i + 1].TrimEnd(',');
+                                    if (!s_typeName.IsMatch(value))
+                                    {
+                                        break;
+                                    }
+
+                                    values.Add(value);
+                                    i++;
+                                    if (!tokens[i].EndsWith(",", StringComparison.Ordinal))
+                                    {
+                                        break;
+                                    }
+                                }
+
+                                if (values.Count == 0)
+                                {
+                                    context.Report("PGSPEC010", $"'if {subject} is' names no enum member (write 'if {subject} is Text, Binary')", line.Number, column, line.Text.Length);
+                                    return null;
+                                }
+                            }
+
+                            field = field with { ConditionField = subject, ConditionValues = values.ToEquatableArray() };
+                            break;
+                        }
+
                         case "until":
                             if (i + 1 >= tokens.Length || tokens[i + 1] != "0")
                             {
@@ -1061,6 +1437,18 @@ namespace PgSpec.Generators
 
                 WireType scalar = ScalarType(baseType);
                 Match fixedBytes = s_fixedBytes.Match(baseType);
+
+                if (baseType == "Byte1" && hasArg && !first && context.InFamily)
+                {
+                    // A tag inside a sub-message (Update's Byte1('N')): a literal byte.
+                    if (isArray || !TryParseLiteral(arg, out long tag, out bool tagIsChar) || tag <= 0 || tag > 255)
+                    {
+                        context.Report("PGSPEC007", $"'{arg}' is not a valid Byte1 tag", line.Number, column, tokens[0].Length);
+                        return null;
+                    }
+
+                    return field with { Kind = FieldKind.Literal, Type = WireType.Byte1, Literal = tag, Name = name.Length > 0 ? name : "tag" + (tagIsChar && char.IsLetterOrDigit((char)tag) ? ((char)tag).ToString() : tag.ToString(CultureInfo.InvariantCulture)) };
+                }
 
                 if (baseType == "Byte1" && hasArg)
                 {
@@ -1193,7 +1581,7 @@ namespace PgSpec.Generators
 
             private static bool IsAttribute(string token)
                 => token == "oid" || token == "nullable" || token == "until" || token == "range" || token == "size"
-                || token == "masked" || token == "untraced" || token == "trace-end";
+                || token == "masked" || token == "untraced" || token == "trace-end" || token == "if" || token == "since" || token == "optional";
 
             private static bool TryParseRange(string text, out long min, out long max)
             {

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Immutable;
 using System.IO;
+using System.Linq;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.Diagnostics;
 using Microsoft.CodeAnalysis.Text;
@@ -39,6 +40,9 @@ namespace PgSpec.Generators
 
         private const string NewestRuntimeMember = "SkipValues";
 
+        /// <summary>What the code generated for families (sub-messages carried in other messages) needs of the runtime.</summary>
+        private const string FamilyRuntimeType = ProtocolNamespace + ".IPgSubMessage";
+
         /// <summary>Where the compilation finds PgSpec.Protocol's runtime.</summary>
         private enum Runtime
         {
@@ -50,6 +54,9 @@ namespace PgSpec.Generators
 
             /// <summary>In a referenced assembly older than this generator: the generated code would not compile.</summary>
             Outdated,
+
+            /// <summary>In a referenced assembly older than the families (no IPgSubMessage): enough for specs without one.</summary>
+            ReferencedWithoutFamilies,
 
             /// <summary>Declared in source: PgSpec.Protocol's own build.</summary>
             InSource,
@@ -90,8 +97,13 @@ namespace PgSpec.Generators
             // The generated code is built on PgSpec.Protocol's runtime: a user's project references it,
             // the protocol's own build has it in source. A small value, equal from one compilation to
             // the next, so that typing code re-runs nothing downstream.
-            IncrementalValueProvider<Runtime> runtime = context.CompilationProvider
+            IncrementalValueProvider<Runtime> specRuntime = context.CompilationProvider
                 .Select(static (compilation, _) => FindRuntime(compilation));
+
+            // A spec with a family needs a runtime that has the families' part: an older one is PGSPEC016.
+            IncrementalValueProvider<Runtime> runtime = specRuntime
+                .Combine(protocol.Select(static (spec, _) => spec.Families.Count > 0))
+                .Select(static (pair, _) => pair.Left == Runtime.ReferencedWithoutFamilies ? (pair.Right ? Runtime.Outdated : Runtime.Referenced) : pair.Left);
 
             context.RegisterSourceOutput(protocol.Combine(runtime), static (spc, pair) =>
             {
@@ -107,9 +119,9 @@ namespace PgSpec.Generators
                 }
 
                 // PgSpec.Protocol's runtime names its generated types, specs or not; a user's project
-                // without a message or an enum gets nothing (and needs nothing).
+                // without a message, an enum or a family gets nothing (and needs nothing).
                 bool protocolBuild = spec.Namespace == ProtocolNamespace && pair.Right == Runtime.InSource;
-                if (!protocolBuild && spec.Messages.Count == 0 && spec.Enums.Count == 0)
+                if (!protocolBuild && spec.Messages.Count == 0 && spec.Enums.Count == 0 && spec.Families.Count == 0)
                 {
                     return;
                 }
@@ -122,7 +134,7 @@ namespace PgSpec.Generators
                     return;
                 }
 
-                foreach ((string name, string source) in Emitter.EmitProtocol(spec))
+                foreach ((string name, string source) in Emitter.EmitProtocol(spec).Concat(Emitter.EmitFamilies(spec)))
                 {
                     spc.AddSource(name, SourceText.From(source, System.Text.Encoding.UTF8));
                 }
@@ -143,8 +155,9 @@ namespace PgSpec.Generators
         private static Runtime FindRuntime(Compilation compilation)
             => compilation.Assembly.GetTypeByMetadataName(RuntimeMarker) is not null ? Runtime.InSource
                 : compilation.GetTypesByMetadataName(RuntimeMarker).IsEmpty ? Runtime.Missing
-                : System.Linq.Enumerable.Any(compilation.GetTypesByMetadataName(NewestRuntimeType), t => !t.GetMembers(NewestRuntimeMember).IsEmpty) ? Runtime.Referenced
-                : Runtime.Outdated;
+                : !System.Linq.Enumerable.Any(compilation.GetTypesByMetadataName(NewestRuntimeType), t => !t.GetMembers(NewestRuntimeMember).IsEmpty) ? Runtime.Outdated
+                : compilation.GetTypesByMetadataName(FamilyRuntimeType).IsEmpty ? Runtime.ReferencedWithoutFamilies
+                : Runtime.Referenced;
 
         /// <summary>
         /// Why code generated into <paramref name="ns"/> could not compile, or null: only PgSpec.Protocol's

@@ -32,6 +32,9 @@ public enum PgFieldKind
 
     /// <summary>A repeated scalar, string or group: counted, or until a zero byte.</summary>
     Array,
+
+    /// <summary>A part shared by the messages of a family (pgoutput's TupleData), embedded; see <see cref="PgFieldDescriptor.PartName"/>.</summary>
+    Part,
 }
 
 /// <summary>One field of a message, as specified.</summary>
@@ -87,6 +90,15 @@ public sealed record PgFieldDescriptor
 
     /// <summary>For arrays: Scalar, String or Array (a group).</summary>
     public PgFieldKind ElementKind { get; init; }
+
+    /// <summary>
+    /// In a family's message: when the field is present, as the spec writes it ("if streaming",
+    /// "since 4 if parallel", "optional", "if kind is Text, Binary"); null when it always is.
+    /// </summary>
+    public string? Condition { get; init; }
+
+    /// <summary>For <see cref="PgFieldKind.Part"/>: the part's name (its descriptor is in the family's Parts).</summary>
+    public string? PartName { get; init; }
 }
 
 /// <summary>One message, as specified.</summary>
@@ -119,6 +131,16 @@ public sealed record PgMessageDescriptor
     /// <summary>The spec file and line.</summary>
     public required string Source { get; init; }
 
-    /// <summary>The fields after the type byte and the length word.</summary>
+    /// <summary>The fields after the type byte and the length word (in a family's message: after the type byte).</summary>
     public required IReadOnlyList<PgFieldDescriptor> Fields { get; init; }
+
+    /// <summary>
+    /// The family of a message carried inside another (such as "Replication" in CopyData, "PgOutput" in
+    /// XLogData): it has a type byte but no length word, and no limit of its own (<see cref="MaxLength"/>
+    /// is <see cref="int.MaxValue"/>). Null for the messages of the protocol itself.
+    /// </summary>
+    public string? Family { get; init; }
+
+    /// <summary>In a family with versions: the first version that has the message (0: every version).</summary>
+    public int SinceVersion { get; init; }
 }

@@ -60,6 +60,20 @@ public sealed partial class DictionaryTests
     }
 
     [Fact]
+    public void Entries_HaveTheReplicationAndPgOutputTypeBytesAndTags()
+    {
+        foreach (PgMessageDescriptor message in PgSpec.Protocol.Replication.ReplicationMessages.Descriptors.Concat(PgSpec.Protocol.PgOutput.PgOutputMessages.Descriptors))
+        {
+            Assert.True(Has([(byte)message.TypeByte]), $"no entry for {message.Name}'s type byte");
+        }
+
+        foreach (byte tag in "NKOnutb"u8.ToArray())
+        {
+            Assert.True(Has([tag]), $"no entry for the tag '{(char)tag}'");
+        }
+    }
+
+    [Fact]
     public void Entries_HaveSaslMechanismsAndErrorFieldCodes()
     {
         Assert.Contains("SCRAM-SHA-256", SaslMechanism.All);

@@ -34,6 +34,26 @@ public sealed class ReplayTests
         }
     }
 
+    [Theory]
+    [InlineData("replication")]
+    [InlineData("pgoutput")]
+    public void ReplicationSeeds_AreAcceptedMessages_OfEveryKind(string target)
+    {
+        // The seeds are whole messages, so the fuzzer starts from inputs the decoders accept.
+        var kinds = new HashSet<string>(StringComparer.Ordinal);
+        foreach (string file in Directory.GetFiles(Path.Combine(s_inputs, "corpus", target)))
+        {
+            byte[] input = File.ReadAllBytes(file);
+            string? kind = target == "replication"
+                ? PgSpec.Protocol.Replication.ReplicationMessages.TryDecode(input.AsSpan(1), (input[0] & 1) != 0 ? PgSpec.Protocol.PgDirection.Frontend : PgSpec.Protocol.PgDirection.Backend, out var r, out var error) ? r.Name : throw new Xunit.Sdk.XunitException($"{file}: {error}")
+                : PgSpec.Protocol.PgOutput.PgOutputMessages.TryDecode(input.AsSpan(1), PgOutputTarget.Context(input[0]), out var p, out var perror) ? p.Name : throw new Xunit.Sdk.XunitException($"{file}: {perror}");
+            kinds.Add(kind);
+        }
+
+        int expected = target == "replication" ? PgSpec.Protocol.Replication.ReplicationMessages.All.Count : PgSpec.Protocol.PgOutput.PgOutputMessages.All.Count;
+        Assert.Equal(expected, kinds.Count);
+    }
+
     [Fact]
     public void EveryInputFolder_IsNamedAfterATarget()
     {

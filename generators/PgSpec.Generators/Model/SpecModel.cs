@@ -40,6 +40,9 @@ namespace PgSpec.Generators.Model
 
         /// <summary>A repeated field or group: counted by an earlier field, or until a zero byte.</summary>
         Array,
+
+        /// <summary>A shared message part of a family (TupleData), embedded.</summary>
+        Part,
     }
 
     /// <summary>The primitive wire types of the docs' notation.</summary>
@@ -123,6 +126,51 @@ namespace PgSpec.Generators.Model
         public FieldKind ElementKind { get; init; }
 
         public int Line { get; init; }
+
+        /// <summary>Family messages: the field is present only when the context says so ('if streaming', 'if parallel'), or empty.</summary>
+        public string ConditionFlag { get; init; } = "";
+
+        /// <summary>Family messages: the field is present only when this earlier field is ('if FIELD'), or has one of <see cref="ConditionValues"/> ('if FIELD is A, B').</summary>
+        public string? ConditionField { get; init; }
+
+        /// <summary>The enum members named by 'if FIELD is A, B' (empty: present whenever FIELD is).</summary>
+        public EquatableArray<string> ConditionValues { get; init; } = EquatableArray<string>.Empty;
+
+        /// <summary>The byte values of <see cref="ConditionValues"/>, set when the enum is resolved.</summary>
+        public EquatableArray<long> ConditionBytes { get; init; } = EquatableArray<long>.Empty;
+
+        /// <summary>Family messages: the field is present only since this protocol version of the family ('since N'); 0 when always.</summary>
+        public int Since { get; init; }
+
+        /// <summary>Family messages: an enum field that may be absent: present when the next byte is one of its values ('optional').</summary>
+        public bool Optional { get; init; }
+
+        /// <summary>For a field whose type is a part (a shared message part such as TupleData): the part's name.</summary>
+        public string? PartName { get; init; }
+
+        /// <summary>Whether the field's presence depends on anything (a condition, a version or 'optional').</summary>
+        public bool IsConditional => ConditionFlag.Length > 0 || ConditionField is not null || Since > 0 || Optional;
+    }
+
+    /// <summary>
+    /// A family of sub-messages carried in a field of another message ('family Replication in CopyData.data'):
+    /// each starts with its type byte and has no length word; its body is the rest of the carrier's field.
+    /// </summary>
+    internal sealed record FamilySpec
+    {
+        public string Name { get; init; } = "";
+        public string Carrier { get; init; } = "";
+        public string CarrierField { get; init; } = "";
+
+        /// <summary>The protocol versions of the family ('versions 1..4'); 0 when it has none.</summary>
+        public int MinVersion { get; init; }
+        public int MaxVersion { get; init; }
+        public string Path { get; init; } = "";
+        public int Line { get; init; }
+        public string Comment { get; init; } = "";
+
+        /// <summary>Whether decoding takes a <c>PgOutputContext</c> (the family has versions).</summary>
+        public bool HasContext => MaxVersion > 0;
     }
 
     /// <summary>A phase change: when a message is sent in <see cref="From"/> (empty: in any phase), the phase becomes <see cref="To"/>.</summary>
@@ -183,6 +231,21 @@ namespace PgSpec.Generators.Model
         public string Path { get; init; } = "";
         public int Line { get; init; }
         public string Comment { get; init; } = "";
+
+        /// <summary>The family of a sub-message ('of Replication'), or empty for a message of the protocol itself.</summary>
+        public string Family { get; init; } = "";
+
+        /// <summary>A shared message part ('part TupleData'): fields only, no type byte.</summary>
+        public bool IsPart { get; init; }
+
+        /// <summary>Family messages: the message exists since this version of the family ('since N'); 0 when always.</summary>
+        public int Since { get; init; }
+
+        /// <summary>Family messages: the message opens a streamed block, in which 'if streaming' fields are present ('starts-stream').</summary>
+        public bool StartsStream { get; init; }
+
+        /// <summary>Family messages: the message closes the streamed block ('ends-stream').</summary>
+        public bool EndsStream { get; init; }
     }
 
     /// <summary>What one spec file says, before cross-file checks.</summary>
@@ -190,7 +253,14 @@ namespace PgSpec.Generators.Model
         string Path,
         EquatableArray<MessageSpec> Messages,
         EquatableArray<EnumSpec> Enums,
-        EquatableArray<DiagnosticInfo> Diagnostics);
+        EquatableArray<DiagnosticInfo> Diagnostics)
+    {
+        /// <summary>The families the file declares.</summary>
+        public EquatableArray<FamilySpec> Families { get; init; } = EquatableArray<FamilySpec>.Empty;
+
+        /// <summary>The sub-messages and parts of families the file declares.</summary>
+        public EquatableArray<MessageSpec> FamilyMessages { get; init; } = EquatableArray<MessageSpec>.Empty;
+    }
 
     /// <summary>
     /// One message resolved against every file: what the emitter needs, and nothing else,
@@ -207,5 +277,12 @@ namespace PgSpec.Generators.Model
         EquatableArray<MessageSpec> Messages,
         EquatableArray<EnumSpec> Enums,
         string Namespace,
-        EquatableArray<DiagnosticInfo> Diagnostics);
+        EquatableArray<DiagnosticInfo> Diagnostics)
+    {
+        /// <summary>The families of sub-messages carried in other messages.</summary>
+        public EquatableArray<FamilySpec> Families { get; init; } = EquatableArray<FamilySpec>.Empty;
+
+        /// <summary>The sub-messages and parts of the families, resolved, in name order.</summary>
+        public EquatableArray<MessageSpec> FamilyMessages { get; init; } = EquatableArray<MessageSpec>.Empty;
+    }
 }
