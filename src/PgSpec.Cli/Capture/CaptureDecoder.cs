@@ -292,6 +292,12 @@ internal sealed class CaptureDecoder
             }
 
             (toServer ? _frontend : _backend).Tcp.Add(segment);
+            if ((segment.Flags & TcpFlags.Rst) != 0)
+            {
+                // A reset ends the connection both ways, also when its sender had closed its side
+                // already (a client that resets after its FIN the data the server still sends).
+                (toServer ? _backend : _frontend).Tcp.Reset(segment.Timestamp);
+            }
         }
 
         /// <summary>What its two directions hold: out of order, and of messages not yet whole.</summary>
@@ -316,6 +322,12 @@ internal sealed class CaptureDecoder
 
         public void SideEnded(PgDirection direction, TcpEnd how, DateTime time)
         {
+            if (Closed)
+            {
+                // The other direction of a connection that a reset ended.
+                return;
+            }
+
             if (++_ended == 2 || how == TcpEnd.Reset)
             {
                 _ended = 2;

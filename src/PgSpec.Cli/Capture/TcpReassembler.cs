@@ -276,6 +276,19 @@ internal sealed class TcpDirection
         EndIfFinReached(timestamp);
     }
 
+    /// <summary>
+    /// The connection was reset by the other side's RST: the stream ends at once
+    /// (<see cref="TcpEnd.Reset"/>), what is held is dropped. Nothing happens if it ended already.
+    /// </summary>
+    /// <param name="timestamp">When the reset was captured.</param>
+    public void Reset(DateTime timestamp)
+    {
+        if (!_ended)
+        {
+            End(TcpEnd.Reset, timestamp);
+        }
+    }
+
     // One range of the stream: data (bytes given) or bytes the capture cut off (data empty).
     private void AddRange(uint sequence, ReadOnlySpan<byte> data, int length, DateTime timestamp)
     {

@@ -305,6 +305,35 @@ public class CaptureDecoderTests
     }
 
     [Fact]
+    public void AResetAfterTheSendersOwnFin_EndsTheConnectionBothWays()
+    {
+        // The client closes its side; the server still sends (a TLS alert, a notice), and the
+        // client, which reads no more, answers with a reset: the connection is over there, not
+        // at the end of the capture.
+        List<Segment> segments = new Wire().Segments(Turns, segmentSize: 1460);
+        Segment serverFin = segments[^1];
+        Segment clientFin = segments[^2];
+        segments.RemoveAt(segments.Count - 1);
+        segments.Add(serverFin with { Flags = TcpFlags.Ack | TcpFlags.Psh, Payload = Conversation.Bytes(new NoticeResponse([new NoticeResponse.Field((byte)'S', "NOTICE"), new NoticeResponse.Field((byte)'M', "closing")])), Time = serverFin.Time });
+        segments.Add(clientFin with { Sequence = clientFin.Sequence + 1, Flags = TcpFlags.Rst, Time = serverFin.Time.AddMilliseconds(1) });
+
+        var output = new RecordingOutput();
+        var decoder = new CaptureDecoder([5432], server: null, output);
+        foreach (Segment segment in segments)
+        {
+            decoder.Add(segment.ToTcp());
+        }
+
+        Assert.Equal(["event seen", .. ConversationNames, "B NoticeResponse", "event ended"], output.Lines);
+        Assert.Equal("reset", output.Texts[^1]);
+        Assert.Equal(0, decoder.HeldBytes);
+
+        // Nothing is left to end at the end of the capture.
+        decoder.Finish(Start.AddMinutes(1));
+        Assert.Equal(1, output.Lines.Count(line => line == "event ended"));
+    }
+
+    [Fact]
     public void SegmentsOfOtherPorts_AreIgnored()
     {
         var output = new RecordingOutput();
