@@ -24,8 +24,9 @@ internal static class CaptureCommand
 
         Connections: TCP connections to a server port (--port, 5432 by default) or to one server
         (--filter HOST:PORT). Each direction is reassembled: segments in sequence order,
-        retransmissions and overlaps removed, segments out of order held (up to 1 MiB per
-        direction) until the hole before them is filled. Bytes that were not captured are
+        retransmissions and overlaps removed (also a retransmission seen after the connection
+        ended), segments out of order held (up to 1 MiB per direction) until the hole before
+        them is filled. A reset ends a connection both ways. Bytes that were not captured are
         reported as a gap with their size, and decoding resumes only at a message boundary that
         the bytes after it prove (three whole valid messages, or whole messages up to the end of
         a packet); a connection whose start was not captured is picked up the same way. Nothing

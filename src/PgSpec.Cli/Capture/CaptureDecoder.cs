@@ -113,11 +113,20 @@ internal sealed class CaptureDecoder
     /// <summary>The largest message held to be decoded (8 MiB); a larger one is reported and passed over.</summary>
     public const int MaxHeldMessage = 8 << 20;
 
+    /// <summary>Connections that ended whose streams' ends are remembered, the latest ones (see <see cref="_ended"/>).</summary>
+    public const int MaxEndedRemembered = 1 << 16;
+
     private readonly HashSet<int> _ports;
     private readonly IPEndPoint? _server;
     private readonly ICaptureOutput _output;
     private readonly int _maxHeldBytes;
     private readonly Dictionary<(IPEndPoint Client, IPEndPoint Server), Connection> _connections = new();
+
+    // Where each direction of the connections that ended last ended (null: it never started), so
+    // that a late retransmission of their bytes starts no connection of its own; the oldest of
+    // MaxEndedRemembered are forgotten first.
+    private readonly Dictionary<(IPEndPoint Client, IPEndPoint Server), (uint? Client, uint? Server)> _ended = new();
+    private readonly Queue<(IPEndPoint Client, IPEndPoint Server)> _endedOrder = new();
     private readonly long _maxHeldTotal;
     private long _heldTotal;
     private long _nextId;
@@ -175,12 +184,15 @@ internal sealed class CaptureDecoder
 
         if (connection is null || connection.Closed)
         {
-            if ((segment.Flags & TcpFlags.Syn) == 0 && (segment.Payload.IsEmpty || (segment.Flags & TcpFlags.Rst) != 0))
+            if ((segment.Flags & TcpFlags.Syn) == 0 && (segment.Payload.IsEmpty || (segment.Flags & TcpFlags.Rst) != 0 || IsLateCopy(client, server, segment, toServer)))
             {
                 // A connection starts with a SYN, or is picked up at data: the last packets of one
-                // that ended (a FIN's acknowledgment, a reset) start nothing.
+                // that ended (a FIN's acknowledgment, a reset, a retransmission of bytes it
+                // carried) start nothing.
                 return;
             }
+
+            _ended.Remove((client, server));
 
             connection = new Connection(this, ++_nextId, client, server, midStream: (segment.Flags & TcpFlags.Syn) == 0);
             _connections[(client, server)] = connection;
@@ -198,6 +210,7 @@ internal sealed class CaptureDecoder
         {
             _heldTotal -= connection.HeldBytes;
             _connections.Remove((client, server));
+            Remember(client, server, connection);
         }
 
         if (_heldTotal > _maxHeldTotal)
@@ -234,6 +247,40 @@ internal sealed class CaptureDecoder
 
         _connections.Clear();
         _heldTotal = 0;
+    }
+
+    /// <summary>Notes where the directions of a connection that ended ended.</summary>
+    private void Remember(IPEndPoint client, IPEndPoint server, Connection connection)
+    {
+        if (_ended.Count >= MaxEndedRemembered && _endedOrder.TryDequeue(out var oldest))
+        {
+            _ended.Remove(oldest);
+        }
+
+        if (_ended.TryAdd((client, server), connection.StreamEnds))
+        {
+            _endedOrder.Enqueue((client, server));
+        }
+        else
+        {
+            _ended[(client, server)] = connection.StreamEnds;
+        }
+    }
+
+    /// <summary>
+    /// Whether a segment without SYN on the endpoints of a connection that ended begins before
+    /// where its direction ended (within <see cref="TcpDirection.Window"/>): a late retransmission
+    /// of bytes that connection carried, not the start of another.
+    /// </summary>
+    private bool IsLateCopy(IPEndPoint client, IPEndPoint server, TcpSegment segment, bool toServer)
+    {
+        if (!_ended.TryGetValue((client, server), out var ends) || (toServer ? ends.Client : ends.Server) is not uint end)
+        {
+            return false;
+        }
+
+        uint behind = end - segment.Sequence;
+        return behind > 0 && behind <= TcpDirection.Window;
     }
 
     private bool IsServer(IPEndPoint endpoint)
@@ -310,6 +357,9 @@ internal sealed class CaptureDecoder
             _frontend.ReleasePending(time);
             _backend.ReleasePending(time);
         }
+
+        /// <summary>The next sequence number of each direction's stream (null for one that never started).</summary>
+        public (uint? Client, uint? Server) StreamEnds => (_frontend.Tcp.NextSequence, _backend.Tcp.NextSequence);
 
         /// <summary>Some of its bytes reached the decoder (or were reported lost).</summary>
         public bool HasData => _frontend.Tcp.DeliveredBytes + _frontend.Tcp.GapBytes + _backend.Tcp.DeliveredBytes + _backend.Tcp.GapBytes > 0;

@@ -126,6 +126,9 @@ internal sealed class TcpDirection
     /// <summary>The stream ended (<see cref="IReassemblyTarget.OnEnd"/> was called).</summary>
     public bool Ended => _ended;
 
+    /// <summary>The sequence number of the next byte the stream expects; null before it started.</summary>
+    public uint? NextSequence => _started ? _next : null;
+
     /// <summary>Takes the next captured segment of this direction.</summary>
     /// <param name="segment">The segment; its payload is copied if it has to be kept.</param>
     public void Add(TcpSegment segment)

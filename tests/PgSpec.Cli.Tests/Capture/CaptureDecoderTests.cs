@@ -334,6 +334,36 @@ public class CaptureDecoderTests
     }
 
     [Fact]
+    public void ALateRetransmission_AfterTheConnectionEnded_StartsNoConnection()
+    {
+        // The copies of the client's Query and of the server's last segment come after both FINs
+        // (a retransmission the capture saw late); then the ports are used again without a SYN
+        // in the capture, beyond where the old streams ended: that is a connection of its own.
+        List<Segment> segments = new Wire().Segments(Turns, segmentSize: 1460);
+        Segment query = segments.Single(s => s.ToServer && s.Payload.Length > 0 && s.Payload[0] == (byte)'Q');
+        Segment rows = segments.Last(s => !s.ToServer && s.Payload.Length > 0);
+        Segment serverFin = segments[^1];
+        segments.Add(query with { Time = serverFin.Time.AddMilliseconds(1) });
+        segments.Add(rows with { Time = serverFin.Time.AddMilliseconds(2) });
+
+        var output = new RecordingOutput();
+        var decoder = new CaptureDecoder([5432], server: null, output);
+        foreach (Segment segment in segments)
+        {
+            decoder.Add(segment.ToTcp());
+        }
+
+        Assert.Equal(["event seen", .. ConversationNames, "event ended"], output.Lines);
+        Assert.Equal(1, decoder.Connections);
+
+        uint after = segments[^3].Sequence + 1_000;
+        decoder.Add((query with { Sequence = after, Time = serverFin.Time.AddSeconds(1) }).ToTcp());
+        decoder.Finish(serverFin.Time.AddSeconds(2));
+        Assert.Equal(2, decoder.Connections);
+        Assert.Equal(["event seen", "event mid-stream", "event resumed", "F Query", "event ended"], output.Lines[^5..]);
+    }
+
+    [Fact]
     public void SegmentsOfOtherPorts_AreIgnored()
     {
         var output = new RecordingOutput();
