@@ -53,8 +53,8 @@ internal static class CaptureCommand
         startup, authentication, SSLRequest and CancelRequest are comments (pgspec script makes
         its own connection). A gap, encryption, malformed bytes or a start that was not captured is
         a comment where it happened, and the header's status line says INCOMPLETE. DIR is created
-        if missing; a DIR that already holds connection-*.pgproto files is refused (other files
-        are left alone).
+        if missing, in a directory that exists; a DIR that already holds connection-*.pgproto
+        entries is refused before the capture is read (other files are left alone).
 
         Statistics (--stats): instead of the message lines, a summary at the end of the capture.
         Per normalized query (constants replaced by $1, $2, ... as pg_stat_statements shows
