@@ -18,7 +18,8 @@ internal static class CaptureCommand
 
         Input: FILE, a pcap or pcapng file ('-' or nothing: standard input, so that
         `tcpdump -w - | pgspec capture -` works), or --interface NAME for a live capture through
-        libpcap (until SIGINT or SIGTERM; needs the right to capture). Link types: Ethernet,
+        libpcap (until SIGINT or SIGTERM; needs the right to capture; the kernel passes on only
+        TCP packets of the server ports, so other traffic costs nothing). Link types: Ethernet,
         Linux cooked (SLL and SLL2, as `tcpdump -i any` writes), loopback/null and raw IP; IPv4
         and IPv6; VLAN tags.
 
@@ -211,7 +212,7 @@ internal static class CaptureCommand
             try
             {
                 source = liveInterface is not null
-                    ? CaptureSource.OpenInterface(liveInterface, null)
+                    ? OpenInterface(liveInterface, server is not null ? [server.Port] : ParsePorts(result.GetValue(ports)!)!)
                     : CaptureSource.OpenFile(path);
             }
             catch (CaptureException e)
@@ -292,6 +293,17 @@ internal static class CaptureCommand
         });
 
         return command;
+    }
+
+    /// <summary>
+    /// A live capture of the server ports' TCP packets only: the kernel filters the rest out (BPF),
+    /// so that other traffic on the interface costs nothing. VLAN-tagged packets too where the
+    /// link type has tags.
+    /// </summary>
+    private static CaptureSource OpenInterface(string name, int[] ports)
+    {
+        string filter = string.Join(" or ", ports.Select(port => string.Create(CultureInfo.InvariantCulture, $"tcp port {port}")));
+        return CaptureSource.OpenInterface(name, $"{filter} or (vlan and ({filter}))", filter);
     }
 
     /// <summary>Ports from "5432,6432"; null when any is not a TCP port.</summary>
