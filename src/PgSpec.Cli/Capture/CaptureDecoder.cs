@@ -116,16 +116,19 @@ internal sealed class CaptureDecoder
     /// <summary>Connections that ended whose streams' ends are remembered, the latest ones (see <see cref="_ended"/>).</summary>
     public const int MaxEndedRemembered = 1 << 16;
 
+    /// <summary>How far before the end of a direction of a connection that ended a segment is taken for a late retransmission (16 MiB, more than a TCP window holds).</summary>
+    private const uint LateCopyRange = 16 << 20;
+
     private readonly HashSet<int> _ports;
     private readonly IPEndPoint? _server;
     private readonly ICaptureOutput _output;
     private readonly int _maxHeldBytes;
     private readonly Dictionary<(IPEndPoint Client, IPEndPoint Server), Connection> _connections = new();
 
-    // Where each direction of the connections that ended last ended (null: it never started), so
-    // that a late retransmission of their bytes starts no connection of its own; the oldest of
-    // MaxEndedRemembered are forgotten first.
-    private readonly Dictionary<(IPEndPoint Client, IPEndPoint Server), (uint? Client, uint? Server)> _ended = new();
+    // Where each direction of the connections that ended last began and ended (null: it never
+    // started), so that a late retransmission of their bytes starts no connection of its own;
+    // the oldest of MaxEndedRemembered are forgotten first.
+    private readonly Dictionary<(IPEndPoint Client, IPEndPoint Server), ((uint First, uint Next)? Client, (uint First, uint Next)? Server)> _ended = new();
     private readonly Queue<(IPEndPoint Client, IPEndPoint Server)> _endedOrder = new();
     private readonly long _maxHeldTotal;
     private long _heldTotal;
@@ -268,19 +271,20 @@ internal sealed class CaptureDecoder
     }
 
     /// <summary>
-    /// Whether a segment without SYN on the endpoints of a connection that ended begins before
-    /// where its direction ended (within <see cref="TcpDirection.Window"/>): a late retransmission
-    /// of bytes that connection carried, not the start of another.
+    /// Whether a segment without SYN on the endpoints of a connection that ended begins within the
+    /// last <see cref="LateCopyRange"/> bytes its direction carried: a late retransmission of that
+    /// connection's bytes, not the start of another (whose first sequence number, random, falls
+    /// there rarely).
     /// </summary>
     private bool IsLateCopy(IPEndPoint client, IPEndPoint server, TcpSegment segment, bool toServer)
     {
-        if (!_ended.TryGetValue((client, server), out var ends) || (toServer ? ends.Client : ends.Server) is not uint end)
+        if (!_ended.TryGetValue((client, server), out var ends) || (toServer ? ends.Client : ends.Server) is not var (first, next))
         {
             return false;
         }
 
-        uint behind = end - segment.Sequence;
-        return behind > 0 && behind <= TcpDirection.Window;
+        uint behind = next - segment.Sequence;
+        return behind > 0 && behind <= Math.Min(next - first, LateCopyRange);
     }
 
     private bool IsServer(IPEndPoint endpoint)
@@ -358,8 +362,8 @@ internal sealed class CaptureDecoder
             _backend.ReleasePending(time);
         }
 
-        /// <summary>The next sequence number of each direction's stream (null for one that never started).</summary>
-        public (uint? Client, uint? Server) StreamEnds => (_frontend.Tcp.NextSequence, _backend.Tcp.NextSequence);
+        /// <summary>The first and next sequence numbers of each direction's stream (null for one that never started).</summary>
+        public ((uint First, uint Next)? Client, (uint First, uint Next)? Server) StreamEnds => (_frontend.Tcp.Sequences, _backend.Tcp.Sequences);
 
         /// <summary>Some of its bytes reached the decoder (or were reported lost).</summary>
         public bool HasData => _frontend.Tcp.DeliveredBytes + _frontend.Tcp.GapBytes + _backend.Tcp.DeliveredBytes + _backend.Tcp.GapBytes > 0;

@@ -134,7 +134,7 @@ internal sealed class CaptureSource : IDisposable
     /// Opens a network interface for live capture (not promiscuous, snap length 262144, immediate
     /// mode, a kernel buffer of 32 MB), with a BPF filter if given; when the interface's link type
     /// cannot take <paramref name="bpfFilter"/> (VLAN tags on Linux cooked capture, say),
-    /// <paramref name="fallbackFilter"/> if given.
+    /// <paramref name="fallbackFilter"/> if given, or none if that cannot be taken either.
     /// </summary>
     /// <exception cref="CaptureException">The interface does not exist, cannot be opened (permission), or the filter is not valid.</exception>
     public static CaptureSource OpenInterface(string name, string? bpfFilter, string? fallbackFilter = null)
@@ -189,7 +189,15 @@ internal sealed class CaptureSource : IDisposable
                 }
                 catch (PcapException) when (fallbackFilter is not null)
                 {
-                    device.Filter = fallbackFilter;
+                    try
+                    {
+                        device.Filter = fallbackFilter;
+                    }
+                    catch (PcapException)
+                    {
+                        // A link type libpcap cannot filter TCP on: every packet comes, and is
+                        // sorted out after it is read.
+                    }
                 }
             }
         }

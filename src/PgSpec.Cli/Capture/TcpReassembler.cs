@@ -95,6 +95,7 @@ internal sealed class TcpDirection
     private readonly List<Held> _held = [];
 
     private bool _started;
+    private uint _first;
     private uint _next;
     private bool _finKnown;
     private uint _finSequence;
@@ -126,8 +127,11 @@ internal sealed class TcpDirection
     /// <summary>The stream ended (<see cref="IReassemblyTarget.OnEnd"/> was called).</summary>
     public bool Ended => _ended;
 
-    /// <summary>The sequence number of the next byte the stream expects; null before it started.</summary>
-    public uint? NextSequence => _started ? _next : null;
+    /// <summary>
+    /// The sequence numbers of the stream's first byte and of the next byte it expects; null
+    /// before it started.
+    /// </summary>
+    public (uint First, uint Next)? Sequences => _started ? (_first, _next) : null;
 
     /// <summary>Takes the next captured segment of this direction.</summary>
     /// <param name="segment">The segment; its payload is copied if it has to be kept.</param>
@@ -154,6 +158,7 @@ internal sealed class TcpDirection
             {
                 _started = true;
                 _next = sequence;
+                _first = sequence;
             }
         }
 
@@ -170,6 +175,7 @@ internal sealed class TcpDirection
             _started = true;
             StartedMidStream = true;
             _next = sequence;
+            _first = sequence;
         }
 
         if (!data.IsEmpty)

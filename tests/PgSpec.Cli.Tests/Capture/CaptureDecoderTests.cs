@@ -338,7 +338,8 @@ public class CaptureDecoderTests
     {
         // The copies of the client's Query and of the server's last segment come after both FINs
         // (a retransmission the capture saw late); then the ports are used again without a SYN
-        // in the capture, beyond where the old streams ended: that is a connection of its own.
+        // in the capture, at a sequence number far from the bytes the old connection carried:
+        // that is a connection of its own.
         List<Segment> segments = new Wire().Segments(Turns, segmentSize: 1460);
         Segment query = segments.Single(s => s.ToServer && s.Payload.Length > 0 && s.Payload[0] == (byte)'Q');
         Segment rows = segments.Last(s => !s.ToServer && s.Payload.Length > 0);
@@ -356,8 +357,7 @@ public class CaptureDecoderTests
         Assert.Equal(["event seen", .. ConversationNames, "event ended"], output.Lines);
         Assert.Equal(1, decoder.Connections);
 
-        uint after = segments[^3].Sequence + 1_000;
-        decoder.Add((query with { Sequence = after, Time = serverFin.Time.AddSeconds(1) }).ToTcp());
+        decoder.Add((query with { Sequence = query.Sequence - (100u << 20), Time = serverFin.Time.AddSeconds(1) }).ToTcp());
         decoder.Finish(serverFin.Time.AddSeconds(2));
         Assert.Equal(2, decoder.Connections);
         Assert.Equal(["event seen", "event mid-stream", "event resumed", "F Query", "event ended"], output.Lines[^5..]);
