@@ -18,14 +18,16 @@ internal static class CaptureCommand
 
         Input: FILE, a pcap or pcapng file ('-' or nothing: standard input, so that
         `tcpdump -w - | pgspec capture -` works), or --interface NAME for a live capture through
-        libpcap (until SIGINT or SIGTERM; needs the right to capture). Link types: Ethernet,
+        libpcap (until SIGINT or SIGTERM; needs the right to capture; the kernel passes on only
+        TCP packets of the server ports, so other traffic costs nothing). Link types: Ethernet,
         Linux cooked (SLL and SLL2, as `tcpdump -i any` writes), loopback/null and raw IP; IPv4
         and IPv6; VLAN tags.
 
         Connections: TCP connections to a server port (--port, 5432 by default) or to one server
         (--filter HOST:PORT). Each direction is reassembled: segments in sequence order,
-        retransmissions and overlaps removed, segments out of order held (up to 1 MiB per
-        direction) until the hole before them is filled. Bytes that were not captured are
+        retransmissions and overlaps removed (also a retransmission seen after the connection
+        ended), segments out of order held (up to 1 MiB per direction) until the hole before
+        them is filled. A reset ends a connection both ways. Bytes that were not captured are
         reported as a gap with their size, and decoding resumes only at a message boundary that
         the bytes after it prove (three whole valid messages, or whole messages up to the end of
         a packet); a connection whose start was not captured is picked up the same way. Nothing
@@ -52,8 +54,8 @@ internal static class CaptureCommand
         startup, authentication, SSLRequest and CancelRequest are comments (pgspec script makes
         its own connection). A gap, encryption, malformed bytes or a start that was not captured is
         a comment where it happened, and the header's status line says INCOMPLETE. DIR is created
-        if missing; a DIR that already holds connection-*.pgproto files is refused (other files
-        are left alone).
+        if missing, in a directory that exists; a DIR that already holds connection-*.pgproto
+        entries is refused before the capture is read (other files are left alone).
 
         Statistics (--stats): instead of the message lines, a summary at the end of the capture.
         Per normalized query (constants replaced by $1, $2, ... as pg_stat_statements shows
@@ -210,7 +212,7 @@ internal static class CaptureCommand
             try
             {
                 source = liveInterface is not null
-                    ? CaptureSource.OpenInterface(liveInterface, null)
+                    ? OpenInterface(liveInterface, server is not null ? [server.Port] : ParsePorts(result.GetValue(ports)!)!)
                     : CaptureSource.OpenFile(path);
             }
             catch (CaptureException e)
@@ -291,6 +293,17 @@ internal static class CaptureCommand
         });
 
         return command;
+    }
+
+    /// <summary>
+    /// A live capture of the server ports' TCP packets only: the kernel filters the rest out (BPF),
+    /// so that other traffic on the interface costs nothing. VLAN-tagged packets too where the
+    /// link type has tags.
+    /// </summary>
+    private static CaptureSource OpenInterface(string name, int[] ports)
+    {
+        string filter = string.Join(" or ", ports.Select(port => string.Create(CultureInfo.InvariantCulture, $"tcp port {port}")));
+        return CaptureSource.OpenInterface(name, $"{filter} or (vlan and ({filter}))", filter);
     }
 
     /// <summary>Ports from "5432,6432"; null when any is not a TCP port.</summary>

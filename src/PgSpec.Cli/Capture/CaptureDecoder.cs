@@ -113,11 +113,23 @@ internal sealed class CaptureDecoder
     /// <summary>The largest message held to be decoded (8 MiB); a larger one is reported and passed over.</summary>
     public const int MaxHeldMessage = 8 << 20;
 
+    /// <summary>Connections that ended whose streams' ends are remembered, the latest ones (see <see cref="_ended"/>).</summary>
+    public const int MaxEndedRemembered = 1 << 16;
+
+    /// <summary>How far before the end of a direction of a connection that ended a segment is taken for a late retransmission (16 MiB, more than a TCP window holds).</summary>
+    private const uint LateCopyRange = 16 << 20;
+
     private readonly HashSet<int> _ports;
     private readonly IPEndPoint? _server;
     private readonly ICaptureOutput _output;
     private readonly int _maxHeldBytes;
     private readonly Dictionary<(IPEndPoint Client, IPEndPoint Server), Connection> _connections = new();
+
+    // Where each direction of the connections that ended last began and ended (null: it never
+    // started), so that a late retransmission of their bytes starts no connection of its own;
+    // the oldest of MaxEndedRemembered are forgotten first.
+    private readonly Dictionary<(IPEndPoint Client, IPEndPoint Server), ((uint First, uint Next)? Client, (uint First, uint Next)? Server)> _ended = new();
+    private readonly Queue<(IPEndPoint Client, IPEndPoint Server)> _endedOrder = new();
     private readonly long _maxHeldTotal;
     private long _heldTotal;
     private long _nextId;
@@ -175,12 +187,15 @@ internal sealed class CaptureDecoder
 
         if (connection is null || connection.Closed)
         {
-            if ((segment.Flags & TcpFlags.Syn) == 0 && (segment.Payload.IsEmpty || (segment.Flags & TcpFlags.Rst) != 0))
+            if ((segment.Flags & TcpFlags.Syn) == 0 && (segment.Payload.IsEmpty || (segment.Flags & TcpFlags.Rst) != 0 || IsLateCopy(client, server, segment, toServer)))
             {
                 // A connection starts with a SYN, or is picked up at data: the last packets of one
-                // that ended (a FIN's acknowledgment, a reset) start nothing.
+                // that ended (a FIN's acknowledgment, a reset, a retransmission of bytes it
+                // carried) start nothing.
                 return;
             }
+
+            _ended.Remove((client, server));
 
             connection = new Connection(this, ++_nextId, client, server, midStream: (segment.Flags & TcpFlags.Syn) == 0);
             _connections[(client, server)] = connection;
@@ -198,6 +213,7 @@ internal sealed class CaptureDecoder
         {
             _heldTotal -= connection.HeldBytes;
             _connections.Remove((client, server));
+            Remember(client, server, connection);
         }
 
         if (_heldTotal > _maxHeldTotal)
@@ -234,6 +250,41 @@ internal sealed class CaptureDecoder
 
         _connections.Clear();
         _heldTotal = 0;
+    }
+
+    /// <summary>Notes where the directions of a connection that ended ended.</summary>
+    private void Remember(IPEndPoint client, IPEndPoint server, Connection connection)
+    {
+        if (_ended.Count >= MaxEndedRemembered && _endedOrder.TryDequeue(out var oldest))
+        {
+            _ended.Remove(oldest);
+        }
+
+        if (_ended.TryAdd((client, server), connection.StreamEnds))
+        {
+            _endedOrder.Enqueue((client, server));
+        }
+        else
+        {
+            _ended[(client, server)] = connection.StreamEnds;
+        }
+    }
+
+    /// <summary>
+    /// Whether a segment without SYN on the endpoints of a connection that ended begins within the
+    /// last <see cref="LateCopyRange"/> bytes its direction carried: a late retransmission of that
+    /// connection's bytes, not the start of another (whose first sequence number, random, falls
+    /// there rarely).
+    /// </summary>
+    private bool IsLateCopy(IPEndPoint client, IPEndPoint server, TcpSegment segment, bool toServer)
+    {
+        if (!_ended.TryGetValue((client, server), out var ends) || (toServer ? ends.Client : ends.Server) is not var (first, next))
+        {
+            return false;
+        }
+
+        uint behind = next - segment.Sequence;
+        return behind > 0 && behind <= Math.Min(next - first, LateCopyRange);
     }
 
     private bool IsServer(IPEndPoint endpoint)
@@ -292,6 +343,12 @@ internal sealed class CaptureDecoder
             }
 
             (toServer ? _frontend : _backend).Tcp.Add(segment);
+            if ((segment.Flags & TcpFlags.Rst) != 0)
+            {
+                // A reset ends the connection both ways, also when its sender had closed its side
+                // already (a client that resets after its FIN the data the server still sends).
+                (toServer ? _backend : _frontend).Tcp.Reset(segment.Timestamp);
+            }
         }
 
         /// <summary>What its two directions hold: out of order, and of messages not yet whole.</summary>
@@ -305,6 +362,9 @@ internal sealed class CaptureDecoder
             _backend.ReleasePending(time);
         }
 
+        /// <summary>The first and next sequence numbers of each direction's stream (null for one that never started).</summary>
+        public ((uint First, uint Next)? Client, (uint First, uint Next)? Server) StreamEnds => (_frontend.Tcp.Sequences, _backend.Tcp.Sequences);
+
         /// <summary>Some of its bytes reached the decoder (or were reported lost).</summary>
         public bool HasData => _frontend.Tcp.DeliveredBytes + _frontend.Tcp.GapBytes + _backend.Tcp.DeliveredBytes + _backend.Tcp.GapBytes > 0;
 
@@ -316,6 +376,12 @@ internal sealed class CaptureDecoder
 
         public void SideEnded(PgDirection direction, TcpEnd how, DateTime time)
         {
+            if (Closed)
+            {
+                // The other direction of a connection that a reset ended.
+                return;
+            }
+
             if (++_ended == 2 || how == TcpEnd.Reset)
             {
                 _ended = 2;

@@ -65,29 +65,60 @@ internal sealed class CaptureScripts : ICaptureOutput
     public int Incomplete { get; private set; }
 
     /// <summary>
-    /// The output for <paramref name="directory"/>, created if missing. Refused (a message, for a
-    /// usage error) when it is a file, or holds a <c>connection-*.pgproto</c> file already: the
-    /// scripts of two captures must not mix. Other files in it are left alone.
+    /// The output for <paramref name="directory"/>, created if missing (in a directory that
+    /// exists: a typo does not make a tree of directories). Refused, with a message for a usage
+    /// error, when the name is empty, when it is a file, when the directory that would hold it is
+    /// missing, or when it holds a <c>connection-*.pgproto</c> entry already (the scripts of two
+    /// captures must not mix, and a directory of that name would stop a script from being
+    /// written). Other files in it are left alone.
     /// </summary>
     public static CaptureScripts? Open(string directory, out string? error)
     {
         error = null;
+        if (string.IsNullOrWhiteSpace(directory))
+        {
+            error = "--to-script needs the name of a directory, not an empty one";
+            return null;
+        }
+
         try
         {
-            if (File.Exists(directory))
+            string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory));
+            string? parent = Path.GetDirectoryName(full);
+            if (File.Exists(full))
             {
                 error = $"--to-script: '{directory}' is a file, not a directory";
             }
-            else if (Directory.Exists(directory) && Directory.EnumerateFiles(directory, "connection-*.pgproto").Any())
+            else if (Directory.Exists(full))
             {
-                error = $"--to-script: '{directory}' already holds connection-*.pgproto scripts: give an empty or new directory";
+                string? taken = Directory.EnumerateFileSystemEntries(full, "connection-*.pgproto").Select(Path.GetFileName).Order(StringComparer.Ordinal).FirstOrDefault();
+                if (taken is not null && Directory.Exists(Path.Combine(full, taken)))
+                {
+                    error = $"--to-script: '{directory}' holds a directory named {taken}, where a script would be written: give an empty or new directory";
+                }
+                else if (taken is not null)
+                {
+                    error = $"--to-script: '{directory}' already holds connection-*.pgproto scripts: give an empty or new directory";
+                }
+            }
+            else if (parent is not null && File.Exists(parent))
+            {
+                error = $"--to-script: '{parent}' is a file, not a directory to create '{Path.GetFileName(full)}' in";
+            }
+            else if (parent is not null && !Directory.Exists(parent))
+            {
+                error = $"--to-script: the directory '{parent}' does not exist (DIR is created only in a directory that exists)";
             }
             else
             {
-                Directory.CreateDirectory(directory);
+                Directory.CreateDirectory(full);
             }
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        catch (UnauthorizedAccessException)
+        {
+            error = $"--to-script: cannot use '{directory}': permission denied";
+        }
+        catch (Exception e) when (e is IOException or ArgumentException or NotSupportedException)
         {
             error = $"--to-script: cannot use '{directory}': {e.Message}";
         }

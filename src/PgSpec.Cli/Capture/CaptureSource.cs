@@ -132,10 +132,12 @@ internal sealed class CaptureSource : IDisposable
 
     /// <summary>
     /// Opens a network interface for live capture (not promiscuous, snap length 262144, immediate
-    /// mode, a kernel buffer of 32 MB), with a BPF filter if given.
+    /// mode, a kernel buffer of 32 MB), with a BPF filter if given; when the interface's link type
+    /// cannot take <paramref name="bpfFilter"/> (VLAN tags on Linux cooked capture, say),
+    /// <paramref name="fallbackFilter"/> if given, or none if that cannot be taken either.
     /// </summary>
     /// <exception cref="CaptureException">The interface does not exist, cannot be opened (permission), or the filter is not valid.</exception>
-    public static CaptureSource OpenInterface(string name, string? bpfFilter)
+    public static CaptureSource OpenInterface(string name, string? bpfFilter, string? fallbackFilter = null)
     {
         PcapInterface? found = null;
         try
@@ -181,7 +183,22 @@ internal sealed class CaptureSource : IDisposable
             device.Open(configuration);
             if (!string.IsNullOrEmpty(bpfFilter))
             {
-                device.Filter = bpfFilter;
+                try
+                {
+                    device.Filter = bpfFilter;
+                }
+                catch (PcapException) when (fallbackFilter is not null)
+                {
+                    try
+                    {
+                        device.Filter = fallbackFilter;
+                    }
+                    catch (PcapException)
+                    {
+                        // A link type libpcap cannot filter TCP on: every packet comes, and is
+                        // sorted out after it is read.
+                    }
+                }
             }
         }
         catch (Exception e) when (e is PcapException or DllNotFoundException or EntryPointNotFoundException or PlatformNotSupportedException)

@@ -95,6 +95,7 @@ internal sealed class TcpDirection
     private readonly List<Held> _held = [];
 
     private bool _started;
+    private uint _first;
     private uint _next;
     private bool _finKnown;
     private uint _finSequence;
@@ -126,6 +127,12 @@ internal sealed class TcpDirection
     /// <summary>The stream ended (<see cref="IReassemblyTarget.OnEnd"/> was called).</summary>
     public bool Ended => _ended;
 
+    /// <summary>
+    /// The sequence numbers of the stream's first byte and of the next byte it expects; null
+    /// before it started.
+    /// </summary>
+    public (uint First, uint Next)? Sequences => _started ? (_first, _next) : null;
+
     /// <summary>Takes the next captured segment of this direction.</summary>
     /// <param name="segment">The segment; its payload is copied if it has to be kept.</param>
     public void Add(TcpSegment segment)
@@ -151,6 +158,7 @@ internal sealed class TcpDirection
             {
                 _started = true;
                 _next = sequence;
+                _first = sequence;
             }
         }
 
@@ -167,6 +175,7 @@ internal sealed class TcpDirection
             _started = true;
             StartedMidStream = true;
             _next = sequence;
+            _first = sequence;
         }
 
         if (!data.IsEmpty)
@@ -274,6 +283,19 @@ internal sealed class TcpDirection
         }
 
         EndIfFinReached(timestamp);
+    }
+
+    /// <summary>
+    /// The connection was reset by the other side's RST: the stream ends at once
+    /// (<see cref="TcpEnd.Reset"/>), what is held is dropped. Nothing happens if it ended already.
+    /// </summary>
+    /// <param name="timestamp">When the reset was captured.</param>
+    public void Reset(DateTime timestamp)
+    {
+        if (!_ended)
+        {
+            End(TcpEnd.Reset, timestamp);
+        }
     }
 
     // One range of the stream: data (bytes given) or bytes the capture cut off (data empty).

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
@@ -135,6 +136,52 @@ public class CaptureCommandTests : IClassFixture<CaptureCommandTests.CapturedCon
         Assert.Equal(CliRunner.Run("capture", "--port", _capture.Port, _capture.File).Stdout, result.Stdout);
         Assert.Contains("reading " + cut + " stopped after", result.Stderr, StringComparison.Ordinal);
         Assert.Contains("truncated", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ACaptureWithAbsurdLengthsInItsHeaders_IsReadAsFarAsItCanBe_OrRefusedSayingWhy()
+    {
+        using var dir = new TempDirectory();
+        byte[] whole = System.IO.File.ReadAllBytes(_capture.File);
+        Assert.Equal(0xA1B2C3D4u, BinaryPrimitives.ReadUInt32LittleEndian(whole)); // tcpdump's pcap, little-endian, microseconds
+        string expected = CliRunner.Run("capture", "--port", _capture.Port, _capture.File).Stdout;
+        List<byte[]> records = [];
+        for (int offset = 24; offset < whole.Length;)
+        {
+            int length = BinaryPrimitives.ReadInt32LittleEndian(whole.AsSpan(offset + 8));
+            records.Add(whole[offset..(offset + 16 + length)]);
+            offset += 16 + length;
+        }
+
+        // A snap length of 4 GiB in the file header: libpcap takes what the records hold, no more.
+        byte[] header = whole[..24];
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(16), uint.MaxValue);
+        CliResult snap = CliRunner.Run("capture", "--port", _capture.Port, dir.Write("snap.pcap", [.. header, .. records.SelectMany(r => r)]));
+        Assert.True(snap.ExitCode == 0, snap.ToString());
+        Assert.Equal(expected, snap.Stdout);
+
+        // Every packet said to be 4 GiB long on the wire (its original length): the TCP lengths
+        // come from the IP headers, which are whole, so nothing is missing.
+        byte[][] wire = [.. records.Select(r => (byte[])r.Clone())];
+        foreach (byte[] record in wire)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(record.AsSpan(12), uint.MaxValue);
+        }
+
+        CliResult huge = CliRunner.Run("capture", "--port", _capture.Port, dir.Write("wire.pcap", [.. whole[..24], .. wire.SelectMany(r => r)]));
+        Assert.True(huge.ExitCode == 0, huge.ToString());
+        Assert.Equal(expected, huge.Stdout);
+
+        // A record that says it holds 2 GiB after the tenth: what came before is decoded, then
+        // the reading stops with libpcap's reason, exit 2, and nothing is allocated for it.
+        byte[] absurd = new byte[16 + 64];
+        BinaryPrimitives.WriteUInt32LittleEndian(absurd.AsSpan(8), 0x7FFF_FFF0);
+        BinaryPrimitives.WriteUInt32LittleEndian(absurd.AsSpan(12), 0x7FFF_FFF0);
+        string partial = dir.Write("absurd.pcap", [.. whole[..24], .. records.Take(10).SelectMany(r => r), .. absurd, .. records.Skip(10).SelectMany(r => r)]);
+        CliResult refused = CliRunner.Run("capture", "--port", _capture.Port, partial);
+        Assert.Equal(PgSpecCommandLine.ExitUsage, refused.ExitCode);
+        Assert.Contains($"reading {partial} stopped after 10 packets: invalid packet capture length 2147483632, bigger than snaplen of ", refused.Stderr, StringComparison.Ordinal);
+        Assert.Equal(CliRunner.Run("capture", "--port", _capture.Port, dir.Write("ten.pcap", [.. whole[..24], .. records.Take(10).SelectMany(r => r)])).Stdout, refused.Stdout);
     }
 
     [Fact]

@@ -305,6 +305,65 @@ public class CaptureDecoderTests
     }
 
     [Fact]
+    public void AResetAfterTheSendersOwnFin_EndsTheConnectionBothWays()
+    {
+        // The client closes its side; the server still sends (a TLS alert, a notice), and the
+        // client, which reads no more, answers with a reset: the connection is over there, not
+        // at the end of the capture.
+        List<Segment> segments = new Wire().Segments(Turns, segmentSize: 1460);
+        Segment serverFin = segments[^1];
+        Segment clientFin = segments[^2];
+        segments.RemoveAt(segments.Count - 1);
+        segments.Add(serverFin with { Flags = TcpFlags.Ack | TcpFlags.Psh, Payload = Conversation.Bytes(new NoticeResponse([new NoticeResponse.Field((byte)'S', "NOTICE"), new NoticeResponse.Field((byte)'M', "closing")])), Time = serverFin.Time });
+        segments.Add(clientFin with { Sequence = clientFin.Sequence + 1, Flags = TcpFlags.Rst, Time = serverFin.Time.AddMilliseconds(1) });
+
+        var output = new RecordingOutput();
+        var decoder = new CaptureDecoder([5432], server: null, output);
+        foreach (Segment segment in segments)
+        {
+            decoder.Add(segment.ToTcp());
+        }
+
+        Assert.Equal(["event seen", .. ConversationNames, "B NoticeResponse", "event ended"], output.Lines);
+        Assert.Equal("reset", output.Texts[^1]);
+        Assert.Equal(0, decoder.HeldBytes);
+
+        // Nothing is left to end at the end of the capture.
+        decoder.Finish(Start.AddMinutes(1));
+        Assert.Equal(1, output.Lines.Count(line => line == "event ended"));
+    }
+
+    [Fact]
+    public void ALateRetransmission_AfterTheConnectionEnded_StartsNoConnection()
+    {
+        // The copies of the client's Query and of the server's last segment come after both FINs
+        // (a retransmission the capture saw late); then the ports are used again without a SYN
+        // in the capture, at a sequence number far from the bytes the old connection carried:
+        // that is a connection of its own.
+        List<Segment> segments = new Wire().Segments(Turns, segmentSize: 1460);
+        Segment query = segments.Single(s => s.ToServer && s.Payload.Length > 0 && s.Payload[0] == (byte)'Q');
+        Segment rows = segments.Last(s => !s.ToServer && s.Payload.Length > 0);
+        Segment serverFin = segments[^1];
+        segments.Add(query with { Time = serverFin.Time.AddMilliseconds(1) });
+        segments.Add(rows with { Time = serverFin.Time.AddMilliseconds(2) });
+
+        var output = new RecordingOutput();
+        var decoder = new CaptureDecoder([5432], server: null, output);
+        foreach (Segment segment in segments)
+        {
+            decoder.Add(segment.ToTcp());
+        }
+
+        Assert.Equal(["event seen", .. ConversationNames, "event ended"], output.Lines);
+        Assert.Equal(1, decoder.Connections);
+
+        decoder.Add((query with { Sequence = query.Sequence - (100u << 20), Time = serverFin.Time.AddSeconds(1) }).ToTcp());
+        decoder.Finish(serverFin.Time.AddSeconds(2));
+        Assert.Equal(2, decoder.Connections);
+        Assert.Equal(["event seen", "event mid-stream", "event resumed", "F Query", "event ended"], output.Lines[^5..]);
+    }
+
+    [Fact]
     public void SegmentsOfOtherPorts_AreIgnored()
     {
         var output = new RecordingOutput();

@@ -1,79 +1,22 @@
 using System.Globalization;
-using PgSpec.Client;
 using PgSpec.Protocol;
-using PgSpec.Servers;
 
 namespace PgSpec.Cli.Tests.Capture;
 
 /// <summary>
-/// A protocol 3.2 session against PostgreSQL 18, captured by tcpdump on every interface
-/// (<c>-i any</c>, Linux cooked v2): a GSSENCRequest answered 'N', a StartupMessage for 3.2, a
-/// 32-byte cancel key, queries, COPY, and a cancel on a connection of its own. What
+/// A protocol 3.2 session of PgSpec's client with PostgreSQL 18 through the proxy
+/// (<see cref="ProxiedSessions.Protocol32"/>), captured by tcpdump on every interface (<c>-i any</c>,
+/// Linux cooked v2) over IPv6: a GSSENCRequest answered 'N', a StartupMessage for 3.2, a 32-byte
+/// cancel key, queries, a function call, COPY, and a cancel on a connection of its own. What
 /// <c>pgspec capture</c> decodes from the packets is what the client session sent and received.
 /// </summary>
-public sealed class CaptureProtocol32Tests : IAsyncLifetime
+[Collection(ProxiedSessionsCollection.Name)]
+public sealed class CaptureProtocol32Tests(ProxiedSessions sessions)
 {
-    private readonly TempDirectory _dir = new();
-    private readonly List<PgTraffic> _traffic = [];
-    private PgServer? _server;
-    private string _file = "";
-
-    public async Task InitializeAsync()
-    {
-        _server = await new LocalPgServerProvider().StartAsync(new PgServerOptions { MajorVersion = 18 }, CancellationToken.None);
-        _file = Path.Combine(_dir.Path, "v32.pcap");
-        var options = new PgConnectOptions
-        {
-            Host = _server.Host,
-            Port = _server.Port,
-            User = _server.Role(PgAuthMethod.Trust).Name,
-            Database = "postgres",
-            SslMode = PgSslMode.Disable,
-            RequestGssEncryption = true,
-            ProtocolVersion = PgProtocolVersion.V3_2,
-        };
-        using (Tcpdump.Start(["-i", "any", "--immediate-mode", "-U", "-B", "32768", "-w", _file, $"tcp port {_server.Port}"]))
-        {
-            await using (PgFrontendSession session = await PgFrontendSession.ConnectAsync(options, traffic => { lock (_traffic) { _traffic.Add(traffic with { Raw = traffic.Raw.ToArray() }); } }))
-            await using (PgFrontendSession probe = await PgFrontendSession.ConnectAsync(options with { RequestGssEncryption = false }))
-            {
-                await session.QueryAsync("CREATE TEMP TABLE t (a int, b text); INSERT INTO t VALUES (1, 'one'), (2, NULL)");
-                await session.ExecuteAsync("SELECT a, b FROM t WHERE a >= $1", [(ReadOnlyMemory<byte>?)"1"u8.ToArray()]);
-                await session.QueryAsync("COPY t FROM STDIN", [(ReadOnlyMemory<byte>)"3\tthree\n"u8.ToArray()]);
-                await session.QueryAsync("COPY t TO STDOUT");
-
-                // A cancel, sent once the server runs the sleep (as pg_stat_activity shows it).
-                Task sleeping = session.QueryAsync("SELECT pg_sleep(60)");
-                string waiting = $"SELECT 1 FROM pg_stat_activity WHERE pid = {session.ProcessId.ToString(CultureInfo.InvariantCulture)} AND wait_event = 'PgSleep'";
-                var deadline = DateTime.UtcNow.AddSeconds(60);
-                while ((await probe.QueryAsync(waiting))[0].Rows.Count == 0 && DateTime.UtcNow < deadline)
-                {
-                }
-
-                await session.CancelAsync();
-                PgServerException error = await Assert.ThrowsAsync<PgServerException>(() => sleeping);
-                Assert.Equal("57014", error.SqlState);
-            }
-
-            // Three connections: the session, the probe and the cancel request.
-            Tcpdump.WaitForEnds(_file, TimeSpan.FromSeconds(30));
-        }
-    }
-
-    public async Task DisposeAsync()
-    {
-        if (_server is not null)
-        {
-            await _server.DisposeAsync();
-        }
-
-        _dir.Dispose();
-    }
-
     [Fact]
     public void EveryMessageOfTheSession_IsDecodedFromThePackets_AsTheClientSentAndReceivedIt()
     {
-        CliResult result = CliRunner.Run("capture", "--port", _server!.Port.ToString(CultureInfo.InvariantCulture), "--connection-ids", "--show-secrets", _file);
+        CliResult result = CliRunner.Run("capture", "--port", sessions.Proxy18Port.ToString(CultureInfo.InvariantCulture), "--connection-ids", "--show-secrets", sessions.CaptureFile);
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Contains("(Linux cooked (SLL2))", result.Stderr, StringComparison.Ordinal);
 
@@ -83,12 +26,8 @@ public sealed class CaptureProtocol32Tests : IAsyncLifetime
         foreach (PgDirection direction in new[] { PgDirection.Frontend, PgDirection.Backend })
         {
             // The trace format leaves AuthenticationOk out, as libpq does.
-            string[] expected;
-            lock (_traffic)
-            {
-                // The CancelRequest went over a connection of its own.
-                expected = [.. _traffic.Where(t => t.Direction == direction && t.Name is not ("AuthenticationOk" or "CancelRequest")).Select(t => t.Name)];
-            }
+            // The CancelRequest went over a connection of its own.
+            string[] expected = [.. sessions.Protocol32Traffic.Where(t => t.Direction == direction && t.Name is not ("AuthenticationOk" or "CancelRequest")).Select(t => t.Name)];
 
             string side = direction == PgDirection.Frontend ? "F" : "B";
             string[] decoded = [.. lines.Where(line => line.Split('\t')[1] == side).Select(line => line.Split('\t')[3])];
@@ -106,7 +45,7 @@ public sealed class CaptureProtocol32Tests : IAsyncLifetime
     [Fact]
     public void TheCancelRequest_CarriesTheSessionsWholeKey()
     {
-        CliResult result = CliRunner.Run("capture", "--port", _server!.Port.ToString(CultureInfo.InvariantCulture), "--connection-ids", _file);
+        CliResult result = CliRunner.Run("capture", "--port", sessions.Proxy18Port.ToString(CultureInfo.InvariantCulture), "--connection-ids", sessions.CaptureFile);
         Assert.True(result.ExitCode == 0, result.ToString());
 
         string key = result.Lines.Single(line => line.Contains("\tBackendKeyData\t", StringComparison.Ordinal) && result.Lines.Any(l => l.StartsWith(line.Split('\t')[0] + "\t", StringComparison.Ordinal) && l.Contains("GSSENCRequest", StringComparison.Ordinal)));

@@ -293,13 +293,47 @@ public class CaptureScriptsTests
         Assert.Null(CaptureScripts.Open(directory.Path, out error));
         Assert.Contains("already holds connection-*.pgproto", error);
 
-        string missing = Path.Combine(directory.Path, "new", "deeper");
-        Assert.NotNull(CaptureScripts.Open(missing, out _));
-        Assert.True(Directory.Exists(missing));
+        string created = Path.Combine(directory.Path, "new");
+        Assert.NotNull(CaptureScripts.Open(created, out _));
+        Assert.True(Directory.Exists(created));
 
         CliResult result = CliRunner.Run("capture", "--to-script", directory.Path, Path.Combine(directory.Path, "notes.txt"));
         Assert.Equal(2, result.ExitCode);
         Assert.Contains("already holds connection-*.pgproto", result.Stderr);
+    }
+
+    [Fact]
+    public void ADirectoryThatCannotHoldTheScripts_IsAUsageErrorSayingWhy_BeforeTheCaptureIsRead()
+    {
+        using var directory = new TempDirectory();
+        string capture = directory.Write("empty.pcap", [0xD4, 0xC3, 0xB2, 0xA1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 1, 0, 0, 0]);
+        string file = directory.Write("a-file", "x"u8.ToArray());
+        Directory.CreateDirectory(Path.Combine(directory.Path, "taken", "connection-2.pgproto"));
+
+        (string Directory, string Message)[] refused =
+        [
+            ("", "--to-script needs the name of a directory, not an empty one"),
+            ("  ", "--to-script needs the name of a directory, not an empty one"),
+            (Path.Combine(directory.Path, "missing", "scripts"), $"--to-script: the directory '{Path.Combine(directory.Path, "missing")}' does not exist (DIR is created only in a directory that exists)"),
+            (Path.Combine(file, "scripts"), $"--to-script: '{file}' is a file, not a directory to create 'scripts' in"),
+            (file, $"--to-script: '{file}' is a file, not a directory"),
+            (Path.Combine(directory.Path, "taken"), $"--to-script: '{Path.Combine(directory.Path, "taken")}' holds a directory named connection-2.pgproto, where a script would be written: give an empty or new directory"),
+        ];
+        foreach ((string scripts, string message) in refused)
+        {
+            CliResult result = CliRunner.Run("capture", "--to-script", scripts, capture);
+
+            Assert.Equal(PgSpecCommandLine.ExitUsage, result.ExitCode);
+            Assert.Equal("pgspec capture: " + message + "\n", result.Stderr);
+            Assert.Empty(result.Stdout);
+        }
+
+        Assert.False(Directory.Exists(Path.Combine(directory.Path, "missing")));
+
+        // The capture, empty but valid, gives no script at all: the refusals came before it was read.
+        CliResult fine = CliRunner.Run("capture", "--to-script", Path.Combine(directory.Path, "scripts"), capture);
+        Assert.True(fine.ExitCode == 0, fine.ToString());
+        Assert.Contains("0 scripts written", fine.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]

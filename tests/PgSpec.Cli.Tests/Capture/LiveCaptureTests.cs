@@ -76,6 +76,81 @@ public class LiveCaptureTests
         }
     }
 
+    [Fact]
+    public async Task AnIdleLiveCapture_TakesNoProcessorTime_WhileOtherTrafficPasses()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var other = new TcpListener(IPAddress.Loopback, 0);
+        other.Start();
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (string argument in (string[])[Path.Combine(AppContext.BaseDirectory, "pgspec.dll"), "capture", "--interface", "lo", "--port", ((IPEndPoint)listener.LocalEndpoint).Port.ToString(CultureInfo.InvariantCulture)])
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using Process capture = Process.Start(start)!;
+        Task<string> stderr = capture.StandardError.ReadToEndAsync();
+        try
+        {
+            // Capturing once it has seen a Query of its port.
+            var deadline = Stopwatch.StartNew();
+            Task<string?> line = capture.StandardOutput.ReadLineAsync();
+            bool seen = false;
+            while (!seen && deadline.Elapsed < TimeSpan.FromMinutes(1) && !capture.HasExited)
+            {
+                Converse(listener);
+                while (await Task.WhenAny(line, Task.Delay(TimeSpan.FromMilliseconds(200))) == line && await line is { } text)
+                {
+                    seen |= text.Contains("\tQuery\t", StringComparison.Ordinal);
+                    line = capture.StandardOutput.ReadLineAsync();
+                }
+            }
+
+            Assert.True(seen, "the live capture printed no Query");
+
+            // Three seconds of connections to another port: the kernel keeps them from the
+            // capture, which waits without running (a loop that polled would take ~300 ticks).
+            long before = ProcessorTicks(capture.Id);
+            var window = Stopwatch.StartNew();
+            int conversations = 0;
+            while (window.Elapsed < TimeSpan.FromSeconds(3))
+            {
+                Converse(other);
+                conversations++;
+                await Task.Delay(5);
+            }
+
+            long used = ProcessorTicks(capture.Id) - before;
+            Assert.True(used <= 10, $"the capture took {used} ticks of processor time (1/100 s each) in {window.Elapsed.TotalSeconds:0.0} s while {conversations} conversations went to another port");
+        }
+        finally
+        {
+            if (!capture.HasExited)
+            {
+                capture.Kill(entireProcessTree: true);
+            }
+        }
+
+        await capture.WaitForExitAsync();
+        _ = await stderr;
+    }
+
+    /// <summary>The processor time a process has taken, user and system, in clock ticks (utime and stime of /proc/PID/stat).</summary>
+    private static long ProcessorTicks(int pid)
+    {
+        string stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
+
+        // The fields after the command name (in parentheses, which may hold spaces): state is the third field, utime the 14th.
+        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+    }
+
     /// <summary>A login without password, one Query and its answer, over a new loopback connection.</summary>
     private static void Converse(TcpListener listener)
     {
