@@ -42,7 +42,7 @@ public class CaptureWiresharkAgreementTests(ProxiedSessions sessions)
         "pipeline-libpq18-3.2-pg18 (server side, PostgreSQL 18): F StartupMessage: dissector type 'Unknown'",
         "pipeline-libpq18-3.2-pg18 (server side, PostgreSQL 18): B BackendKeyData: pgsql.key differs",
         "pgspec-client-3.2 (client side, PostgreSQL 18): F StartupMessage: dissector type 'Unknown'",
-        "pgspec-client-3.2 (client side, PostgreSQL 18): B GSSENCResponse and the 43 messages after it: not shown",
+        "pgspec-client-3.2 (client side, PostgreSQL 18): B GSSENCResponse and the 51 messages after it: not shown",
         "pgspec-client-3.2 (server side, PostgreSQL 18): F StartupMessage: dissector type 'Unknown'",
         "pgspec-client-3.2 (server side, PostgreSQL 18): B BackendKeyData: pgsql.key differs",
         "CancelRequest (client side, PostgreSQL 18): F CancelRequest: dissector type 'Unknown'",
@@ -186,7 +186,7 @@ public class CaptureWiresharkAgreementTests(ProxiedSessions sessions)
         Assert.Equal(
             sessions.Protocol32Traffic.Where(t => t.Direction == PgDirection.Backend).Select(t => t.Name),
             gss.Messages.Where(m => m.Direction == 'B').Select(m => m.Name));
-        Assert.Equal(44, gss.Messages.Count(m => m.Direction == 'B'));
+        Assert.Equal(52, gss.Messages.Count(m => m.Direction == 'B'));
         Assert.Equal("N", gss.Messages.First(m => m.Direction == 'B').Fields.GetProperty("answer").GetString());
 
         // An SSLRequest answered 'N': one byte, then the StartupMessage in plain text.
@@ -525,6 +525,17 @@ public class CaptureWiresharkAgreementTests(ProxiedSessions sessions)
                 Add("pid", Int("processId"));
                 Add("condition", String("channel"));
                 Add("text", String("payload"));
+                break;
+            case "CopyFail":
+                Add("error", String("errorMessage"));
+                break;
+            case "ParameterDescription":
+                Text($"Parameters: {Array("parameterTypeOids").Count()}");
+                foreach (JsonElement oid in Array("parameterTypeOids"))
+                {
+                    Add("oid.type", oid.GetUInt32());
+                }
+
                 break;
             case "NegotiateProtocolVersion":
                 Add("version_supported_minor", Int("newestProtocolVersion"));

@@ -147,7 +147,9 @@ public sealed class ProxiedSessions : IAsyncLifetime
 
         CaptureFile = Path.Combine(_dir.Path, "sessions.pcap");
         string filter = string.Join(" or ", Ports.Select(port => "tcp port " + Port(port)));
-        using (Tcpdump.Start(["-i", "any", "--immediate-mode", "-U", "-B", "32768", "-w", CaptureFile, filter]))
+        // A kernel buffer of 128 MiB: on a busy machine tcpdump may be kept waiting while hundreds
+        // of kilobytes go by twice (on both sides of the proxies).
+        using (Tcpdump.Start(["-i", "any", "--immediate-mode", "-U", "-B", "131072", "-w", CaptureFile, filter]))
         {
             RunPsql();
             RunPipelines();
@@ -299,6 +301,18 @@ public sealed class ProxiedSessions : IAsyncLifetime
         Assert.Equal("42", System.Text.Encoding.ASCII.GetString(sum!.Value.Span));
         await session.QueryAsync("COPY t FROM STDIN", [(ReadOnlyMemory<byte>)"3\tthree\n"u8.ToArray()]);
         await session.QueryAsync("COPY t TO STDOUT");
+
+        // A statement described (ParameterDescription) and closed, answered on Flush before the
+        // Sync; a COPY the client fails (CopyFail).
+        IReadOnlyList<IBackendMessage> described = await session.RoundTripAsync(
+            [new Parse("s1", "SELECT $1::int + 1", []), new Describe(StatementOrPortal.Statement, "s1"), new Flush()],
+            until: reply => reply is RowDescription or ErrorResponse);
+        Assert.Contains(described, reply => reply is ParameterDescription);
+        IReadOnlyList<IBackendMessage> closed = await session.RoundTripAsync([new Close(StatementOrPortal.Statement, "s1"), new Sync()]);
+        Assert.Contains(closed, reply => reply is CloseComplete);
+        await session.RoundTripAsync([new Query("COPY t FROM STDIN")], until: reply => reply is CopyInResponse);
+        IReadOnlyList<IBackendMessage> failed = await session.RoundTripAsync([new CopyFail("the client gives up")], until: reply => reply is ReadyForQuery);
+        Assert.Contains(failed, reply => reply is ErrorResponse);
 
         Task sleeping = session.QueryAsync("SELECT pg_sleep(60)");
         string waiting = $"SELECT 1 FROM pg_stat_activity WHERE pid = {session.ProcessId.ToString(CultureInfo.InvariantCulture)} AND wait_event = 'PgSleep'";
