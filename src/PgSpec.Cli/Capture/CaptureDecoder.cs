@@ -225,6 +225,9 @@ internal sealed class CaptureDecoder
     /// <summary>Bytes held out of order by all open connections.</summary>
     public long HeldBytes => _heldTotal;
 
+    /// <summary>How many times a place in a stream was examined as a message boundary while resynchronising: linear in the bytes, not quadratic.</summary>
+    internal long BoundaryAttempts { get; private set; }
+
     private void ReleaseHeld(DateTime time)
     {
         foreach (Connection connection in _connections.Values.OrderByDescending(c => c.HeldBytes))
@@ -328,6 +331,9 @@ internal sealed class CaptureDecoder
         public DecodeContext Context => _context;
 
         public int MaxHeldBytes => _owner._maxHeldBytes;
+
+        /// <summary>Counts one look for a message boundary (see <see cref="CaptureDecoder.BoundaryAttempts"/>).</summary>
+        public void CountBoundaryAttempt() => _owner.BoundaryAttempts++;
 
         public bool MidStream => _midStream;
 
@@ -650,6 +656,7 @@ internal sealed class CaptureDecoder
             for (int i = 0; i < _waitingStarts.Count && found < 0; i++)
             {
                 int start = _waitingStarts[i];
+                _connection.CountBoundaryAttempt();
                 switch (Proves(held[start..]))
                 {
                     case Proof.Proved:
@@ -663,6 +670,7 @@ internal sealed class CaptureDecoder
 
             for (int start = _scannedStarts; start < held.Length && found < 0; start++)
             {
+                _connection.CountBoundaryAttempt();
                 switch (Proves(held[start..]))
                 {
                     case Proof.Proved:

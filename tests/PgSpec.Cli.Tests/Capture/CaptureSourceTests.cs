@@ -130,10 +130,10 @@ public class CaptureSourceTests
             await Task.Delay(20);
         }
 
-        var stopping = Stopwatch.StartNew();
+        // Cancelled, it stops without waiting for another packet (none comes): within a bound far
+        // above what it takes, so that a wait for a packet fails the test instead of hanging it.
         cancel.Cancel();
-        var counts = await run.WaitAsync(TimeSpan.FromSeconds(3));
-        Assert.InRange(stopping.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(2));
+        var counts = await run.WaitAsync(TimeSpan.FromSeconds(20));
         lock (segments)
         {
             exchange.Check(segments);
@@ -150,10 +150,8 @@ public class CaptureSourceTests
         var run = Task.Factory.StartNew(() => source.Run(_ => { }, cancel.Token), TaskCreationOptions.LongRunning);
         await Task.Delay(300);
         Assert.False(run.IsCompleted);
-        var stopping = Stopwatch.StartNew();
         cancel.Cancel();
-        var counts = await run.WaitAsync(TimeSpan.FromSeconds(3));
-        Assert.InRange(stopping.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(1));
+        var counts = await run.WaitAsync(TimeSpan.FromSeconds(20));
         Assert.Equal(0, counts.Packets);
     }
 
