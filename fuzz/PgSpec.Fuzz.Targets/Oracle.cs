@@ -23,7 +23,10 @@ public static class Oracle
     /// </summary>
     public const int DecodeBytesPerInputByte = 64;
 
-    /// <summary>Bytes the framer and message reader may allocate over a whole single-segment stream: one error's text.</summary>
+    /// <summary>
+    /// Bytes the framer and message reader may allocate over a whole single-segment stream: one
+    /// error's text, and the reader's table of where a message's values are (under 4 KiB over its life).
+    /// </summary>
     public const int StreamBudget = 8192;
 
     /// <summary>Limits that never refuse: bodies in the body targets are not framed, so their size is not the framer's to check.</summary>

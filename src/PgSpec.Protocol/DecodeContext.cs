@@ -38,17 +38,27 @@ public enum PgSessionPhase
 public class DecodeContext
 {
     // The kinds of message from which a plain DecodeContext learns nothing (see IsInert).
-    private static readonly bool[] FrontendInert = InertKinds<FrontendMessageKind>(kind =>
-        !FrontendMessages.IsByContext(kind)
-        && kind is not (FrontendMessageKind.StartupMessage or FrontendMessageKind.SSLRequest or FrontendMessageKind.GSSENCRequest)
-        && KeepsPhase(phase => FrontendMessages.NextPhase(kind, phase)));
+    private static readonly bool[] FrontendInert;
 
-    private static readonly bool[] BackendInert = InertKinds<BackendMessageKind>(kind =>
-        BackendMessages.AnsweredBy(kind) == FrontendMessageKind.Unknown
-        && kind != BackendMessageKind.NegotiateProtocolVersion
-        && KeepsPhase(phase => BackendMessages.NextPhase(kind, phase)));
+    private static readonly bool[] BackendInert;
 
     private readonly bool _plain;
+
+    /// <summary>
+    /// Builds the tables when the type is first used, which is when the first context is made (a
+    /// static constructor: not later, inside the first read, which should allocate nothing).
+    /// </summary>
+    static DecodeContext()
+    {
+        FrontendInert = InertKinds<FrontendMessageKind>(kind =>
+            !FrontendMessages.IsByContext(kind)
+            && kind is not (FrontendMessageKind.StartupMessage or FrontendMessageKind.SSLRequest or FrontendMessageKind.GSSENCRequest)
+            && KeepsPhase(phase => FrontendMessages.NextPhase(kind, phase)));
+        BackendInert = InertKinds<BackendMessageKind>(kind =>
+            BackendMessages.AnsweredBy(kind) == FrontendMessageKind.Unknown
+            && kind != BackendMessageKind.NegotiateProtocolVersion
+            && KeepsPhase(phase => BackendMessages.NextPhase(kind, phase)));
+    }
 
     /// <summary>A context for a connection from its start: the newest protocol version, the startup phase and the default limits.</summary>
     public DecodeContext()

@@ -118,6 +118,39 @@ public class ValueSlotsTests
     }
 
     [Fact]
+    public void Reader_ThroughListsOfEveryLength_AllocatesItsSlotsOnceAndBounded()
+    {
+        // Binds of 1 to 400 parameters, then again: the slots grow by doubling to their bound
+        // (longer lists are walked), so the reader allocates a few kilobytes in all, not per message.
+        var writer = new ArrayBufferWriter<byte>();
+        for (int pass = 0; pass < 2; pass++)
+        {
+            for (int n = 1; n <= 400; n++)
+            {
+                new Bind("", "", [], [.. Enumerable.Repeat((ReadOnlyMemory<byte>?)new byte[] { 1 }, n)], []).Encode(writer);
+            }
+        }
+
+        byte[] stream = writer.WrittenSpan.ToArray();
+        var reader = new PgMessageReader(PgDirection.Frontend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        ReadOnlySpan<byte> rest = stream;
+        int messages = 0;
+        long sum = 0;
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        while (reader.TryRead(rest, out int consumed, out PgReceivedMessage message, out _) == PgReadStatus.Message)
+        {
+            rest = rest[consumed..];
+            sum += Bind.View.Read(message).Parameters.Count;
+            messages++;
+        }
+
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(800, messages);
+        Assert.Equal(2L * 400 * 401 / 2, sum);
+        Assert.InRange(allocated, 1, 5000);
+    }
+
+    [Fact]
     public async Task PipeReader_AfterWarmUp_AllocatesNothingPerMessage()
     {
         // Two passes of different lengths through PipeReader.Create over a stream, as a socket is

@@ -155,8 +155,11 @@ public enum PgReadStatus
 /// </summary>
 public sealed class PgMessageReader
 {
-    /// <summary>The most values whose places a reader records per message (8 KiB of slots).</summary>
-    private const int MaxValueSlots = 1024;
+    /// <summary>
+    /// The most values whose places a reader records per message (2 KiB of slots, grown by
+    /// doubling from 16: some 4 KiB allocated over a reader's life at most); a longer list is walked.
+    /// </summary>
+    private const int MaxValueSlots = 256;
 
     private byte[] _scratch = [];
 
