@@ -188,7 +188,9 @@ public class ValueSlotsTests
     private static async Task<long> ReadPipe(byte[] stream)
     {
         using var source = new MemoryStream(stream, writable: false);
-        PipeReader pipe = PipeReader.Create(source, new StreamPipeReaderOptions(bufferSize: 4096, leaveOpen: true));
+        // 64 KiB buffers, as PgSpec.Client reads its socket: a Debug build allocates each pipe
+        // read's async state machine, a few dozen reads here, far below a byte per message.
+        PipeReader pipe = PipeReader.Create(source, new StreamPipeReaderOptions(bufferSize: 65536, minimumReadSize: 16384, leaveOpen: true));
         var reader = new PgPipeMessageReader(pipe, PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
         long sum = 0;
         while (true)
