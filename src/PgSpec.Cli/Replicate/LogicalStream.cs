@@ -322,7 +322,8 @@ internal sealed class LogicalStream
             case StreamStop:
                 if (_settings.Verbose && _blockXid is int blockXid && _streams.TryGetValue(blockXid, out BufferedTransaction? streamed))
                 {
-                    Note($"streamed block of transaction {blockXid}: {streamed.Count} messages held{(streamed.Spilled ? " (spilled to a file)" : "")}");
+                    string subtransactions = streamed.Subtransactions.Count == 0 ? "" : "; with changes of subtransactions " + string.Join(", ", streamed.Subtransactions.Order());
+                    Note($"streamed block of transaction {blockXid}: {streamed.Count} messages held{(streamed.Spilled ? " (spilled to a file)" : "")}{subtransactions}");
                 }
 
                 _blockXid = null;

@@ -22,6 +22,7 @@ internal sealed class BufferedTransaction : IDisposable
     private List<BufferedRecord>? _memory = [];
     private FileStream? _spill;
     private HashSet<int>? _abortedSubtransactions;
+    private HashSet<int>? _subtransactions;
 
     internal BufferedTransaction(TransactionBuffers owner, int xid, long firstLsn, bool streamed)
     {
@@ -70,6 +71,9 @@ internal sealed class BufferedTransaction : IDisposable
     /// <summary>Subtransactions that aborted (Stream Abort with a subtransaction's xid): their changes are left out.</summary>
     public IReadOnlySet<int> AbortedSubtransactions => (IReadOnlySet<int>?)_abortedSubtransactions ?? new HashSet<int>();
 
+    /// <summary>The subtransactions whose messages it holds (a streamed transaction's messages name their subtransaction).</summary>
+    public IReadOnlySet<int> Subtransactions => (IReadOnlySet<int>?)_subtransactions ?? new HashSet<int>();
+
     /// <summary>Marks a subtransaction aborted.</summary>
     public void AbortSubtransaction(int subXid) => (_abortedSubtransactions ??= []).Add(subXid);
 
@@ -77,6 +81,11 @@ internal sealed class BufferedTransaction : IDisposable
     public void Add(BufferedRecord record)
     {
         Count++;
+        if (record.Xid != Xid)
+        {
+            (_subtransactions ??= []).Add(record.Xid);
+        }
+
         if (_spill is not null)
         {
             WriteRecord(_spill, record);
