@@ -27,7 +27,7 @@ internal sealed class LogicalStream
     private readonly ReplicationOutput _output;
     private readonly TextWriter _stderr;
     private readonly CancellationToken _stop;
-    private readonly Func<bool> _takeReopen;
+    private readonly ReplicateSignals _signals;
     private readonly PgOutputContext _context;
     private readonly ChangeWriter _writer;
     private readonly TransactionBuffers _buffers;
@@ -49,14 +49,14 @@ internal sealed class LogicalStream
     private long _rolledBackPrepared;
     private string _stoppedBy = "SIGINT/SIGTERM";
 
-    public LogicalStream(PgFrontendSession session, ReplicateSettings settings, int protocolVersion, ReplicationOutput output, TextWriter stderr, Func<bool> takeReopen, CancellationToken stop)
+    public LogicalStream(PgFrontendSession session, ReplicateSettings settings, int protocolVersion, ReplicationOutput output, TextWriter stderr, ReplicateSignals signals)
     {
         _session = session;
         _settings = settings;
         _output = output;
         _stderr = stderr;
-        _takeReopen = takeReopen;
-        _stop = stop;
+        _signals = signals;
+        _stop = signals.Stop;
         _context = new PgOutputContext(protocolVersion, settings.Streaming);
         _writer = new ChangeWriter(output.Stream, protocolVersion, settings.Streaming);
         _buffers = new TransactionBuffers(settings.BufferMemory, settings.SpillDirectory);
@@ -86,7 +86,7 @@ internal sealed class LogicalStream
         {
             while (!_stop.IsCancellationRequested)
             {
-                if (_takeReopen())
+                if (_signals.TakeReopen())
                 {
                     _output.Reopen();
                     Note($"reopened {_output.Name}");
@@ -128,13 +128,15 @@ internal sealed class LogicalStream
                         wait = Shortest(wait, lastReceived + (pinged ? timeout : timeout / 2) - now);
                     }
 
+                    using var attention = CancellationTokenSource.CreateLinkedTokenSource(_stop, _signals.Wake);
                     try
                     {
-                        message = await _session.TryReceiveAsync(wait, _stop).ConfigureAwait(false);
+                        message = await _session.TryReceiveAsync(wait, attention.Token).ConfigureAwait(false);
                     }
-                    catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+                    catch (OperationCanceledException) when (attention.IsCancellationRequested)
                     {
-                        break;
+                        // Stopped (the loop ends), or woken (SIGHUP: the loop reopens the file).
+                        continue;
                     }
 
                     if (message is null)
@@ -561,16 +563,7 @@ internal sealed class LogicalStream
         int pending = _streams.Count + _prepared.Count;
         await SendStatusAsync(replyRequested: false).ConfigureAwait(false);
         DisposeAll();
-        string ended = "";
-        try
-        {
-            await _session.EndCopyBothAsync(CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is PgConnectionException or PgProtocolException or PgServerException)
-        {
-            ended = $"; the server did not end the stream cleanly ({e.Message})";
-        }
-
+        string ended = await ReplicationConnection.EndStreamAsync(_session).ConfigureAwait(false);
         string held = pending == 0 ? "" : $"; {pending} transactions not yet committed were left to the server, which sends them again";
         _stderr.WriteLine(string.Create(
             CultureInfo.InvariantCulture,

@@ -19,7 +19,7 @@ internal sealed class PhysicalStream
     private readonly ReplicateSettings _settings;
     private readonly ReplicationOutput _output;
     private readonly TextWriter _stderr;
-    private readonly Func<bool> _takeReopen;
+    private readonly ReplicateSignals _signals;
     private readonly CancellationToken _stop;
     private long _written;
     private long _acknowledged;
@@ -28,14 +28,14 @@ internal sealed class PhysicalStream
     private DateTime _lastStatus = DateTime.UtcNow;
     private string _stoppedBy = "SIGINT/SIGTERM";
 
-    public PhysicalStream(PgFrontendSession session, ReplicateSettings settings, ReplicationOutput output, TextWriter stderr, Func<bool> takeReopen, CancellationToken stop)
+    public PhysicalStream(PgFrontendSession session, ReplicateSettings settings, ReplicationOutput output, TextWriter stderr, ReplicateSignals signals)
     {
         _session = session;
         _settings = settings;
         _output = output;
         _stderr = stderr;
-        _takeReopen = takeReopen;
-        _stop = stop;
+        _signals = signals;
+        _stop = signals.Stop;
     }
 
     /// <summary>Streams from <paramref name="start"/> on <paramref name="timeline"/> until SIGINT/SIGTERM, --endpos or an error.</summary>
@@ -64,7 +64,7 @@ internal sealed class PhysicalStream
         TimeSpan interval = _settings.StatusInterval;
         while (!_stop.IsCancellationRequested)
         {
-            if (_takeReopen())
+            if (_signals.TakeReopen())
             {
                 _output.Reopen();
                 json.Reset(_output.Stream);
@@ -106,13 +106,15 @@ internal sealed class PhysicalStream
                     wait = wait == Timeout.InfiniteTimeSpan || watch < wait ? watch : wait;
                 }
 
+                using var attention = CancellationTokenSource.CreateLinkedTokenSource(_stop, _signals.Wake);
                 try
                 {
-                    message = await _session.TryReceiveAsync(wait, _stop).ConfigureAwait(false);
+                    message = await _session.TryReceiveAsync(wait, attention.Token).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+                catch (OperationCanceledException) when (attention.IsCancellationRequested)
                 {
-                    break;
+                    // Stopped (the loop ends), or woken (SIGHUP: the loop reopens the file).
+                    continue;
                 }
 
                 if (message is null)
@@ -200,16 +202,7 @@ internal sealed class PhysicalStream
     private async Task<int> FinishAsync()
     {
         await SendStatusAsync(false).ConfigureAwait(false);
-        string ended = "";
-        try
-        {
-            await _session.EndCopyBothAsync(CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is PgConnectionException or PgProtocolException or PgServerException)
-        {
-            ended = $"; the server did not end the stream cleanly ({e.Message})";
-        }
-
+        string ended = await ReplicationConnection.EndStreamAsync(_session).ConfigureAwait(false);
         _stderr.WriteLine(string.Create(CultureInfo.InvariantCulture, $"pgspec replicate: stopped ({_stoppedBy}); confirmed {ReplicationValues.FormatLsn(_acknowledged)} to the server; {_messages} XLogData messages ({_bytes} bytes of WAL) seen{ended}"));
         return PgSpecCommandLine.ExitOk;
     }

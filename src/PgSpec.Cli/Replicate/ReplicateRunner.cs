@@ -15,7 +15,7 @@ internal sealed class ReplicateRunner
     private readonly ReplicateSettings _settings;
     private readonly Stream _stdout;
     private readonly TextWriter _stderr;
-    private int _reopen;
+    private ReplicateSignals _signals = new(CancellationToken.None);
 
     private ReplicateRunner(ReplicateSettings settings, Stream stdout, TextWriter stderr)
     {
@@ -47,7 +47,7 @@ internal sealed class ReplicateRunner
         void OnHangUp(PosixSignalContext context)
         {
             context.Cancel = true;
-            Interlocked.Exchange(ref runner._reopen, 1);
+            runner._signals.RequestReopen();
         }
 
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnStop);
@@ -56,10 +56,9 @@ internal sealed class ReplicateRunner
         return runner.RunAsync(signalled.Token).GetAwaiter().GetResult();
     }
 
-    private bool TakeReopen() => Interlocked.Exchange(ref _reopen, 0) == 1;
-
     private async Task<int> RunAsync(CancellationToken stop)
     {
+        _signals = new ReplicateSignals(stop);
         ReplicationOutput output;
         try
         {
@@ -164,7 +163,7 @@ internal sealed class ReplicateRunner
         await CheckSlotAsync(session, slot, "logical", stop).ConfigureAwait(false);
         await CheckPublicationsAsync(session, stop).ConfigureAwait(false);
 
-        var stream = new LogicalStream(session, _settings, version, output, _stderr, TakeReopen, stop);
+        var stream = new LogicalStream(session, _settings, version, output, _stderr, _signals);
         await LoadTypeNamesAsync(session, stream.Writer, stop).ConfigureAwait(false);
 
         var options = new List<string>
@@ -367,6 +366,6 @@ internal sealed class ReplicateRunner
             start = position;
         }
 
-        return await new PhysicalStream(session, _settings, output, _stderr, TakeReopen, stop).RunAsync(start, timeline).ConfigureAwait(false);
+        return await new PhysicalStream(session, _settings, output, _stderr, _signals).RunAsync(start, timeline).ConfigureAwait(false);
     }
 }

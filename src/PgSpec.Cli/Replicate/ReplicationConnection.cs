@@ -116,6 +116,32 @@ internal static class ReplicationConnection
         }
     }
 
+    /// <summary>How long the end of a stream (CopyDone both ways) may take once the last status update has gone.</summary>
+    private static readonly TimeSpan s_endBound = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Ends the copy-both exchange (CopyDone, then what the server still sends up to ReadyForQuery,
+    /// dropped). The last status update has gone before: a server that takes long (in the middle of a
+    /// large transaction) is left after a few seconds. Returns a note for the summary, empty when all went well.
+    /// </summary>
+    public static async Task<string> EndStreamAsync(PgFrontendSession session)
+    {
+        using var bound = new CancellationTokenSource(s_endBound);
+        try
+        {
+            await session.EndCopyBothAsync(bound.Token).ConfigureAwait(false);
+            return "";
+        }
+        catch (OperationCanceledException) when (bound.IsCancellationRequested)
+        {
+            return $"; the server did not end the stream within {s_endBound.TotalSeconds:0} s of CopyDone, so the connection was closed";
+        }
+        catch (Exception e) when (e is PgConnectionException or PgProtocolException or PgServerException)
+        {
+            return $"; the server did not end the stream cleanly ({e.Message})";
+        }
+    }
+
     /// <summary>A server error in a line or three: severity, SQLSTATE, message, detail, hint.</summary>
     public static string Describe(PgServerException e)
     {

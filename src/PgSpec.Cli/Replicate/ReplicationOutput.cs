@@ -18,10 +18,11 @@ internal sealed class ReplicationOutput : IDisposable
         _path = path;
         _file = file;
         _buffered = new BufferedStream(target, BufferSize);
+        Stream = new CurrentStream(this);
     }
 
-    /// <summary>The buffered stream the lines are written to.</summary>
-    public Stream Stream => _buffered;
+    /// <summary>The stream the lines are written to: buffered, and the same stream after <see cref="Reopen"/>.</summary>
+    public Stream Stream { get; }
 
     /// <summary>What the output is, for messages.</summary>
     public string Name => _path ?? "standard output";
@@ -82,6 +83,38 @@ internal sealed class ReplicationOutput : IDisposable
         {
             // What could not be written was not acknowledged; the error, if it matters, was reported.
         }
+    }
+
+    /// <summary>Writes go to the output's buffer of the moment (a new one after <see cref="Reopen"/>).</summary>
+    private sealed class CurrentStream(ReplicationOutput output) : Stream
+    {
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => output._buffered.Write(buffer, offset, count);
+
+        public override void Write(ReadOnlySpan<byte> buffer) => output._buffered.Write(buffer);
+
+        public override void WriteByte(byte value) => output._buffered.WriteByte(value);
+
+        public override void Flush() => output._buffered.Flush();
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
     }
 
     /// <summary>Standard output, which the tool's caller owns and closes.</summary>

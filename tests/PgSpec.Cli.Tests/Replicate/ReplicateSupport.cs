@@ -249,10 +249,13 @@ public sealed class ReplicateRun : IDisposable
 
     public override string ToString() => $"pgspec {string.Join(' ', Args)}\n--- stderr\n{Stderr.Text}";
 
+    /// <summary>Stops the run, if it still runs (without waiting for it).</summary>
     public void Dispose()
     {
-        _stop.Cancel();
-        _stop.Dispose();
+        if (!_exit.Task.IsCompleted)
+        {
+            _stop.Cancel();
+        }
     }
 }
 
