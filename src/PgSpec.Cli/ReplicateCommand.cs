@@ -36,7 +36,8 @@ internal static class ReplicateCommand
 
         Replication: --slot NAME (with --create-slot, it is created first, with TWO_PHASE under
         --two-phase; a slot that exists is an error unless --if-not-exists) and --publication
-        NAME[,NAME...]. pgoutput's protocol version is the highest the server has unless
+        NAME[,NAME...] (one that does not exist yet is a warning: PostgreSQL 15 to 17 end the
+        stream at the first change with an error, 18 leaves it out). pgoutput's protocol version is the highest the server has unless
         --proto-version says (1; 2 for PostgreSQL 14; 3 for 15; 4 for 16 and later). --streaming
         [on|parallel] has the server stream large transactions before they commit (version 2; parallel: 4);
         --two-phase has it decode transactions at PREPARE TRANSACTION (version 3); --binary asks for
@@ -262,6 +263,11 @@ internal static class ReplicateCommand
                 {
                     result.AddError("--two-phase needs --proto-version 3 or later.");
                 }
+            }
+
+            if (Value(spillDir) is { } directory && !Directory.Exists(directory))
+            {
+                result.AddError($"--spill-dir: {directory} is not a directory.");
             }
 
             if (Given(bufferMemory) && !ReplicationValues.TryParseSize(Value(bufferMemory), out _))

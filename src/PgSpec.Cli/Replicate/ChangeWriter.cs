@@ -62,9 +62,11 @@ internal sealed class ChangeWriter
     /// <summary>
     /// Writes a transaction that committed: a begin line, a line per change (the changes of aborted
     /// subtransactions left out), a commit line. Relation and Type messages among its messages are
-    /// learnt on the way. Returns the number of changes.
+    /// learnt on the way. <paramref name="keepAlive"/> is called every thousand messages or so (a
+    /// large transaction takes a while to write, and the server must hear from the client meanwhile).
+    /// Returns the number of changes.
     /// </summary>
-    public int WriteTransaction(BufferedTransaction transaction, CommitInfo commit)
+    public async Task<int> WriteTransactionAsync(BufferedTransaction transaction, CommitInfo commit, Func<Task> keepAlive)
     {
         Begin();
         _json.WriteString("op", "begin");
@@ -98,9 +100,15 @@ internal sealed class ChangeWriter
         End();
 
         int changes = 0;
+        int read = 0;
         IReadOnlySet<int> aborted = transaction.AbortedSubtransactions;
         foreach (BufferedRecord record in transaction.Records())
         {
+            if (++read % 1024 == 0)
+            {
+                await keepAlive().ConfigureAwait(false);
+            }
+
             PgOutputContext context = record.InStreamedBlock ? _inBlock : _plain;
             if (!PgOutputMessages.TryDecode(record.Data.Span, context, out IPgOutputMessage? message, out PgDecodeError error))
             {

@@ -153,12 +153,21 @@ internal sealed class LogicalStream
                 }
             }
         }
-        catch (Exception) when (DisposeAll())
+        catch
         {
+            DisposeAll();
             throw;
         }
 
-        await FinishAsync().ConfigureAwait(false);
+        try
+        {
+            await FinishAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            DisposeAll();
+        }
+
         return PgSpecCommandLine.ExitOk;
     }
 
@@ -186,7 +195,7 @@ internal sealed class LogicalStream
                 switch (replication)
                 {
                     case XLogData xlog:
-                        return HandleXLogData(xlog);
+                        return await HandleXLogDataAsync(xlog).ConfigureAwait(false);
                     case PrimaryKeepalive keepalive:
                         return await HandleKeepaliveAsync(keepalive).ConfigureAwait(false);
                     default:
@@ -233,7 +242,7 @@ internal sealed class LogicalStream
         return false;
     }
 
-    private bool HandleXLogData(XLogData xlog)
+    private async Task<bool> HandleXLogDataAsync(XLogData xlog)
     {
         bool inBlock = _context.InStreamedTransaction;
         if (!PgOutputMessages.TryDecodeNext(xlog.Data.Span, _context, out IPgOutputMessage? message, out PgDecodeError error))
@@ -265,7 +274,7 @@ internal sealed class LogicalStream
                 }
 
                 _current = null;
-                return Write(transaction, new CommitInfo(commit.CommitLsn, commit.EndLsn, commit.CommitTime));
+                return await WriteAsync(transaction, new CommitInfo(commit.CommitLsn, commit.EndLsn, commit.CommitTime));
             }
 
             case Prepare prepare:
@@ -292,7 +301,7 @@ internal sealed class LogicalStream
                     transaction.Gid = commitPrepared.Gid;
                 }
 
-                return Write(transaction, new CommitInfo(commitPrepared.CommitLsn, commitPrepared.EndLsn, commitPrepared.CommitTime));
+                return await WriteAsync(transaction, new CommitInfo(commitPrepared.CommitLsn, commitPrepared.EndLsn, commitPrepared.CommitTime));
             }
 
             case RollbackPrepared rollbackPrepared:
@@ -344,7 +353,7 @@ internal sealed class LogicalStream
                     transaction = _buffers.Open(streamCommit.Xid, xlog.WalStart, streamed: true);
                 }
 
-                return Write(transaction, new CommitInfo(streamCommit.CommitLsn, streamCommit.EndLsn, streamCommit.CommitTime));
+                return await WriteAsync(transaction, new CommitInfo(streamCommit.CommitLsn, streamCommit.EndLsn, streamCommit.CommitTime));
             }
 
             case StreamAbort streamAbort:
@@ -500,11 +509,11 @@ internal sealed class LogicalStream
         return false;
     }
 
-    private bool Write(BufferedTransaction transaction, CommitInfo commit)
+    private async Task<bool> WriteAsync(BufferedTransaction transaction, CommitInfo commit)
     {
         try
         {
-            int changes = _writer.WriteTransaction(transaction, commit);
+            int changes = await _writer.WriteTransactionAsync(transaction, commit, KeepAliveAsync).ConfigureAwait(false);
             if (_settings.Verbose)
             {
                 Note($"transaction {transaction.Xid} committed at {ReplicationValues.FormatLsn(commit.CommitLsn)}: {changes} changes written{(transaction.Streamed ? " (streamed)" : "")}{(transaction.Gid is { } gid ? $" (prepared as '{gid}')" : "")}");
@@ -517,6 +526,20 @@ internal sealed class LogicalStream
 
         _written = Math.Max(_written, commit.EndLsn);
         return ReachedEnd();
+    }
+
+    /// <summary>
+    /// While a large transaction is written: a status update when one is due (the position it
+    /// confirms does not move until the transaction is written), so that the server, which hears
+    /// nothing else meanwhile, does not end the connection for wal_sender_timeout.
+    /// </summary>
+    private async Task KeepAliveAsync()
+    {
+        TimeSpan interval = _settings.StatusInterval > TimeSpan.Zero ? _settings.StatusInterval : TimeSpan.FromSeconds(10);
+        if (DateTime.UtcNow - _lastStatus >= interval)
+        {
+            await SendStatusAsync(replyRequested: false).ConfigureAwait(false);
+        }
     }
 
     /// <summary>The position that may be confirmed: what was written, held back before any PREPARE not yet resolved.</summary>
@@ -570,7 +593,7 @@ internal sealed class LogicalStream
             $"pgspec replicate: stopped ({_stoppedBy}); confirmed {ReplicationValues.FormatLsn(_acknowledged)} to the server; {_writer.Transactions} transactions ({_writer.Changes} changes) written; {_abortedTransactions} aborted streamed transactions, {_abortedSubtransactions} aborted subtransactions, {_rolledBackPrepared} rolled-back prepared transactions dropped; {_buffers.SpilledTransactions} transactions spilled to {_buffers.SpillDirectory}{held}{ended}"));
     }
 
-    private bool DisposeAll()
+    private void DisposeAll()
     {
         _current?.Dispose();
         _current = null;
@@ -581,7 +604,6 @@ internal sealed class LogicalStream
 
         _streams.Clear();
         _prepared.Clear();
-        return false;
     }
 
     private void Note(string text)

@@ -279,8 +279,10 @@ internal sealed class ReplicateRunner
     }
 
     /// <summary>
-    /// Checks that the publications exist: the server would tell only when the first change is
-    /// decoded (or, in later versions, warn and skip the missing ones).
+    /// Warns about publications that do not exist (yet): the server tells only when it decodes the
+    /// first change (PostgreSQL 15 to 17 end the stream with an error then; 18 skips them with a
+    /// warning). Not an error here, since a publication created after the stream starts, before
+    /// the changes, is one the server uses.
     /// </summary>
     private async Task CheckPublicationsAsync(PgFrontendSession session, CancellationToken stop)
     {
@@ -297,10 +299,9 @@ internal sealed class ReplicateRunner
             found.Add(result.Text(i, 0) ?? "");
         }
 
-        string[] missing = _settings.Publications.Where(p => !found.Contains(p)).ToArray();
-        if (missing.Length > 0)
+        foreach (string missing in _settings.Publications.Where(p => !found.Contains(p)))
         {
-            throw new ReplicateException(ReplicateCommand.ExitServerError, $"publication{(missing.Length > 1 ? "s" : "")} {string.Join(", ", missing)} do{(missing.Length > 1 ? "" : "es")} not exist in database {_settings.Connect.Database ?? _settings.Connect.User} (CREATE PUBLICATION ... FOR TABLE ...)");
+            _stderr.WriteLine($"pgspec replicate: warning: publication {missing} does not exist (yet) in database {_settings.Connect.Database ?? _settings.Connect.User}: unless it is created before the next change, the server ends the stream with an error at that change (PostgreSQL 15 to 17) or leaves it out (18)");
         }
     }
 
