@@ -98,25 +98,27 @@ internal sealed class LogicalStream
                     await SendStatusAsync(replyRequested: false).ConfigureAwait(false);
                 }
 
-                if (timeout != Timeout.InfiniteTimeSpan)
-                {
-                    if (now - lastReceived >= timeout)
-                    {
-                        throw new ReplicateException(PgSpecCommandLine.ExitTimeout, $"the server sent nothing for {timeout.TotalSeconds:0.#} s, not even the answer to a status update that asked for one (--timeout): the connection or the server is stuck");
-                    }
-
-                    if (!pinged && now - lastReceived >= timeout / 2)
-                    {
-                        await SendStatusAsync(replyRequested: true).ConfigureAwait(false);
-                        pinged = true;
-                    }
-                }
-
                 IBackendMessage? message = await _session.TryReceiveAsync(TimeSpan.Zero, CancellationToken.None).ConfigureAwait(false);
                 if (message is null)
                 {
                     // Nothing more for now: hand the lines written so far to the output.
                     _output.Flush();
+
+                    // Silence counts only when nothing is waiting (a large transaction being written is not the server's silence).
+                    if (timeout != Timeout.InfiniteTimeSpan)
+                    {
+                        if (DateTime.UtcNow - lastReceived >= timeout)
+                        {
+                            throw new ReplicateException(PgSpecCommandLine.ExitTimeout, $"the server sent nothing for {timeout.TotalSeconds:0.#} s, not even the answer to a status update that asked for one (--timeout): the connection or the server is stuck");
+                        }
+
+                        if (!pinged && DateTime.UtcNow - lastReceived >= timeout / 2)
+                        {
+                            await SendStatusAsync(replyRequested: true).ConfigureAwait(false);
+                            pinged = true;
+                        }
+                    }
+
                     TimeSpan wait = Timeout.InfiniteTimeSpan;
                     if (interval > TimeSpan.Zero)
                     {
@@ -145,9 +147,12 @@ internal sealed class LogicalStream
                     }
                 }
 
-                lastReceived = DateTime.UtcNow;
                 pinged = false;
-                if (await HandleAsync(message).ConfigureAwait(false))
+                bool stop = await HandleAsync(message).ConfigureAwait(false);
+
+                // The server's silence is counted from when the client is ready for it again.
+                lastReceived = DateTime.UtcNow;
+                if (stop)
                 {
                     break;
                 }

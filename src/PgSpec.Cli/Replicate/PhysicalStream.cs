@@ -76,24 +76,26 @@ internal sealed class PhysicalStream
                 await SendStatusAsync(false).ConfigureAwait(false);
             }
 
-            if (timeout != Timeout.InfiniteTimeSpan)
-            {
-                if (now - lastReceived >= timeout)
-                {
-                    throw new ReplicateException(PgSpecCommandLine.ExitTimeout, $"the server sent nothing for {timeout.TotalSeconds:0.#} s, not even the answer to a status update that asked for one (--timeout): the connection or the server is stuck");
-                }
-
-                if (!pinged && now - lastReceived >= timeout / 2)
-                {
-                    await SendStatusAsync(true).ConfigureAwait(false);
-                    pinged = true;
-                }
-            }
-
             IBackendMessage? message = await _session.TryReceiveAsync(TimeSpan.Zero, CancellationToken.None).ConfigureAwait(false);
             if (message is null)
             {
                 _output.Flush();
+
+                // Silence counts only when nothing is waiting.
+                if (timeout != Timeout.InfiniteTimeSpan)
+                {
+                    if (DateTime.UtcNow - lastReceived >= timeout)
+                    {
+                        throw new ReplicateException(PgSpecCommandLine.ExitTimeout, $"the server sent nothing for {timeout.TotalSeconds:0.#} s, not even the answer to a status update that asked for one (--timeout): the connection or the server is stuck");
+                    }
+
+                    if (!pinged && DateTime.UtcNow - lastReceived >= timeout / 2)
+                    {
+                        await SendStatusAsync(true).ConfigureAwait(false);
+                        pinged = true;
+                    }
+                }
+
                 TimeSpan wait = Timeout.InfiniteTimeSpan;
                 if (interval > TimeSpan.Zero)
                 {
