@@ -67,6 +67,22 @@ public class ReplicateOptionsTests(ReplicateServers servers)
             List<JsonElement> originNoneLines = ReplicateOutput.Parse(originNone.Stdout.Lines);
             Assert.Equal(["1", "2", "4"], Ids(originNoneLines));
             Assert.DoesNotContain(originNoneLines, l => l.TryGetProperty("origin", out _));
+
+            // Over TLS, the server's certificate verified (verify-full against 127.0.0.1), then --drop-slot.
+            using var folder = new TempDirectory();
+            string ca = folder.Write("root.crt", Encoding.ASCII.GetBytes(server.CaCertificatePem!));
+            using (ReplicateRun tls = ReplicateRun.Start([.. ReplicateServers.Connect(server), "--sslmode", "verify-full", "--sslrootcert", ca, "--slot", "op_binary", "--publication", "op_pub", "--endpos", "0/1"]))
+            {
+                Assert.True(await tls.Exit.WaitAsync(TimeSpan.FromMinutes(1)) == 0, tls.ToString());
+            }
+
+            using (ReplicateRun drop = ReplicateRun.Start([.. ReplicateServers.Connect(server), "--slot", "op_binary", "--drop-slot"]))
+            {
+                Assert.True(await drop.Exit.WaitAsync(TimeSpan.FromMinutes(1)) == 0, drop.ToString());
+                Assert.Contains("dropped replication slot op_binary", drop.Stderr.Text, StringComparison.Ordinal);
+            }
+
+            Assert.Empty((await admin.QueryAsync("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'op_binary'"))[0].Rows);
         }
         finally
         {
