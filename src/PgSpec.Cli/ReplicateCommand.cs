@@ -37,15 +37,16 @@ internal static class ReplicateCommand
         Replication: --slot NAME (with --create-slot, it is created first, with TWO_PHASE under
         --two-phase; a slot that exists is an error unless --if-not-exists) and --publication
         NAME[,NAME...] (one that does not exist yet is a warning: PostgreSQL 15 to 17 end the
-        stream at the first change with an error, 18 leaves it out). pgoutput's protocol version is the highest the server has unless
-        --proto-version says (1; 2 for PostgreSQL 14; 3 for 15; 4 for 16 and later). --streaming
-        [on|parallel] has the server stream large transactions before they commit (version 2; parallel: 4);
-        --two-phase has it decode transactions at PREPARE TRANSACTION (version 3); --binary asks for
-        values in binary; pg_logical_emit_message's messages are asked for (PostgreSQL 14 and
-        later) unless --no-messages; --origin none leaves out changes that came from another
-        origin (16 and later). The stream starts where the slot is, or at --startpos, and stops
-        at --endpos (transactions ending after it are not written), or on SIGINT or SIGTERM.
-        --drop-slot drops the slot and stops.
+        stream at the first change with an error, 18 leaves it out). pgoutput's protocol version
+        is the highest the server has unless --proto-version says (1; 2 for PostgreSQL 14; 3 for
+        15; 4 for 16 and later). --streaming [on|parallel] has the server stream large
+        transactions before they commit (version 2; parallel: 4); --two-phase has it decode
+        transactions at PREPARE TRANSACTION (version 3); --binary asks for values in binary;
+        pg_logical_emit_message's messages are asked for (PostgreSQL 14 and later) unless
+        --no-messages; --origin none leaves out changes that came from another origin (16 and
+        later). The stream starts where the slot is, or at --startpos, and stops at --endpos
+        (transactions ending after it are not written), or on SIGINT or SIGTERM. --drop-slot
+        drops the slot and stops.
 
         Output (standard output, or appended to --file FILE): one JSON object per line.
           {"op":"begin","xid":N,"lsn":L,"commitLsn":L,"commitTime":T[,"origin":NAME,"originLsn":L][,"gid":G,"prepareLsn":L,"prepareTime":T][,"streamed":true]}
@@ -76,9 +77,10 @@ internal static class ReplicateCommand
         confirms is one before which every transaction was written out: the output is flushed
         first (and a --file fsynced), and it never passes the PREPARE of a prepared transaction
         not yet resolved (the server would not send it again). A restart from the slot goes on
-        with the first transaction not written, so nothing is lost and nothing repeated (unless
-        the tool dies between writing and confirming: then the server sends those transactions
-        again, as replication is at-least-once). SIGHUP reopens the --file (log rotation).
+        with the first transaction not written: nothing is lost, and nothing is written twice
+        but the transactions that committed after a PREPARE still unresolved at the stop, or
+        those written just before the tool died (replication is at-least-once). SIGHUP reopens
+        the --file (log rotation).
 
         Physical replication (--physical, with replication=true): IDENTIFY_SYSTEM, then
         START_REPLICATION PHYSICAL from --startpos (or the slot's restart_lsn, or the server's WAL
