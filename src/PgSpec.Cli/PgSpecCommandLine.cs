@@ -91,6 +91,13 @@ public static class PgSpecCommandLine
     /// errors and notes to <paramref name="stderr"/>. Never throws for bad input or arguments.
     /// </summary>
     public static int Run(string[] args, Stream stdin, Stream stdout, TextWriter stderr)
+        => Run(args, stdin, stdout, stderr, CancellationToken.None);
+
+    /// <summary>
+    /// As <see cref="Run(string[], Stream, Stream, TextWriter)"/>; a long-running command (replicate)
+    /// stops cleanly when <paramref name="stop"/> is cancelled, instead of on SIGINT/SIGTERM.
+    /// </summary>
+    internal static int Run(string[] args, Stream stdin, Stream stdout, TextWriter stderr, CancellationToken stop)
     {
         ArgumentNullException.ThrowIfNull(args);
         ArgumentNullException.ThrowIfNull(stdin);
@@ -101,7 +108,7 @@ public static class PgSpecCommandLine
         var text = new StreamWriter(output, new UTF8Encoding(false), 4096, leaveOpen: true) { AutoFlush = true };
         try
         {
-            RootCommand root = Build(stdin, output, stdout, stderr);
+            RootCommand root = Build(stdin, output, stdout, stderr, stop);
             ParseResult result = root.Parse(args);
             if (result.Errors.Count > 0 && result.Action is not CommandLineAction { ClearsParseErrors: true })
             {
@@ -123,7 +130,7 @@ public static class PgSpecCommandLine
         }
     }
 
-    private static RootCommand Build(Stream stdin, Stream stdout, Stream unbufferedStdout, TextWriter stderr)
+    private static RootCommand Build(Stream stdin, Stream stdout, Stream unbufferedStdout, TextWriter stderr, CancellationToken stop)
     {
         var root = new RootCommand("""
             pgspec: tools for the PostgreSQL frontend/backend protocol (3.0 and 3.2), built from its spec.
@@ -137,6 +144,7 @@ public static class PgSpecCommandLine
         root.Subcommands.Add(ServeCommand.Create(unbufferedStdout, stderr));
         root.Subcommands.Add(ScriptCommand.Create(stdin, stdout, stderr));
         root.Subcommands.Add(CaptureCommand.Create(stdout, stderr));
+        root.Subcommands.Add(ReplicateCommand.Create(unbufferedStdout, stderr, stop));
         root.Subcommands.Add(HelpCommand(root));
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();

@@ -315,7 +315,7 @@ internal static class ScriptCommand
     private static string? Env(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
 
     /// <summary>The Unix socket of a directory given as -h, or, without one, of libpq's usual directories (Debian's first).</summary>
-    private static string SocketPath(string directory, int port)
+    internal static string SocketPath(string directory, int port)
     {
         string name = ".s.PGSQL." + port.ToString(CultureInfo.InvariantCulture);
         if (directory.Length > 0)

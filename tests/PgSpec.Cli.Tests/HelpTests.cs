@@ -5,7 +5,7 @@ namespace PgSpec.Cli.Tests;
 /// <summary>`pgspec --help`, `pgspec help [COMMAND]`, `pgspec -V`: short where it lists, whole where it explains.</summary>
 public class HelpTests
 {
-    private static readonly string[] s_commands = ["decode", "conform", "proxy", "serve", "script", "capture", "help"];
+    private static readonly string[] s_commands = ["decode", "conform", "proxy", "serve", "script", "capture", "replicate", "help"];
 
     /// <summary>A sentence of each command's long description, which only its own help shows.</summary>
     private static readonly (string Command, string Sentence)[] s_longDescriptions =
@@ -15,6 +15,7 @@ public class HelpTests
         ("proxy", "Endpoints: HOST:PORT"),
         ("serve", "Server Compatibility Mode=NoTypeLoading"),
         ("script", "Scripts as tests: --expect FILE"),
+        ("replicate", "Acknowledgement: a standby status update"),
     ];
 
     public static TheoryData<string, string> LongDescriptions()
