@@ -1262,21 +1262,7 @@ namespace PgSpec.Generators
                 w.Line("return " + string.Join("\n                && ", terms) + ";");
                 w.Close();
                 w.Line();
-                w.Line("/// <inheritdoc/>");
-                w.Line("public override bool Equals(object? obj) => obj is " + typeName + " other && Equals(other);");
-                w.Line();
-                w.Line("/// <inheritdoc/>");
-                w.Open("public override int GetHashCode()");
-                w.Line("var hash = new global::System.HashCode();");
-                w.Line("hash.Add(" + Lit(typeName) + ");");
-                foreach (FieldSpec f in visible)
-                {
-                    w.Line("hash.Add(" + Rt + ".PgEquality.Hash(" + Pascal(f.Name) + "));");
-                }
-
-                w.Line("return hash.ToHashCode();");
-                w.Close();
-                w.Line();
+                EmitObjectEqualsAndHash(w, typeName, visible);
             }
 
             // ------------------------------------------------------------------ groups and views

@@ -1268,6 +1268,12 @@ namespace PgSpec.Generators
 
                 w.Close();
                 w.Line();
+                EmitObjectEqualsAndHash(w, typeName, visible);
+            }
+
+            /// <summary>Equals(object) and GetHashCode of an owned type, from its visible fields (messages, groups, sub-messages).</summary>
+            private static void EmitObjectEqualsAndHash(IndentedWriter w, string typeName, List<FieldSpec> visible)
+            {
                 w.Line("/// <inheritdoc/>");
                 w.Line("public override bool Equals(object? obj) => obj is " + typeName + " other && Equals(other);");
                 w.Line();

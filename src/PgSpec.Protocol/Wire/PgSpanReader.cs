@@ -218,33 +218,7 @@ public ref struct PgSpanReader
     /// errors, in one tight loop (a DataRow's columns, Bind's parameters).
     /// </summary>
     public bool SkipValues(string lengthField, int count, bool nullable)
-    {
-        ReadOnlySpan<byte> span = _span;
-        int position = _position;
-        for (int i = 0; i < count; i++)
-        {
-            if (span.Length - position < 4)
-            {
-                _position = position;
-                return NeedFailure(lengthField, _origin + position, 4, "Int32", span.Length - position);
-            }
-
-            int length = BinaryPrimitives.ReadInt32BigEndian(span.Slice(position));
-            position += 4;
-            if ((uint)length <= (uint)(span.Length - position))
-            {
-                position += length;
-            }
-            else if (length != -1 || !nullable)
-            {
-                _position = position;
-                return ValueLengthFailure(lengthField, _origin + position - 4, nullable, length, span.Length - position);
-            }
-        }
-
-        _position = position;
-        return true;
-    }
+        => WalkValues(lengthField, count, nullable, default);
 
     /// <summary>
     /// <see cref="SkipValues"/>, and when <paramref name="slots"/> has room for all
@@ -284,7 +258,19 @@ public ref struct PgSpanReader
             return true;
         }
 
+        return WalkValues(lengthField, count, nullable, slots[..count]);
+    }
+
+    /// <summary>
+    /// The values' walk of <see cref="SkipValues"/> and <see cref="RecordValues"/>: each length
+    /// checked, and its place written to <paramref name="slots"/> when they are given (one per value).
+    /// </summary>
+    private bool WalkValues(string lengthField, int count, bool nullable, Span<long> slots)
+    {
+        ReadOnlySpan<byte> span = _span;
+        int start = _position;
         int position = start;
+        bool record = !slots.IsEmpty;
         for (int i = 0; i < count; i++)
         {
             if (span.Length - position < 4)
@@ -295,7 +281,11 @@ public ref struct PgSpanReader
 
             int length = BinaryPrimitives.ReadInt32BigEndian(span.Slice(position));
             position += 4;
-            slots[i] = ((long)(position - start) << 32) | (uint)length;
+            if (record)
+            {
+                slots[i] = ((long)(position - start) << 32) | (uint)length;
+            }
+
             if ((uint)length <= (uint)(span.Length - position))
             {
                 position += length;
