@@ -82,7 +82,7 @@ internal sealed class ReplicationCommand
     /// </summary>
     public static ReplicationCommand? TryParse(ReadOnlySpan<byte> text)
     {
-        if (text.Length > MaxLength)
+        if (text.Length > MaxLength || !StartsWithCommand(text))
         {
             return null;
         }
@@ -107,6 +107,44 @@ internal sealed class ReplicationCommand
         {
             return null;
         }
+    }
+
+    /// <summary>Whether the first word (after blanks and comments) is one of the commands: SQL is passed over without being decoded.</summary>
+    private static bool StartsWithCommand(ReadOnlySpan<byte> text)
+    {
+        while (!text.IsEmpty)
+        {
+            if (text[0] is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r' or (byte)'\f' or (byte)'\v')
+            {
+                text = text[1..];
+            }
+            else if (text.StartsWith("--"u8))
+            {
+                int end = text.IndexOf((byte)'\n');
+                text = end < 0 ? default : text[(end + 1)..];
+            }
+            else if (text.StartsWith("/*"u8))
+            {
+                int end = text[2..].IndexOf("*/"u8);
+                text = end < 0 ? default : text[(end + 4)..];
+            }
+            else
+            {
+                break;
+            }
+        }
+
+        return IsWord(text, "start_replication"u8) || IsWord(text, "create_replication_slot"u8) || IsWord(text, "drop_replication_slot"u8);
+    }
+
+    private static bool IsWord(ReadOnlySpan<byte> text, ReadOnlySpan<byte> word)
+    {
+        if (text.Length < word.Length || !System.Text.Ascii.EqualsIgnoreCase(text[..word.Length], word))
+        {
+            return false;
+        }
+
+        return text.Length == word.Length || !(char.IsAsciiLetterOrDigit((char)text[word.Length]) || text[word.Length] is (byte)'_' or (byte)'$' or >= 0x80);
     }
 
     private static ReplicationCommand? ParseStart(ref Lexer lexer)

@@ -61,6 +61,12 @@ public sealed class ReplicationStreamContext
     /// <summary>Whether a stream is in progress: CopyBothResponse came, and it has not ended both ways.</summary>
     public bool InStream => _frontendOpen || _backendOpen;
 
+    /// <summary>
+    /// Whether a START_REPLICATION was seen and its answer has not come yet. A tool that sees only the
+    /// frontend's side may take the stream as started then (<see cref="ObserveBackend"/> with CopyBothResponse).
+    /// </summary>
+    public bool StartRequested => _starting is not null;
+
     /// <summary>The kind of the stream in progress, or of the last one; <see cref="ReplicationStreamKind.None"/> before any.</summary>
     public ReplicationStreamKind Kind { get; private set; }
 
