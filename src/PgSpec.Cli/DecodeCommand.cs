@@ -39,6 +39,9 @@ public sealed record DecodeSettings
 
     /// <summary>The input file, or "-" for standard input.</summary>
     public string InputPath { get; init; } = "-";
+
+    /// <summary>Trace format: a line below each CopyData of a replication stream with what it carries (JSON always has it).</summary>
+    public bool Replication { get; init; }
 }
 
 /// <summary>Builds the <c>decode</c> command.</summary>
@@ -55,7 +58,7 @@ internal static class DecodeCommand
         read as a stream, of any length: each line is printed as soon as its message is whole
         (the output is flushed whenever the input has to wait), and memory is bounded by the
         largest message. The --peer stream is read only as far as its startup and
-        authentication.
+        authentication (and its replication commands, below).
 
         Which side: --from. Without it the first byte decides: 0x00 (a startup packet) or a
         frontend-only type byte (Q P B F X f p) means frontend; an SSL/GSSENC answer (see below)
@@ -89,6 +92,23 @@ internal static class DecodeCommand
         SASLFinal and GSSContinue requests as 'BBBB' (as regress mode prints them); in JSON
         their fields are {"redacted": true}. --show-secrets prints them as they are.
 
+        Replication: after START_REPLICATION, the CopyData of the stream carry replication
+        messages (XLogData, keepalives, status updates, hot standby feedback), and with logical
+        replication through pgoutput, each XLogData one of pgoutput's messages. --replication adds,
+        below each such CopyData line, a line one TAB deeper with the replication message (XLogData
+        without its data, which the CopyData line shows) and for pgoutput one two TABs deeper with
+        the pgoutput message; a comment line below CopyBothResponse says what the stream carries,
+        and what does not decode is a comment line ('# ...') in place. The libpq lines stay as they
+        are. JSON always carries them: "replication" and "pgoutput" objects in the CopyData's
+        object, "replicationStream" in the CopyBothResponse's. A frontend stream's START_REPLICATION
+        starts its stream; a backend stream's CopyBothResponse takes the START_REPLICATION (and the
+        CREATE_REPLICATION_SLOT, which names the slot's plugin) from the --peer stream, read on as
+        far as the streams need (without --peer, XLogData's data is not decoded). Physical
+        replication's WAL is not decoded; a slot whose plugin is not pgoutput is not read as
+        pgoutput, nor one whose plugin is not seen and whose options are not pgoutput's
+        (proto_version, publication_names); an XLogData that does not decode as pgoutput ends the
+        decoding of pgoutput in its stream.
+
         Exit codes: 0 all decoded; 1 the stream breaks the protocol or ends inside a message (the
         lines decoded so far are printed, then one error line with the byte offset on standard
         error); 2 a usage error or an input that cannot be read.
@@ -99,6 +119,7 @@ internal static class DecodeCommand
           pgspec decode --from frontend --peer server.bin --regress client.bin
           pgspec decode --from frontend --peer server.bin --show-secrets client.bin
           pgspec decode --hex --from backend --format json server.hex
+          pgspec decode --from backend --peer client.bin --replication server.bin
           echo '5a 00000005 49' | pgspec decode --hex --from backend
         """;
 
@@ -147,6 +168,11 @@ internal static class DecodeCommand
             Description = "Print passwords and SASL/GSS data instead of hiding them (\"********\", 'BBBB', {\"redacted\": true}).",
         };
 
+        var replication = new Option<bool>("--replication")
+        {
+            Description = "Trace format: below each CopyData of a replication stream (after START_REPLICATION), an indented line with the replication message it carries, and for pgoutput one more with the pgoutput message. JSON always carries them.",
+        };
+
         var input = new Argument<string>("FILE")
         {
             Description = "The stream to decode; '-' or nothing for standard input.",
@@ -163,6 +189,7 @@ internal static class DecodeCommand
             format,
             peer,
             showSecrets,
+            replication,
             input,
         };
 
@@ -171,6 +198,11 @@ internal static class DecodeCommand
             if (PgSpecCommandLine.ValueInValidator(result, regress) && PgSpecCommandLine.ValueInValidator(result, format) == "json")
             {
                 result.AddError("--regress applies to --format trace only.");
+            }
+
+            if (PgSpecCommandLine.ValueInValidator(result, replication) && PgSpecCommandLine.ValueInValidator(result, format) == "json")
+            {
+                result.AddError("--replication applies to --format trace only (JSON always carries the decoded replication messages).");
             }
         });
 
@@ -195,6 +227,7 @@ internal static class DecodeCommand
                 Format = result.GetValue(format) == "json" ? DecodeFormat.Json : DecodeFormat.Trace,
                 ShowSecrets = result.GetValue(showSecrets),
                 PeerPath = result.GetValue(peer),
+                Replication = result.GetValue(replication),
                 InputPath = result.GetValue(input) ?? "-",
             };
             return StreamDecoder.Run(settings, stdin, stdout, stderr);

@@ -6,17 +6,31 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Unicode;
 using PgSpec.Protocol;
+using PgSpec.Protocol.Replication;
 
 namespace PgSpec.Cli;
 
 /// <summary>Where decoded messages go.</summary>
 internal interface IMessageOutput
 {
+    /// <summary>The connection's replication streams, when the output decodes them; fed by <see cref="Write"/>.</summary>
+    ReplicationStreamContext? Replication { get; }
+
     /// <summary>Writes one message (read and validated by a <see cref="PgMessageReader"/>).</summary>
     void Write(PgReceivedMessage message, DecodeContext context);
+
+    /// <summary>
+    /// Only the frontend's side is decoded and it asked for a replication stream (START_REPLICATION):
+    /// the stream is taken as started, as if the server had answered CopyBothResponse.
+    /// </summary>
+    void AssumeStreamStarted();
 }
 
-/// <summary>libpq's PQtrace lines; passwords and authentication data hidden as the proxy's trace hides them, unless shown.</summary>
+/// <summary>
+/// libpq's PQtrace lines; passwords and authentication data hidden as the proxy's trace hides them,
+/// unless shown. With replication decoding, the lines of the proxy's <c>--trace-replication</c> below
+/// the CopyData of replication streams.
+/// </summary>
 internal sealed class TraceOutput : IMessageOutput
 {
     private static readonly byte[] s_hiddenPassword = "********"u8.ToArray();
@@ -26,13 +40,51 @@ internal sealed class TraceOutput : IMessageOutput
     /// <summary>The same output in regress mode, for the SASL and GSS data of secret messages; null when secrets are shown.</summary>
     private readonly PgTraceWriter? _masked;
 
-    public TraceOutput(Stream output, PgTraceOptions options, bool showSecrets)
+    public TraceOutput(Stream output, PgTraceOptions options, bool showSecrets, bool replication = false)
     {
         _writer = new PgTraceWriter(output, options);
         _masked = showSecrets ? null : new PgTraceWriter(output, options with { Regress = true });
+        Replication = replication ? new ReplicationStreamContext() : null;
     }
 
+    public ReplicationStreamContext? Replication { get; }
+
     public void Write(PgReceivedMessage message, DecodeContext context)
+    {
+        WriteMessage(message, context);
+        if (Replication is not { } replication)
+        {
+            return;
+        }
+
+        if (replication.Observe(message) is { } payload)
+        {
+            payload.Trace(_writer);
+        }
+        else if (message.BackendKind == BackendMessageKind.CopyBothResponse && replication.InStream)
+        {
+            NoteStream(replication);
+        }
+    }
+
+    public void AssumeStreamStarted()
+    {
+        if (Replication is { StartRequested: true } replication)
+        {
+            replication.ObserveBackend(BackendMessageKind.CopyBothResponse, default);
+            NoteStream(replication);
+        }
+    }
+
+    /// <summary>What a stream that starts carries: a comment line below the line that started it.</summary>
+    private void NoteStream(ReplicationStreamContext replication)
+    {
+        _writer.Indent = 1;
+        _writer.Note(replication.Description);
+        _writer.Indent = 0;
+    }
+
+    private void WriteMessage(PgReceivedMessage message, DecodeContext context)
     {
         if (_masked is not null && PgSpec.Proxy.ProxySecrets.IsSecret(message))
         {
@@ -64,10 +116,17 @@ internal sealed class TraceOutput : IMessageOutput
 /// {"hex", "text"}, SQL NULL as null, enums by name, Byte1 codes as one-character strings or \xNN,
 /// groups as objects), but read from the validated body with the spec's descriptors and written as
 /// they are read: values of any size go out in segments through a small buffer, so writing a
-/// message takes a few tens of kilobytes whatever its size.
+/// message takes a few tens of kilobytes whatever its size. The CopyData of replication streams
+/// carry what they decode to (<see cref="ReplicationStreamContext"/>): "replication", the replication
+/// message's object (name, type, fields; or its name and an "error"), and for pgoutput "pgoutput", the
+/// pgoutput message's object (or its name and an "error"); a CopyBothResponse that starts a stream
+/// whose START_REPLICATION was seen carries "replicationStream", what the stream is.
 /// </summary>
 internal sealed class JsonOutput : IMessageOutput
 {
+    /// <summary>A buffer grown past this for one line (a large pgoutput value) is given back after it.</summary>
+    private const int KeptBufferSize = 256 * 1024;
+
     /// <summary>Bytes the JSON writer may hold before they go to the output.</summary>
     private const int FlushThreshold = 32 * 1024;
 
@@ -97,7 +156,7 @@ internal sealed class JsonOutput : IMessageOutput
 
     // Small to start with: the proxy keeps one output per traced connection. The buffer grows to
     // what the largest line needs before it is flushed (some tens of kilobytes at most).
-    private readonly ArrayBufferWriter<byte> _buffer = new(1024);
+    private ArrayBufferWriter<byte> _buffer = new(1024);
     private readonly Utf8JsonWriter _writer;
     private byte[]? _hex;
 
@@ -109,6 +168,16 @@ internal sealed class JsonOutput : IMessageOutput
         _hideSecrets = hideSecrets;
         _timestamps = timestamps;
         _writer = new Utf8JsonWriter(_buffer, s_options);
+    }
+
+    public ReplicationStreamContext? Replication { get; } = new();
+
+    public void AssumeStreamStarted()
+    {
+        if (Replication!.StartRequested)
+        {
+            Replication.ObserveBackend(BackendMessageKind.CopyBothResponse, default);
+        }
     }
 
     public void Write(PgReceivedMessage message, DecodeContext context)
@@ -197,10 +266,104 @@ internal sealed class JsonOutput : IMessageOutput
             }
         }
 
+        WriteReplication(message);
         json.WriteEndObject();
         json.Flush();
         _buffer.Write("\n"u8);
         Drain();
+        if (_buffer.Capacity > KeptBufferSize)
+        {
+            _buffer = new ArrayBufferWriter<byte>(1024);
+            _writer.Reset(_buffer);
+        }
+    }
+
+    /// <summary>What a message of a replication stream carries, as properties of its object.</summary>
+    private void WriteReplication(PgReceivedMessage message)
+    {
+        ReplicationStreamContext replication = Replication!;
+        Utf8JsonWriter json = _writer;
+        if (replication.Observe(message) is not { } payload)
+        {
+            // What the START_REPLICATION asked for (nothing when it was not seen).
+            if (message.BackendKind == BackendMessageKind.CopyBothResponse && replication.InStream && replication.Kind != ReplicationStreamKind.Unknown)
+            {
+                json.WriteStartObject("replicationStream");
+                json.WriteString("kind", replication.Kind.ToString().ToLowerInvariant());
+                WriteStringOrNull("slot", replication.SlotName);
+                WriteStringOrNull("startLsn", replication.StartLsn);
+                WriteStringOrNull("plugin", replication.Plugin);
+                if (replication.PgOutput is { } pgoutput)
+                {
+                    json.WriteStartObject("pgoutput");
+                    json.WriteNumber("protoVersion", pgoutput.ProtocolVersion);
+                    json.WriteString("streaming", pgoutput.Streaming.ToString().ToLowerInvariant());
+                    json.WriteEndObject();
+                }
+                else
+                {
+                    json.WriteNull("pgoutput");
+                }
+
+                json.WriteString("description", replication.Description);
+                json.WriteEndObject();
+            }
+
+            return;
+        }
+
+        json.WritePropertyName("replication");
+        switch (payload.Message)
+        {
+            case XLogData wal:
+                // Its data as the CopyData's is written: in segments, whatever its size (WAL).
+                json.WriteStartObject();
+                json.WriteString("name", "XLogData");
+                json.WriteString("type", "w");
+                json.WriteStartObject("fields");
+                json.WriteNumber("walStart", wal.WalStart);
+                json.WriteNumber("walEnd", wal.WalEnd);
+                json.WriteNumber("sendTime", wal.SendTime);
+                json.WritePropertyName("data");
+                WriteBytes(wal.Data.Span);
+                json.WriteEndObject();
+                json.WriteEndObject();
+                break;
+            case { } decoded:
+                decoded.WriteJson(json);
+                break;
+            default:
+                json.WriteStartObject();
+                WriteStringOrNull("name", payload.Name);
+                json.WriteString("error", payload.Error.ToString());
+                json.WriteEndObject();
+                break;
+        }
+
+        if (payload.PgOutput is { } inner)
+        {
+            json.WritePropertyName("pgoutput");
+            inner.WriteJson(json);
+        }
+        else if (payload.PgOutputError is { } error)
+        {
+            json.WriteStartObject("pgoutput");
+            WriteStringOrNull("name", payload.PgOutputName);
+            json.WriteString("error", error.ToString() + "; pgoutput is not decoded in the rest of this stream");
+            json.WriteEndObject();
+        }
+    }
+
+    private void WriteStringOrNull(string name, string? value)
+    {
+        if (value is null)
+        {
+            _writer.WriteNull(name);
+        }
+        else
+        {
+            _writer.WriteString(name, value);
+        }
     }
 
     /// <summary>

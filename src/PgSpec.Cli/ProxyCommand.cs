@@ -77,6 +77,17 @@ internal static class ProxyCommand
         gets a last line "# connection ended: REASON" (in JSON, an object with "event": "ended").
         Notes on standard error carry the time and the client's address.
 
+        Replication: libpq's trace shows a replication stream's CopyData as bytes. With
+        --trace-replication, each CopyData of a stream (after START_REPLICATION and its
+        CopyBothResponse) gets lines below it: the replication message one TAB deeper (XLogData
+        without its data), and for logical replication through pgoutput the pgoutput message two
+        TABs deeper (proto_version and streaming as the command asked); a comment line below
+        CopyBothResponse says what the stream carries; what does not decode is a comment line in
+        place. Physical replication's WAL, and slots of other plugins (test_decoding, wal2json:
+        known from CREATE_REPLICATION_SLOT on the connection, or from options that are not
+        pgoutput's), are not decoded further. JSON lines always carry them ("replication",
+        "pgoutput", "replicationStream"); see `pgspec decode --help`.
+
         Examples:
           pgspec proxy --listen 127.0.0.1:6432 --upstream 127.0.0.1:5432 --trace -
           pgspec proxy --listen 127.0.0.1:6432 --upstream /run/postgresql/.s.PGSQL.5432 --trace session.trace --regress
@@ -113,11 +124,12 @@ internal static class ProxyCommand
         var bindingFallback = new Option<string>("--channel-binding-fallback") { Description = "When the server offers SCRAM-SHA-256-PLUS (over --upstream-tls) to a client with TLS to the proxy, which cannot carry channel binding through: 'password' asks the client for its password over its TLS connection and authenticates to the server with it (libpq's defaults work; the proxy sees the password); 'refuse' offers SCRAM-SHA-256 only (clients need channel_binding=disable).", HelpName = "password|refuse", DefaultValueFactory = _ => "password" };
         bindingFallback.AcceptOnlyFromAmong("password", "refuse");
         var socketPermissions = new Option<string>("--unix-socket-permissions") { Description = "Permissions of the Unix socket of --listen, in octal; anyone may connect by default, and the server's authentication decides (as PostgreSQL's unix_socket_permissions).", HelpName = "MODE", DefaultValueFactory = _ => "0777" };
+        var traceReplication = new Option<bool>("--trace-replication") { Description = "Trace format: below each CopyData of a replication stream, indented lines with the replication message and the pgoutput message it carries (JSON always has them)." };
         var traceAppend = new Option<bool>("--trace-append") { Description = "Append to an existing --trace FILE (without it, an existing non-empty file is refused, not overwritten)." };
 
         var command = new PgSpecCommand("proxy", Summary, Description)
         {
-            listen, upstream, tlsCert, tlsKey, upstreamTls, tlsPassthrough, bindingFallback, streamThreshold, trace, traceAppend, format, regress, connectionIds, timestamps, showSecrets, handshakeTimeout, idleTimeout, shutdownGrace, maxClients, socketPermissions, socketEngine, ioThreads, quiet,
+            listen, upstream, tlsCert, tlsKey, upstreamTls, tlsPassthrough, bindingFallback, streamThreshold, trace, traceAppend, format, regress, connectionIds, timestamps, showSecrets, traceReplication, handshakeTimeout, idleTimeout, shutdownGrace, maxClients, socketPermissions, socketEngine, ioThreads, quiet,
         };
 
         command.Validators.Add(result =>
@@ -156,7 +168,7 @@ internal static class ProxyCommand
 
             if (Value(trace) is null)
             {
-                foreach (Option option in new Option[] { format, regress, connectionIds, timestamps, showSecrets, traceAppend })
+                foreach (Option option in new Option[] { format, regress, connectionIds, timestamps, showSecrets, traceAppend, traceReplication })
                 {
                     if (result.GetResult(option) is { Implicit: false })
                     {
@@ -182,6 +194,11 @@ internal static class ProxyCommand
             if (Value(regress) && Value(format) == "json")
             {
                 result.AddError("--regress applies to --format trace only.");
+            }
+
+            if (Value(traceReplication) && Value(format) == "json")
+            {
+                result.AddError("--trace-replication applies to --format trace only (JSON lines always carry the decoded replication messages).");
             }
 
             foreach (Option<string> endpoint in new[] { listen, upstream })
@@ -230,7 +247,7 @@ internal static class ProxyCommand
             bool hide = !result.GetValue(showSecrets);
             IProxyTraceSink? sink = traceStream is null ? null
                 : result.GetValue(format) == "json" ? new JsonTraceSink(traceStream, hide, result.GetValue(timestamps))
-                : new PqTraceSink(traceStream, new PgTraceOptions { Regress = result.GetValue(regress), Timestamps = result.GetValue(timestamps) }, result.GetValue(connectionIds), !hide);
+                : new PqTraceSink(traceStream, new PgTraceOptions { Regress = result.GetValue(regress), Timestamps = result.GetValue(timestamps) }, result.GetValue(connectionIds), !hide) { Replication = result.GetValue(traceReplication) };
             var options = new PgProxyOptions
             {
                 Listen = ProxyEndpoint.Parse(result.GetValue(listen)!),

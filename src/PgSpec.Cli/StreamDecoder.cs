@@ -89,17 +89,24 @@ internal static class StreamDecoder
             stderr.WriteLine($"pgspec: note: the --peer stream breaks the protocol ({problem}): it names the 'p' messages and encryption answers only up to there");
         }
 
-        peer?.Dispose();
-
         IMessageOutput output = settings.Format == DecodeFormat.Json
             ? new JsonOutput(stdout, hideSecrets: !settings.ShowSecrets)
-            : new TraceOutput(stdout, new PgTraceOptions { Regress = settings.Regress }, settings.ShowSecrets);
+            : new TraceOutput(stdout, new PgTraceOptions { Regress = settings.Regress }, settings.ShowSecrets, settings.Replication);
+
+        // A backend stream's replication streams are started by the frontend's START_REPLICATION:
+        // the --peer is read on as far as its replication commands, as the streams start.
+        PeerCommands? commands = direction == PgDirection.Backend && peer is not null && output.Replication is not null ? new PeerCommands(peer) : null;
+        if (commands is null)
+        {
+            peer?.Dispose();
+        }
+
         var context = new PeerDecodeContext(backend?.PasswordMessages)
         {
             ProtocolVersion = direction == PgDirection.Backend ? backendVersion : settings.Protocol ?? PgProtocolVersion.Latest,
             Phase = direction == PgDirection.Frontend && input.Ensure(1) && input.Data[0] == 0 ? PgSessionPhase.Startup : PgSessionPhase.Normal,
         };
-        return new Decoder(direction, input, frontend, backend, context, output, stdout, stderr).Run();
+        return new Decoder(direction, input, frontend, backend, context, output, stdout, stderr) { Commands = commands }.Run();
     }
 
     /// <summary>Who sent a stream, from its first two bytes (or one, at its end).</summary>
@@ -142,6 +149,9 @@ internal static class StreamDecoder
             _judgeAnswers = direction == PgDirection.Backend && frontend is null;
         }
 
+        /// <summary>For a backend stream: the replication commands of its --peer, fed to the output as its streams start.</summary>
+        public PeerCommands? Commands { get; init; }
+
         private string Side => _direction == PgDirection.Frontend ? "frontend" : "backend";
 
         public int Run()
@@ -167,7 +177,18 @@ internal static class StreamDecoder
 
                 // The message is a view of the input buffer: write it before reading on.
                 long offset = message.Offset;
+                if (Commands is not null && message.BackendKind == BackendMessageKind.CopyBothResponse)
+                {
+                    Commands.FeedNextStart(_output.Replication!);
+                }
+
                 _output.Write(message, _context);
+                if (_direction == PgDirection.Frontend && message.FrontendKind == FrontendMessageKind.Query)
+                {
+                    // The server's answer is not seen: a START_REPLICATION starts its stream.
+                    _output.AssumeStreamStarted();
+                }
+
                 bool answer = message.FrameKind == PgFrameKind.EncryptionAnswer;
                 int typeByte = message.TypeByte;
                 FrontendMessageKind request = _direction == PgDirection.Frontend ? message.FrontendKind : FrontendMessageKind.Unknown;
@@ -269,5 +290,56 @@ internal static class StreamDecoder
             _stderr.WriteLine("pgspec: note: " + note);
             return PgSpecCommandLine.ExitOk;
         }
+    }
+}
+
+/// <summary>
+/// The replication commands of a frontend stream, read as far as they are needed: a backend stream's
+/// i-th CopyBothResponse is taken to answer the frontend's i-th START_REPLICATION (with the
+/// CREATE_REPLICATION_SLOT commands before it, which name the slots' plugins). Reading stops for good
+/// at the end of the stream or at bytes that break the protocol (encryption, say).
+/// </summary>
+internal sealed class PeerCommands
+{
+    private readonly InputBuffer _input;
+    private readonly PgMessageReader _reader;
+    private bool _ended;
+
+    public PeerCommands(InputBuffer input)
+    {
+        _input = input;
+        _reader = new PgMessageReader(PgDirection.Frontend, new DecodeContext { Phase = input.Ensure(1) && input.Data[0] == 0 ? PgSessionPhase.Startup : PgSessionPhase.Normal });
+    }
+
+    /// <summary>Feeds the frontend's Query messages to <paramref name="replication"/> up to and including its next START_REPLICATION.</summary>
+    public void FeedNextStart(ReplicationStreamContext replication)
+    {
+        while (!_ended && (_input.Count > 0 || _input.Ensure(1)))
+        {
+            switch (_reader.TryRead(_input.Data, out int consumed, out PgReceivedMessage message, out _))
+            {
+                case PgReadStatus.Incomplete:
+                    PgFrameKind frame = _reader.Context.Phase == PgSessionPhase.Startup ? PgFrameKind.StartupPacket : PgFrameKind.Typed;
+                    _ended = !_input.ReadMore(StreamScan.NeededFor(frame, _input.Data));
+                    continue;
+                case PgReadStatus.Malformed:
+                    _ended = true;
+                    return;
+            }
+
+            bool query = message.FrontendKind == FrontendMessageKind.Query;
+            if (query)
+            {
+                replication.ObserveFrontend(FrontendMessageKind.Query, message.Body);
+            }
+
+            _input.Consume(consumed);
+            if (query && replication.StartRequested)
+            {
+                return;
+            }
+        }
+
+        _ended = true;
     }
 }

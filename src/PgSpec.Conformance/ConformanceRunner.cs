@@ -40,11 +40,44 @@ public sealed class ConformanceReport
 
     /// <summary>
     /// The messages carried inside others, by family: the replication messages in CopyData, then
-    /// pgoutput's in XLogData (each family in name order). Listed for the catalogue; no scenario
-    /// exercises replication yet, so they are neither required to be seen nor counted in <see cref="Problems"/>.
+    /// pgoutput's in XLogData (each family in name order). The logical-replication scenario streams
+    /// them; each is tallied under <see cref="Coverage.SubMessageKey"/> and, like the protocol's own,
+    /// must be seen against every server PgSpec started (but those <see cref="Coverage.UnreachableSubMessages"/>
+    /// names, pgoutput's newer than the protocol version the server has, <see cref="Scenarios.PgOutputVersionFor"/>, and
+    /// the two-phase ones when its prepared transactions are disabled: <see cref="IsReachable"/>).
     /// </summary>
     public static IReadOnlyList<PgMessageDescriptor> SubMessages { get; } =
         [.. PgSpec.Protocol.Replication.ReplicationMessages.Descriptors, .. PgSpec.Protocol.PgOutput.PgOutputMessages.Descriptors];
+
+    /// <summary>The tally key of a message of <see cref="SubMessages"/>.</summary>
+    public static string KeyOf(PgMessageDescriptor subMessage)
+    {
+        ArgumentNullException.ThrowIfNull(subMessage);
+        return Coverage.SubMessageKey(subMessage.Family!, subMessage.Name);
+    }
+
+    /// <summary>
+    /// Whether <paramref name="target"/> sends or takes the carried message: pgoutput's messages of a
+    /// version newer than its major has (a major not known yet counts as new enough), and the two-phase
+    /// ones (version 3's) when its prepared transactions are disabled, are not.
+    /// </summary>
+    public static bool IsReachable(PgMessageDescriptor subMessage, Target target)
+    {
+        ArgumentNullException.ThrowIfNull(subMessage);
+        ArgumentNullException.ThrowIfNull(target);
+        if (Coverage.UnreachableSubMessages.ContainsKey(KeyOf(subMessage)))
+        {
+            return false;
+        }
+
+        if (subMessage.Family != PgSpec.Protocol.PgOutput.PgOutputMessages.FamilyName)
+        {
+            return true;
+        }
+
+        return (target.Major == 0 || subMessage.SinceVersion <= Scenarios.PgOutputVersionFor(target.Major))
+            && (subMessage.SinceVersion != 3 || target.PreparedTransactions != false);
+    }
 
     /// <summary>How PgSpec failed; empty when it did not (a server's violations of the protocol are <see cref="ServerViolations"/>).</summary>
     public IReadOnlyList<string> Problems
@@ -72,6 +105,14 @@ public sealed class ConformanceReport
                     if (!Coverage.Unreachable.ContainsKey(message.Name) && !Coverage.All.ContainsKey((target.Key, message.Name)))
                     {
                         problems.Add($"{target.Key}: {message.Name} was never seen");
+                    }
+                }
+
+                foreach (PgMessageDescriptor message in SubMessages)
+                {
+                    if (IsReachable(message, target) && !Coverage.All.ContainsKey((target.Key, KeyOf(message))))
+                    {
+                        problems.Add($"{target.Key}: {KeyOf(message)} was never seen");
                     }
                 }
             }
@@ -115,9 +156,9 @@ public sealed class ConformanceReport
         : ServerViolations.Count > 0 ? ConformanceOutcome.ServerViolatedProtocol
         : ConformanceOutcome.Passed;
 
-    /// <summary>A message type no spec defines ("Unknown"), from a server PgSpec did not start: the server's violation.</summary>
+    /// <summary>A message type no spec defines ("Unknown", or a family's "Replication.Unknown"), from a server PgSpec did not start: the server's violation.</summary>
     private bool IsServerViolation(string server, string message)
-        => message == "Unknown" && Targets.Any(t => t.Key == server && !t.Managed);
+        => (message == "Unknown" || message.EndsWith(".Unknown", StringComparison.Ordinal)) && Targets.Any(t => t.Key == server && !t.Managed);
 
     /// <summary>The coverage table.</summary>
     public string ToTable()
@@ -174,6 +215,37 @@ public sealed class ConformanceReport
                 else
                 {
                     text.Append((target.Managed && FullRun ? "NOT SEEN" : "-").PadRight(16));
+                }
+            }
+
+            text.AppendLine(Shorten(scenarios));
+        }
+
+        text.AppendLine();
+        text.AppendLine("Messages carried in CopyData (replication) and in XLogData (pgoutput), seen/decoded/re-encoded identical:");
+        int width = Math.Max(34, SubMessages.Max(m => KeyOf(m).Length) + 1);
+        foreach (PgMessageDescriptor message in SubMessages)
+        {
+            string key = KeyOf(message);
+            string direction = message.Frontend && message.Backend ? "F&B" : message.Frontend ? "F" : "B";
+            text.Append("  ").Append(key.PadRight(width)).Append(direction.PadRight(5));
+            if (Coverage.UnreachableSubMessages.TryGetValue(key, out string? reason))
+            {
+                text.AppendLine("unreachable: " + reason);
+                continue;
+            }
+
+            var scenarios = new SortedSet<string>(StringComparer.Ordinal);
+            foreach (Target target in Targets)
+            {
+                if (Coverage.All.TryGetValue((target.Key, key), out MessageTally? tally))
+                {
+                    text.Append(($"{(tally.RoundTripped ? "ok" : "FAIL")} {tally.Seen}/{tally.Decoded}/{tally.Reencoded}" + " ").PadRight(20));
+                    scenarios.UnionWith(tally.Scenarios);
+                }
+                else
+                {
+                    text.Append((target.Managed && FullRun && IsReachable(message, target) ? "NOT SEEN" : "-").PadRight(20));
                 }
             }
 
@@ -248,6 +320,20 @@ public sealed class ConformanceReport
                 servers = Targets.ToDictionary(
                     t => t.Key,
                     t => Coverage.All.TryGetValue((t.Key, m.Name), out MessageTally? tally)
+                        ? new { seen = tally.Seen, decoded = tally.Decoded, reencoded = tally.Reencoded, roundTripped = tally.RoundTripped, scenarios = tally.Scenarios.ToArray(), failures = tally.Failures.ToArray() }
+                        : null),
+            }),
+            subMessages = SubMessages.Select(m => new
+            {
+                family = m.Family,
+                name = m.Name,
+                key = KeyOf(m),
+                frontend = m.Frontend,
+                backend = m.Backend,
+                unreachable = Coverage.UnreachableSubMessages.TryGetValue(KeyOf(m), out string? reason) ? reason : null,
+                servers = Targets.ToDictionary(
+                    t => t.Key,
+                    t => Coverage.All.TryGetValue((t.Key, KeyOf(m)), out MessageTally? tally)
                         ? new { seen = tally.Seen, decoded = tally.Decoded, reencoded = tally.Reencoded, roundTripped = tally.RoundTripped, scenarios = tally.Scenarios.ToArray(), failures = tally.Failures.ToArray() }
                         : null),
             }),

@@ -4,6 +4,8 @@ using System.Globalization;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using PgSpec.Protocol;
+using PgSpec.Protocol.PgOutput;
+using PgSpec.Protocol.Replication;
 using PgSpec.Client;
 using PgSpec.Servers;
 
@@ -67,6 +69,9 @@ public sealed class Target
 
     /// <summary>The server's major version, learnt on the first connection.</summary>
     public int Major { get; set; }
+
+    /// <summary>Whether the server has prepared transactions enabled (max_prepared_transactions), learnt by the logical-replication scenario; null before.</summary>
+    public bool? PreparedTransactions { get; set; }
 
     /// <summary>A target for a server PgSpec started.</summary>
     public static Target From(PgServer server) => new()
@@ -209,6 +214,7 @@ public static class Scenarios
         ("copy-out", CopyOut),
         ("copy-fail", CopyFail),
         ("copy-both", CopyBoth),
+        ("logical-replication", LogicalReplication),
         ("function-call", FunctionCallScenario),
         ("notifications", Notifications),
         ("notices", Notices),
@@ -547,6 +553,215 @@ public static class Scenarios
             await cleanup.QueryAsync($"DROP PUBLICATION IF EXISTS {slot}_p; DROP TABLE IF EXISTS {slot}_t").ConfigureAwait(false);
         }
     }
+
+    /// <summary>
+    /// The newest pgoutput protocol version a server of <paramref name="major"/> streams: 4 from
+    /// PostgreSQL 16 on (parallel streaming), 3 in 15 (two-phase commit), 2 in 14 (streaming), 1 before.
+    /// </summary>
+    public static int PgOutputVersionFor(int major) => major >= 16 ? 4 : major == 15 ? 3 : major == 14 ? 2 : 1;
+
+    /// <summary>
+    /// Logical replication with pgoutput in the newest protocol version the server has, every option on
+    /// (messages, streaming as far as it goes, two-phase commit when prepared transactions are
+    /// enabled), over a slot created on the stream's own connection: every kind of change (a custom
+    /// type, TOASTed values left unchanged, old rows by key and whole, truncate, logical decoding
+    /// messages, a replication origin), prepared transactions committed and rolled back, a large
+    /// transaction streamed and committed, one streamed and prepared, one streamed and rolled back;
+    /// the client answers keepalives, asks for one, and sends hot standby feedback.
+    /// </summary>
+    private static async Task LogicalReplication(ScenarioContext c)
+    {
+        PgRole replication = c.Target.Roles.FirstOrDefault(r => r.Replication) ?? c.Target.Roles[0];
+
+        // Replication origins are a superuser's: the servers PgSpec starts have postgres (trust on
+        // the loopback); a container's or a URL's only role may be one.
+        PgRole superuser = c.Target.Managed && c.Target.Roles.Any(r => r.Replication) ? new PgRole("postgres", "", PgAuthMethod.Trust) : c.Target.Roles[0];
+        string name = "pgspec_lr_" + Guid.NewGuid().ToString("N")[..10];
+        await using PgFrontendSession writer = await c.ConnectAsync(c.Options(superuser)).ConfigureAwait(false);
+        bool super = (await writer.QueryAsync("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").ConfigureAwait(false))[0].Text(0, 0) == "t";
+        bool prepared = (await writer.QueryAsync("SHOW max_prepared_transactions").ConfigureAwait(false))[0].Text(0, 0) != "0";
+        c.Target.PreparedTransactions = prepared;
+        int version = PgOutputVersionFor(c.Target.Major);
+        bool twoPhase = version >= 3 && prepared;
+        PgOutputStreaming streaming = version >= 4 ? PgOutputStreaming.Parallel : version >= 2 ? PgOutputStreaming.On : PgOutputStreaming.Off;
+        await writer.QueryAsync($"""
+            CREATE TYPE {name}_mood AS ENUM ('sad', 'happy');
+            CREATE TABLE {name}_key (id int PRIMARY KEY, n int, mood {name}_mood, big text);
+            CREATE TABLE {name}_full (a int, b text);
+            ALTER TABLE {name}_full REPLICA IDENTITY FULL;
+            CREATE PUBLICATION {name}_p FOR TABLE {name}_key, {name}_full;
+            GRANT SELECT ON {name}_key, {name}_full TO {replication.Name};
+            """).ConfigureAwait(false);
+        if (super)
+        {
+            await writer.QueryAsync($"SELECT pg_replication_origin_create('{name}_o')").ConfigureAwait(false);
+        }
+
+        PgFrontendSession stream = await c.ConnectAsync(c.Options(replication) with
+        {
+            Parameters = [new("replication", "database"), new("logical_decoding_work_mem", "64kB")],
+        }).ConfigureAwait(false);
+        try
+        {
+            await stream.QueryAsync($"CREATE_REPLICATION_SLOT {name} TEMPORARY LOGICAL pgoutput" + (twoPhase ? " (TWO_PHASE true)" : "")).ConfigureAwait(false);
+            string big = "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i)";
+            var changes = new List<string>
+            {
+                $"INSERT INTO {name}_key VALUES (1, 1, 'happy', {big}), (2, 2, NULL, NULL)",
+                $"UPDATE {name}_key SET n = n + 1 WHERE id = 1",
+                $"UPDATE {name}_key SET id = 3 WHERE id = 2",
+                $"INSERT INTO {name}_full VALUES (1, 'one'), (2, NULL)",
+                $"UPDATE {name}_full SET b = 'uno' WHERE a = 1",
+                $"DELETE FROM {name}_full WHERE a = 2",
+                $"DELETE FROM {name}_key WHERE id = 3",
+                $"TRUNCATE {name}_full",
+                "SELECT pg_logical_emit_message(true, 'pgspec', 'in a transaction')",
+            };
+            if (super)
+            {
+                changes.Add($"SELECT pg_replication_origin_session_setup('{name}_o')");
+                changes.Add($"INSERT INTO {name}_key VALUES (10, 10, 'sad', 'from an origin')");
+                changes.Add("SELECT pg_replication_origin_session_reset()");
+            }
+
+            if (twoPhase)
+            {
+                changes.Add($"BEGIN; INSERT INTO {name}_key VALUES (20, 20, 'sad', 'prepared'); PREPARE TRANSACTION '{name}_a'");
+                changes.Add($"COMMIT PREPARED '{name}_a'");
+                changes.Add($"BEGIN; INSERT INTO {name}_key VALUES (21, 21, 'sad', 'rolled back'); PREPARE TRANSACTION '{name}_b'");
+                changes.Add($"ROLLBACK PREPARED '{name}_b'");
+            }
+
+            if (streaming != PgOutputStreaming.Off)
+            {
+                // Over logical_decoding_work_mem: streamed in blocks before it commits (or is prepared).
+                changes.Add($"INSERT INTO {name}_full SELECT g, repeat('x', 200) FROM generate_series(1, 2000) g");
+                if (twoPhase)
+                {
+                    changes.Add($"BEGIN; INSERT INTO {name}_full SELECT g, repeat('p', 200) FROM generate_series(1, 2000) g; PREPARE TRANSACTION '{name}_c'");
+                    changes.Add($"COMMIT PREPARED '{name}_c'");
+                }
+            }
+
+            changes.Add("SELECT pg_logical_emit_message(false, 'pgspec-ready', '')");
+            foreach (string change in changes)
+            {
+                await writer.QueryAsync(change).ConfigureAwait(false);
+            }
+
+            string options = $"proto_version '{version}', publication_names '{name}_p', messages 'true'"
+                + (streaming == PgOutputStreaming.Off ? "" : $", streaming '{(streaming == PgOutputStreaming.Parallel ? "parallel" : "on")}'")
+                + (twoPhase ? ", two_phase 'on'" : "");
+            await stream.StartCopyBothAsync($"START_REPLICATION SLOT {name} LOGICAL 0/0 ({options})").ConfigureAwait(false);
+            HashSet<PgOutputMessageKind> seen = await StreamAsync(c, stream, writer, name, new PgOutputContext(version, streaming)).ConfigureAwait(false);
+            await stream.EndCopyBothAsync().ConfigureAwait(false);
+
+            var expected = new List<PgOutputMessageKind>
+            {
+                PgOutputMessageKind.Begin, PgOutputMessageKind.Relation, PgOutputMessageKind.DataType, PgOutputMessageKind.Insert, PgOutputMessageKind.Update,
+                PgOutputMessageKind.Delete, PgOutputMessageKind.Truncate, PgOutputMessageKind.LogicalMessage, PgOutputMessageKind.Commit,
+            };
+            expected.AddRange(super ? [PgOutputMessageKind.Origin] : []);
+            expected.AddRange(twoPhase ? [PgOutputMessageKind.BeginPrepare, PgOutputMessageKind.Prepare, PgOutputMessageKind.CommitPrepared, PgOutputMessageKind.RollbackPrepared] : []);
+            expected.AddRange(streaming != PgOutputStreaming.Off ? [PgOutputMessageKind.StreamStart, PgOutputMessageKind.StreamStop, PgOutputMessageKind.StreamCommit, PgOutputMessageKind.StreamAbort] : []);
+            expected.AddRange(twoPhase && streaming != PgOutputStreaming.Off ? [PgOutputMessageKind.StreamPrepare] : []);
+            PgOutputMessageKind[] missing = [.. expected.Where(kind => !seen.Contains(kind))];
+            ScenarioContext.Check(missing.Length == 0, "pgoutput did not send " + string.Join(", ", missing));
+        }
+        finally
+        {
+            // What a failure may have left: the writer's transaction, prepared ones (which hold locks), the origin in use.
+            await stream.DisposeAsync().ConfigureAwait(false);
+            await writer.QueryAsync("ROLLBACK").ConfigureAwait(false);
+            PgResult left = (await writer.QueryAsync($"SELECT gid FROM pg_prepared_xacts WHERE gid LIKE '{name}%'").ConfigureAwait(false))[0];
+            for (int row = 0; row < left.Rows.Count; row++)
+            {
+                await writer.QueryAsync($"ROLLBACK PREPARED '{left.Text(row, 0)}'").ConfigureAwait(false);
+            }
+
+            await writer.QueryAsync($"DROP PUBLICATION IF EXISTS {name}_p; DROP TABLE IF EXISTS {name}_key, {name}_full; DROP TYPE IF EXISTS {name}_mood").ConfigureAwait(false);
+            if (super)
+            {
+                await writer.QueryAsync($"SELECT pg_replication_origin_session_reset() WHERE pg_replication_origin_session_is_setup(); SELECT pg_replication_origin_drop('{name}_o')").ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reads the stream until the message that ends it, answering keepalives; once the changes made
+    /// beforehand have come, rolls back a large transaction after a block of it was streamed, sends
+    /// hot standby feedback and asks for a keepalive. Returns the pgoutput messages seen.
+    /// </summary>
+    private static async Task<HashSet<PgOutputMessageKind>> StreamAsync(ScenarioContext c, PgFrontendSession stream, PgFrontendSession writer, string name, PgOutputContext context)
+    {
+        var seen = new HashSet<PgOutputMessageKind>();
+        bool aborting = false;
+        bool done = false;
+        bool keepalive = false;
+        bool asked = false;
+        var watch = Stopwatch.StartNew();
+        while ((!done || !keepalive) && watch.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            if (done && !asked)
+            {
+                // A keepalive asked for: the server answers at once.
+                asked = true;
+                stream.Send(new CopyData(new StandbyStatusUpdate(0, 0, 0, ClientTime(), 1).ToArray()));
+                await stream.FlushAsync().ConfigureAwait(false);
+            }
+
+            CopyData data = await stream.ReceiveAsync().ConfigureAwait(false) as CopyData ?? throw new ScenarioFailedException("a message other than CopyData in the stream");
+            if (!ReplicationMessages.TryDecode(data, PgDirection.Backend, out IReplicationMessage? message, out PgDecodeError error))
+            {
+                throw new ScenarioFailedException("not a replication message: " + error);
+            }
+
+            if (message is PrimaryKeepalive primary)
+            {
+                keepalive = true;
+                stream.Send(new CopyData(new StandbyStatusUpdate(primary.WalEnd, primary.WalEnd, primary.WalEnd, ClientTime(), 0).ToArray()));
+                await stream.FlushAsync().ConfigureAwait(false);
+                continue;
+            }
+
+            if (message is not XLogData wal || !PgOutputMessages.TryDecodeNext(wal, context, out IPgOutputMessage? change, out error))
+            {
+                throw new ScenarioFailedException($"not a pgoutput message: {error}");
+            }
+
+            seen.Add(change.Kind);
+            switch (change)
+            {
+                case LogicalMessage { Prefix: "pgspec-ready" } when context.Streaming != PgOutputStreaming.Off:
+                    // PostgreSQL streams no transaction already known to have aborted: roll back once a block of it was streamed.
+                    aborting = true;
+                    await writer.QueryAsync($"BEGIN; INSERT INTO {name}_full SELECT g, repeat('y', 200) FROM generate_series(1, 2000) g").ConfigureAwait(false);
+                    break;
+                case LogicalMessage { Prefix: "pgspec-ready" }:
+                case StreamStop when aborting:
+                    aborting = false;
+                    if (change is StreamStop)
+                    {
+                        await writer.QueryAsync("ROLLBACK").ConfigureAwait(false);
+                    }
+
+                    stream.Send(new CopyData(new HotStandbyFeedback(ClientTime(), 0, 0, 0, 0).ToArray()));
+                    await stream.FlushAsync().ConfigureAwait(false);
+                    await writer.QueryAsync("SELECT pg_logical_emit_message(false, 'pgspec-done', '')").ConfigureAwait(false);
+                    break;
+                case LogicalMessage { Prefix: "pgspec-done" }:
+                    done = true;
+                    break;
+            }
+        }
+
+        ScenarioContext.Check(done, $"the stream did not reach its last message within 60 s ({c.Target.Key}); seen: {string.Join(", ", seen)}");
+        ScenarioContext.Check(keepalive, "no keepalive came, though asked for");
+        return seen;
+    }
+
+    /// <summary>Now, as the replication protocol counts time: microseconds since 2000-01-01 00:00 UTC.</summary>
+    private static long ClientTime() => (DateTime.UtcNow - new DateTime(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc)).Ticks / 10;
 
     private static async Task FunctionCallScenario(ScenarioContext c)
     {

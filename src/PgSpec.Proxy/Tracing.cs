@@ -31,7 +31,8 @@ public static class ProxySecrets
 /// <summary>
 /// Trace lines in libpq 18's PQtrace format, one per message, written whole (a line and its
 /// "mismatched message length" line together) so connections never interleave within a line.
-/// With connection ids, each line starts with the id and a TAB.
+/// With connection ids, each line starts with the id and a TAB. With <see cref="Replication"/>, the
+/// CopyData of replication streams get lines of their own below theirs.
 /// </summary>
 public sealed class PqTraceSink : IProxyTraceSink
 {
@@ -40,7 +41,7 @@ public sealed class PqTraceSink : IProxyTraceSink
     private readonly PgTraceOptions _options;
     private readonly bool _connectionIds;
     private readonly bool _showSecrets;
-    private readonly Dictionary<long, (PgTraceWriter Plain, PgTraceWriter Masked)> _writers = new();
+    private readonly Dictionary<long, ConnectionTrace> _writers = new();
     private readonly Lock _lock = new();
 
     /// <summary>
@@ -56,15 +57,24 @@ public sealed class PqTraceSink : IProxyTraceSink
         _showSecrets = showSecrets;
     }
 
+    /// <summary>
+    /// Decodes each connection's replication streams (<see cref="ReplicationStreamContext"/>): below a
+    /// CopyBothResponse that starts one, a comment line says what it carries; below each of its CopyData,
+    /// a line one TAB deeper gives the replication message (XLogData without its data), and for pgoutput,
+    /// a line two TABs deeper the pgoutput message; what does not decode is a comment line there. The
+    /// libpq lines stay as they are. Off by default: libpq's trace shows only the CopyData.
+    /// </summary>
+    public bool Replication { get; init; }
+
     /// <inheritdoc/>
     public void Write(long connectionId, PgReceivedMessage message, DecodeContext context)
     {
         lock (_lock)
         {
-            if (!_writers.TryGetValue(connectionId, out var writers))
+            if (!_writers.TryGetValue(connectionId, out ConnectionTrace? writers))
             {
                 PgTraceOptions options = Options(connectionId);
-                writers = (new PgTraceWriter(_output, options), new PgTraceWriter(_output, options with { Regress = true }));
+                writers = new ConnectionTrace(new PgTraceWriter(_output, options), new PgTraceWriter(_output, options with { Regress = true }), Replication ? new ReplicationStreamContext() : null);
                 _writers[connectionId] = writers;
             }
 
@@ -87,7 +97,28 @@ public sealed class PqTraceSink : IProxyTraceSink
                 message.Trace(writers.Plain, context);
             }
 
+            if (writers.Replication is { } replication)
+            {
+                TraceReplication(writers.Plain, replication, message);
+            }
+
             _output.Flush();
+        }
+    }
+
+    /// <summary>The lines below a message of a replication stream: what a CopyData carries, what a stream that starts is.</summary>
+    private static void TraceReplication(PgTraceWriter writer, ReplicationStreamContext replication, PgReceivedMessage message)
+    {
+        if (replication.Observe(message) is { } payload)
+        {
+            payload.Trace(writer);
+        }
+        else if (message.BackendKind == BackendMessageKind.CopyBothResponse && replication.InStream)
+        {
+            int indent = writer.Indent;
+            writer.Indent = indent + 1;
+            writer.Note(replication.Description);
+            writer.Indent = indent;
         }
     }
 
@@ -125,4 +156,7 @@ public sealed class PqTraceSink : IProxyTraceSink
 
     private PgTraceOptions Options(long connectionId)
         => _connectionIds ? _options with { Prefix = connectionId.ToString(CultureInfo.InvariantCulture) } : _options;
+
+    /// <summary>A connection's writers (plain, and in regress mode for secrets) and its replication streams, when decoded.</summary>
+    private sealed record ConnectionTrace(PgTraceWriter Plain, PgTraceWriter Masked, ReplicationStreamContext? Replication);
 }

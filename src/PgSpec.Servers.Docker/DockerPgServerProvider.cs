@@ -25,7 +25,7 @@ public sealed class DockerPgServerProvider : IPgServerProvider
                 .WithUsername("pgspec_scram")
                 .WithPassword("scram-secret")
                 .WithDatabase("postgres")
-                .WithCommand("-c", "wal_level=logical")
+                .WithCommand(["-c", "wal_level=logical", .. options.Settings.SelectMany(setting => new[] { "-c", setting.Key + "=" + setting.Value })])
                 .Build();
             await container.StartAsync(cancellationToken).ConfigureAwait(false);
         }

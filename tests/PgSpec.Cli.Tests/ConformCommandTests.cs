@@ -22,6 +22,63 @@ public class ConformCommandTests
         }
 
         Assert.Contains("unreachable", result.Lines.Single(l => l.TrimStart().StartsWith("AuthenticationSSPI ", StringComparison.Ordinal)), StringComparison.Ordinal);
+
+        // The messages carried in CopyData and XLogData: each seen, decoded and re-encoded against both servers.
+        foreach (PgSpec.Protocol.PgMessageDescriptor message in PgSpec.Conformance.ConformanceReport.SubMessages)
+        {
+            string key = PgSpec.Conformance.ConformanceReport.KeyOf(message);
+            string row = result.Lines.Single(l => l.TrimStart().StartsWith(key + " ", StringComparison.Ordinal));
+            if (PgSpec.Conformance.Coverage.UnreachableSubMessages.ContainsKey(key))
+            {
+                Assert.Contains("unreachable", row, StringComparison.Ordinal);
+                continue;
+            }
+
+            Assert.Equal(2, System.Text.RegularExpressions.Regex.Count(row, @" ok (\d+)/\1/\1 "));
+        }
+    }
+
+    [Fact]
+    public void Conform_LogicalReplicationScenario_ListsEachCarriedMessage_SeenDecodedReencoded()
+    {
+        CliResult result = CliRunner.Run("conform", "--pg", "15", "--scenario", "logical-replication", "--format", "json");
+        Assert.True(result.ExitCode == 0, result.ToString());
+        using JsonDocument json = JsonDocument.Parse(result.Stdout);
+        JsonElement[] carried = [.. json.RootElement.GetProperty("subMessages").EnumerateArray()];
+        Assert.Equal(PgSpec.Conformance.ConformanceReport.SubMessages.Count, carried.Length);
+        foreach (JsonElement message in carried)
+        {
+            string key = message.GetProperty("key").GetString()!;
+            JsonElement server = message.GetProperty("servers").GetProperty("15");
+            if (message.GetProperty("unreachable").ValueKind == JsonValueKind.String)
+            {
+                Assert.Equal(JsonValueKind.Null, server.ValueKind);
+                continue;
+            }
+
+            Assert.True(server.ValueKind == JsonValueKind.Object, key + " was not seen");
+            Assert.True(server.GetProperty("roundTripped").GetBoolean(), key);
+            Assert.True(server.GetProperty("seen").GetInt32() > 0, key);
+            Assert.Equal(server.GetProperty("seen").GetInt32(), server.GetProperty("reencoded").GetInt32());
+            Assert.Contains("logical-replication", server.GetProperty("scenarios").EnumerateArray().Select(s => s.GetString()));
+        }
+    }
+
+    [Fact]
+    public void Report_CarriedMessagesNeverSeen_AreProblems_SaveTheUnreachable()
+    {
+        var target = new PgSpec.Conformance.Target { Key = "15", Description = "test", Host = "127.0.0.1", Port = 1, Roles = PgSpec.Servers.PgRole.Standard, Managed = true, Major = 15, PreparedTransactions = false };
+        var report = new PgSpec.Conformance.ConformanceReport { Targets = [target], Results = [], Coverage = new PgSpec.Conformance.Coverage() };
+        IReadOnlyList<string> problems = report.Problems;
+        Assert.Contains("15: PgOutput.Insert was never seen", problems);
+        Assert.Contains("15: PgOutput.StreamAbort was never seen", problems);
+        Assert.Contains("15: Replication.HotStandbyFeedback was never seen", problems);
+        Assert.DoesNotContain(problems, p => p.Contains("Prepare", StringComparison.Ordinal) || p.Contains("PrimaryStatusUpdate", StringComparison.Ordinal));
+
+        // PostgreSQL 13 has pgoutput's version 1 only: no streamed transactions.
+        target.Major = 13;
+        Assert.DoesNotContain(report.Problems, p => p.Contains("Stream", StringComparison.Ordinal));
+        Assert.Contains("NOT SEEN", report.ToTable().Split('\n').Single(l => l.TrimStart().StartsWith("PgOutput.Origin ", StringComparison.Ordinal)), StringComparison.Ordinal);
     }
 
     [Fact]

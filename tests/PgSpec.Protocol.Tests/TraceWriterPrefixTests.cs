@@ -51,6 +51,25 @@ public class TraceWriterPrefixTests
         Assert.Equal("3\t# server said:\\x0d\\x0abye\\x09now\\x7f, café\n", Encoding.UTF8.GetString(output.ToArray()));
     }
 
+    [Theory]
+    [InlineData(null, false, "")]
+    [InlineData("7", true, "7\t" + Time + "\t")]
+    public void Indent_ComesAfterThePrefixes_OnMessageAndNoteLines(string? prefix, bool timestamps, string start)
+    {
+        using var output = new MemoryStream();
+        var time = new DateTime(2025, 5, 1, 12, 34, 56).AddTicks(1230);
+        var writer = new PgTraceWriter(output, new PgTraceOptions { Prefix = prefix, Timestamps = timestamps, Clock = () => time }) { Indent = 2 };
+
+        PgTrace.TryTrace(PgDirection.Backend, (byte)'Z', "I"u8, null, writer, out _);
+        writer.Note("below");
+        writer.Indent = 0;
+        writer.Note("back");
+
+        Assert.Equal(start + "\t\tB\t5\tReadyForQuery\t I\n" + start + "\t\t# below\n" + start + "# back\n", Encoding.UTF8.GetString(output.ToArray()));
+        Assert.Throws<ArgumentOutOfRangeException>(() => writer.Indent = 9);
+        Assert.Throws<ArgumentOutOfRangeException>(() => writer.Indent = -1);
+    }
+
     /// <summary>A clock that moves on each time it is read: lines of one message must share one reading.</summary>
     private static PgTraceOptions Options(string? prefix, bool timestamps)
     {

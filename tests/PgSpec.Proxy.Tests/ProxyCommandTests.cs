@@ -93,6 +93,8 @@ public class ProxyCommandTests
     [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--handshake-timeout", "0")]
     [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--channel-binding-fallback", "refuse")]
     [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--trace", "/nonexistent-pgspec-directory/trace")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--trace-replication")]
+    [InlineData("proxy", "--listen", "127.0.0.1:6432", "--upstream", "127.0.0.1:5432", "--trace", "-", "--format", "json", "--trace-replication")]
     public void ProxyCommand_WithBadArguments_ExitsWithUsageError(params string[] args)
     {
         using var output = new MemoryStream();

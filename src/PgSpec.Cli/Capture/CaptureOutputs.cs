@@ -9,17 +9,18 @@ namespace PgSpec.Cli.Capture;
 /// <summary>
 /// The proxy's trace lines for captured connections: libpq's PQtrace format, with the
 /// connection id and the capture's timestamps (local time, as libpq prints) when asked, secrets
-/// hidden as the proxy hides them; events are comment lines (<c># ...</c>).
+/// hidden as the proxy hides them; events are comment lines (<c># ...</c>); replication streams
+/// decoded below their CopyData when asked (the proxy's <c>--trace-replication</c>).
 /// </summary>
 internal sealed class TraceCaptureOutput : ICaptureOutput
 {
     private readonly PqTraceSink _sink;
     private DateTime _time;
 
-    public TraceCaptureOutput(Stream output, bool regress, bool timestamps, bool connectionIds, bool showSecrets)
+    public TraceCaptureOutput(Stream output, bool regress, bool timestamps, bool connectionIds, bool showSecrets, bool replication = false)
     {
         var options = new PgTraceOptions { Regress = regress, Timestamps = timestamps, Clock = () => _time.ToLocalTime() };
-        _sink = new PqTraceSink(output, options, connectionIds, showSecrets);
+        _sink = new PqTraceSink(output, options, connectionIds, showSecrets) { Replication = replication };
     }
 
     public void Message(long connection, DateTime time, PgReceivedMessage message, DecodeContext context)

@@ -57,6 +57,8 @@ public sealed class PgTraceWriter
 
     private const string TimestampFormat = "yyyy-MM-dd HH:mm:ss.ffffff";
 
+    private const int MaxIndent = 8;
+
     private static readonly Func<DateTime> s_now = () => DateTime.Now;
 
     /// <summary>"\xNN" for every byte value, its four ASCII bytes little-endian in a UInt32.</summary>
@@ -69,6 +71,7 @@ public sealed class PgTraceWriter
     private byte[]? _buffer;
     private int _used;
     private DateTime _timestamp;
+    private int _indent;
 
     /// <summary>Writes to <paramref name="output"/>.</summary>
     public PgTraceWriter(Stream output, PgTraceOptions? options = null)
@@ -80,6 +83,23 @@ public sealed class PgTraceWriter
     /// <summary>The options.</summary>
     public PgTraceOptions Options { get; }
 
+    /// <summary>
+    /// TABs written after the line prefix and timestamp, before the rest of each line begun after it
+    /// is set (0 to 8; 0 by default): for lines that belong to the line above, such as the replication
+    /// message a CopyData carries. libpq never indents a line.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is below 0 or above 8.</exception>
+    public int Indent
+    {
+        get => _indent;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, MaxIndent);
+            _indent = value;
+        }
+    }
+
     private bool Regress => Options.Regress;
 
     /// <summary>Starts a line.</summary>
@@ -89,7 +109,7 @@ public sealed class PgTraceWriter
 
         // Fields print in a few times their wire size (a Byte1 in five, " \xNN"); a buffer of five
         // times the length, up to the limit, takes a small message and its mismatch line whole.
-        long estimate = 192 + (Options.Prefix?.Length ?? 0) * 6L + name.Length * 3L + Math.Max(length, 0) * 5L;
+        long estimate = 192 + MaxIndent + (Options.Prefix?.Length ?? 0) * 6L + name.Length * 3L + Math.Max(length, 0) * 5L;
         Start(estimate);
         _timestamp = Options.Timestamps ? (Options.Clock ?? s_now)() : default;
         LinePrefix();
@@ -242,7 +262,7 @@ public sealed class PgTraceWriter
     public void Note(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        Start(96 + (Options.Prefix?.Length ?? 0) * 3L + text.Length * 4L);
+        Start(96 + MaxIndent + (Options.Prefix?.Length ?? 0) * 3L + text.Length * 4L);
         _timestamp = Options.Timestamps ? (Options.Clock ?? s_now)() : default;
         LinePrefix();
         Raw("# "u8);
@@ -375,6 +395,11 @@ public sealed class PgTraceWriter
             Debug.Assert(formatted, "a timestamp fits in MaxItemSize bytes");
             _used += written;
             Raw("\t"u8);
+        }
+
+        if (_indent > 0)
+        {
+            Raw("\t\t\t\t\t\t\t\t"u8[.._indent]);
         }
     }
 
