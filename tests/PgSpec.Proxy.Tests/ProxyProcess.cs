@@ -121,6 +121,15 @@ public sealed class ProxyProcess : IAsyncDisposable
     }
 
     /// <summary>Sends a signal (TERM, HUP, USR1, ...).</summary>
+    /// <summary>The port the proxy listens on, from its "listening on HOST:0 (HOST:PORT)" line (a proxy started on port 0).</summary>
+    public async Task<int> ListeningPortAsync()
+    {
+        string line = await WaitForLineAsync(l => l.Contains("listening on", StringComparison.Ordinal));
+        System.Text.RegularExpressions.Match port = System.Text.RegularExpressions.Regex.Match(line, @"\(.*:(\d+)\)");
+        Assert.True(port.Success, "no port in: " + line);
+        return int.Parse(port.Groups[1].Value, CultureInfo.InvariantCulture);
+    }
+
     public void Signal(string name) => ExternalProcess.RunChecked("/bin/kill", ["-" + name, Pid.ToString(CultureInfo.InvariantCulture)]);
 
     public bool HasExited => _process.HasExited;

@@ -142,8 +142,8 @@ public sealed class ProxiedSessions : IAsyncLifetime
         string trace18 = Path.Combine(_dir.Path, "proxy18.trace");
         await using ProxyProcess proxy15 = await StartProxyAsync(Pg15, trace15);
         await using ProxyProcess proxy18 = await StartProxyAsync(Pg18, trace18);
-        Proxy15Port = await ListeningPortAsync(proxy15);
-        Proxy18Port = await ListeningPortAsync(proxy18);
+        Proxy15Port = await proxy15.ListeningPortAsync();
+        Proxy18Port = await proxy18.ListeningPortAsync();
 
         CaptureFile = Path.Combine(_dir.Path, "sessions.pcap");
         string filter = string.Join(" or ", Ports.Select(port => "tcp port " + Port(port)));
@@ -187,15 +187,6 @@ public sealed class ProxiedSessions : IAsyncLifetime
 
     private static async Task<ProxyProcess> StartProxyAsync(PgServer server, string trace)
         => await ProxyProcess.StartAsync("--listen", "[::1]:0", "--upstream", $"{server.Host}:{Port(server.Port)}", "--trace", trace, "--connection-ids", "--show-secrets", "--quiet");
-
-    /// <summary>The port of "listening on [::1]:0 ([::1]:PORT)".</summary>
-    private static async Task<int> ListeningPortAsync(ProxyProcess proxy)
-    {
-        string line = await proxy.WaitForLineAsync(l => l.Contains("listening on", StringComparison.Ordinal));
-        Match port = Regex.Match(line, @"\(\[::1\]:(\d+)\)");
-        Assert.True(port.Success, "no port in: " + line);
-        return int.Parse(port.Groups[1].Value, CultureInfo.InvariantCulture);
-    }
 
     /// <summary>
     /// psql 15 runs <paramref name="sql"/> (a script file's text) and must exit 0: through a proxy

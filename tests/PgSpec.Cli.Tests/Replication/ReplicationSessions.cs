@@ -110,8 +110,8 @@ public sealed class ReplicationSessions : IAsyncLifetime
         string trace18 = Path.Combine(_dir.Path, "proxy18.trace");
         await using ProxyProcess proxy15 = await StartProxyAsync(Pg15, trace15);
         await using ProxyProcess proxy18 = await StartProxyAsync(Pg18, trace18);
-        Proxy15Port = await ListeningPortAsync(proxy15);
-        Proxy18Port = await ListeningPortAsync(proxy18);
+        Proxy15Port = await proxy15.ListeningPortAsync();
+        Proxy18Port = await proxy18.ListeningPortAsync();
 
         CaptureFile = Path.Combine(_dir.Path, "replication.pcap");
         using (Tcpdump.Start(["-i", "any", "--immediate-mode", "-U", "-B", "32768", "-w", CaptureFile, $"tcp port {Port(Proxy15Port)} or tcp port {Port(Proxy18Port)}"]))
@@ -161,14 +161,6 @@ public sealed class ReplicationSessions : IAsyncLifetime
 
     private static async Task<ProxyProcess> StartProxyAsync(PgServer server, string trace)
         => await ProxyProcess.StartAsync("--listen", "[::1]:0", "--upstream", $"{server.Host}:{Port(server.Port)}", "--trace", trace, "--connection-ids", "--trace-replication", "--quiet");
-
-    private static async Task<int> ListeningPortAsync(ProxyProcess proxy)
-    {
-        string line = await proxy.WaitForLineAsync(l => l.Contains("listening on", StringComparison.Ordinal));
-        Match port = Regex.Match(line, @"\(\[::1\]:(\d+)\)");
-        Assert.True(port.Success, "no port in: " + line);
-        return int.Parse(port.Groups[1].Value, CultureInfo.InvariantCulture);
-    }
 
     private Dictionary<string, string> Environment(PgServer server, string application, string? options = null)
     {
