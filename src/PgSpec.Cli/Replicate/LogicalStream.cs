@@ -43,7 +43,7 @@ internal sealed class LogicalStream
     /// <summary>The last position confirmed to the server.</summary>
     private long _acknowledged;
 
-    private DateTime _lastStatus = DateTime.UtcNow;
+    private readonly ReplicationReceiver _receiver;
     private long _abortedTransactions;
     private long _abortedSubtransactions;
     private long _rolledBackPrepared;
@@ -60,6 +60,7 @@ internal sealed class LogicalStream
         _context = new PgOutputContext(protocolVersion, settings.Streaming);
         _writer = new ChangeWriter(output.Stream, protocolVersion, settings.Streaming);
         _buffers = new TransactionBuffers(settings.BufferMemory, settings.SpillDirectory);
+        _receiver = new ReplicationReceiver(session, settings, output, signals, SendStatusAsync);
     }
 
     /// <summary>The writer, for the type names the catalogue gives before streaming starts.</summary>
@@ -78,10 +79,6 @@ internal sealed class LogicalStream
         }
 
         Note($"streaming from slot {_settings.Slot} ({_context})");
-        DateTime lastReceived = DateTime.UtcNow;
-        bool pinged = false;
-        TimeSpan timeout = _settings.Timeout;
-        TimeSpan interval = _settings.StatusInterval;
         try
         {
             while (!_stop.IsCancellationRequested)
@@ -92,66 +89,16 @@ internal sealed class LogicalStream
                     Note($"reopened {_output.Name}");
                 }
 
-                DateTime now = DateTime.UtcNow;
-                if (interval > TimeSpan.Zero && now - _lastStatus >= interval)
-                {
-                    await SendStatusAsync(replyRequested: false).ConfigureAwait(false);
-                }
-
-                IBackendMessage? message = await _session.TryReceiveAsync(TimeSpan.Zero, CancellationToken.None).ConfigureAwait(false);
+                IBackendMessage? message = await _receiver.ReceiveAsync().ConfigureAwait(false);
                 if (message is null)
                 {
-                    // Nothing more for now: hand the lines written so far to the output.
-                    _output.Flush();
-
-                    // Silence counts only when nothing is waiting (a large transaction being written is not the server's silence).
-                    if (timeout != Timeout.InfiniteTimeSpan)
-                    {
-                        if (DateTime.UtcNow - lastReceived >= timeout)
-                        {
-                            throw new ReplicateException(PgSpecCommandLine.ExitTimeout, $"the server sent nothing for {timeout.TotalSeconds:0.#} s, not even the answer to a status update that asked for one (--timeout): the connection or the server is stuck");
-                        }
-
-                        if (!pinged && DateTime.UtcNow - lastReceived >= timeout / 2)
-                        {
-                            await SendStatusAsync(replyRequested: true).ConfigureAwait(false);
-                            pinged = true;
-                        }
-                    }
-
-                    TimeSpan wait = Timeout.InfiniteTimeSpan;
-                    if (interval > TimeSpan.Zero)
-                    {
-                        wait = Shortest(wait, _lastStatus + interval - now);
-                    }
-
-                    if (timeout != Timeout.InfiniteTimeSpan)
-                    {
-                        wait = Shortest(wait, lastReceived + (pinged ? timeout : timeout / 2) - now);
-                    }
-
-                    using var attention = CancellationTokenSource.CreateLinkedTokenSource(_stop, _signals.Wake);
-                    try
-                    {
-                        message = await _session.TryReceiveAsync(wait, attention.Token).ConfigureAwait(false);
-                    }
-                    catch (OperationCanceledException) when (attention.IsCancellationRequested)
-                    {
-                        // Stopped (the loop ends), or woken (SIGHUP: the loop reopens the file).
-                        continue;
-                    }
-
-                    if (message is null)
-                    {
-                        continue;
-                    }
+                    continue;
                 }
 
-                pinged = false;
                 bool stop = await HandleAsync(message).ConfigureAwait(false);
 
                 // The server's silence is counted from when the client is ready for it again.
-                lastReceived = DateTime.UtcNow;
+                _receiver.Ready();
                 if (stop)
                 {
                     break;
@@ -174,16 +121,6 @@ internal sealed class LogicalStream
         }
 
         return PgSpecCommandLine.ExitOk;
-    }
-
-    private static TimeSpan Shortest(TimeSpan current, TimeSpan other)
-    {
-        if (other < TimeSpan.FromMilliseconds(1))
-        {
-            other = TimeSpan.FromMilliseconds(1);
-        }
-
-        return current == Timeout.InfiniteTimeSpan || other < current ? other : current;
     }
 
     /// <summary>Handles one message from the server; true when the stream should stop (--endpos).</summary>
@@ -541,7 +478,7 @@ internal sealed class LogicalStream
     private async Task KeepAliveAsync()
     {
         TimeSpan interval = _settings.StatusInterval > TimeSpan.Zero ? _settings.StatusInterval : TimeSpan.FromSeconds(10);
-        if (DateTime.UtcNow - _lastStatus >= interval)
+        if (DateTime.UtcNow - _receiver.LastStatus >= interval)
         {
             await SendStatusAsync(replyRequested: false).ConfigureAwait(false);
         }
@@ -580,7 +517,7 @@ internal sealed class LogicalStream
         }
 
         _acknowledged = position;
-        _lastStatus = DateTime.UtcNow;
+        _receiver.LastStatus = DateTime.UtcNow;
     }
 
     /// <summary>Stops cleanly: the output made durable, a last status update with what it holds, CopyDone.</summary>

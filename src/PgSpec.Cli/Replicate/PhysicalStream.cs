@@ -25,7 +25,7 @@ internal sealed class PhysicalStream
     private long _acknowledged;
     private long _messages;
     private long _bytes;
-    private DateTime _lastStatus = DateTime.UtcNow;
+    private readonly ReplicationReceiver _receiver;
     private string _stoppedBy = "SIGINT/SIGTERM";
 
     public PhysicalStream(PgFrontendSession session, ReplicateSettings settings, ReplicationOutput output, TextWriter stderr, ReplicateSignals signals)
@@ -36,6 +36,7 @@ internal sealed class PhysicalStream
         _stderr = stderr;
         _signals = signals;
         _stop = signals.Stop;
+        _receiver = new ReplicationReceiver(session, settings, output, signals, SendStatusAsync);
     }
 
     /// <summary>Streams from <paramref name="start"/> on <paramref name="timeline"/> until SIGINT/SIGTERM, --endpos or an error.</summary>
@@ -58,10 +59,6 @@ internal sealed class PhysicalStream
         }
 
         var json = new Utf8JsonWriter(_output.Stream, s_options);
-        DateTime lastReceived = DateTime.UtcNow;
-        bool pinged = false;
-        TimeSpan timeout = _settings.Timeout;
-        TimeSpan interval = _settings.StatusInterval;
         while (!_stop.IsCancellationRequested)
         {
             if (_signals.TakeReopen())
@@ -70,63 +67,13 @@ internal sealed class PhysicalStream
                 json.Reset(_output.Stream);
             }
 
-            DateTime now = DateTime.UtcNow;
-            if (interval > TimeSpan.Zero && now - _lastStatus >= interval)
-            {
-                await SendStatusAsync(false).ConfigureAwait(false);
-            }
-
-            IBackendMessage? message = await _session.TryReceiveAsync(TimeSpan.Zero, CancellationToken.None).ConfigureAwait(false);
+            IBackendMessage? message = await _receiver.ReceiveAsync().ConfigureAwait(false);
             if (message is null)
             {
-                _output.Flush();
-
-                // Silence counts only when nothing is waiting.
-                if (timeout != Timeout.InfiniteTimeSpan)
-                {
-                    if (DateTime.UtcNow - lastReceived >= timeout)
-                    {
-                        throw new ReplicateException(PgSpecCommandLine.ExitTimeout, $"the server sent nothing for {timeout.TotalSeconds:0.#} s, not even the answer to a status update that asked for one (--timeout): the connection or the server is stuck");
-                    }
-
-                    if (!pinged && DateTime.UtcNow - lastReceived >= timeout / 2)
-                    {
-                        await SendStatusAsync(true).ConfigureAwait(false);
-                        pinged = true;
-                    }
-                }
-
-                TimeSpan wait = Timeout.InfiniteTimeSpan;
-                if (interval > TimeSpan.Zero)
-                {
-                    wait = Max1(_lastStatus + interval - now);
-                }
-
-                if (timeout != Timeout.InfiniteTimeSpan)
-                {
-                    TimeSpan watch = Max1(lastReceived + (pinged ? timeout : timeout / 2) - now);
-                    wait = wait == Timeout.InfiniteTimeSpan || watch < wait ? watch : wait;
-                }
-
-                using var attention = CancellationTokenSource.CreateLinkedTokenSource(_stop, _signals.Wake);
-                try
-                {
-                    message = await _session.TryReceiveAsync(wait, attention.Token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (attention.IsCancellationRequested)
-                {
-                    // Stopped (the loop ends), or woken (SIGHUP: the loop reopens the file).
-                    continue;
-                }
-
-                if (message is null)
-                {
-                    continue;
-                }
+                continue;
             }
 
-            lastReceived = DateTime.UtcNow;
-            pinged = false;
+            _receiver.Ready();
             switch (message)
             {
                 case CopyData data:
@@ -180,8 +127,6 @@ internal sealed class PhysicalStream
         return await FinishAsync().ConfigureAwait(false);
     }
 
-    private static TimeSpan Max1(TimeSpan wait) => wait < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : wait;
-
     private async Task SendStatusAsync(bool replyRequested)
     {
         _output.FlushDurable();
@@ -198,7 +143,7 @@ internal sealed class PhysicalStream
         }
 
         _acknowledged = position;
-        _lastStatus = DateTime.UtcNow;
+        _receiver.LastStatus = DateTime.UtcNow;
     }
 
     private async Task<int> FinishAsync()
