@@ -688,6 +688,12 @@ namespace PgSpec.Generators
                 List<FieldSpec> body = m.Fields.Skip(typed ? 2 : 1).ToList();
                 string origin = typed ? "5" : "4";
 
+                if (Visible(body).Count == 0)
+                {
+                    w.Line("private static readonly " + m.Name + " s_decoded = new();");
+                    w.Line();
+                }
+
                 w.Line("/// <summary>Decodes a message body (the bytes after the length word), strictly. Never throws: a malformed body gives false and the error.</summary>");
                 w.Open("public static bool TryDecode(" + Span + " body, " + Rt + ".DecodeContext? context, [global::System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out " + m.Name + "? message, out " + Rt + ".PgDecodeError error)");
                 w.Line("var r = new " + Rt + ".PgSpanReader(body, MessageName, " + origin + ");");
@@ -704,7 +710,11 @@ namespace PgSpec.Generators
                 EmitWalk(w, m, body, Mode.Decode, "f_", 0, locals);
                 w.Line("if (!r.End()) goto fail;");
                 List<FieldSpec> visible = Visible(body);
-                w.Line("message = new " + m.Name + "(" + string.Join(", ", visible.Select(f => locals[f.Name])) + ");");
+                // A message without fields (Sync, Flush, ParseComplete...) is immutable and always
+                // the same: every decode gives one shared instance instead of a new one.
+                w.Line(visible.Count == 0
+                    ? "message = s_decoded;"
+                    : "message = new " + m.Name + "(" + string.Join(", ", visible.Select(f => locals[f.Name])) + ");");
                 w.Line("error = default;");
                 w.Line("return true;");
                 w.Line("fail:");

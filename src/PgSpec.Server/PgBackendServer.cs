@@ -64,7 +64,7 @@ public sealed class PgBackendServer : IAsyncDisposable
             // event thread for the handler unless the handler says it never blocks.
             bool inline = options.Traffic is null && options.TlsCertificate is null;
             int threads = options.IoThreads > 0 ? options.IoThreads : PgBackendOptions.DefaultIoThreads;
-            server._sockets = SocketEngine.Create(options.EpollSockets, inline, threads, log: null, sharedEpoll: true);
+            server._sockets = SocketEngine.Create(options.EpollSockets, inline, threads, log: null, sharedEpoll: true, options.EventSpin);
         }
         catch
         {

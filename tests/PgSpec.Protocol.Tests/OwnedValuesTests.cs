@@ -8,6 +8,20 @@ namespace PgSpec.Protocol.Tests;
 public class OwnedValuesTests
 {
     [Fact]
+    public void Messages_without_fields_decode_to_one_shared_instance_equal_to_a_new_one()
+    {
+        Assert.Same(Sync.Decode([]), Sync.Decode([]));
+        Assert.Same(ParseComplete.Decode([]), ParseComplete.Decode([]));
+        Assert.Equal(new Sync(), Sync.Decode([]));
+        Assert.Equal(new Sync().ToArray(), Sync.Decode([]).ToArray());
+
+        // A body that is not empty is still refused.
+        Assert.False(Sync.TryDecode([0], null, out Sync? extra, out PgDecodeError error));
+        Assert.Null(extra);
+        Assert.NotEqual(default, error);
+    }
+
+    [Fact]
     public void DataRow_columns_share_one_copy_of_the_body()
     {
         byte[] wire = new DataRow([(ReadOnlyMemory<byte>?)Encoding.ASCII.GetBytes("alpha"), null, Encoding.ASCII.GetBytes("beta"), ReadOnlyMemory<byte>.Empty]).ToArray();

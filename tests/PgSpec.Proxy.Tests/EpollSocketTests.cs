@@ -24,6 +24,34 @@ public sealed class EpollSocketTests : IDisposable
 
     [Theory]
     [MemberData(nameof(Inline))]
+    public async Task Engine_ThatPollsBeforeItSleeps_ServesRoundTripsAndWakesAfterSilence(bool inline)
+    {
+        (EngineSocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline, spin: TimeSpan.FromMilliseconds(1)));
+        byte[] buffer = new byte[16];
+        byte[] answer = new byte[16];
+
+        // Round trips close together (the event thread finds each while it polls), and after
+        // silences longer than its polling (it has gone to sleep, and the next bytes must wake it).
+        for (int round = 0; round < 40; round++)
+        {
+            if (round % 10 == 9)
+            {
+                await Task.Delay(20);
+            }
+
+            await peer.SendAsync(new[] { (byte)round });
+            int read = await socket.Stream.ReadAsync(buffer).AsTask().WaitAsync(Patience);
+            await socket.Stream.WriteAsync(buffer.AsMemory(0, read));
+            int answered = await peer.ReceiveAsync(answer.AsMemory()).AsTask().WaitAsync(Patience);
+
+            Assert.Equal(1, read);
+            Assert.Equal(1, answered);
+            Assert.Equal((byte)round, answer[0]);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Inline))]
     public async Task Receive_AfterAShortReadDrainedTheSocket_CompletesWhenMoreBytesArrive(bool inline)
     {
         (EngineSocket socket, Socket peer) = await AcceptedPairAsync(Engine(inline));
@@ -341,7 +369,7 @@ public sealed class EpollSocketTests : IDisposable
         return echoed.ToArray().AsSpan().SequenceEqual(payload);
     }
 
-    private SocketEngine Engine(bool inline, int threads = 1, bool shared = false) => Own<SocketEngine>(new EpollSocketEngine(threads, shared, inline, log: null));
+    private SocketEngine Engine(bool inline, int threads = 1, bool shared = false, TimeSpan spin = default) => Own<SocketEngine>(new EpollSocketEngine(threads, shared, inline, log: null, spin));
 
     private T Own<T>(T disposable)
         where T : IDisposable

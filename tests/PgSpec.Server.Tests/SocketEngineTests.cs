@@ -119,4 +119,31 @@ public sealed class SocketEngineTests
         ArgumentException e = Assert.Throws<ArgumentException>(() => PgBackendServer.Create(options, _ => throw new InvalidOperationException("no session expected")));
         Assert.Contains("IoThreads", e.Message, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(10_001)]
+    public void EventSpin_out_of_range_is_refused(int microseconds)
+    {
+        var options = new PgBackendOptions { EventSpin = TimeSpan.FromMicroseconds(microseconds) };
+        ArgumentException e = Assert.Throws<ArgumentException>(() => PgBackendServer.Create(options, _ => throw new InvalidOperationException("no session expected")));
+        Assert.Contains("EventSpin", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Sessions_on_threads_that_never_poll_before_sleeping_are_served()
+    {
+        await using TestServer server = TestServer.Start(options =>
+        {
+            options.IoThreads = 2;
+            options.EventSpin = TimeSpan.Zero;
+        });
+        await using PgFrontendSession first = await server.ConnectAsync();
+        await using PgFrontendSession second = await server.ConnectAsync();
+        for (int i = 0; i < 20; i++)
+        {
+            Assert.Equal(2, (await first.QueryAsync("rows 2", cancellationToken: Wait.Token))[0].Rows.Count);
+            Assert.Single((await second.QueryAsync("rows 1", cancellationToken: Wait.Token))[0].Rows);
+        }
+    }
 }

@@ -30,9 +30,10 @@ internal abstract class SocketEngine : IDisposable
     /// sockets; true: epoll, and an error elsewhere). Continuations run on the event threads when
     /// <paramref name="inlineCompletions"/> is set (nothing on the path blocks or costs much), else on
     /// the thread pool. With <paramref name="sharedEpoll"/>, the event threads wait on one epoll set
-    /// (a ready socket goes to whichever is free) instead of one set each.
+    /// (a ready socket goes to whichever is free) instead of one set each. An event thread polls for
+    /// up to <paramref name="spin"/> before it sleeps (see <see cref="EventSpin"/>; zero: never).
     /// </summary>
-    public static SocketEngine Create(bool? epoll, bool inlineCompletions, int ioThreads, Action<string>? log, bool sharedEpoll = false)
+    public static SocketEngine Create(bool? epoll, bool inlineCompletions, int ioThreads, Action<string>? log, bool sharedEpoll = false, TimeSpan spin = default)
     {
         if (epoll == true && !OperatingSystem.IsLinux())
         {
@@ -44,7 +45,7 @@ internal abstract class SocketEngine : IDisposable
             return new SystemSocketEngine();
         }
 
-        return new EpollSocketEngine(ioThreads > 0 ? ioThreads : DefaultIoThreads, sharedEpoll, inlineCompletions, log);
+        return new EpollSocketEngine(ioThreads > 0 ? ioThreads : DefaultIoThreads, sharedEpoll, inlineCompletions, log, spin);
     }
 
     /// <summary>One event thread per four processors, at least one.</summary>

@@ -10,6 +10,12 @@ using AllocationSampler? sampler = Environment.GetEnvironmentVariable("PGSPEC_AL
 string listen = args.Length == 2 && args[0] == "--listen" ? args[1] : "127.0.0.1:5432";
 // PGSPEC_IO_THREADS: the server's event threads (0 or unset: the default, one per two processors).
 var options = new PgBackendOptions { IoThreads = int.TryParse(Environment.GetEnvironmentVariable("PGSPEC_IO_THREADS"), out int threads) ? threads : 0 };
+// PGSPEC_EVENT_SPIN_US: how long an event thread polls before it sleeps, in microseconds (unset: the default, 300; 0: never).
+if (int.TryParse(Environment.GetEnvironmentVariable("PGSPEC_EVENT_SPIN_US"), out int spin))
+{
+    options.EventSpin = TimeSpan.FromMicroseconds(spin);
+}
+
 options.Listen.Add(IPEndPoint.Parse(listen));
 await using PgBackendServer server = PgBackendServer.Start(options, _ => new ConstantRowHandler());
 Console.WriteLine($"listening on {server.EndPoints[0]}");
