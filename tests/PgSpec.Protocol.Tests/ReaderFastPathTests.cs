@@ -14,6 +14,62 @@ namespace PgSpec.Protocol.Tests;
 /// </summary>
 public class ReaderFastPathTests
 {
+    /// <summary>
+    /// The reader names a message by its type byte alone when the generated classifier, given no
+    /// body and no context, names it: that must be the name whatever the body and the context are.
+    /// </summary>
+    [Fact]
+    public void A_type_byte_named_without_body_or_context_is_named_the_same_with_any_body_and_context()
+    {
+        var random = new Random(20261203);
+        List<byte[]> bodies = [[], [0], [0, 0, 0, 0], [0, 0, 0, 5], [0, 0, 0, 10], [0, 0, 0, 12], [0x04, 0xd2, 0x16, 0x2f]];
+        for (int i = 0; i < 20; i++)
+        {
+            bodies.Add(RandomBytes(random, random.Next(1, 40)));
+        }
+
+        List<DecodeContext?> contexts = [null, .. Enum.GetValues<PgSessionPhase>().Select(p => new DecodeContext { Phase = p })];
+        var expectingSasl = new DecodeContext { Phase = PgSessionPhase.Authentication };
+        expectingSasl.ObserveBackend(BackendMessageKind.AuthenticationSASL, new AuthenticationSASL(["SCRAM-SHA-256"]).ToArray().AsSpan(5));
+        contexts.Add(expectingSasl);
+
+        int named = 0;
+        for (int b = 0; b < 256; b++)
+        {
+            FrontendMessageKind frontend = FrontendMessages.Classify((byte)b, default, null);
+            BackendMessageKind backend = BackendMessages.Classify((byte)b, default, null);
+            named += (frontend != FrontendMessageKind.Unknown ? 1 : 0) + (backend != BackendMessageKind.Unknown ? 1 : 0);
+            foreach (byte[] body in bodies)
+            {
+                foreach (DecodeContext? context in contexts)
+                {
+                    if (frontend != FrontendMessageKind.Unknown)
+                    {
+                        Assert.Equal(frontend, FrontendMessages.Classify((byte)b, body, context));
+                    }
+
+                    if (backend != BackendMessageKind.Unknown)
+                    {
+                        Assert.Equal(backend, BackendMessages.Classify((byte)b, body, context));
+                    }
+                }
+            }
+        }
+
+        // Most type bytes name one message; 'R' (a code in the body) and 'p' (the context) do not.
+        Assert.True(named > 30, $"{named} type bytes are named alone");
+        Assert.Equal(BackendMessageKind.Unknown, BackendMessages.Classify((byte)'R', default, null));
+        Assert.Equal(FrontendMessageKind.Unknown, FrontendMessages.Classify((byte)'p', default, null));
+        Assert.Equal(BackendMessageKind.DataRow, BackendMessages.Classify((byte)'D', default, null));
+    }
+
+    private static byte[] RandomBytes(Random random, int length)
+    {
+        byte[] bytes = new byte[length];
+        random.NextBytes(bytes);
+        return bytes;
+    }
+
     private static readonly byte[][] s_samples =
     [
         .. PipeReaderTests.Conversation().Select(m => m.ToArray()),

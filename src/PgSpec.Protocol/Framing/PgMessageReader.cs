@@ -312,12 +312,14 @@ public sealed class PgMessageReader
     /// <summary>Names, validates and observes a whole frame's body; the message on success.</summary>
     private PgReadStatus Accept(PgFrameHeader header, ReadOnlySpan<byte> body, out PgReceivedMessage message, out PgDecodeError error)
     {
-        message = default;
         error = default;
-        int kind = Classify(header, body);
+        int kind = header.Kind == PgFrameKind.Typed && (Direction == PgDirection.Frontend ? s_frontendByType : s_backendByType)[(byte)header.TypeByte] is int byType and not 0
+            ? byType
+            : Classify(header, body);
         ReadOnlySpan<long> slots = default;
         if (Validate && kind != 0 && !TryValidate(kind, body, out slots, out error))
         {
+            message = default;
             error = error.Shift(Position);
             return PgReadStatus.Malformed;
         }
@@ -326,6 +328,27 @@ public sealed class PgMessageReader
         Observe(header, kind, body);
         Position += header.WireLength;
         return PgReadStatus.Message;
+    }
+
+    /// <summary>
+    /// The kind of each type byte that names one message whatever its body and context (0 for the
+    /// others: an unused byte, a byte shared by messages told apart by a code in the body, such as
+    /// 'R', or by the context, such as 'p'), so that most messages are named by one load. Taken from
+    /// the generated classifier itself: given no body and no context, it names only those.
+    /// </summary>
+    private static readonly int[] s_frontendByType = KindsByType(b => (int)FrontendMessages.Classify(b, default, null));
+
+    private static readonly int[] s_backendByType = KindsByType(b => (int)BackendMessages.Classify(b, default, null));
+
+    private static int[] KindsByType(Func<byte, int> classify)
+    {
+        int[] kinds = new int[256];
+        for (int b = 0; b < kinds.Length; b++)
+        {
+            kinds[b] = classify((byte)b);
+        }
+
+        return kinds;
     }
 
     private int Classify(PgFrameHeader frame, ReadOnlySpan<byte> body)

@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
 using System.ComponentModel;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Unicode;
@@ -315,12 +317,18 @@ public ref struct PgSpanReader
             return false;
         }
 
-        // The places grow from one slot to the next and the last value ends within the list: every
-        // read below is inside it. Differences are gathered without a branch per value.
+        // The slots were written by a walk of this reader's (WalkValues), so each place is at least 4
+        // (after its length word) and the places grow from one slot to the next; the last value
+        // ends within the list: every read below is inside it, and is made without a bounds check.
+        // Differences are gathered without a branch per value.
+        ref byte start = ref MemoryMarshal.GetReference(list);
         int differ = 0;
         foreach (long slot in slots)
         {
-            differ |= BinaryPrimitives.ReadInt32BigEndian(list.Slice((int)(slot >> 32) - 4)) ^ (int)slot;
+            int place = (int)(slot >> 32);
+            Debug.Assert(place >= 4 && place <= list.Length, "slots come from a walk of a list no longer than this one");
+            int word = Unsafe.ReadUnaligned<int>(ref Unsafe.Add(ref start, place - 4));
+            differ |= (BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(word) : word) ^ (int)slot;
         }
 
         return differ == 0;
