@@ -224,6 +224,7 @@ internal sealed unsafe class EventLoop : IDisposable
                 {
                     count = EpollWait(_epoll, events, MaxEvents, -1);
                 }
+
                 if (count < 0)
                 {
                     int errno = Marshal.GetLastPInvokeError();
