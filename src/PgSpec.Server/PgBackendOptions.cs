@@ -99,7 +99,9 @@ public sealed class PgBackendOptions
     /// 10 milliseconds. A client that sends its next message within that time is served without the
     /// thread going to sleep and being woken, which on a busy connection is a large part of a round
     /// trip's cost; a thread whose polls keep finding nothing stops polling (one try in 16 waits), so
-    /// an idle server does not spin.
+    /// an idle server does not spin. Polling takes processor time from other processes: where the
+    /// server shares few processors with the work it waits for (a pooler in front of a database
+    /// on the same machine), set it to zero.
     /// </summary>
     public TimeSpan EventSpin { get; set; } = TimeSpan.FromMicroseconds(300);
 
