@@ -79,7 +79,7 @@ namespace PgSpec.Generators
                     w.Line("/// </summary>");
                     // Small enough to inline into the caller's loop: the failure is out of line.
                     w.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
-                    w.Open("public static View Read(" + Rt + ".PgReceivedMessage message, " + Rt + ".DecodeContext? context = null)");
+                    w.Open("public static View Read(scoped in " + Rt + ".PgReceivedMessage message, " + Rt + ".DecodeContext? context = null)");
                     w.Open("if (!(" + string.Join(" || ", kinds) + "))");
                     w.Line("ThrowNotThisMessage(message.Name);");
                     w.Close();
@@ -123,7 +123,7 @@ namespace PgSpec.Generators
                     {
                         // Read from the slots: the list's end need not be found.
                         w.Open("if (!_slots.IsEmpty)");
-                        w.Line("return new " + Rt + ".PgValueList(" + span + ".Slice(r.Position), f_" + f.CountField + ", _slots);");
+                        w.Line("return new " + Rt + ".PgValueList(" + span + ", r.Position, f_" + f.CountField + ", _slots);");
                         w.Close();
                         w.Line();
                     }

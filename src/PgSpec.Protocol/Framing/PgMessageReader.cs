@@ -1,5 +1,8 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace PgSpec.Protocol;
 
@@ -170,6 +173,21 @@ public sealed class PgMessageReader
     private int _slotsKind;
 
     private int _slotsCount = -1;
+
+    /// <summary>The shortest and longest bodies kept as a template (see <see cref="BuildTemplate"/>).</summary>
+    private const int MinTemplateLength = sizeof(ulong);
+
+    private const int MaxTemplateLength = 256;
+
+    /// <summary>The template: a body's bytes, then the mask of those its check read (<see cref="MaxTemplateLength"/> each).</summary>
+    private byte[] _template = [];
+
+    /// <summary>The kind the template is of (0: none), its length and the protocol version it was checked under.</summary>
+    private int _templateKind;
+
+    private int _templateLength;
+
+    private int _templateVersion;
 
     /// <summary>Reads messages sent by <paramref name="direction"/>.</summary>
     public PgMessageReader(PgDirection direction, DecodeContext? context = null)
@@ -369,6 +387,13 @@ public sealed class PgMessageReader
     /// <summary>Validates a body; <paramref name="slots"/> are where the values of its value list are, when recorded.</summary>
     private bool TryValidate(int kind, ReadOnlySpan<byte> body, out ReadOnlySpan<long> slots, out PgDecodeError error)
     {
+        if (kind == _templateKind && body.Length == _templateLength && Context.ProtocolVersion.Code == _templateVersion && MatchesTemplate(body))
+        {
+            error = default;
+            slots = _valueSlots.AsSpan(0, _slotsCount);
+            return true;
+        }
+
         // The slots of the last list, if it was a list of this same message, are where this one's
         // values are first looked for (rows of the same layout).
         int known = kind == _slotsKind ? _slotsCount : -1;
@@ -377,9 +402,21 @@ public sealed class PgMessageReader
             : BackendMessages.TryValidateRecording((BackendMessageKind)kind, body, Context, _valueSlots, known, out recorded, out error);
         if (ok && recorded >= 0)
         {
+            bool sameLayout = (recorded & PgSpanReader.SameLayoutFlag) != 0;
+            recorded &= ~PgSpanReader.SameLayoutFlag;
             slots = _valueSlots.AsSpan(0, recorded);
             _slotsKind = kind;
             _slotsCount = recorded;
+            if (sameLayout)
+            {
+                // A second body of one layout in a row: the next ones are likely to have it too.
+                BuildTemplate(kind, body, slots);
+            }
+            else
+            {
+                _templateKind = 0;
+            }
+
             return true;
         }
 
@@ -388,6 +425,7 @@ public sealed class PgMessageReader
         {
             // The slots were (or may have been) written over, or did not fit.
             _slotsCount = -1;
+            _templateKind = 0;
         }
 
         if (recorded < -1 && ~recorded <= MaxValueSlots)
@@ -397,6 +435,95 @@ public sealed class PgMessageReader
         }
 
         return ok;
+    }
+
+    /// <summary>
+    /// Keeps <paramref name="body"/>, just validated with value places <paramref name="slots"/>, as
+    /// the template of its kind: every byte but the values' own (the counts, the length words,
+    /// anything else in the body), which is what its check read. A later body of the same kind and
+    /// length, under the same protocol version, whose bytes outside those values are the
+    /// template's is what that check would accept again, with the same places: the values' bytes
+    /// are opaque to it (Byte(n)), and what it reads of a body is its bytes, its length and the
+    /// context's protocol version (the only fact of the context a body's check depends on).
+    /// </summary>
+    private void BuildTemplate(int kind, ReadOnlySpan<byte> body, ReadOnlySpan<long> slots)
+    {
+        if (body.Length < MinTemplateLength || body.Length > MaxTemplateLength)
+        {
+            _templateKind = 0;
+            return;
+        }
+
+        if (_template.Length == 0)
+        {
+            _template = new byte[2 * MaxTemplateLength];
+        }
+
+        // The body's bytes, then the mask: all ones but over each value's bytes.
+        Span<byte> bytes = _template.AsSpan(0, body.Length);
+        Span<byte> mask = _template.AsSpan(MaxTemplateLength, body.Length);
+        body.CopyTo(bytes);
+        mask.Fill(0xff);
+        foreach (long slot in slots)
+        {
+            int length = (int)slot;
+            if (length > 0)
+            {
+                mask.Slice((int)(slot >> 32), length).Clear();
+            }
+        }
+
+        _templateKind = kind;
+        _templateLength = body.Length;
+        _templateVersion = Context.ProtocolVersion.Code;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="body"/> (as long as the template, <see cref="MinTemplateLength"/> at
+    /// least) has the template's bytes wherever its mask is set: vectors of the widest size the
+    /// processor has, the last one overlapping the one before it, so that no load leaves the body.
+    /// </summary>
+    private bool MatchesTemplate(ReadOnlySpan<byte> body)
+    {
+        int length = body.Length;
+        ref byte data = ref MemoryMarshal.GetReference(body);
+        ref byte template = ref MemoryMarshal.GetArrayDataReference(_template);
+        ref byte mask = ref Unsafe.Add(ref template, MaxTemplateLength);
+        if (Vector256.IsHardwareAccelerated && length >= Vector256<byte>.Count)
+        {
+            Vector256<byte> differ = Vector256<byte>.Zero;
+            int last = length - Vector256<byte>.Count;
+            for (int i = 0; i < last; i += Vector256<byte>.Count)
+            {
+                differ |= (Vector256.LoadUnsafe(ref data, (nuint)i) ^ Vector256.LoadUnsafe(ref template, (nuint)i)) & Vector256.LoadUnsafe(ref mask, (nuint)i);
+            }
+
+            differ |= (Vector256.LoadUnsafe(ref data, (nuint)last) ^ Vector256.LoadUnsafe(ref template, (nuint)last)) & Vector256.LoadUnsafe(ref mask, (nuint)last);
+            return differ == Vector256<byte>.Zero;
+        }
+
+        if (Vector128.IsHardwareAccelerated && length >= Vector128<byte>.Count)
+        {
+            Vector128<byte> differ = Vector128<byte>.Zero;
+            int last = length - Vector128<byte>.Count;
+            for (int i = 0; i < last; i += Vector128<byte>.Count)
+            {
+                differ |= (Vector128.LoadUnsafe(ref data, (nuint)i) ^ Vector128.LoadUnsafe(ref template, (nuint)i)) & Vector128.LoadUnsafe(ref mask, (nuint)i);
+            }
+
+            differ |= (Vector128.LoadUnsafe(ref data, (nuint)last) ^ Vector128.LoadUnsafe(ref template, (nuint)last)) & Vector128.LoadUnsafe(ref mask, (nuint)last);
+            return differ == Vector128<byte>.Zero;
+        }
+
+        ulong words = 0;
+        int end = length - sizeof(ulong);
+        for (int i = 0; i < end; i += sizeof(ulong))
+        {
+            words |= (Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref data, i)) ^ Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref template, i))) & Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref mask, i));
+        }
+
+        words |= (Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref data, end)) ^ Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref template, end))) & Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref mask, end));
+        return words == 0;
     }
 
     private void Observe(PgFrameHeader frame, int kind, ReadOnlySpan<byte> body)

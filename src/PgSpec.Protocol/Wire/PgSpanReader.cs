@@ -225,10 +225,11 @@ public ref struct PgSpanReader
     /// <summary>
     /// <see cref="SkipValues"/>, and when <paramref name="slots"/> has room for all
     /// <paramref name="count"/> values, records where each one is: the offset of its bytes from the
-    /// list's start in the high 32 bits, its length (-1 for NULL) in the low ones. A
-    /// <see cref="PgValueList"/> given the slots reads every value without walking the ones before
-    /// it. <paramref name="recorded"/> is the number of slots written (<paramref name="count"/>), or
-    /// <c>~count</c> (below -1) when they do not fit.
+    /// start of the reader's span (a message body) in the high 32 bits, its length (-1 for NULL) in
+    /// the low ones. A <see cref="PgValueList"/> given the slots reads every value without walking
+    /// the ones before it. <paramref name="recorded"/> is the number of slots written
+    /// (<paramref name="count"/>, with <see cref="SameLayoutFlag"/> set when the list had the last
+    /// list's layout), or <c>~count</c> (below -1) when they do not fit.
     /// </summary>
     /// <param name="lengthField">The name of the values' length field, for errors.</param>
     /// <param name="count">The number of values.</param>
@@ -242,7 +243,7 @@ public ref struct PgSpanReader
     /// place waits for the length before it. Equal length words at equal places are what the walk
     /// would have found, so the checks and errors are the walk's.
     /// </param>
-    /// <param name="recorded">The number of slots written, or <c>~count</c> when they do not fit.</param>
+    /// <param name="recorded">The number of slots written (with <see cref="SameLayoutFlag"/> when they are the known ones), or <c>~count</c> when they do not fit.</param>
     internal bool RecordValues(string lengthField, int count, bool nullable, Span<long> slots, int known, out int recorded)
     {
         if (count > slots.Length)
@@ -252,16 +253,22 @@ public ref struct PgSpanReader
         }
 
         recorded = count;
-        ReadOnlySpan<byte> span = _span;
-        int start = _position;
-        if (count == known && count > 0 && SameLayout(span.Slice(start), slots.Slice(0, count), out int listLength))
+        if (count == known && count > 0 && SameLayout(_span, _position, slots.Slice(0, count), out int end))
         {
-            _position = start + listLength;
+            _position = end;
+            recorded = count | SameLayoutFlag;
             return true;
         }
 
         return WalkValues(lengthField, count, nullable, slots[..count]);
     }
+
+    /// <summary>
+    /// Set in <see cref="RecordValues"/>'s count when the list had the known layout: the slots were
+    /// not written, and the body is the last one's but for the values' bytes (and what lies outside
+    /// the list). A value list has at most 65,535 values (an Int16 count), well below this bit.
+    /// </summary>
+    internal const int SameLayoutFlag = 1 << 30;
 
     /// <summary>
     /// The values' walk of <see cref="SkipValues"/> and <see cref="RecordValues"/>: each length
@@ -285,7 +292,7 @@ public ref struct PgSpanReader
             position += 4;
             if (record)
             {
-                slots[i] = ((long)(position - start) << 32) | (uint)length;
+                slots[i] = ((long)position << 32) | (uint)length;
             }
 
             if ((uint)length <= (uint)(span.Length - position))
@@ -304,30 +311,30 @@ public ref struct PgSpanReader
     }
 
     /// <summary>
-    /// True when <paramref name="list"/> has each value's length word where <paramref name="slots"/>
-    /// (a list walked before) had it, with the same length; <paramref name="length"/> is then the
-    /// list's length in bytes.
+    /// True when the list starting at <paramref name="start"/> of <paramref name="span"/> has each
+    /// value's length word where <paramref name="slots"/> (a list walked before) had it, with the
+    /// same length; <paramref name="end"/> is then where the list ends.
     /// </summary>
-    private static bool SameLayout(ReadOnlySpan<byte> list, ReadOnlySpan<long> slots, out int length)
+    private static bool SameLayout(ReadOnlySpan<byte> span, int start, ReadOnlySpan<long> slots, out int end)
     {
         long last = slots[^1];
-        length = (int)(last >> 32) + Math.Max((int)last, 0);
-        if (length > list.Length)
+        end = (int)(last >> 32) + Math.Max((int)last, 0);
+        if ((int)(slots[0] >> 32) != start + 4 || end > span.Length)
         {
             return false;
         }
 
-        // The slots were written by a walk of this reader's (WalkValues), so each place is at least 4
-        // (after its length word) and the places grow from one slot to the next; the last value
-        // ends within the list: every read below is inside it, and is made without a bounds check.
-        // Differences are gathered without a branch per value.
-        ref byte start = ref MemoryMarshal.GetReference(list);
+        // The slots were written by a walk of this reader's (WalkValues), from the same start: each
+        // place is at least start + 4 (after its length word) and the places grow from one slot to
+        // the next; the last value ends within the span: every read below is inside it, and is made
+        // without a bounds check. Differences are gathered without a branch per value.
+        ref byte origin = ref MemoryMarshal.GetReference(span);
         int differ = 0;
         foreach (long slot in slots)
         {
             int place = (int)(slot >> 32);
-            Debug.Assert(place >= 4 && place <= list.Length, "slots come from a walk of a list no longer than this one");
-            int word = Unsafe.ReadUnaligned<int>(ref Unsafe.Add(ref start, place - 4));
+            Debug.Assert(place >= start + 4 && place <= span.Length, "slots come from a walk of a list from the same start, no longer than this one");
+            int word = Unsafe.ReadUnaligned<int>(ref Unsafe.Add(ref origin, place - 4));
             differ |= (BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(word) : word) ^ (int)slot;
         }
 

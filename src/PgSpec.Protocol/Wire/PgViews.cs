@@ -40,8 +40,9 @@ public readonly ref struct PgValueList
     private readonly ReadOnlySpan<byte> _items;
 
     // Where each value is, when the reader's check recorded it (PgSpanReader.RecordValues): its
-    // offset from the list's start (high 32 bits) and its length (low 32 bits, -1 for NULL).
-    // Empty when not recorded: the values are then found by walking the items.
+    // offset from the message body's start (high 32 bits) and its length (low 32 bits, -1 for
+    // NULL); _items is then the whole body. Empty when not recorded: _items is the list, and the
+    // values are found by walking it.
     private readonly ReadOnlySpan<long> _slots;
 
     /// <summary>Wraps <paramref name="count"/> validated items.</summary>
@@ -51,12 +52,22 @@ public readonly ref struct PgValueList
         Count = count;
     }
 
-    /// <summary>Wraps validated items whose places a reader recorded (<paramref name="slots"/> has one per item, or none).</summary>
-    internal PgValueList(ReadOnlySpan<byte> items, int count, ReadOnlySpan<long> slots)
+    /// <summary>
+    /// Wraps the validated list at <paramref name="start"/> of <paramref name="body"/>, whose
+    /// values' places a reader recorded (<paramref name="slots"/> has one per item, or none).
+    /// </summary>
+    internal PgValueList(ReadOnlySpan<byte> body, int start, int count, ReadOnlySpan<long> slots)
     {
-        _items = items;
         Count = count;
-        _slots = slots.Length == count ? slots : default;
+        if (slots.Length == count)
+        {
+            _items = body;
+            _slots = slots;
+        }
+        else
+        {
+            _items = body.Slice(start);
+        }
     }
 
     /// <summary>The number of values.</summary>
