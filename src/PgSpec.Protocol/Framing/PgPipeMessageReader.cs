@@ -368,7 +368,7 @@ public sealed class PgPipeMessageReader
     private ReadOnlySpan<byte> SegmentSpan(int start, int length)
         => _segmentArray is { } array ? new ReadOnlySpan<byte>(array, _segmentArrayStart + start, length) : _segment.Span.Slice(start, length);
 
-    private void SetCurrent(PgReceivedMessage message, long offset)
+    private void SetCurrent(in PgReceivedMessage message, long offset)
     {
         _hasCurrent = true;
         _direction = message.Direction;

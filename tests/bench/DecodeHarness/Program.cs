@@ -365,8 +365,8 @@ internal static class Harness
         return new Tally(messages, -1, checksum);
     }
 
-    /// <summary>A received message as a DataRow view (<see cref="DataRow.View.Read(PgReceivedMessage, DecodeContext?)"/> throws for any other message), every value touched.</summary>
-    private static long TouchRow(PgReceivedMessage message, ref long values) => TouchAll(DataRow.View.Read(message).Columns, ref values);
+    /// <summary>A received message as a DataRow view (<see cref="DataRow.View.Read(in PgReceivedMessage, DecodeContext?)"/> throws for any other message), every value touched.</summary>
+    private static long TouchRow(in PgReceivedMessage message, ref long values) => TouchAll(DataRow.View.Read(message).Columns, ref values);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static long TouchAll(PgValueList columns, ref long values)
