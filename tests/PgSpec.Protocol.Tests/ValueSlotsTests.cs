@@ -113,6 +113,42 @@ public class ValueSlotsTests
     }
 
     [Fact]
+    public void RowsOfChangingLayouts_ThenOneLayout_ThenABadRow_AreReadAndFailAsTheWalk()
+    {
+        // After rows whose layouts keep changing (walked, and the last layout looked for in one row
+        // of eight only), a long run of one layout (then checked from the template), then a row of
+        // that length and count whose first value's length word runs past the body.
+        var rows = new List<DataRow>();
+        for (int i = 0; i < 40; i++)
+        {
+            rows.Add(Row([i % 7, 3, (i * 5) % 11, -1], (byte)i, null));
+        }
+
+        for (int i = 0; i < 40; i++)
+        {
+            rows.Add(Row([4, 4, 4, -1], (byte)i, null));
+        }
+
+        byte[] stream = [.. rows.SelectMany(r => r.ToArray())];
+        AssertSpanReader(stream, [.. rows]);
+
+        byte[] bad = Row([4, 4, 4, -1], 9, null).ToArray();
+        bad[10] = 200;
+        Assert.False(DataRow.TryValidate(bad.AsSpan(5), null, out PgDecodeError expected));
+        var reader = new PgMessageReader(PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        ReadOnlySpan<byte> rest = [.. stream, .. bad];
+        for (int i = 0; i < rows.Count; i++)
+        {
+            Assert.Equal(PgReadStatus.Message, reader.TryRead(rest, out int consumed, out _, out _));
+            rest = rest[consumed..];
+        }
+
+        Assert.Equal(PgReadStatus.Malformed, reader.TryRead(rest, out _, out _, out PgDecodeError error));
+        Assert.Equal(expected.Reason, error.Reason);
+        Assert.Equal(expected.Offset + stream.Length, error.Offset);
+    }
+
+    [Fact]
     public void BindParameters_ReadThroughTheReader_AreTheOwnedParameters()
     {
         var binds = new[]

@@ -189,6 +189,9 @@ public sealed class PgMessageReader
 
     private int _templateVersion;
 
+    /// <summary>How many value lists in a row were walked rather than found in the last one's layout.</summary>
+    private int _layoutMisses;
+
     /// <summary>Reads messages sent by <paramref name="direction"/>.</summary>
     public PgMessageReader(PgDirection direction, DecodeContext? context = null)
     {
@@ -395,8 +398,10 @@ public sealed class PgMessageReader
         }
 
         // The slots of the last list, if it was a list of this same message, are where this one's
-        // values are first looked for (rows of the same layout).
-        int known = kind == _slotsKind ? _slotsCount : -1;
+        // values are first looked for (rows of the same layout); after two lists in a row that did
+        // not have the layout of the one before (text values of varying lengths), only one in
+        // eight is looked for there, the others are walked at once.
+        int known = kind == _slotsKind && (_layoutMisses < 2 || (_layoutMisses & 7) == 0) ? _slotsCount : -1;
         bool ok = Direction == PgDirection.Frontend
             ? FrontendMessages.TryValidateRecording((FrontendMessageKind)kind, body, Context, _valueSlots, known, out int recorded, out error)
             : BackendMessages.TryValidateRecording((BackendMessageKind)kind, body, Context, _valueSlots, known, out recorded, out error);
@@ -410,10 +415,16 @@ public sealed class PgMessageReader
             if (sameLayout)
             {
                 // A second body of one layout in a row: the next ones are likely to have it too.
+                _layoutMisses = 0;
                 BuildTemplate(kind, body, slots);
             }
             else
             {
+                if (++_layoutMisses < 0)
+                {
+                    _layoutMisses = 8;
+                }
+
                 _templateKind = 0;
             }
 
