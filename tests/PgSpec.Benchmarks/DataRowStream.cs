@@ -56,6 +56,54 @@ public static class DataRowStream
         return rows;
     }
 
+    /// <summary>
+    /// <see cref="DistinctRows"/> rows of the same size as <see cref="CreateRows"/>'s (ten non-NULL
+    /// columns, <see cref="MessageSize"/> bytes a message) whose columns are 4 to 12 bytes long, in
+    /// a layout that changes from each row to the next: rows of text values, whose lengths vary, where
+    /// a reader cannot take a row's layout from the row before it.
+    /// </summary>
+    public static DataRow[] CreateVariedRows()
+    {
+        var random = new Random(20261203);
+        var rows = new DataRow[DistinctRows];
+        int[]? previous = null;
+        for (int i = 0; i < rows.Length; i++)
+        {
+            int[] lengths;
+            do
+            {
+                // Nine lengths drawn, the tenth makes up the row's 80 bytes of values.
+                lengths = new int[ColumnCount];
+                for (int c = 0; c < ColumnCount - 1; c++)
+                {
+                    lengths[c] = random.Next(4, 13);
+                }
+
+                lengths[^1] = (ColumnCount * ColumnSize) - lengths[..^1].Sum();
+            }
+            while (lengths[^1] is < 4 or > 12 || (previous is not null && lengths.SequenceEqual(previous)) || (i == rows.Length - 1 && lengths.SequenceEqual(LengthsOf(rows[0]))));
+
+            previous = lengths;
+            var columns = ImmutableArray.CreateBuilder<ReadOnlyMemory<byte>?>(ColumnCount);
+            foreach (int length in lengths)
+            {
+                byte[] value = new byte[length];
+                random.NextBytes(value);
+                columns.Add(value);
+            }
+
+            rows[i] = new DataRow(columns.MoveToImmutable());
+            if (rows[i].EncodedLength != MessageSize)
+            {
+                throw new InvalidOperationException($"a row encodes to {rows[i].EncodedLength} bytes, not {MessageSize}");
+            }
+        }
+
+        return rows;
+
+        static int[] LengthsOf(DataRow row) => [.. row.Columns.Select(c => c!.Value.Length)];
+    }
+
     /// <summary>Encodes <see cref="MessageCount"/> messages, cycling through <paramref name="rows"/>.</summary>
     public static byte[] CreateStream(DataRow[] rows)
     {

@@ -20,7 +20,11 @@
 #     frontend  pgproto3.NewFrontend over a ChunkReader over a bytes.Reader, Receive until the end;
 #   node-postgres' pg-protocol (pg-protocol-decode/, Node): the buffer given to its Parser in
 #     64 KiB slices, as a socket's 'data' events, every field of every dataRow touched (as strings:
-#     the Parser only has a text mode).
+#     the Parser only has a text mode);
+#   and on a second stream (DecodeHarness --write-varied) of as many messages of the same size,
+#   whose ten columns are 4 to 12 bytes long in a layout that changes from each row to the next
+#   (text values, whose lengths vary), PgSpec borrowed and pgproto3 whole buffer: there PgSpec's
+#   reader cannot check a row from the layout of the row before it, and walks every row.
 #
 # Every process warms up, then times one pass. Go and Node: whole passes, at least WARMUP of them
 # and for WARMUP_SECONDS. DecodeHarness: short passes (the first 8,192 messages) for
@@ -108,12 +112,16 @@ pg_protocol_version=$(node -p "require('$PG_PROTOCOL_DIR/node_modules/pg-protoco
 
 stream="$work/datarows.bin"
 dotnet "$work/decode/DecodeHarness.dll" --write "$stream" >"$work/reference"
+varied="$work/varied.bin"
+dotnet "$work/decode/DecodeHarness.dll" --write-varied "$varied" >"$work/reference-varied"
 
-names=(borrowed sequence pipe owned frame memcpy pgproto3-whole pgproto3-frontend pg-protocol)
+names=(borrowed sequence pipe owned frame memcpy pgproto3-whole pgproto3-frontend pg-protocol varied-borrowed varied-pgproto3-whole)
 
 # run NAME: one process decoding the stream one way; prints its line.
 run() {
     case "$1" in
+        varied-pgproto3-whole) "$work/pgproto3-decode" -path whole -warmup "$WARMUP" -warmup-seconds "$WARMUP_SECONDS" "$varied" | sed 's/^path=/path=varied-/' ;;
+        varied-borrowed) dotnet "$work/decode/DecodeHarness.dll" --path borrowed --warmup "$WARMUP" --warmup-seconds "$WARMUP_SECONDS" "$varied" | sed 's/^path=/path=varied-/' ;;
         pgproto3-*) "$work/pgproto3-decode" -path "${1#pgproto3-}" -warmup "$WARMUP" -warmup-seconds "$WARMUP_SECONDS" "$stream" ;;
         pg-protocol) NODE_PATH="$PG_PROTOCOL_DIR/node_modules" node "$bench/pg-protocol-decode/decode.js" --warmup "$WARMUP" --warmup-seconds "$WARMUP_SECONDS" "$stream" ;;
         *) dotnet "$work/decode/DecodeHarness.dll" --path "$1" --warmup "$WARMUP" --warmup-seconds "$WARMUP_SECONDS" --pipe-buffer "$PIPE_BUFFER" "$stream" ;;
@@ -137,30 +145,32 @@ done
 echo "load average after: $(cut -d ' ' -f 1-3 /proc/loadavg)" >&2
 
 echo
+echo "changing layouts: $(sed 's/^reference //' "$work/reference-varied")"
 echo "DataRow decode, $(sed 's/^reference //' "$work/reference"); $ROUNDS round(s), warm-up: $WARMUP pass(es) and $WARMUP_SECONDS s at least per process, $(nproc) CPUs"
 echo "dotnet $(dotnet --version); $(go version); node $(node --version), pg-protocol $pg_protocol_version; pipe buffer $PIPE_BUFFER bytes"
-python3 - "$work/reference" "$work/results" <<'PY'
+python3 - "$work/reference" "$work/results" "$work/reference-varied" <<'PY'
 import statistics, sys
 
-def fields(line):
-    return dict(word.split("=", 1) for word in line.split()[1:] if "=" in word)
+def read_reference(path):
+    reference, checksums = {}, {}
+    for word in open(path).read().split()[1:]:
+        key, value = word.split("=", 1)
+        if key == "checksum":
+            kind, number = value.split(":", 1)
+            checksums[kind] = number
+        else:
+            reference[key] = value
+    return reference, checksums
 
-reference_line = open(sys.argv[1]).read().split()
-reference = {}
-checksums = {}
-for word in reference_line[1:]:
-    key, value = word.split("=", 1)
-    if key == "checksum":
-        kind, number = value.split(":", 1)
-        checksums[kind] = number
-    else:
-        reference[key] = value
+fixed = read_reference(sys.argv[1])
+varied = read_reference(sys.argv[3])
 
 runs, wrong = {}, []
 for line in open(sys.argv[2]):
     words = dict(w.split("=", 1) for w in line.split())
     name = words["path"]
     kind, number = words["checksum"].split(":", 1)
+    reference, checksums = varied if name.startswith("varied-") else fixed
     if name == "memcpy":
         if words["checksum"] != "copy:equal":
             wrong.append(f"round {words['round']}: memcpy: {words['checksum']}")
@@ -181,6 +191,8 @@ labels = {
     "pgproto3-whole": "pgproto3 v2, whole buffer",
     "pgproto3-frontend": "pgproto3 v2, Frontend",
     "pg-protocol": "pg-protocol (Node), Parser",
+    "varied-borrowed": "changing layouts: PgSpec borrowed",
+    "varied-pgproto3-whole": "changing layouts: pgproto3 whole buffer",
 }
 best = {n: max(r[0] for r in runs[n]) for n in runs}
 median = {n: statistics.median(r[0] for r in runs[n]) for n in runs}
@@ -193,11 +205,13 @@ for name, label in labels.items():
 print("(alloc: median over the rounds of the timed pass's bytes allocated / messages; PgSpec pipe: all threads)")
 
 short = {"borrowed": "PgSpec borrowed", "pipe": "PgSpec pipe", "owned": "PgSpec owned", "memcpy": "memcpy",
-         "pgproto3-whole": "pgproto3 whole buffer", "pgproto3-frontend": "pgproto3 Frontend", "pg-protocol": "pg-protocol"}
+         "pgproto3-whole": "pgproto3 whole buffer", "pgproto3-frontend": "pgproto3 Frontend", "pg-protocol": "pg-protocol",
+         "varied-borrowed": "changing layouts: PgSpec", "varied-pgproto3-whole": "pgproto3"}
 print()
 print(f"{'ratio':<42}{'best':>7}{'median':>8}{'target':>9}  median meets it")
 for a, b, target in (("borrowed", "pgproto3-whole", 1.5), ("borrowed", "memcpy", 0.15), ("owned", "pgproto3-whole", 1.0),
-                     ("pipe", "borrowed", 0.8), ("borrowed", "pg-protocol", None), ("pipe", "pgproto3-frontend", None)):
+                     ("pipe", "borrowed", 0.8), ("borrowed", "pg-protocol", None), ("pipe", "pgproto3-frontend", None),
+                     ("varied-borrowed", "varied-pgproto3-whole", None)):
     rb, rm = best[a] / best[b], median[a] / median[b]
     goal, verdict = ("", "") if target is None else (f">= {target:g}", "yes" if rm >= target else "no")
     print(f"{short[a] + ' / ' + short[b]:<42}{rb:>7.2f}{rm:>8.2f}{goal:>9}  {verdict}")

@@ -7,6 +7,10 @@
 //       writes the stream to FILE and prints what every decoder must find in it, computed from the
 //       rows the stream was encoded from (not by decoding it): the message and value counts and
 //       the checksums below.
+//   DecodeHarness --write-varied FILE
+//       the same for a stream of as many messages of the same size whose ten columns are 4 to 12
+//       bytes long, in a layout that changes from each row to the next
+//       (DataRowStream.CreateVariedRows: text values, whose lengths vary).
 //   DecodeHarness --path NAME [--warmup N] [--warmup-seconds S] [--pipe-buffer BYTES] FILE
 //       reads FILE into memory and warms up: short passes over the first 8,192 messages for S
 //       seconds (1; at least 100 of them), so that the method of a pass reaches the JIT's last tier
@@ -73,14 +77,14 @@ internal static class Harness
     /// <summary>Short warm-up passes at least, well over the JIT's 30 calls before a method is compiled again.</summary>
     private const int MinShortPasses = 100;
 
-    private const string Usage = "usage: DecodeHarness --write FILE | --path borrowed|sequence|pipe|owned|frame|memcpy [--warmup N] [--warmup-seconds S] [--pipe-buffer BYTES] FILE";
+    private const string Usage = "usage: DecodeHarness --write FILE | --write-varied FILE | --path borrowed|sequence|pipe|owned|frame|memcpy [--warmup N] [--warmup-seconds S] [--pipe-buffer BYTES] FILE";
 
     /// <summary>Runs one command; the exit status.</summary>
     public static int Run(string[] args)
     {
-        if (args.Length == 2 && args[0] == "--write")
+        if (args.Length == 2 && args[0] is "--write" or "--write-varied")
         {
-            Write(args[1]);
+            Write(args[1], args[0] == "--write-varied" ? DataRowStream.CreateVariedRows() : DataRowStream.CreateRows());
             return 0;
         }
 
@@ -136,9 +140,8 @@ internal static class Harness
     }
 
     /// <summary>Writes the stream and prints what decoding it must give, from the rows it was encoded from.</summary>
-    private static void Write(string file)
+    private static void Write(string file, DataRow[] rows)
     {
-        DataRow[] rows = DataRowStream.CreateRows();
         byte[] stream = DataRowStream.CreateStream(rows);
         File.WriteAllBytes(file, stream);
 
