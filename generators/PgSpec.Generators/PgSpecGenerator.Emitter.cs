@@ -1160,7 +1160,11 @@ namespace PgSpec.Generators
                     return;
                 }
 
-                // Values (length and bytes), when only checked: one loop in the reader.
+                // Values (length and bytes), when only checked: one loop in the reader. A value's
+                // bytes are opaque (Byte(n)): the check reads their lengths only. PgMessageReader
+                // relies on it for a body it checks against a template of the last one (every byte
+                // compared but the values'), as on the check depending on nothing of the context but
+                // its protocol version.
                 if (mode == Mode.Validate && !f.Terminated && IsValueGroup(f))
                 {
                     w.Line(recordSlots

@@ -149,6 +149,46 @@ public class ValueSlotsTests
     }
 
     [Fact]
+    public void Reader_KeepsNoValueBytes_OfTheBodyItKeepsAsATemplate()
+    {
+        // Three Binds of one layout (the second and third are checked from the first's places, and
+        // the body kept as a template from the second on), then other messages: a parameter's bytes
+        // (a password, say) must not stay in the reader's memory after the buffer is reused.
+        byte[] secret = "hunter2-secret"u8.ToArray();
+        var writer = new ArrayBufferWriter<byte>();
+        for (int i = 0; i < 3; i++)
+        {
+            new Bind("", "login", [], [(ReadOnlyMemory<byte>?)secret], []).Encode(writer);
+        }
+
+        for (int i = 0; i < 10; i++)
+        {
+            new Sync().Encode(writer);
+        }
+
+        var reader = new PgMessageReader(PgDirection.Frontend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        ReadOnlySpan<byte> rest = writer.WrittenSpan;
+        int messages = 0;
+        while (reader.TryRead(rest, out int consumed, out _, out _) == PgReadStatus.Message)
+        {
+            rest = rest[consumed..];
+            messages++;
+        }
+
+        Assert.Equal(13, messages);
+        foreach (System.Reflection.FieldInfo field in typeof(PgMessageReader).GetFields(System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic))
+        {
+            if (field.GetValue(reader) is byte[] kept)
+            {
+                Assert.True(kept.AsSpan().IndexOf(secret) < 0, $"the reader's {field.Name} holds the parameter's bytes");
+                Assert.True(kept.AsSpan().IndexOf("login"u8) < 0 || field.Name == "_template", $"{field.Name} holds the body");
+            }
+        }
+
+        Assert.Contains(typeof(PgMessageReader).GetFields(System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic), f => f.GetValue(reader) is byte[] { Length: > 0 } kept && kept.AsSpan().IndexOf("login"u8) >= 0);
+    }
+
+    [Fact]
     public void BindParameters_ReadThroughTheReader_AreTheOwnedParameters()
     {
         var binds = new[]

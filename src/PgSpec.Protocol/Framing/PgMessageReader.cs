@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -392,6 +393,7 @@ public sealed class PgMessageReader
     {
         if (kind == _templateKind && body.Length == _templateLength && Context.ProtocolVersion.Code == _templateVersion && MatchesTemplate(body))
         {
+            Debug.Assert(kind == _slotsKind && _slotsCount >= 0, "a template goes with the slots of its body");
             error = default;
             slots = _valueSlots.AsSpan(0, _slotsCount);
             return true;
@@ -470,7 +472,8 @@ public sealed class PgMessageReader
             _template = new byte[2 * MaxTemplateLength];
         }
 
-        // The body's bytes, then the mask: all ones but over each value's bytes.
+        // The body's bytes, then the mask: all ones but over each value's bytes. The values' bytes
+        // are not kept (a Bind's parameters may be secrets): zeros in the template, as in the mask.
         Span<byte> bytes = _template.AsSpan(0, body.Length);
         Span<byte> mask = _template.AsSpan(MaxTemplateLength, body.Length);
         body.CopyTo(bytes);
@@ -480,7 +483,9 @@ public sealed class PgMessageReader
             int length = (int)slot;
             if (length > 0)
             {
-                mask.Slice((int)(slot >> 32), length).Clear();
+                int place = (int)(slot >> 32);
+                mask.Slice(place, length).Clear();
+                bytes.Slice(place, length).Clear();
             }
         }
 

@@ -59,7 +59,7 @@ public readonly ref struct PgValueList
     internal PgValueList(ReadOnlySpan<byte> body, int start, int count, ReadOnlySpan<long> slots)
     {
         Count = count;
-        if (slots.Length == count)
+        if (slots.Length == count && count > 0)
         {
             _items = body;
             _slots = slots;
