@@ -35,25 +35,31 @@ public static class DataRowStream
     public static DataRow[] CreateRows()
     {
         var random = new Random(20240611);
+        int[] lengths = [.. Enumerable.Repeat(ColumnSize, ColumnCount)];
         var rows = new DataRow[DistinctRows];
         for (int i = 0; i < rows.Length; i++)
         {
-            var columns = ImmutableArray.CreateBuilder<ReadOnlyMemory<byte>?>(ColumnCount);
-            for (int c = 0; c < ColumnCount; c++)
-            {
-                byte[] value = new byte[ColumnSize];
-                random.NextBytes(value);
-                columns.Add(value);
-            }
-
-            rows[i] = new DataRow(columns.MoveToImmutable());
-            if (rows[i].EncodedLength != MessageSize)
-            {
-                throw new InvalidOperationException($"a row encodes to {rows[i].EncodedLength} bytes, not {MessageSize}");
-            }
+            rows[i] = Row(random, lengths);
         }
 
         return rows;
+    }
+
+    /// <summary>A row of non-NULL columns of <paramref name="lengths"/> bytes from <paramref name="random"/>, <see cref="MessageSize"/> bytes on the wire.</summary>
+    private static DataRow Row(Random random, int[] lengths)
+    {
+        var columns = ImmutableArray.CreateBuilder<ReadOnlyMemory<byte>?>(lengths.Length);
+        foreach (int length in lengths)
+        {
+            byte[] value = new byte[length];
+            random.NextBytes(value);
+            columns.Add(value);
+        }
+
+        var row = new DataRow(columns.MoveToImmutable());
+        return row.EncodedLength == MessageSize
+            ? row
+            : throw new InvalidOperationException($"a row encodes to {row.EncodedLength} bytes, not {MessageSize}");
     }
 
     /// <summary>
@@ -84,19 +90,7 @@ public static class DataRowStream
             while (lengths[^1] is < 4 or > 12 || (previous is not null && lengths.SequenceEqual(previous)) || (i == rows.Length - 1 && lengths.SequenceEqual(LengthsOf(rows[0]))));
 
             previous = lengths;
-            var columns = ImmutableArray.CreateBuilder<ReadOnlyMemory<byte>?>(ColumnCount);
-            foreach (int length in lengths)
-            {
-                byte[] value = new byte[length];
-                random.NextBytes(value);
-                columns.Add(value);
-            }
-
-            rows[i] = new DataRow(columns.MoveToImmutable());
-            if (rows[i].EncodedLength != MessageSize)
-            {
-                throw new InvalidOperationException($"a row encodes to {rows[i].EncodedLength} bytes, not {MessageSize}");
-            }
+            rows[i] = Row(random, lengths);
         }
 
         return rows;

@@ -1,9 +1,9 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 
 namespace PgSpec.Protocol;
 
@@ -155,7 +155,10 @@ public enum PgReadStatus
 /// whether the next frame is a startup packet, an encryption answer or a typed message, checks
 /// the length against the limits before the body arrives, validates the body strictly, names it,
 /// and lets the context learn from it. Allocates nothing per message; a body that spans
-/// segments is copied into a scratch buffer that is reused.
+/// segments is copied into a scratch buffer that is reused. Rows of one layout are checked from
+/// the one before: the reader keeps the places of the last value list it checked and, from the
+/// second body of one layout on, that body without its values' bytes as a template (256 bytes at
+/// most), and takes a body equal to it outside the values without running the check again.
 /// </summary>
 public sealed class PgMessageReader
 {
@@ -496,8 +499,9 @@ public sealed class PgMessageReader
 
     /// <summary>
     /// Whether <paramref name="body"/> (as long as the template, <see cref="MinTemplateLength"/> at
-    /// least) has the template's bytes wherever its mask is set: vectors of the widest size the
-    /// processor has, the last one overlapping the one before it, so that no load leaves the body.
+    /// least) has the template's bytes wherever its mask is set: vectors of the processor's size
+    /// (words of 8 bytes without them, or for a shorter body), the last one overlapping the one
+    /// before it, so that no load leaves the body.
     /// </summary>
     private bool MatchesTemplate(ReadOnlySpan<byte> body)
     {
@@ -505,30 +509,17 @@ public sealed class PgMessageReader
         ref byte data = ref MemoryMarshal.GetReference(body);
         ref byte template = ref MemoryMarshal.GetArrayDataReference(_template);
         ref byte mask = ref Unsafe.Add(ref template, MaxTemplateLength);
-        if (Vector256.IsHardwareAccelerated && length >= Vector256<byte>.Count)
+        if (Vector.IsHardwareAccelerated && length >= Vector<byte>.Count)
         {
-            Vector256<byte> differ = Vector256<byte>.Zero;
-            int last = length - Vector256<byte>.Count;
-            for (int i = 0; i < last; i += Vector256<byte>.Count)
+            Vector<byte> differ = Vector<byte>.Zero;
+            int last = length - Vector<byte>.Count;
+            for (int i = 0; i < last; i += Vector<byte>.Count)
             {
-                differ |= (Vector256.LoadUnsafe(ref data, (nuint)i) ^ Vector256.LoadUnsafe(ref template, (nuint)i)) & Vector256.LoadUnsafe(ref mask, (nuint)i);
+                differ |= (Vector.LoadUnsafe(ref data, (nuint)i) ^ Vector.LoadUnsafe(ref template, (nuint)i)) & Vector.LoadUnsafe(ref mask, (nuint)i);
             }
 
-            differ |= (Vector256.LoadUnsafe(ref data, (nuint)last) ^ Vector256.LoadUnsafe(ref template, (nuint)last)) & Vector256.LoadUnsafe(ref mask, (nuint)last);
-            return differ == Vector256<byte>.Zero;
-        }
-
-        if (Vector128.IsHardwareAccelerated && length >= Vector128<byte>.Count)
-        {
-            Vector128<byte> differ = Vector128<byte>.Zero;
-            int last = length - Vector128<byte>.Count;
-            for (int i = 0; i < last; i += Vector128<byte>.Count)
-            {
-                differ |= (Vector128.LoadUnsafe(ref data, (nuint)i) ^ Vector128.LoadUnsafe(ref template, (nuint)i)) & Vector128.LoadUnsafe(ref mask, (nuint)i);
-            }
-
-            differ |= (Vector128.LoadUnsafe(ref data, (nuint)last) ^ Vector128.LoadUnsafe(ref template, (nuint)last)) & Vector128.LoadUnsafe(ref mask, (nuint)last);
-            return differ == Vector128<byte>.Zero;
+            differ |= (Vector.LoadUnsafe(ref data, (nuint)last) ^ Vector.LoadUnsafe(ref template, (nuint)last)) & Vector.LoadUnsafe(ref mask, (nuint)last);
+            return differ == Vector<byte>.Zero;
         }
 
         ulong words = 0;
