@@ -62,7 +62,63 @@ internal static class StreamContexts
         }
 
         Oracle.CheckReencodes($"{what} at offset {message.Offset}", owned, raw, version, context.Limits);
+        CheckValueList(what, message, owned);
         message.Trace(new PgTraceWriter(Stream.Null), context);
+    }
+
+    /// <summary>
+    /// A message with a value list, as the reader validated it: its view reads the values from the
+    /// places the reader recorded (or took from the last message of the same layout, or from its
+    /// template), and must give the owned decode's values, by enumeration and by index.
+    /// </summary>
+    private static void CheckValueList(string what, PgReceivedMessage message, IPgMessage owned)
+    {
+        if (!message.IsValidated)
+        {
+            return;
+        }
+
+        switch (owned)
+        {
+            case DataRow row:
+                CheckValues(what, message, DataRow.View.Read(message).Columns, row.Columns);
+                break;
+            case Bind bind:
+                CheckValues(what, message, Bind.View.Read(message).Parameters, bind.Parameters);
+                break;
+            case FunctionCall call:
+                CheckValues(what, message, FunctionCall.View.Read(message).Arguments, call.Arguments);
+                break;
+        }
+    }
+
+    private static void CheckValues(string what, PgReceivedMessage message, PgValueList view, System.Collections.Immutable.ImmutableArray<ReadOnlyMemory<byte>?> expected)
+    {
+        if (view.Count != expected.Length)
+        {
+            throw new FuzzFindingException($"{what}: {message.Name} at offset {message.Offset}: its view has {view.Count} values, the owned message {expected.Length}");
+        }
+
+        int i = 0;
+        foreach (PgValue value in view)
+        {
+            CheckValue(what, message, i, value, expected[i]);
+            CheckValue(what, message, i, view[i], expected[i]);
+            i++;
+        }
+
+        if (i != expected.Length)
+        {
+            throw new FuzzFindingException($"{what}: {message.Name} at offset {message.Offset}: its view enumerates {i} values, the owned message has {expected.Length}");
+        }
+    }
+
+    private static void CheckValue(string what, PgReceivedMessage message, int index, PgValue value, ReadOnlyMemory<byte>? expected)
+    {
+        if (value.IsNull != (expected is null) || (expected is { } bytes && !value.Bytes.SequenceEqual(bytes.Span)))
+        {
+            throw new FuzzFindingException($"{what}: {message.Name} at offset {message.Offset}: its view's value {index} differs from the owned message's");
+        }
     }
 }
 
