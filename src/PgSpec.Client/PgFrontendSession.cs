@@ -1044,6 +1044,15 @@ internal sealed class SessionDecodeContext : DecodeContext
 
     public override void ObserveBackend(BackendMessageKind kind, ReadOnlySpan<byte> body)
     {
+        if (LearnsNothingFrom(kind))
+        {
+            // A DataRow, or another message that keeps the phase whatever it is: nothing to learn, and
+            // no CopyInResponse to meet a CopyDone sent ahead. The phase read may race only with a
+            // frontend message's change of it, which the lock would order either way.
+            PhaseBeforeBackend = Phase;
+            return;
+        }
+
         lock (_lock)
         {
             PhaseBeforeBackend = Phase;

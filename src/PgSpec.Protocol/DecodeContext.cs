@@ -145,6 +145,15 @@ public class DecodeContext
     }
 
     /// <summary>
+    /// True when <see cref="ObserveBackend"/> of this class learns nothing from a message of this
+    /// kind, in any phase: it names no answer, negotiates nothing and changes no phase (DataRow,
+    /// CommandComplete, RowDescription, ...). A derived context whose own rules are about other
+    /// messages can pass such messages by without its locks (a DataRow is most of the traffic).
+    /// </summary>
+    public static bool LearnsNothingFrom(BackendMessageKind kind)
+        => kind != BackendMessageKind.Unknown && (uint)kind < (uint)BackendInert.Length && BackendInert[(int)kind];
+
+    /// <summary>
     /// True when observing a message of this kind would change nothing: the context is a plain
     /// <see cref="DecodeContext"/> (a derived one may learn from anything), and the kind is one that
     /// <see cref="ObserveFrontend"/> or <see cref="ObserveBackend"/> above does nothing with and that

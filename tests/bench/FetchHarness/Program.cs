@@ -3,6 +3,8 @@
 // threads), a checksum of the values read and the process's peak memory. One client and one format per process, so that peak memory is that run's alone.
 //
 //   FetchHarness pgspec|npgsql text|binary|bytes HOST PORT USER DATABASE ROWS
+//   (environment: WARMUP_SECONDS, the warm-up below; the server must run on this machine, for its
+//   CPU time)
 //
 // Both clients read every value of every row as a consumer would, in the format asked for:
 // - text: every column as a string (Npgsql: AllResultTypesAreUnknown, GetString; PgSpec: GetString);
@@ -35,29 +37,28 @@ string database = args[5];
 long rows = long.Parse(args[6], CultureInfo.InvariantCulture);
 string sql = Query(rows);
 
-Func<Task<(long Rows, long Checksum)>> fetch = (client, format) switch
+Func<string, Measurement, Task<(long Rows, long Checksum)>> fetch = (client, format) switch
 {
-    ("pgspec", "text" or "binary" or "bytes") => () => PgSpecFetchAsync(host, port, user, database, sql, format),
-    ("npgsql", "text" or "binary") => () => NpgsqlFetchAsync(host, port, user, database, sql, format),
+    ("pgspec", "text" or "binary" or "bytes") => (query, measurement) => PgSpecFetchAsync(host, port, user, database, query, format, measurement),
+    ("npgsql", "text" or "binary") => (query, measurement) => NpgsqlFetchAsync(host, port, user, database, query, format, measurement),
     _ => throw new ArgumentException($"unknown client and format: {client} {format}"),
 };
 
-// Shorter runs first warm the JIT up (tiered compilation and PGO reach their final code after
-// some hundred thousand rows); then one run is measured.
-for (int warmUp = 0; warmUp < 5; warmUp++)
+// Shorter runs first warm the JIT up, five of them at least and for WARMUP_SECONDS (3) at least:
+// .NET's tiered JIT compiles a method again, optimized with the profile of its calls, only after
+// it has been called for a while with no new code being compiled, and on 2 processors shared with
+// the server this takes some million rows for either client (five runs of 200,000 rows leave most
+// of PgSpec's row path and part of Npgsql's in their first, instrumented code). Then one run is
+// measured.
+double warmUpSeconds = double.TryParse(Environment.GetEnvironmentVariable("WARMUP_SECONDS"), NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds) ? seconds : 3;
+var warmUpClock = Stopwatch.StartNew();
+for (int warmUp = 0; warmUp < 5 || warmUpClock.Elapsed.TotalSeconds < warmUpSeconds; warmUp++)
 {
-    await (client == "pgspec"
-        ? PgSpecFetchAsync(host, port, user, database, Query(Math.Min(rows, 200_000)), format)
-        : NpgsqlFetchAsync(host, port, user, database, Query(Math.Min(rows, 200_000)), format));
+    await fetch(Query(Math.Min(rows, 200_000)), new Measurement());
 }
 
-long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
-TimeSpan cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
-var clock = Stopwatch.StartNew();
-(long read, long checksum) = await fetch();
-clock.Stop();
-TimeSpan cpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
-long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+var measured = new Measurement();
+(long read, long checksum) = await fetch(sql, measured);
 if (read != rows)
 {
     Console.Error.WriteLine($"read {read} rows, not {rows}");
@@ -65,17 +66,18 @@ if (read != rows)
 }
 
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"rows={read} seconds={clock.Elapsed.TotalSeconds:F3} rows_per_s={read / clock.Elapsed.TotalSeconds:F0} cpu_ns_per_row={cpu.TotalNanoseconds / read:F0} checksum={checksum} allocated_bytes={allocated} peak_rss_kb={PeakResidentKilobytes()}"));
+    $"rows={read} seconds={measured.Elapsed.TotalSeconds:F3} rows_per_s={read / measured.Elapsed.TotalSeconds:F0} cpu_ns_per_row={measured.ClientCpu.TotalNanoseconds / read:F0} server_cpu_ns_per_row={measured.ServerCpu.TotalNanoseconds / read:F0} checksum={checksum} allocated_bytes={measured.Allocated} peak_rss_kb={PeakResidentKilobytes()}"));
 return 0;
 
 // An int4, a text and a timestamptz per row; the timestamp is a constant, so that checksums compare across runs.
 static string Query(long rows) => $"SELECT g, g::text, '2024-06-11 12:34:56.789+00'::timestamptz FROM generate_series(1, {rows}) g";
 
-static async Task<(long Rows, long Checksum)> PgSpecFetchAsync(string host, int port, string user, string database, string sql, string format)
+static async Task<(long Rows, long Checksum)> PgSpecFetchAsync(string host, int port, string user, string database, string sql, string format, Measurement measurement)
 {
     var options = new PgConnectOptions { Host = host, Port = port, User = user, Database = database, SslMode = PgSslMode.Disable, CommandTimeout = TimeSpan.FromMinutes(5) };
     await using PgFrontendSession session = await PgFrontendSession.ConnectAsync(options);
     short[] resultFormats = format == "binary" ? [1, 0, 1] : [0, 0, 0];
+    measurement.Start(session.ProcessId);
     await using PgRowReader reader = await session.ExecuteReaderAsync(sql, resultFormats: resultFormats);
     long checksum = 0;
     while (await reader.ReadAsync())
@@ -100,14 +102,16 @@ static async Task<(long Rows, long Checksum)> PgSpecFetchAsync(string host, int 
         }
     }
 
+    measurement.Stop();
     return (reader.RowCount, checksum);
 }
 
-static async Task<(long Rows, long Checksum)> NpgsqlFetchAsync(string host, int port, string user, string database, string sql, string format)
+static async Task<(long Rows, long Checksum)> NpgsqlFetchAsync(string host, int port, string user, string database, string sql, string format, Measurement measurement)
 {
     string connectionString = $"Host={host};Port={port};Username={user};Database={database};SSL Mode=Disable;Pooling=false;Command Timeout=300";
     await using var connection = new NpgsqlConnection(connectionString);
     await connection.OpenAsync();
+    measurement.Start(connection.ProcessID);
     await using var command = new NpgsqlCommand(sql, connection) { AllResultTypesAreUnknown = format == "text" };
     await using NpgsqlDataReader reader = await command.ExecuteReaderAsync();
     long rows = 0;
@@ -128,6 +132,7 @@ static async Task<(long Rows, long Checksum)> NpgsqlFetchAsync(string host, int 
         }
     }
 
+    measurement.Stop();
     return (rows, checksum);
 }
 
@@ -145,4 +150,52 @@ static long PeakResidentKilobytes()
     }
 
     return -1;
+}
+
+/// <summary>
+/// What one fetch costs, from the query's sending to its last row: time, the client's CPU (all its
+/// threads) and allocations, and the CPU of the PostgreSQL backend that serves it (read from /proc:
+/// the server runs on this machine), which says whether the server or the client is the slower side.
+/// </summary>
+internal sealed class Measurement
+{
+    private readonly Stopwatch _clock = new();
+    private int _serverPid;
+    private TimeSpan _clientCpuBefore;
+    private TimeSpan _serverCpuBefore;
+    private long _allocatedBefore;
+
+    public TimeSpan Elapsed => _clock.Elapsed;
+
+    public TimeSpan ClientCpu { get; private set; }
+
+    public TimeSpan ServerCpu { get; private set; }
+
+    public long Allocated { get; private set; }
+
+    public void Start(int serverPid)
+    {
+        _serverPid = serverPid;
+        _serverCpuBefore = ProcessCpu(serverPid);
+        _allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+        _clientCpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
+        _clock.Restart();
+    }
+
+    public void Stop()
+    {
+        _clock.Stop();
+        ClientCpu = Process.GetCurrentProcess().TotalProcessorTime - _clientCpuBefore;
+        Allocated = GC.GetTotalAllocatedBytes(precise: true) - _allocatedBefore;
+        ServerCpu = ProcessCpu(_serverPid) - _serverCpuBefore;
+    }
+
+    // utime and stime, the 14th and 15th fields of /proc/PID/stat, in clock ticks (USER_HZ, 100 on Linux).
+    private static TimeSpan ProcessCpu(int pid)
+    {
+        string stat = File.ReadAllText($"/proc/{pid}/stat");
+        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        long ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+        return TimeSpan.FromMilliseconds(ticks * 10);
+    }
 }
