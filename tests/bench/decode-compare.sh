@@ -10,10 +10,10 @@
 #     pipe      the same through PgPipeMessageReader over PipeReader.Create(MemoryStream), as
 #               PgSpec.Client reads its socket: the stream copied into the pipe's 64 KiB buffers
 #               (PIPE_BUFFER) on the reading thread, as a socket read copies what has arrived;
-#     pipe-inplace  the same reader over PipeReader.Create(ReadOnlySequence) of the stream in
-#               place, in segments of PIPE_BUFFER bytes: the reader's own cost (a pipe read per
-#               segment, messages straddling two segments) without the transport's copy, which the
-#               one-span path does not make either;
+#     pipe-inplace  the same reader over a PipeReader of the stream in place, in segments of
+#               PIPE_BUFFER bytes, whose every read gives one segment more: the reader's own cost
+#               (a pipe read per segment, messages straddling two segments) without the transport's
+#               copy, which the one-span path does not make either;
 #     owned     framing reader, then DataRow.TryDecode per body (one strict validation), every
 #               value touched;
 #     frame     framing and naming only, bodies not read;
@@ -37,7 +37,7 @@
 # on-stack-replacement code, compiled early from a partial profile: about a third slower and
 # unsteady), then WARMUP whole passes. Each prints MB/s (10^6 bytes a
 # second) and, for PgSpec and Go, the bytes allocated per message in that pass (PgSpec: this
-# thread's allocations, all threads' for the pipe path; Go: the heap's TotalAlloc). Every decoder
+# thread's allocations, all threads' for the pipe paths; Go: the heap's TotalAlloc). Every decoder
 # prints the messages and values it found and a checksum of what it touched (each value's length
 # and first byte; the framing path sums body lengths; pg-protocol's values are strings, summed as
 # UTF-16 length and first code unit), compared with what DecodeHarness computed from the rows the
@@ -55,7 +55,7 @@
 # Environment: ROUNDS (7), WARMUP (whole passes at least before the timed one; 2),
 #   WARMUP_SECONDS (seconds of warm-up passes at least; 1),
 #   PIPE_BUFFER (the pipe path's StreamPipeReaderOptions.BufferSize, 65536 as PgSpec.Client's;
-#     4096 is the default of StreamPipeReaderOptions),
+#     4096 is the default of StreamPipeReaderOptions; also the in-place pipe's segment size),
 #   PGPROTO3_GOPATH (a GOPATH holding github.com/jackc/pgproto3/v2 and its dependencies;
 #     /usr/share/gocode, where Debian's golang-github-jackc-pgproto3-v2-dev puts them),
 #   PG_PROTOCOL (what `npm install` is given; pg-protocol, the newest),

@@ -38,7 +38,7 @@ public readonly ref struct PgReceivedMessage
     /// <summary>The length word.</summary>
     public int Length { get; }
 
-    private int KindValue { get; }
+    internal int KindValue { get; }
 
     /// <summary>For frontend messages: which one (Unknown for encryption answers and unknown types).</summary>
     public FrontendMessageKind FrontendKind => Direction == PgDirection.Frontend ? (FrontendMessageKind)KindValue : FrontendMessageKind.Unknown;

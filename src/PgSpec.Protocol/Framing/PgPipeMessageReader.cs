@@ -28,7 +28,6 @@ public sealed class PgPipeMessageReader
     private bool _heldCompleted;
     private bool _holding;
     private bool _hasCurrent;
-    private PgDirection _direction;
     private PgFrameKind _frameKind;
     private int _typeByte;
     private int _length;
@@ -39,12 +38,11 @@ public sealed class PgPipeMessageReader
     /// <summary>How many value slots the reader recorded for the current message (see <see cref="PgReceivedMessage"/>).</summary>
     private int _slotCount;
 
-    // The current message: in _segment (from _rawStart, _rawLength bytes, of which _header are the
+    // The current message: in _segment (from _rawStart, _rawLength bytes, of which HeaderSize are the
     // type byte and length word), or, when it crossed segments, as sequences.
     private bool _inSegment;
     private int _rawStart;
     private int _rawLength;
-    private int _header;
     private ReadOnlySequence<byte> _body;
     private ReadOnlySequence<byte> _raw;
 
@@ -68,7 +66,7 @@ public sealed class PgPipeMessageReader
                 throw new InvalidOperationException("no message has been read");
             }
 
-            return new PgReceivedMessage(_direction, _frameKind, _typeByte, _length, _kind, BodySpan(), _offset, _validated, Reader.ValueSlots(_slotCount));
+            return new PgReceivedMessage(Reader.Direction, _frameKind, _typeByte, _length, _kind, BodySpan(), _offset, _validated, Reader.ValueSlots(_slotCount));
         }
     }
 
@@ -78,7 +76,7 @@ public sealed class PgPipeMessageReader
     /// </summary>
     public ReadOnlyMemory<byte> CurrentBody
         => !_hasCurrent ? throw new InvalidOperationException("no message has been read")
-            : _inSegment ? _segment.Slice(_rawStart + _header, _rawLength - _header)
+            : _inSegment ? _segment.Slice(_rawStart + HeaderSize, _rawLength - HeaderSize)
             : _body.First.Length >= _body.Length ? _body.First[..(int)_body.Length] : Reader.CopiedBodyMemory((int)_body.Length);
 
     /// <summary>The current message's bytes as they came off the wire (type byte, length and body).</summary>
@@ -360,7 +358,7 @@ public sealed class PgPipeMessageReader
         SetCurrent(crossing, offset);
         _inSegment = false;
         _raw = buffer.Slice(0, rest.Start);
-        _body = _raw.Slice(_header);
+        _body = _raw.Slice(HeaderSize);
         StartAt(rest.Start, rest.First);
         return true;
     }
@@ -371,21 +369,22 @@ public sealed class PgPipeMessageReader
     private void SetCurrent(in PgReceivedMessage message, long offset)
     {
         _hasCurrent = true;
-        _direction = message.Direction;
         _frameKind = message.FrameKind;
         _typeByte = message.TypeByte;
         _length = message.Length;
-        _kind = message.Direction == PgDirection.Frontend ? (int)message.FrontendKind : (int)message.BackendKind;
+        _kind = message.KindValue;
         _validated = message.IsValidated;
         _slotCount = message.ValueSlots.Length;
         _offset = offset;
-        _header = _frameKind switch
-        {
-            PgFrameKind.Typed => 5,
-            PgFrameKind.StartupPacket => 4,
-            _ => 1,
-        };
     }
+
+    /// <summary>The current message's type byte and length word (5 bytes), or a startup packet's length word (4), or none (an encryption answer).</summary>
+    private int HeaderSize => _frameKind switch
+    {
+        PgFrameKind.Typed => 5,
+        PgFrameKind.StartupPacket => 4,
+        _ => 1,
+    };
 
     /// <summary>
     /// The body as one span: in place when it lies in one segment (also when it ends exactly where
@@ -393,7 +392,7 @@ public sealed class PgPipeMessageReader
     /// reader made of a body split across segments (one copy, not two).
     /// </summary>
     private ReadOnlySpan<byte> BodySpan()
-        => _inSegment ? SegmentSpan(_rawStart + _header, _rawLength - _header)
+        => _inSegment ? SegmentSpan(_rawStart + HeaderSize, _rawLength - HeaderSize)
             : _body.FirstSpan.Length >= _body.Length ? _body.FirstSpan[..(int)_body.Length] : Reader.CopiedBody((int)_body.Length);
 
 }

@@ -33,10 +33,12 @@
 //              the data is already there, and some messages straddle two buffers (--pipe-buffer
 //              sets the buffer size; 4096 is StreamPipeReaderOptions' default). Messages already
 //              held are taken with TryRead(out message), the pipe awaited only for more bytes.
-//   pipe-inplace  the same reader over PipeReader.Create(ReadOnlySequence) of the stream in place,
-//              in segments of the pipe buffer's size: what PgPipeMessageReader itself costs (a pipe
-//              read per segment, messages straddling two segments), without the transport's copy
-//              into the pipe's buffers, which the one-span path does not make either.
+//   pipe-inplace  the same reader over a PipeReader of the stream in place, in segments of the
+//              pipe buffer's size, whose every read gives one segment more (as a socket's pipe
+//              gives what has arrived; PipeReader.Create(ReadOnlySequence) would give it all at
+//              once): what PgPipeMessageReader itself costs (a pipe read per segment, messages
+//              straddling two segments), without the transport's copy into the pipe's buffers,
+//              which the one-span path does not make either.
 //   owned      a framing reader (Validate = false), then DataRow.TryDecode on each body: one
 //              validation, as strict as the borrowed path's, and a DataRow whose values are slices
 //              of one copy of the body; every value touched.
@@ -138,7 +140,7 @@ internal static class Harness
             "borrowed" => Measure(path, stream, warm, allThreads: false, length => BorrowedSpan(stream, length)),
             "sequence" => Measure(path, stream, warm, allThreads: false, length => Borrowed(stream, length)),
             "pipe" => Measure(path, stream, warm, allThreads: true, length => Piped(PipeReader.Create(new MemoryStream(stream, 0, length, writable: false), new StreamPipeReaderOptions(bufferSize: pipeBuffer, minimumReadSize: Math.Min(16384, pipeBuffer))), Context()).AsTask().GetAwaiter().GetResult()),
-            "pipe-inplace" => Measure(path, stream, warm, allThreads: true, length => Piped(PipeReader.Create(segments.Slice(0, length)), Context()).AsTask().GetAwaiter().GetResult()),
+            "pipe-inplace" => Measure(path, stream, warm, allThreads: true, length => Piped(new SegmentPipeReader(segments.Slice(0, length), pipeBuffer), Context()).AsTask().GetAwaiter().GetResult()),
             "owned" => Measure(path, stream, warm, allThreads: false, length => Owned(stream, length)),
             "frame" => Measure(path, stream, warm, allThreads: false, length => Frame(stream, length)),
             "memcpy" => MeasureCopy(stream, warm),
@@ -336,6 +338,61 @@ internal static class Harness
         }
 
         return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
+    }
+
+    /// <summary>
+    /// A pipe over bytes already in memory whose every read gives one segment more than the last
+    /// (when the reader examined all it was given) and the bytes not yet consumed before it, in place.
+    /// </summary>
+    private sealed class SegmentPipeReader(ReadOnlySequence<byte> all, int segmentSize) : PipeReader
+    {
+        private SequencePosition _consumed = all.Start;
+        private long _consumedOffset;
+        private long _examinedOffset;
+        private long _released;
+
+        public int Reads { get; private set; }
+
+        public override bool TryRead(out ReadResult result)
+        {
+            result = Next();
+            return true;
+        }
+
+        public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default) => new(Next());
+
+        public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
+
+        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+        {
+            _consumed = consumed;
+            _consumedOffset = Offset(consumed);
+            _examinedOffset = Math.Max(_examinedOffset, Offset(examined));
+        }
+
+        // ReadOnlySequence.GetOffset walks the segments from the first to check the position: a
+        // walk as long as the stream, at every read. The segments are this harness's own.
+        private static long Offset(SequencePosition position)
+            => ((ReadOnlySequenceSegment<byte>)position.GetObject()!).RunningIndex + position.GetInteger();
+
+        public override void CancelPendingRead()
+        {
+        }
+
+        public override void Complete(Exception? exception = null)
+        {
+        }
+
+        private ReadResult Next()
+        {
+            Reads++;
+            if (_examinedOffset >= _released && _released < all.Length)
+            {
+                _released = Math.Min(all.Length, _released + segmentSize);
+            }
+
+            return new ReadResult(all.Slice(_consumed).Slice(0, _released - _consumedOffset), isCanceled: false, isCompleted: _released == all.Length);
+        }
     }
 
     private sealed class Segment : ReadOnlySequenceSegment<byte>

@@ -1,6 +1,9 @@
 // Fetches the rows of one query from PostgreSQL, with PgSpec.Client's row reader or with Npgsql's
 // data reader, and prints rows per second, the client's CPU time per row (user and system, all
-// threads), a checksum of the values read and the process's peak memory. One client and one format per process, so that peak memory is that run's alone.
+// threads), the CPU time per row of the PostgreSQL backend that served the query, a checksum of
+// the values read, the bytes allocated and the process's peak memory, all of one timed run from
+// the query's sending to its last row. One client and one format per process, so that peak memory
+// is that run's alone.
 //
 //   FetchHarness pgspec|npgsql text|binary|bytes HOST PORT USER DATABASE ROWS
 //   (environment: WARMUP_SECONDS, the warm-up below; the server must run on this machine, for its
@@ -190,12 +193,17 @@ internal sealed class Measurement
         ServerCpu = ProcessCpu(_serverPid) - _serverCpuBefore;
     }
 
-    // utime and stime, the 14th and 15th fields of /proc/PID/stat, in clock ticks (USER_HZ, 100 on Linux).
+    // The first field of /proc/PID/schedstat: the time the task has run, in nanoseconds (utime and
+    // stime of /proc/PID/stat count 10 ms ticks). A backend is one thread: its task is the process.
     private static TimeSpan ProcessCpu(int pid)
     {
-        string stat = File.ReadAllText($"/proc/{pid}/stat");
-        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        long ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
-        return TimeSpan.FromMilliseconds(ticks * 10);
+        string comm = File.ReadAllText($"/proc/{pid}/comm").Trim();
+        if (comm != "postgres")
+        {
+            throw new InvalidOperationException($"process {pid}, the server's backend by its BackendKeyData, is '{comm}' here, not postgres: the server must run on this machine, in its process namespace, without a pooler");
+        }
+
+        string schedstat = File.ReadAllText($"/proc/{pid}/schedstat");
+        return TimeSpan.FromTicks(long.Parse(schedstat.AsSpan(0, schedstat.IndexOf(' ')), CultureInfo.InvariantCulture) / 100);
     }
 }
