@@ -134,7 +134,7 @@ internal static class Harness
         byte[] stream = File.ReadAllBytes(file);
         var warm = new WarmUp(warmup, warmupSeconds);
         // Built once, outside the timed pass: a pass reads the first bytes of it.
-        ReadOnlySequence<byte> segments = path == "pipe-inplace" ? Segments(stream, pipeBuffer) : default;
+        ReadOnlySequence<byte> segments = path == "pipe-inplace" ? DataRowStream.MultiSegment(stream, pipeBuffer) : default;
         return path switch
         {
             "borrowed" => Measure(path, stream, warm, allThreads: false, length => BorrowedSpan(stream, length)),
@@ -326,20 +326,6 @@ internal static class Harness
         return new Tally(messages, values, checksum);
     }
 
-    /// <summary>The stream as a sequence of segments of <paramref name="segmentSize"/> bytes, in place.</summary>
-    private static ReadOnlySequence<byte> Segments(byte[] stream, int segmentSize)
-    {
-        int length = stream.Length;
-        var first = new Segment(stream.AsMemory(0, Math.Min(segmentSize, length)), 0);
-        Segment last = first;
-        for (int start = segmentSize; start < length; start += segmentSize)
-        {
-            last = last.Append(stream.AsMemory(start, Math.Min(segmentSize, length - start)));
-        }
-
-        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
-    }
-
     /// <summary>
     /// A pipe over bytes already in memory whose every read gives one segment more than the last
     /// (when the reader examined all it was given) and the bytes not yet consumed before it, in place.
@@ -350,8 +336,6 @@ internal static class Harness
         private long _consumedOffset;
         private long _examinedOffset;
         private long _released;
-
-        public int Reads { get; private set; }
 
         public override bool TryRead(out ReadResult result)
         {
@@ -371,7 +355,7 @@ internal static class Harness
         }
 
         // ReadOnlySequence.GetOffset walks the segments from the first to check the position: a
-        // walk as long as the stream, at every read. The segments are this harness's own.
+        // walk as long as the stream, at every read. A segment's running index is its offset here.
         private static long Offset(SequencePosition position)
             => ((ReadOnlySequenceSegment<byte>)position.GetObject()!).RunningIndex + position.GetInteger();
 
@@ -385,7 +369,6 @@ internal static class Harness
 
         private ReadResult Next()
         {
-            Reads++;
             if (_examinedOffset >= _released && _released < all.Length)
             {
                 _released = Math.Min(all.Length, _released + segmentSize);
@@ -395,21 +378,6 @@ internal static class Harness
         }
     }
 
-    private sealed class Segment : ReadOnlySequenceSegment<byte>
-    {
-        public Segment(ReadOnlyMemory<byte> memory, long runningIndex)
-        {
-            Memory = memory;
-            RunningIndex = runningIndex;
-        }
-
-        public Segment Append(ReadOnlyMemory<byte> memory)
-        {
-            var next = new Segment(memory, RunningIndex + Memory.Length);
-            Next = next;
-            return next;
-        }
-    }
 
     /// <summary>Owned: the framing reader, then one strict decode into a <see cref="DataRow"/> per body.</summary>
     private static Tally Owned(byte[] stream, int length)
