@@ -92,7 +92,7 @@ internal static class StreamContexts
         }
     }
 
-    private static void CheckValues(string what, PgReceivedMessage message, PgValueList view, System.Collections.Immutable.ImmutableArray<ReadOnlyMemory<byte>?> expected)
+    private static void CheckValues(string what, PgReceivedMessage message, PgValueList view, PgValueArray expected)
     {
         if (view.Count != expected.Length)
         {

@@ -72,7 +72,7 @@ internal static class Views
         }
     }
 
-    private static bool SameValues(PgValueList view, ImmutableArray<ReadOnlyMemory<byte>?> owned)
+    private static bool SameValues(PgValueList view, PgValueArray owned)
     {
         if (view.Count != owned.Length)
         {

@@ -16,6 +16,9 @@ namespace PgSpec.Generators
             private const string Rt = "global::PgSpec.Protocol";
             private const string ImmArray = "global::System.Collections.Immutable.ImmutableArray";
             private const string Memory = "global::System.ReadOnlyMemory<byte>";
+
+            /// <summary>The owned type of a list of values (a group of one length-prefixed value).</summary>
+            private const string ValueArray = Rt + ".PgValueArray";
             private const string Span = "global::System.ReadOnlySpan<byte>";
 
             private enum Mode
@@ -76,6 +79,9 @@ namespace PgSpec.Generators
             internal static FieldSpec? SlotsField(List<FieldSpec> body)
                 => body.FirstOrDefault(f => IsValueGroup(f) && !f.Terminated);
 
+            /// <summary>A list of values that may be NULL: a <see cref="ValueArray"/> (DataRow's columns, Bind's parameters).</summary>
+            private static bool IsValueArray(FieldSpec f) => IsValueGroup(f) && f.Children[1].Nullable;
+
             private static bool IsValueGroup(FieldSpec f)
                 => f.Kind == FieldKind.Array && f.GroupName is not null && f.Children.Count == 2
                     && f.Children[0].Role == FieldRole.ValueLength && f.Children[1].Kind == FieldKind.SizedBytes;
@@ -128,7 +134,7 @@ namespace PgSpec.Generators
                     case FieldKind.RestBytes: return Memory;
                     case FieldKind.SizedBytes: return ValueCs(f);
                     case FieldKind.String: return "string";
-                    case FieldKind.Array: return ImmArray + "<" + ElementCs(f) + ">";
+                    case FieldKind.Array: return IsValueArray(f) ? ValueArray : ImmArray + "<" + ElementCs(f) + ">";
                     default: throw new InvalidOperationException(f.Kind.ToString());
                 }
             }
@@ -327,7 +333,10 @@ namespace PgSpec.Generators
                     }
                     else if (f.Kind == FieldKind.Array)
                     {
-                        w.Line(prop + " = " + p + ".IsDefault ? " + ImmArray + "<" + ElementCs(f) + ">.Empty : " + p + ";");
+                        // A list of values has no default state: its default is the empty list.
+                        w.Line(IsValueArray(f)
+                            ? prop + " = " + p + ";"
+                            : prop + " = " + p + ".IsDefault ? " + ImmArray + "<" + ElementCs(f) + ">.Empty : " + p + ";");
                     }
                     else
                     {
@@ -678,8 +687,13 @@ namespace PgSpec.Generators
             // ------------------------------------------------------------------ decoding
 
             /// <summary>Whether a list among the fields holds sized values (DataRow's columns, Bind's parameters).</summary>
+            /// <summary>
+            /// True when a group's items hold bytes that are decoded as slices of one copy of the body: every
+            /// group with a Byten but a counted list of values that may be NULL, a <see cref="ValueArray"/> of its own.
+            /// </summary>
             private static bool HasValueList(IEnumerable<FieldSpec> fields)
-                => fields.Any(f => f.Kind == FieldKind.Array && (f.Children.Any(c => c.Kind == FieldKind.SizedBytes) || HasValueList(f.Children)));
+                => fields.Any(f => f.Kind == FieldKind.Array && !(IsValueArray(f) && !f.Terminated)
+                    && (f.Children.Any(c => c.Kind == FieldKind.SizedBytes) || HasValueList(f.Children)));
 
             /// <param name="protocol">PgSpec.Protocol's own messages: the check a reader calls also records where a message's values are (<see cref="SlotsField"/>).</param>
             private static void EmitDecode(IndentedWriter w, MessageSpec m, bool protocol)
@@ -701,8 +715,8 @@ namespace PgSpec.Generators
                 w.Line("_ = version;");
                 if (HasValueList(body))
                 {
-                    // The values of a list are slices of one copy of the body, made at the first
-                    // value: one allocation for a DataRow's columns, not one per column.
+                    // The bytes of a group's items are slices of one copy of the body, made at the
+                    // first of them: one allocation, not one per item.
                     w.Line("byte[]? owned = null;");
                 }
 
@@ -1125,6 +1139,17 @@ namespace PgSpec.Generators
                 if (checkedMode && !f.Terminated)
                 {
                     w.Line("if (!r.CheckItems(" + name + ", " + count + ", " + Int(ItemMinSize(f)) + ")) goto fail;");
+                }
+
+                // A counted list of values: checked by one walk of the reader, then copied with the
+                // places of its values into one array (PgValueArray), not a Memory for each value.
+                if (mode == Mode.Decode && !f.Terminated && IsValueArray(f))
+                {
+                    // The message's last field: the bytes left are the list's own (DataRow's columns).
+                    bool last = depth == 0 && ReferenceEquals(m.Fields[m.Fields.Count - 1], f);
+                    w.Line("if (!r.ReadValueArray(" + Lit(f.Children[0].Name) + ", " + count + ", " + Bool(f.Children[0].Nullable) + ", " + Bool(last) + ", out " + ValueArray + " " + local + ")) goto fail;");
+                    locals[f.Name] = local;
+                    return;
                 }
 
                 // A counted array is filled in place and wrapped without a copy (an empty one is

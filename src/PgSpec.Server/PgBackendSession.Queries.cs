@@ -759,8 +759,8 @@ public sealed partial class PgBackendSession
             await replaced.Result.DisposeAsync().ConfigureAwait(false);
         }
 
-        // The decoded message's own arrays, as lists: no copy and no boxing.
-        var context = new PgBindContext(ImmutableCollectionsMarshal.AsArray(bind.Parameters)!, formats, ImmutableCollectionsMarshal.AsArray(bind.ResultFormatCodes)!);
+        // The decoded message's own lists: no copy (its values, one box for the list).
+        var context = new PgBindContext(bind.Parameters, formats, ImmutableCollectionsMarshal.AsArray(bind.ResultFormatCodes)!);
         PgStatementResult result = await _handler!.BindAsync(statement, context, cancellationToken).ConfigureAwait(false);
         _portals[bind.PortalName] = new Portal(statement, result, context);
         Send(s_bindComplete);

@@ -4,7 +4,10 @@ using PgSpec.Protocol;
 
 namespace PgSpec.Protocol.Tests;
 
-/// <summary>An owned message's list of values is slices of one copy of its body, not an array per value.</summary>
+/// <summary>
+/// An owned message's list of values (<see cref="PgValueArray"/>) is one array: a copy of the
+/// values and where each one is, not an array or a Memory per value.
+/// </summary>
 public class OwnedValuesTests
 {
     [Fact]
@@ -52,5 +55,138 @@ public class OwnedValuesTests
         Assert.True(MemoryMarshal.TryGetArray(bind.Parameters[0]!.Value, out ArraySegment<byte> first));
         Assert.True(MemoryMarshal.TryGetArray(bind.Parameters[1]!.Value, out ArraySegment<byte> second));
         Assert.Same(first.Array, second.Array);
+    }
+
+    private static readonly ReadOnlyMemory<byte>?[] s_values =
+        [Encoding.ASCII.GetBytes("alpha"), null, ReadOnlyMemory<byte>.Empty, Encoding.ASCII.GetBytes("a longer value, past eight bytes"), null, new byte[] { 0xFF }];
+
+    [Fact]
+    public void A_decoded_list_gives_each_value_the_same_through_every_accessor()
+    {
+        PgValueArray built = [.. s_values];
+        PgValueArray decoded = DataRow.Decode(new DataRow(built).ToArray()[5..]).Columns;
+
+        foreach (PgValueArray list in new[] { built, decoded })
+        {
+            Assert.Equal(s_values.Length, list.Length);
+            Assert.Equal(s_values.Length, ((IReadOnlyCollection<ReadOnlyMemory<byte>?>)list).Count);
+            Assert.False(list.IsEmpty);
+            int i = 0;
+            foreach (ReadOnlyMemory<byte>? value in list)
+            {
+                ReadOnlyMemory<byte>? expected = s_values[i];
+                Assert.Equal(expected is null, value is null);
+                Assert.Equal(expected is null, list[i] is null);
+                PgValue span = list.GetValue(i);
+                Assert.Equal(expected is null, span.IsNull);
+                if (expected is { } bytes)
+                {
+                    Assert.Equal(bytes.ToArray(), value!.Value.ToArray());
+                    Assert.Equal(bytes.ToArray(), list[i]!.Value.ToArray());
+                    Assert.Equal(bytes.ToArray(), span.Bytes.ToArray());
+                }
+                else
+                {
+                    Assert.True(span.Bytes.IsEmpty);
+                }
+
+                i++;
+            }
+
+            Assert.Equal(s_values.Length, i);
+            Assert.Equal(s_values.Select(v => v?.ToArray()), list.ToImmutableArray().Select(v => v?.ToArray()));
+            Assert.Equal(s_values.Select(v => v?.ToArray()), list.Select(v => v?.ToArray()));
+            Assert.Throws<ArgumentOutOfRangeException>(() => list[-1]);
+            Assert.Throws<ArgumentOutOfRangeException>(() => list[s_values.Length]);
+            Assert.Throws<ArgumentOutOfRangeException>(() => list.GetValue(s_values.Length));
+        }
+
+        Assert.Equal(built, decoded);
+        Assert.True(built == decoded);
+        Assert.Equal(built.GetHashCode(), decoded.GetHashCode());
+        Assert.Equal(built.ToString(), decoded.ToString());
+        Assert.Equal(@"['alpha', NULL, '', 'a longer value, past eight bytes', NULL, '\xff']", decoded.ToString());
+    }
+
+    [Fact]
+    public void Lists_differ_by_any_value_by_NULL_against_empty_and_by_length()
+    {
+        PgValueArray list = [.. s_values];
+        ReadOnlyMemory<byte>?[] nullForEmpty = [.. s_values];
+        nullForEmpty[2] = null;
+        ReadOnlyMemory<byte>?[] oneByte = [.. s_values];
+        oneByte[5] = new byte[] { 0xFE };
+
+        Assert.NotEqual(list, [.. nullForEmpty]);
+        Assert.NotEqual(list, [.. oneByte]);
+        Assert.NotEqual(list, [.. s_values[..^1]]);
+        Assert.True(list != [.. oneByte]);
+        PgValueArray withNull = [.. nullForEmpty];
+        Assert.NotEqual(list.GetHashCode(), withNull.GetHashCode());
+        Assert.NotEqual(new DataRow(list), new DataRow([.. oneByte]));
+        Assert.Equal(new DataRow(list), DataRow.Decode(new DataRow(list).ToArray()[5..]));
+    }
+
+    [Fact]
+    public void The_empty_list_is_the_default_and_every_empty_list()
+    {
+        PgValueArray empty = default;
+        Assert.True(empty.IsEmpty);
+        Assert.Equal(0, empty.Length);
+        Assert.Empty(empty);
+        Assert.Equal(PgValueArray.Empty, empty);
+        Assert.Equal(empty, (PgValueArray)System.Collections.Immutable.ImmutableArray<ReadOnlyMemory<byte>?>.Empty);
+        Assert.Equal(empty, (PgValueArray)default(System.Collections.Immutable.ImmutableArray<ReadOnlyMemory<byte>?>));
+        Assert.Equal("[]", empty.ToString());
+        Assert.True(empty.ToImmutableArray().IsEmpty);
+
+        DataRow decoded = DataRow.Decode([0, 0]);
+        Assert.True(decoded.Columns.IsEmpty);
+        Assert.Equal(new DataRow(default), decoded);
+        Assert.Equal(new byte[] { (byte)'D', 0, 0, 0, 6, 0, 0 }, new DataRow(default).ToArray());
+    }
+
+    [Fact]
+    public void A_list_built_from_an_ImmutableArray_shares_its_values()
+    {
+        byte[] value = [1, 2, 3];
+        var array = System.Collections.Immutable.ImmutableArray.Create<ReadOnlyMemory<byte>?>(value, null);
+        PgValueArray list = array;
+        Assert.True(MemoryMarshal.TryGetArray(list[0]!.Value, out ArraySegment<byte> segment));
+        Assert.Same(value, segment.Array);
+        Assert.True(array == list.ToImmutableArray());
+    }
+
+    [Fact]
+    public void A_decoded_row_is_one_array_and_the_message()
+    {
+        // 100 columns of 8 bytes: a list with an array or a Memory per value would take several
+        // times the body; one array holds the body's bytes and 8 bytes of place a value.
+        ReadOnlyMemory<byte>?[] values = [.. Enumerable.Range(0, 100).Select(i => (ReadOnlyMemory<byte>?)BitConverter.GetBytes((long)i))];
+        byte[] body = new DataRow([.. values]).ToArray()[5..];
+        Assert.Equal(2 + (100 * 12), body.Length);
+        DataRow.Decode(body);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        DataRow row = DataRow.Decode(body);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        long oneArray = 24 + ((body.Length + 7) & ~7) + (100 * 8);
+        Assert.InRange(allocated, oneArray, oneArray + 64);
+        Assert.Equal(values.Select(v => v!.Value.ToArray()), row.Columns.Select(v => v!.Value.ToArray()));
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 0, 1, 0xFF, 0xFF, 0xFF, 0xFE }, "negative length -2")]
+    [InlineData(new byte[] { 0, 1, 0, 0, 0, 2, 7 }, "length 2 is more than the 1 bytes that remain")]
+    [InlineData(new byte[] { 0, 2, 0, 0, 0, 0, 0, 0, 0 }, "needs")]
+    [InlineData(new byte[] { 0, 1, 0xFF, 0xFF, 0xFF, 0xFF, 9 }, "left over")]
+    public void A_malformed_list_is_refused_with_the_check_s_error(byte[] body, string reason)
+    {
+        Assert.False(DataRow.TryDecode(body, null, out DataRow? row, out PgDecodeError error));
+        Assert.Null(row);
+        Assert.Contains(reason, error.ToString(), StringComparison.Ordinal);
+        Assert.False(DataRow.TryValidate(body, null, out PgDecodeError checkError));
+        Assert.Equal(checkError, error);
     }
 }

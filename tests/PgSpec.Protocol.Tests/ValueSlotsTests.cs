@@ -468,7 +468,7 @@ public class ValueSlotsTests
         return new DataRow(columns.ToImmutable());
     }
 
-    private static string?[] Values(ImmutableArray<ReadOnlyMemory<byte>?> values) => [.. values.Select(Value)];
+    private static string?[] Values(PgValueArray values) => [.. values.Select(Value)];
 
     private static string?[] Values(PgValueList values)
     {

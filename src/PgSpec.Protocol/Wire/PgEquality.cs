@@ -35,24 +35,15 @@ public static class PgEquality
         return true;
     }
 
-    /// <summary>Item-wise equality of values.</summary>
+    /// <summary>Item-wise equality of values (as <see cref="PgValueArray"/>'s).</summary>
     public static bool Equal(ImmutableArray<ReadOnlyMemory<byte>?> a, ImmutableArray<ReadOnlyMemory<byte>?> b)
-    {
-        if (a.Length != b.Length)
-        {
-            return false;
-        }
+        => new PgValueArray(a).Equals(new PgValueArray(b));
 
-        for (int i = 0; i < a.Length; i++)
-        {
-            if (!Equal(a[i], b[i]))
-            {
-                return false;
-            }
-        }
+    /// <summary>Value-wise equality of owned value lists.</summary>
+    public static bool Equal(PgValueArray a, PgValueArray b) => a.Equals(b);
 
-        return true;
-    }
+    /// <summary>Hash of an owned value list.</summary>
+    public static int Hash(PgValueArray values) => values.GetHashCode();
 
     /// <summary>Hash of a plain value.</summary>
     public static int Hash<T>(T value) => value is null ? 0 : EqualityComparer<T>.Default.GetHashCode(value);
@@ -81,18 +72,8 @@ public static class PgEquality
         return hash.ToHashCode();
     }
 
-    /// <summary>Hash of a list of values.</summary>
-    public static int Hash(ImmutableArray<ReadOnlyMemory<byte>?> values)
-    {
-        var hash = new HashCode();
-        hash.Add(values.Length);
-        foreach (ReadOnlyMemory<byte>? v in values)
-        {
-            hash.Add(Hash(v));
-        }
-
-        return hash.ToHashCode();
-    }
+    /// <summary>Hash of a list of values (as <see cref="PgValueArray"/>'s).</summary>
+    public static int Hash(ImmutableArray<ReadOnlyMemory<byte>?> values) => new PgValueArray(values).GetHashCode();
 
     /// <summary>Text for a plain value.</summary>
     public static string Show<T>(T value) => value?.ToString() ?? "null";

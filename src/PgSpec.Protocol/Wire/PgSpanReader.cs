@@ -223,6 +223,75 @@ public ref struct PgSpanReader
         => WalkValues(lengthField, count, nullable, default);
 
     /// <summary>
+    /// <see cref="SkipValues"/>, then the values as an owned <see cref="PgValueArray"/>: one array
+    /// holding a copy of the list (each length word and its bytes) and where each value is (the
+    /// bytes are copied once the check has found them well formed).
+    /// </summary>
+    /// <param name="lengthField">The name of the values' length field, for errors.</param>
+    /// <param name="count">The number of values, checked beforehand against the bytes left (as
+    /// <see cref="CheckItems"/> does).</param>
+    /// <param name="nullable">Whether a length of -1 (NULL) is allowed.</param>
+    /// <param name="last">
+    /// The list is the message's last field (DataRow's columns): the bytes left are its own, so the
+    /// array is made for them before the walk, which records each place in it as it checks the value.
+    /// Otherwise the list is walked to find its end, then its copy walked again for the places.
+    /// </param>
+    /// <param name="values">The values, when they are well formed.</param>
+    public bool ReadValueArray(string lengthField, int count, bool nullable, bool last, out PgValueArray values)
+    {
+        values = default;
+        if (count <= 0)
+        {
+            return count == 0 || Fail(lengthField, $"negative count {count}");
+        }
+
+        int start = _position;
+        if (last)
+        {
+            if (!ValueArraySize(lengthField, count, Remaining, out int slotsAt, out int size))
+            {
+                return false;
+            }
+
+            byte[] data = GC.AllocateUninitializedArray<byte>(size);
+            if (!WalkValues(lengthField, count, nullable, MemoryMarshal.Cast<byte, long>(data.AsSpan(slotsAt))))
+            {
+                return false;
+            }
+
+            _span.Slice(start, _position - start).CopyTo(data);
+            values = PgValueArray.FromChecked(data, slotsAt, count, (long)start << 32, walk: false);
+            return true;
+        }
+
+        if (!WalkValues(lengthField, count, nullable, default))
+        {
+            return false;
+        }
+
+        int length = _position - start;
+        if (!ValueArraySize(lengthField, count, length, out int at, out int total))
+        {
+            return false;
+        }
+
+        byte[] copy = GC.AllocateUninitializedArray<byte>(total);
+        _span.Slice(start, length).CopyTo(copy);
+        values = PgValueArray.FromChecked(copy, at, count, 0, walk: true);
+        return true;
+    }
+
+    /// <summary>The size of a <see cref="PgValueArray"/>'s array for <paramref name="count"/> values in <paramref name="length"/> bytes, and where its slots start.</summary>
+    private bool ValueArraySize(string lengthField, int count, int length, out int slotsAt, out int size)
+    {
+        long at = ((long)length + 7) & ~7L;
+        long total = at + ((long)count * sizeof(long));
+        slotsAt = (int)at;
+        size = (int)total;
+        return total <= Array.MaxLength || Fail(lengthField, $"{count} values of {length} bytes do not fit in one array");
+    }
+
+    /// <summary>
     /// <see cref="SkipValues"/>, and when <paramref name="slots"/> has room for all
     /// <paramref name="count"/> values, records where each one is: the offset of its bytes from the
     /// start of the reader's span (a message body) in the high 32 bits, its length (-1 for NULL) in
@@ -274,7 +343,7 @@ public ref struct PgSpanReader
     /// The values' walk of <see cref="SkipValues"/> and <see cref="RecordValues"/>: each length
     /// checked, and its place written to <paramref name="slots"/> when they are given (one per value).
     /// </summary>
-    private bool WalkValues(string lengthField, int count, bool nullable, Span<long> slots)
+    private bool WalkValues(string lengthField, int count, bool nullable, scoped Span<long> slots)
     {
         ReadOnlySpan<byte> span = _span;
         int start = _position;

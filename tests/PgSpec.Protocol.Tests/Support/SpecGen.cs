@@ -170,6 +170,19 @@ public static class SpecGen
 
     private static Gen<object?> Array(Type owner, PgFieldDescriptor field, Type type, PgProtocolVersion version)
     {
+        if (type == typeof(PgValueArray))
+        {
+            // A list of values (a group of one length-prefixed value): PgValueArray.
+            if (field.Children.Count != 2 || field.Children[0].Kind != PgFieldKind.ValueLength || field.Children[1].Kind != PgFieldKind.SizedBytes)
+            {
+                throw new InvalidOperationException($"{owner.Name}.{field.Name} is a PgValueArray but not a list of values in the spec");
+            }
+
+            return Gen.Choose(0, field.Terminated ? MaxTerminatedItems : MaxItems)
+                .SelectMany(n => Gen.ArrayOf(Value(field.Children[1].Nullable), n))
+                .Select(items => (object?)new PgValueArray([.. items.Select(i => (ReadOnlyMemory<byte>?)i)]));
+        }
+
         if (!type.IsGenericType || type.GetGenericTypeDefinition() != typeof(ImmutableArray<>))
         {
             throw new InvalidOperationException($"{owner.Name}.{field.Name} is an array in the spec but {type} in C#");
@@ -186,13 +199,6 @@ public static class SpecGen
                 item = Text(nonEmpty: field.Terminated).Select(s => (object?)s);
                 break;
             default:
-                if (field.Children.Count == 2 && field.Children[0].Kind == PgFieldKind.ValueLength && field.Children[1].Kind == PgFieldKind.SizedBytes)
-                {
-                    // A list of values: ImmutableArray<ReadOnlyMemory<byte>?>.
-                    item = Value(field.Children[1].Nullable);
-                    break;
-                }
-
                 Type group = owner.GetNestedType(field.GroupName!) ?? throw new InvalidOperationException($"{owner.Name} has no nested class {field.GroupName}");
                 if (group != element)
                 {

@@ -39,9 +39,10 @@
 //              once): what PgPipeMessageReader itself costs (a pipe read per segment, messages
 //              straddling two segments), without the transport's copy into the pipe's buffers,
 //              which the one-span path does not make either.
-//   owned      a framing reader (Validate = false), then DataRow.TryDecode on each body: one
-//              validation, as strict as the borrowed path's, and a DataRow whose values are slices
-//              of one copy of the body; every value touched.
+//   owned      a framing reader (Validate = false) over the one span, then DataRow.TryDecode on
+//              each body: one validation, as strict as the borrowed path's, and a DataRow that owns
+//              its values (a PgValueArray: one array with a copy of the values and where each one
+//              is); every value touched through PgValueArray.GetValue.
 //   frame      framing and naming only (Validate = false); the bodies are not read.
 //   memcpy     copies the whole buffer into another one (Span.CopyTo): the ceiling.
 //
@@ -384,14 +385,15 @@ internal static class Harness
     {
         DecodeContext context = Context();
         var reader = new PgMessageReader(PgDirection.Backend, context) { Validate = false };
-        var buffer = new ReadOnlySequence<byte>(stream, 0, length);
+        ReadOnlySpan<byte> buffer = stream.AsSpan(0, length);
         long messages = 0;
         long values = 0;
         long checksum = 0;
         PgReadStatus status;
         PgDecodeError error;
-        while ((status = reader.TryRead(ref buffer, out PgReceivedMessage message, out error)) == PgReadStatus.Message)
+        while ((status = reader.TryRead(buffer, out int consumed, out PgReceivedMessage message, out error)) == PgReadStatus.Message)
         {
+            buffer = buffer.Slice(consumed);
             if (message.BackendKind != BackendMessageKind.DataRow)
             {
                 throw new InvalidOperationException($"expected DataRow, read {message.Name} at offset {message.Offset}");
@@ -402,12 +404,14 @@ internal static class Harness
                 throw new PgProtocolException(error);
             }
 
-            foreach (ReadOnlyMemory<byte>? column in row.Columns)
+            PgValueArray columns = row.Columns;
+            for (int i = 0; i < columns.Length; i++)
             {
                 values++;
-                if (column is { } value)
+                PgValue value = columns.GetValue(i);
+                if (!value.IsNull)
                 {
-                    checksum += Touch(value.Span);
+                    checksum += Touch(value.Bytes);
                 }
             }
 

@@ -1,0 +1,280 @@
+using System.Buffers.Binary;
+using System.Collections;
+using System.Collections.Immutable;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace PgSpec.Protocol;
+
+/// <summary>
+/// An immutable list of values that may be NULL (DataRow's columns, Bind's parameters,
+/// FunctionCall's arguments), owned: it holds no reference to the buffer it was decoded from.
+/// </summary>
+/// <remarks>
+/// <para>
+/// A decoded list is one array: a copy of the values as received (each length word, then its bytes)
+/// followed by where each value is, recorded in the decode's one pass. Reading a value reads its place;
+/// no value walks the ones before it, and no value has an array or a <see cref="Nullable{T}"/> of its own.
+/// </para>
+/// <para>
+/// A list built from values (<see cref="PgValueArray(ImmutableArray{ReadOnlyMemory{byte}?})"/>, or the
+/// implicit conversion from <see cref="ImmutableArray{T}"/>) keeps them as given, without a copy.
+/// </para>
+/// <para>
+/// <see cref="GetValue"/> gives a value as a span, without building a <see cref="ReadOnlyMemory{T}"/>;
+/// the indexer and the enumerator give <see cref="ReadOnlyMemory{T}"/>s (null for NULL), slices of the list's
+/// own array. The default value is the empty list.
+/// </para>
+/// </remarks>
+[CollectionBuilder(typeof(PgValueArray), nameof(Create))]
+public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEquatable<PgValueArray>
+{
+    // Built from values: the values as given (a list from an ImmutableArray shares its array).
+    private readonly ReadOnlyMemory<byte>?[]? _items;
+
+    // Decoded: the values as received, then from _slotsAt (a multiple of 8) one slot a value: the
+    // offset of its bytes in _data (high 32 bits) and its length (low 32 bits, -1 for NULL).
+    private readonly byte[]? _data;
+    private readonly int _slotsAt;
+    private readonly int _count;
+
+    /// <summary>A list of <paramref name="values"/> (null items are NULLs), sharing their array.</summary>
+    public PgValueArray(ImmutableArray<ReadOnlyMemory<byte>?> values)
+    {
+        _items = values.IsDefaultOrEmpty ? null : ImmutableCollectionsMarshal.AsArray(values);
+        _count = _items?.Length ?? 0;
+    }
+
+    private PgValueArray(byte[] data, int slotsAt, int count)
+    {
+        _data = data;
+        _slotsAt = slotsAt;
+        _count = count;
+    }
+
+    /// <summary>The empty list.</summary>
+    public static PgValueArray Empty => default;
+
+    /// <summary>A list of <paramref name="values"/> (null items are NULLs), copied.</summary>
+    public static PgValueArray Create(params ReadOnlySpan<ReadOnlyMemory<byte>?> values)
+        => new(ImmutableArray.Create(values));
+
+    /// <summary>A list of <paramref name="values"/>, sharing their array.</summary>
+    public static implicit operator PgValueArray(ImmutableArray<ReadOnlyMemory<byte>?> values) => new(values);
+
+    /// <summary>The number of values.</summary>
+    public int Length => _count;
+
+    /// <inheritdoc/>
+    int IReadOnlyCollection<ReadOnlyMemory<byte>?>.Count => _count;
+
+    /// <summary>True when the list has no values.</summary>
+    public bool IsEmpty => _count == 0;
+
+    /// <summary>The value at <paramref name="index"/>: a slice of the list's own bytes, or null for NULL.</summary>
+    public ReadOnlyMemory<byte>? this[int index]
+    {
+        get
+        {
+            if ((uint)index >= (uint)_count)
+            {
+                ThrowIndex(index, _count);
+            }
+
+            if (_items is { } items)
+            {
+                return items[index];
+            }
+
+            long slot = Slots[index];
+            int length = (int)slot;
+            return length < 0 ? (ReadOnlyMemory<byte>?)null : new ReadOnlyMemory<byte>(_data, (int)(slot >> 32), length);
+        }
+    }
+
+    /// <summary>The value at <paramref name="index"/> as a span (<see cref="PgValue.IsNull"/> for NULL), read in place.</summary>
+    public PgValue GetValue(int index)
+    {
+        if ((uint)index >= (uint)_count)
+        {
+            ThrowIndex(index, _count);
+        }
+
+        if (_items is { } items)
+        {
+            return items[index] is { } value ? new PgValue(value.Span) : PgValue.Null;
+        }
+
+        long slot = Slots[index];
+        int length = (int)slot;
+        return length < 0 ? PgValue.Null : new PgValue(new ReadOnlySpan<byte>(_data, (int)(slot >> 32), length));
+    }
+
+    private ReadOnlySpan<long> Slots => MemoryMarshal.Cast<byte, long>(new ReadOnlySpan<byte>(_data, _slotsAt, _count * sizeof(long)));
+
+    /// <summary>The values as an <see cref="ImmutableArray{T}"/> (slices of the list's bytes, not copies).</summary>
+    public ImmutableArray<ReadOnlyMemory<byte>?> ToImmutableArray()
+    {
+        if (_items is { } items)
+        {
+            return ImmutableCollectionsMarshal.AsImmutableArray(items);
+        }
+
+        var values = new ReadOnlyMemory<byte>?[_count];
+        for (int i = 0; i < values.Length; i++)
+        {
+            values[i] = this[i];
+        }
+
+        return ImmutableCollectionsMarshal.AsImmutableArray(values);
+    }
+
+    /// <summary>Enumerates the values (null for NULL).</summary>
+    public Enumerator GetEnumerator() => new(this);
+
+    IEnumerator<ReadOnlyMemory<byte>?> IEnumerable<ReadOnlyMemory<byte>?>.GetEnumerator() => GetEnumerator();
+
+    IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
+
+    /// <summary>Value equality: the same number of values, each NULL where the other's is, with the same bytes.</summary>
+    public bool Equals(PgValueArray other)
+    {
+        if (_count != other._count)
+        {
+            return false;
+        }
+
+        for (int i = 0; i < _count; i++)
+        {
+            PgValue a = GetValue(i);
+            PgValue b = other.GetValue(i);
+            if (a.IsNull != b.IsNull || !a.Bytes.SequenceEqual(b.Bytes))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <inheritdoc/>
+    public override bool Equals(object? obj) => obj is PgValueArray other && Equals(other);
+
+    /// <inheritdoc/>
+    public override int GetHashCode()
+    {
+        var hash = new HashCode();
+        hash.Add(_count);
+        for (int i = 0; i < _count; i++)
+        {
+            PgValue value = GetValue(i);
+            if (value.IsNull)
+            {
+                hash.Add(-1);
+            }
+            else
+            {
+                var bytes = new HashCode();
+                bytes.AddBytes(value.Bytes);
+                hash.Add(bytes.ToHashCode());
+            }
+        }
+
+        return hash.ToHashCode();
+    }
+
+    /// <summary>Value equality.</summary>
+    public static bool operator ==(PgValueArray left, PgValueArray right) => left.Equals(right);
+
+    /// <summary>Value inequality.</summary>
+    public static bool operator !=(PgValueArray left, PgValueArray right) => !left.Equals(right);
+
+    /// <summary>The values in brackets, each as bytes are traced (NULL for NULL).</summary>
+    public override string ToString()
+    {
+        var text = new StringBuilder("[");
+        for (int i = 0; i < _count; i++)
+        {
+            if (i > 0)
+            {
+                text.Append(", ");
+            }
+
+            PgValue value = GetValue(i);
+            text.Append(value.IsNull ? "NULL" : PgTraceWriter.FormatBytes(value.Bytes));
+        }
+
+        return text.Append(']').ToString();
+    }
+
+    /// <summary>
+    /// A decoded list: <paramref name="data"/> starts with a copy of <paramref name="count"/> values
+    /// (each length word and its bytes) that <see cref="PgSpanReader"/>'s walk has checked; from
+    /// <paramref name="slotsAt"/> (a multiple of 8) it has one slot a value: the offset of its bytes
+    /// in <paramref name="data"/> (high 32 bits) and its length (low 32 bits, -1 for NULL). When
+    /// <paramref name="walk"/> is false the slots are there, as the walk recorded them in the reader's
+    /// span, <paramref name="shift"/> more than they are in the copy; when true, the copy is walked for them.
+    /// </summary>
+    internal static PgValueArray FromChecked(byte[] data, int slotsAt, int count, long shift, bool walk)
+    {
+        Span<long> slots = MemoryMarshal.Cast<byte, long>(data.AsSpan(slotsAt, count * sizeof(long)));
+        if (!walk)
+        {
+            if (shift != 0)
+            {
+                for (int i = 0; i < slots.Length; i++)
+                {
+                    slots[i] -= shift;
+                }
+            }
+        }
+        else
+        {
+            int position = 0;
+            for (int i = 0; i < slots.Length; i++)
+            {
+                int length = BinaryPrimitives.ReadInt32BigEndian(data.AsSpan(position));
+                position += 4;
+                slots[i] = ((long)position << 32) | (uint)length;
+                position += Math.Max(length, 0);
+            }
+        }
+
+        return new PgValueArray(data, slotsAt, count);
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowIndex(int index, int count)
+        => throw new ArgumentOutOfRangeException(nameof(index), index, $"the list has {count} values");
+
+    /// <summary>Enumerates a <see cref="PgValueArray"/>.</summary>
+    public struct Enumerator : IEnumerator<ReadOnlyMemory<byte>?>
+    {
+        private readonly PgValueArray _list;
+        private int _index;
+
+        internal Enumerator(PgValueArray list)
+        {
+            _list = list;
+            _index = -1;
+        }
+
+        /// <summary>The current value (null for NULL).</summary>
+        public readonly ReadOnlyMemory<byte>? Current => _list[_index];
+
+        readonly object? IEnumerator.Current => Current;
+
+        /// <summary>Moves to the next value.</summary>
+        public bool MoveNext() => ++_index < _list._count;
+
+        /// <summary>Starts again.</summary>
+        public void Reset() => _index = -1;
+
+        /// <inheritdoc/>
+        public readonly void Dispose()
+        {
+        }
+    }
+}
