@@ -462,6 +462,28 @@ namespace PgSpec.Generators
 
                 if (spec.Namespace == ProtocolNamespace)
                 {
+                    // The owned message of a body a reader has checked, from the places of its values.
+                    w.Line("/// <summary>TryDecode of a body a reader has checked, with the places of its values the check recorded (<see cref=\"" + Rt + ".PgReceivedMessage.ValueSlots\"/>).</summary>");
+                    w.Open("internal static bool TryDecodeRecorded(" + kindType + " kind, " + Span + " body, global::System.ReadOnlySpan<long> valueSlots, " + Rt + ".DecodeContext? context, [global::System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out global::" + spec.Namespace + "." + iface + "? message, out " + Rt + ".PgDecodeError error)");
+                    w.Open("switch (kind)");
+                    foreach (MessageSpec m in messages)
+                    {
+                        if (SlotsField(m.Fields.Skip(m.TypeByte >= 0 ? 2 : 1).ToList()) is { } list && IsValueArray(list))
+                        {
+                            w.Open("case " + kindType + "." + m.Name + ":");
+                            w.Line("bool ok" + m.Name + " = " + m.Name + ".TryDecodeRecorded(body, valueSlots, context, out " + m.Name + "? m" + m.Name + ", out error);");
+                            w.Line("message = m" + m.Name + ";");
+                            w.Line("return ok" + m.Name + ";");
+                            w.Close();
+                        }
+                    }
+
+                    w.Line("default:");
+                    w.Line("    return TryDecode(kind, body, context, out message, out error);");
+                    w.Close();
+                    w.Close();
+                    w.Line();
+
                     // PgMessageReader's check, which also records where a message's values are.
                     w.Line("/// <summary>");
                     w.Line("/// Checks a body as the given kind, as the public TryValidate does, and");

@@ -94,7 +94,16 @@ namespace PgSpec.Generators
                 }
 
                 w.Line("/// <summary>Copies the view into an owned message.</summary>");
-                w.Line("public " + m.Name + " ToMessage(" + Rt + ".DecodeContext? context = null) => Decode(_body, context);");
+                if (slots is not null && IsValueArray(slots))
+                {
+                    // The places of the values, when the reader recorded them, spare the list a second walk.
+                    w.Line("public " + m.Name + " ToMessage(" + Rt + ".DecodeContext? context = null)");
+                    w.Line("    => TryDecodeRecorded(_body, _slots, context, out " + m.Name + "? message, out " + Rt + ".PgDecodeError error) ? message : throw new " + Rt + ".PgProtocolException(error);");
+                }
+                else
+                {
+                    w.Line("public " + m.Name + " ToMessage(" + Rt + ".DecodeContext? context = null) => Decode(_body, context);");
+                }
                 w.Line();
                 EmitAccessors(w, m, body, "_body", typed ? "5" : "4", lastEndsSpan: true, slots?.Name);
                 w.Close();

@@ -686,7 +686,6 @@ namespace PgSpec.Generators
 
             // ------------------------------------------------------------------ decoding
 
-            /// <summary>Whether a list among the fields holds sized values (DataRow's columns, Bind's parameters).</summary>
             /// <summary>
             /// True when a group's items hold bytes that are decoded as slices of one copy of the body: every
             /// group with a Byten but a counted list of values that may be NULL, a <see cref="ValueArray"/> of its own.
@@ -708,8 +707,27 @@ namespace PgSpec.Generators
                     w.Line();
                 }
 
+                // PgSpec.Protocol's own messages with a list of values: a reader's check has recorded
+                // where the values are, and the owned message is built from those places without a
+                // second walk of the list (the rest of the body is decoded as usual).
+                FieldSpec? recorded = protocol && SlotsField(body) is { } slotsList && IsValueArray(slotsList) ? slotsList : null;
                 w.Line("/// <summary>Decodes a message body (the bytes after the length word), strictly. Never throws: a malformed body gives false and the error.</summary>");
-                w.Open("public static bool TryDecode(" + Span + " body, " + Rt + ".DecodeContext? context, [global::System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out " + m.Name + "? message, out " + Rt + ".PgDecodeError error)");
+                if (recorded is not null)
+                {
+                    w.Line("public static bool TryDecode(" + Span + " body, " + Rt + ".DecodeContext? context, [global::System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out " + m.Name + "? message, out " + Rt + ".PgDecodeError error)");
+                    w.Line("    => TryDecodeRecorded(body, default, context, out message, out error);");
+                    w.Line();
+                    w.Line("/// <summary>");
+                    w.Line("/// <see cref=\"TryDecode\"/> of a body whose " + recorded.Name + " a reader's check has found well formed, at the places");
+                    w.Line("/// it recorded in <paramref name=\"valueSlots\"/> (one per value; empty when not recorded: the list is then checked here).");
+                    w.Line("/// </summary>");
+                    w.Open("internal static bool TryDecodeRecorded(" + Span + " body, global::System.ReadOnlySpan<long> valueSlots, " + Rt + ".DecodeContext? context, [global::System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out " + m.Name + "? message, out " + Rt + ".PgDecodeError error)");
+                }
+                else
+                {
+                    w.Open("public static bool TryDecode(" + Span + " body, " + Rt + ".DecodeContext? context, [global::System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out " + m.Name + "? message, out " + Rt + ".PgDecodeError error)");
+                }
+
                 w.Line("var r = new " + Rt + ".PgSpanReader(body, MessageName, " + origin + ");");
                 w.Line(Rt + ".PgProtocolVersion version = context?.ProtocolVersion ?? " + Rt + ".PgProtocolVersion.Latest;");
                 w.Line("_ = version;");
@@ -721,7 +739,7 @@ namespace PgSpec.Generators
                 }
 
                 var locals = new Dictionary<string, string>(StringComparer.Ordinal);
-                EmitWalk(w, m, body, Mode.Decode, "f_", 0, locals);
+                EmitWalk(w, m, body, Mode.Decode, "f_", 0, locals, slotsField: recorded?.Name);
                 w.Line("if (!r.End()) goto fail;");
                 List<FieldSpec> visible = Visible(body);
                 // A message without fields (Sync, Flush, ParseComplete...) is immutable and always
@@ -1145,9 +1163,7 @@ namespace PgSpec.Generators
                 // places of its values into one array (PgValueArray), not a Memory for each value.
                 if (mode == Mode.Decode && !f.Terminated && IsValueArray(f))
                 {
-                    // The message's last field: the bytes left are the list's own (DataRow's columns).
-                    bool last = depth == 0 && ReferenceEquals(m.Fields[m.Fields.Count - 1], f);
-                    w.Line("if (!r.ReadValueArray(" + Lit(f.Children[0].Name) + ", " + count + ", " + Bool(f.Children[0].Nullable) + ", " + Bool(last) + ", out " + ValueArray + " " + local + ")) goto fail;");
+                    w.Line("if (!r.ReadValueArray(" + Lit(f.Children[0].Name) + ", " + count + ", " + Bool(f.Children[0].Nullable) + (recordSlots ? ", valueSlots" : "") + ", out " + ValueArray + " " + local + ")) goto fail;");
                     locals[f.Name] = local;
                     return;
                 }

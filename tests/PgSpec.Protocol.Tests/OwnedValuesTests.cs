@@ -161,7 +161,7 @@ public class OwnedValuesTests
     public void A_decoded_row_is_one_array_and_the_message()
     {
         // 100 columns of 8 bytes: a list with an array or a Memory per value would take several
-        // times the body; one array holds the body's bytes and 8 bytes of place a value.
+        // times the body; one array holds the values (with their length words) and 4 bytes of place a value.
         ReadOnlyMemory<byte>?[] values = [.. Enumerable.Range(0, 100).Select(i => (ReadOnlyMemory<byte>?)BitConverter.GetBytes((long)i))];
         byte[] body = new DataRow([.. values]).ToArray()[5..];
         Assert.Equal(2 + (100 * 12), body.Length);
@@ -171,7 +171,7 @@ public class OwnedValuesTests
         DataRow row = DataRow.Decode(body);
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
 
-        long oneArray = 24 + ((body.Length + 7) & ~7) + (100 * 8);
+        long oneArray = 24 + ((body.Length - 2 + 3) & ~3) + (100 * 4);
         Assert.InRange(allocated, oneArray, oneArray + 64);
         Assert.Equal(values.Select(v => v!.Value.ToArray()), row.Columns.Select(v => v!.Value.ToArray()));
     }
@@ -188,5 +188,131 @@ public class OwnedValuesTests
         Assert.Contains(reason, error.ToString(), StringComparison.Ordinal);
         Assert.False(DataRow.TryValidate(body, null, out PgDecodeError checkError));
         Assert.Equal(checkError, error);
+    }
+
+    public static TheoryData<string, string> BindNames => new() { { "", "" }, { "p", "s" }, { "portal_8", "statement_name" } };
+
+    [Theory]
+    [MemberData(nameof(BindNames))]
+    public void A_list_with_fields_after_it_is_copied_alone_with_its_places(string portal, string statement)
+    {
+        // Bind's parameters are followed by the result formats: the list is walked, then copied.
+        var bind = new Bind(portal, statement, [1, 0], [.. s_values], [1]);
+        Bind decoded = Bind.Decode(bind.ToArray()[5..]);
+        Assert.Equal(bind, decoded);
+        Assert.Equal(bind.Parameters.Select(v => v?.ToArray()), decoded.Parameters.Select(v => v?.ToArray()));
+        Assert.Equal(s_values.Length, decoded.Parameters.Length);
+        Assert.Null(decoded.Parameters[1]);
+        Assert.Equal(0, decoded.Parameters[2]!.Value.Length);
+        Assert.Equal(new short[] { 1 }, decoded.ResultFormatCodes);
+        AssertPaddingIsZero(decoded.Parameters);
+    }
+
+    [Fact]
+    public void The_owned_message_of_a_read_message_is_built_from_the_places_the_reader_recorded()
+    {
+        // Rows of several layouts (the reader's template and its walk) and Binds, read by a
+        // validating reader (which records where the values are) and by a framing one (which
+        // does not: the owned decode then checks the list itself); every owned message is the one
+        // decoded from the body alone.
+        var rows = new List<IPgMessage>();
+        for (int i = 0; i < 40; i++)
+        {
+            ReadOnlyMemory<byte>?[] values = [.. s_values];
+            values[i % values.Length] = i % 3 == 0 ? null : new byte[i % 7];
+            rows.Add(new DataRow([.. values]));
+            rows.Add(new DataRow([.. values]));
+        }
+
+        rows.Add(new DataRow(default));
+        rows.Add(new DataRow([.. Enumerable.Range(0, 300).Select(i => (ReadOnlyMemory<byte>?)new byte[i % 5])]));
+        byte[] stream = [.. rows.SelectMany(m => ((DataRow)m).ToArray())];
+
+        foreach (bool validate in new[] { true, false })
+        {
+            var context = new DecodeContext { Phase = PgSessionPhase.Normal };
+            var reader = new PgMessageReader(PgDirection.Backend, context) { Validate = validate };
+            ReadOnlySpan<byte> rest = stream;
+            int n = 0;
+            while (reader.TryRead(rest, out int consumed, out PgReceivedMessage message, out PgDecodeError error) == PgReadStatus.Message)
+            {
+                DataRow expected = DataRow.Decode(message.Body);
+                Assert.Equal(rows[n], expected);
+                var owned = (DataRow)message.ToMessage(context);
+                Assert.Equal(expected, owned);
+                Assert.Equal(expected.Columns.ToString(), owned.Columns.ToString());
+                Assert.Equal(expected, DataRow.View.Read(message).ToMessage());
+                AssertPaddingIsZero(owned.Columns);
+                rest = rest[consumed..];
+                n++;
+            }
+
+            Assert.Equal(rows.Count, n);
+            Assert.True(rest.IsEmpty);
+        }
+
+        byte[] binds = [.. new Bind("p", "s", [], [.. s_values], [1]).ToArray(), .. new Bind("", "", [1], [null, new byte[] { 9 }], []).ToArray()];
+        var frontend = new PgMessageReader(PgDirection.Frontend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        ReadOnlySpan<byte> left = binds;
+        int count = 0;
+        while (frontend.TryRead(left, out int used, out PgReceivedMessage message, out _) == PgReadStatus.Message)
+        {
+            Assert.Equal(Bind.Decode(message.Body), message.ToMessage());
+            Assert.Equal(Bind.Decode(message.Body), Bind.View.Read(message).ToMessage());
+            left = left[used..];
+            count++;
+        }
+
+        Assert.Equal(2, count);
+    }
+
+    [Fact]
+    public void ReadValueArray_makes_nothing_for_a_count_the_bytes_cannot_hold()
+    {
+        byte[] body = new byte[10];
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var reader = new PgSpanReader(body, "Test", 5);
+        bool read = reader.ReadValueArray("len", 20_000_000, nullable: true, out PgValueArray values);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.False(read);
+        Assert.True(values.IsEmpty);
+        Assert.True(allocated < 4096, $"allocated {allocated} bytes");
+
+        // The walk's own error, as SkipValues gives it.
+        var skip = new PgSpanReader(body, "Test", 5);
+        Assert.False(skip.SkipValues("len", 20_000_000, nullable: true));
+        Assert.Equal(skip.Error, reader.Error);
+    }
+
+    [Fact]
+    public void Lists_of_values_that_cannot_be_NULL_compare_by_their_bytes()
+    {
+        var a = System.Collections.Immutable.ImmutableArray.Create<ReadOnlyMemory<byte>>(new byte[] { 1, 2 }, new byte[] { 3 });
+        var b = System.Collections.Immutable.ImmutableArray.Create<ReadOnlyMemory<byte>>(new byte[] { 1, 2 }, new byte[] { 3 });
+        var c = System.Collections.Immutable.ImmutableArray.Create<ReadOnlyMemory<byte>>(new byte[] { 1, 2 }, new byte[] { 4 });
+        Assert.True(PgEquality.Equal(a, b));
+        Assert.Equal(PgEquality.Hash(a), PgEquality.Hash(b));
+        Assert.False(PgEquality.Equal(a, c));
+        Assert.False(PgEquality.Equal(a, a.RemoveAt(1)));
+        Assert.True(PgEquality.Equal(default(System.Collections.Immutable.ImmutableArray<ReadOnlyMemory<byte>>), System.Collections.Immutable.ImmutableArray<ReadOnlyMemory<byte>>.Empty));
+    }
+
+    /// <summary>The bytes of a decoded list's array past its values and before its places (4 bytes a value) are zeros: nothing of what the array held before shows through it.</summary>
+    private static void AssertPaddingIsZero(PgValueArray list)
+    {
+        int last = -1;
+        for (int i = list.Length - 1; i >= 0 && last < 0; i--)
+        {
+            if (list[i] is { } value && MemoryMarshal.TryGetArray(value, out ArraySegment<byte> segment))
+            {
+                byte[] data = segment.Array!;
+                int end = segment.Offset + segment.Count;
+                int slotsAt = data.Length - (list.Length * 4);
+                Assert.True(slotsAt >= end && slotsAt % 4 == 0 && slotsAt - end < 4, $"places at {slotsAt}, values end at {end}");
+                Assert.All(data[end..slotsAt], b => Assert.Equal(0, b));
+                last = i;
+            }
+        }
     }
 }

@@ -90,12 +90,13 @@ public readonly ref struct PgReceivedMessage
             return FrameKind == PgFrameKind.StartupPacket ? UnknownMessage.StartupPacket(Body.ToArray()) : new UnknownMessage((byte)TypeByte, Body.ToArray());
         }
 
+        // The places of a value list's values the reader's check recorded spare the list a second walk.
         if (Direction == PgDirection.Frontend)
         {
-            return FrontendMessages.TryDecode(FrontendKind, Body, context, out IFrontendMessage? f, out PgDecodeError e) ? f : throw new PgProtocolException(e.Shift(Offset));
+            return FrontendMessages.TryDecodeRecorded(FrontendKind, Body, ValueSlots, context, out IFrontendMessage? f, out PgDecodeError e) ? f : throw new PgProtocolException(e.Shift(Offset));
         }
 
-        return BackendMessages.TryDecode(BackendKind, Body, context, out IBackendMessage? b, out PgDecodeError error) ? b : throw new PgProtocolException(error.Shift(Offset));
+        return BackendMessages.TryDecodeRecorded(BackendKind, Body, ValueSlots, context, out IBackendMessage? b, out PgDecodeError error) ? b : throw new PgProtocolException(error.Shift(Offset));
     }
 
     /// <summary>

@@ -35,6 +35,30 @@ public static class PgEquality
         return true;
     }
 
+    /// <summary>Item-wise equality of values that cannot be NULL, byte-wise (not by reference).</summary>
+    public static bool Equal(ImmutableArray<ReadOnlyMemory<byte>> a, ImmutableArray<ReadOnlyMemory<byte>> b)
+    {
+        if (a.IsDefaultOrEmpty || b.IsDefaultOrEmpty)
+        {
+            return a.IsDefaultOrEmpty == b.IsDefaultOrEmpty;
+        }
+
+        if (a.Length != b.Length)
+        {
+            return false;
+        }
+
+        for (int i = 0; i < a.Length; i++)
+        {
+            if (!Equal(a[i], b[i]))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     /// <summary>Item-wise equality of values (as <see cref="PgValueArray"/>'s).</summary>
     public static bool Equal(ImmutableArray<ReadOnlyMemory<byte>?> a, ImmutableArray<ReadOnlyMemory<byte>?> b)
         => new PgValueArray(a).Equals(new PgValueArray(b));
@@ -67,6 +91,22 @@ public static class PgEquality
         foreach (T v in values)
         {
             hash.Add(Hash(v));
+        }
+
+        return hash.ToHashCode();
+    }
+
+    /// <summary>Hash of a list of values that cannot be NULL, from their bytes.</summary>
+    public static int Hash(ImmutableArray<ReadOnlyMemory<byte>> values)
+    {
+        var hash = new HashCode();
+        hash.Add(values.IsDefault ? 0 : values.Length);
+        if (!values.IsDefault)
+        {
+            foreach (ReadOnlyMemory<byte> v in values)
+            {
+                hash.Add(Hash(v));
+            }
         }
 
         return hash.ToHashCode();

@@ -224,20 +224,23 @@ public ref struct PgSpanReader
 
     /// <summary>
     /// <see cref="SkipValues"/>, then the values as an owned <see cref="PgValueArray"/>: one array
-    /// holding a copy of the list (each length word and its bytes) and where each value is (the
-    /// bytes are copied once the check has found them well formed).
+    /// holding a copy of the list (each length word and its bytes) and where each value is (made
+    /// once the check has found the list well formed).
     /// </summary>
     /// <param name="lengthField">The name of the values' length field, for errors.</param>
-    /// <param name="count">The number of values, checked beforehand against the bytes left (as
-    /// <see cref="CheckItems"/> does).</param>
+    /// <param name="count">The number of values.</param>
     /// <param name="nullable">Whether a length of -1 (NULL) is allowed.</param>
-    /// <param name="last">
-    /// The list is the message's last field (DataRow's columns): the bytes left are its own, so the
-    /// array is made for them before the walk, which records each place in it as it checks the value.
-    /// Otherwise the list is walked to find its end, then its copy walked again for the places.
-    /// </param>
     /// <param name="values">The values, when they are well formed.</param>
-    public bool ReadValueArray(string lengthField, int count, bool nullable, bool last, out PgValueArray values)
+    public bool ReadValueArray(string lengthField, int count, bool nullable, out PgValueArray values)
+        => ReadValueArray(lengthField, count, nullable, default, out values);
+
+    /// <summary>
+    /// <see cref="ReadValueArray(string, int, bool, out PgValueArray)"/> of a list a reader's check
+    /// may have found well formed already, at the places it recorded in <paramref name="recorded"/>
+    /// (one per value, offsets from the start of this reader's span, a message body): the list is
+    /// then copied with them, not walked. Without places for every value, it is checked here.
+    /// </summary>
+    internal bool ReadValueArray(string lengthField, int count, bool nullable, ReadOnlySpan<long> recorded, out PgValueArray values)
     {
         values = default;
         if (count <= 0)
@@ -246,49 +249,33 @@ public ref struct PgSpanReader
         }
 
         int start = _position;
-        if (last)
+        int end;
+
+        // The places must be this list's: the first value's bytes follow its length word here.
+        if (recorded.Length == count && (int)(recorded[0] >> 32) == start + 4)
         {
-            if (!ValueArraySize(lengthField, count, Remaining, out int slotsAt, out int size))
+            long last = recorded[count - 1];
+            end = (int)(last >> 32) + Math.Max((int)last, 0);
+        }
+        else
+        {
+            recorded = default;
+            if (!WalkValues(lengthField, count, nullable, default))
             {
                 return false;
             }
 
-            byte[] data = GC.AllocateUninitializedArray<byte>(size);
-            if (!WalkValues(lengthField, count, nullable, MemoryMarshal.Cast<byte, long>(data.AsSpan(slotsAt))))
-            {
-                return false;
-            }
-
-            _span.Slice(start, _position - start).CopyTo(data);
-            values = PgValueArray.FromChecked(data, slotsAt, count, (long)start << 32, walk: false);
-            return true;
+            end = _position;
         }
 
-        if (!WalkValues(lengthField, count, nullable, default))
+        if (!PgValueArray.Fits(count, end - start))
         {
-            return false;
+            return Fail(lengthField, $"{count} values of {end - start} bytes do not fit in one array");
         }
 
-        int length = _position - start;
-        if (!ValueArraySize(lengthField, count, length, out int at, out int total))
-        {
-            return false;
-        }
-
-        byte[] copy = GC.AllocateUninitializedArray<byte>(total);
-        _span.Slice(start, length).CopyTo(copy);
-        values = PgValueArray.FromChecked(copy, at, count, 0, walk: true);
+        values = PgValueArray.FromChecked(_span.Slice(start, end - start), count, recorded, start);
+        _position = end;
         return true;
-    }
-
-    /// <summary>The size of a <see cref="PgValueArray"/>'s array for <paramref name="count"/> values in <paramref name="length"/> bytes, and where its slots start.</summary>
-    private bool ValueArraySize(string lengthField, int count, int length, out int slotsAt, out int size)
-    {
-        long at = ((long)length + 7) & ~7L;
-        long total = at + ((long)count * sizeof(long));
-        slotsAt = (int)at;
-        size = (int)total;
-        return total <= Array.MaxLength || Fail(lengthField, $"{count} values of {length} bytes do not fit in one array");
     }
 
     /// <summary>

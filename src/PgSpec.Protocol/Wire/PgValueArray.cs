@@ -14,7 +14,7 @@ namespace PgSpec.Protocol;
 /// <remarks>
 /// <para>
 /// A decoded list is one array: a copy of the values as received (each length word, then its bytes)
-/// followed by where each value is, recorded in the decode's one pass. Reading a value reads its place;
+/// followed by where each value is, as the check of the values found it. Reading a value reads its place;
 /// no value walks the ones before it, and no value has an array or a <see cref="Nullable{T}"/> of its own.
 /// </para>
 /// <para>
@@ -33,8 +33,8 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
     // Built from values: the values as given (a list from an ImmutableArray shares its array).
     private readonly ReadOnlyMemory<byte>?[]? _items;
 
-    // Decoded: the values as received, then from _slotsAt (a multiple of 8) one slot a value: the
-    // offset of its bytes in _data (high 32 bits) and its length (low 32 bits, -1 for NULL).
+    // Decoded: the values as received (each length word, then its bytes), then from _slotsAt (a
+    // multiple of 4) the offset of each value's bytes in _data; its length is the word before them.
     private readonly byte[]? _data;
     private readonly int _slotsAt;
     private readonly int _count;
@@ -87,9 +87,9 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
                 return items[index];
             }
 
-            long slot = Slots[index];
-            int length = (int)slot;
-            return length < 0 ? (ReadOnlyMemory<byte>?)null : new ReadOnlyMemory<byte>(_data, (int)(slot >> 32), length);
+            int offset = Offsets[index];
+            int length = BinaryPrimitives.ReadInt32BigEndian(new ReadOnlySpan<byte>(_data, offset - 4, 4));
+            return length < 0 ? (ReadOnlyMemory<byte>?)null : new ReadOnlyMemory<byte>(_data, offset, length);
         }
     }
 
@@ -106,12 +106,12 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
             return items[index] is { } value ? new PgValue(value.Span) : PgValue.Null;
         }
 
-        long slot = Slots[index];
-        int length = (int)slot;
-        return length < 0 ? PgValue.Null : new PgValue(new ReadOnlySpan<byte>(_data, (int)(slot >> 32), length));
+        int offset = Offsets[index];
+        int length = BinaryPrimitives.ReadInt32BigEndian(new ReadOnlySpan<byte>(_data, offset - 4, 4));
+        return length < 0 ? PgValue.Null : new PgValue(new ReadOnlySpan<byte>(_data, offset, length));
     }
 
-    private ReadOnlySpan<long> Slots => MemoryMarshal.Cast<byte, long>(new ReadOnlySpan<byte>(_data, _slotsAt, _count * sizeof(long)));
+    private ReadOnlySpan<int> Offsets => MemoryMarshal.Cast<byte, int>(new ReadOnlySpan<byte>(_data, _slotsAt, _count * sizeof(int)));
 
     /// <summary>The values as an <see cref="ImmutableArray{T}"/> (slices of the list's bytes, not copies).</summary>
     public ImmutableArray<ReadOnlyMemory<byte>?> ToImmutableArray()
@@ -119,6 +119,11 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
         if (_items is { } items)
         {
             return ImmutableCollectionsMarshal.AsImmutableArray(items);
+        }
+
+        if (_count == 0)
+        {
+            return ImmutableArray<ReadOnlyMemory<byte>?>.Empty;
         }
 
         var values = new ReadOnlyMemory<byte>?[_count];
@@ -209,40 +214,42 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
     }
 
     /// <summary>
-    /// A decoded list: <paramref name="data"/> starts with a copy of <paramref name="count"/> values
-    /// (each length word and its bytes) that <see cref="PgSpanReader"/>'s walk has checked; from
-    /// <paramref name="slotsAt"/> (a multiple of 8) it has one slot a value: the offset of its bytes
-    /// in <paramref name="data"/> (high 32 bits) and its length (low 32 bits, -1 for NULL). When
-    /// <paramref name="walk"/> is false the slots are there, as the walk recorded them in the reader's
-    /// span, <paramref name="shift"/> more than they are in the copy; when true, the copy is walked for them.
+    /// A decoded list of <paramref name="count"/> values, <paramref name="values"/> (each length word
+    /// and its bytes) as <see cref="PgSpanReader"/>'s walk has checked them: one new array, a copy of
+    /// them and the offset of each value's bytes in it. <paramref name="recorded"/> has the places the
+    /// walk recorded (offsets <paramref name="origin"/> bytes more than in the copy, high 32 bits;
+    /// one per value), or is empty: the copy is then walked for them.
     /// </summary>
-    internal static PgValueArray FromChecked(byte[] data, int slotsAt, int count, long shift, bool walk)
+    internal static PgValueArray FromChecked(ReadOnlySpan<byte> values, int count, ReadOnlySpan<long> recorded, int origin)
     {
-        Span<long> slots = MemoryMarshal.Cast<byte, long>(data.AsSpan(slotsAt, count * sizeof(long)));
-        if (!walk)
+        int slotsAt = (values.Length + 3) & ~3;
+        byte[] data = new byte[slotsAt + (count * sizeof(int))];
+        values.CopyTo(data);
+        Span<int> offsets = MemoryMarshal.Cast<byte, int>(data.AsSpan(slotsAt));
+        if (recorded.Length == offsets.Length)
         {
-            if (shift != 0)
+            for (int i = 0; i < offsets.Length; i++)
             {
-                for (int i = 0; i < slots.Length; i++)
-                {
-                    slots[i] -= shift;
-                }
+                offsets[i] = (int)(recorded[i] >> 32) - origin;
             }
         }
         else
         {
             int position = 0;
-            for (int i = 0; i < slots.Length; i++)
+            for (int i = 0; i < offsets.Length; i++)
             {
-                int length = BinaryPrimitives.ReadInt32BigEndian(data.AsSpan(position));
+                int length = BinaryPrimitives.ReadInt32BigEndian(values.Slice(position));
                 position += 4;
-                slots[i] = ((long)position << 32) | (uint)length;
+                offsets[i] = position;
                 position += Math.Max(length, 0);
             }
         }
 
         return new PgValueArray(data, slotsAt, count);
     }
+
+    /// <summary>Whether a list of <paramref name="count"/> values in <paramref name="length"/> bytes fits in one array.</summary>
+    internal static bool Fits(int count, int length) => (((long)length + 3) & ~3L) + ((long)count * sizeof(int)) <= Array.MaxLength;
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
     [MethodImpl(MethodImplOptions.NoInlining)]

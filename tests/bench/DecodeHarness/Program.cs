@@ -39,10 +39,13 @@
 //              once): what PgPipeMessageReader itself costs (a pipe read per segment, messages
 //              straddling two segments), without the transport's copy into the pipe's buffers,
 //              which the one-span path does not make either.
-//   owned      a framing reader (Validate = false) over the one span, then DataRow.TryDecode on
-//              each body: one validation, as strict as the borrowed path's, and a DataRow that owns
-//              its values (a PgValueArray: one array with a copy of the values and where each one
-//              is); every value touched through PgValueArray.GetValue.
+//   owned      the borrowed path's validating reader over the one span, then an owned DataRow
+//              of each message (DataRow.View.ToMessage: a copy of the values with the places the
+//              reader's check recorded, in one PgValueArray array; no second walk); every value
+//              touched through PgValueArray.GetValue.
+//   owned-decode  a framing reader (Validate = false), then DataRow.TryDecode on each body: the
+//              owned decode of a body alone, which checks it (one walk, as strict as the reader's)
+//              and builds the same DataRow; every value touched the same way.
 //   frame      framing and naming only (Validate = false); the bodies are not read.
 //   memcpy     copies the whole buffer into another one (Span.CopyTo): the ceiling.
 //
@@ -84,7 +87,7 @@ internal static class Harness
     /// <summary>Short warm-up passes at least, well over the JIT's 30 calls before a method is compiled again.</summary>
     private const int MinShortPasses = 100;
 
-    private const string Usage = "usage: DecodeHarness --write FILE | --write-varied FILE | --path borrowed|sequence|pipe|pipe-inplace|owned|frame|memcpy [--warmup N] [--warmup-seconds S] [--pipe-buffer BYTES] FILE";
+    private const string Usage = "usage: DecodeHarness --write FILE | --write-varied FILE | --path borrowed|sequence|pipe|pipe-inplace|owned|owned-decode|frame|memcpy [--warmup N] [--warmup-seconds S] [--pipe-buffer BYTES] FILE";
 
     /// <summary>Runs one command; the exit status.</summary>
     public static int Run(string[] args)
@@ -143,6 +146,7 @@ internal static class Harness
             "pipe" => Measure(path, stream, warm, allThreads: true, length => Piped(PipeReader.Create(new MemoryStream(stream, 0, length, writable: false), new StreamPipeReaderOptions(bufferSize: pipeBuffer, minimumReadSize: Math.Min(16384, pipeBuffer))), Context()).AsTask().GetAwaiter().GetResult()),
             "pipe-inplace" => Measure(path, stream, warm, allThreads: true, length => Piped(new SegmentPipeReader(segments.Slice(0, length), pipeBuffer), Context()).AsTask().GetAwaiter().GetResult()),
             "owned" => Measure(path, stream, warm, allThreads: false, length => Owned(stream, length)),
+            "owned-decode" => Measure(path, stream, warm, allThreads: false, length => OwnedDecode(stream, length)),
             "frame" => Measure(path, stream, warm, allThreads: false, length => Frame(stream, length)),
             "memcpy" => MeasureCopy(stream, warm),
             _ => throw new ArgumentException(Usage),
@@ -383,6 +387,27 @@ internal static class Harness
     /// <summary>Owned: the framing reader, then one strict decode into a <see cref="DataRow"/> per body.</summary>
     private static Tally Owned(byte[] stream, int length)
     {
+        var reader = new PgMessageReader(PgDirection.Backend, Context());
+        ReadOnlySpan<byte> buffer = stream.AsSpan(0, length);
+        long messages = 0;
+        long values = 0;
+        long checksum = 0;
+        PgReadStatus status;
+        PgDecodeError error;
+        while ((status = reader.TryRead(buffer, out int consumed, out PgReceivedMessage message, out error)) == PgReadStatus.Message)
+        {
+            buffer = buffer.Slice(consumed);
+            DataRow row = DataRow.View.Read(message).ToMessage();
+            checksum += TouchAll(row.Columns, ref values);
+            messages++;
+        }
+
+        CheckEnd(status, error, buffer.Length);
+        return new Tally(messages, values, checksum);
+    }
+
+    private static Tally OwnedDecode(byte[] stream, int length)
+    {
         DecodeContext context = Context();
         var reader = new PgMessageReader(PgDirection.Backend, context) { Validate = false };
         ReadOnlySpan<byte> buffer = stream.AsSpan(0, length);
@@ -404,22 +429,29 @@ internal static class Harness
                 throw new PgProtocolException(error);
             }
 
-            PgValueArray columns = row.Columns;
-            for (int i = 0; i < columns.Length; i++)
-            {
-                values++;
-                PgValue value = columns.GetValue(i);
-                if (!value.IsNull)
-                {
-                    checksum += Touch(value.Bytes);
-                }
-            }
-
+            checksum += TouchAll(row.Columns, ref values);
             messages++;
         }
 
         CheckEnd(status, error, buffer.Length);
         return new Tally(messages, values, checksum);
+    }
+
+    /// <summary>Touches every value of an owned list, each read as a span (no Memory built).</summary>
+    private static long TouchAll(PgValueArray columns, ref long values)
+    {
+        long checksum = 0;
+        for (int i = 0; i < columns.Length; i++)
+        {
+            PgValue value = columns.GetValue(i);
+            if (!value.IsNull)
+            {
+                checksum += Touch(value.Bytes);
+            }
+        }
+
+        values += columns.Length;
+        return checksum;
     }
 
     /// <summary>Framing and naming only; the body's length is all that is read of it.</summary>
