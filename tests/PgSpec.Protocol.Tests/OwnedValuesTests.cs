@@ -315,4 +315,15 @@ public class OwnedValuesTests
             }
         }
     }
+
+    [Fact]
+    public void A_NULL_read_in_place_copies_to_null_and_an_empty_value_to_empty()
+    {
+        // ReadOnlyMemory<byte> converts from a null byte[] to an empty Memory: a NULL must not.
+        Assert.Null(PgValue.Null.ToMemory());
+        ReadOnlyMemory<byte>? empty = new PgValue(ReadOnlySpan<byte>.Empty).ToMemory();
+        Assert.NotNull(empty);
+        Assert.Equal(0, empty.Value.Length);
+        Assert.Equal(new byte[] { 7 }, new PgValue([7]).ToMemory()!.Value.ToArray());
+    }
 }

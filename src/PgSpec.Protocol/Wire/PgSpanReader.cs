@@ -259,12 +259,15 @@ public ref struct PgSpanReader
         }
         else
         {
-            recorded = default;
-            if (!WalkValues(lengthField, count, nullable, default))
+            // The walk records the places in the thread's scratch when they fit (a row's columns),
+            // so that the copy need not be walked again for them.
+            Span<long> places = count <= MaxScratchPlaces ? (t_places ??= new long[MaxScratchPlaces]).AsSpan(0, count) : default;
+            if (!WalkValues(lengthField, count, nullable, places))
             {
                 return false;
             }
 
+            recorded = places;
             end = _position;
         }
 
@@ -277,6 +280,12 @@ public ref struct PgSpanReader
         _position = end;
         return true;
     }
+
+    // The places a walk of ReadValueArray records, before they are copied: a thread's own, reused.
+    private const int MaxScratchPlaces = 256;
+
+    [ThreadStatic]
+    private static long[]? t_places;
 
     /// <summary>
     /// <see cref="SkipValues"/>, and when <paramref name="slots"/> has room for all

@@ -87,10 +87,17 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
                 return items[index];
             }
 
-            int offset = Offsets[index];
-            int length = BinaryPrimitives.ReadInt32BigEndian(new ReadOnlySpan<byte>(_data, offset - 4, 4));
-            return length < 0 ? (ReadOnlyMemory<byte>?)null : new ReadOnlyMemory<byte>(_data, offset, length);
+            return Decoded(_data!, _slotsAt, index);
         }
+    }
+
+    /// <summary>Value <paramref name="index"/> (in range) of a decoded list: its offset from its slot, its length from the word before it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ReadOnlyMemory<byte>? Decoded(byte[] data, int slotsAt, int index)
+    {
+        int offset = MemoryMarshal.Read<int>(data.AsSpan(slotsAt + (index * sizeof(int))));
+        int length = BinaryPrimitives.ReadInt32BigEndian(data.AsSpan(offset - 4));
+        return length < 0 ? (ReadOnlyMemory<byte>?)null : new ReadOnlyMemory<byte>(data, offset, length);
     }
 
     /// <summary>The value at <paramref name="index"/> as a span (<see cref="PgValue.IsNull"/> for NULL), read in place.</summary>
@@ -106,12 +113,11 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
             return items[index] is { } value ? new PgValue(value.Span) : PgValue.Null;
         }
 
-        int offset = Offsets[index];
-        int length = BinaryPrimitives.ReadInt32BigEndian(new ReadOnlySpan<byte>(_data, offset - 4, 4));
-        return length < 0 ? PgValue.Null : new PgValue(new ReadOnlySpan<byte>(_data, offset, length));
+        byte[] data = _data!;
+        int offset = MemoryMarshal.Read<int>(data.AsSpan(_slotsAt + (index * sizeof(int))));
+        int length = BinaryPrimitives.ReadInt32BigEndian(data.AsSpan(offset - 4));
+        return length < 0 ? PgValue.Null : new PgValue(data.AsSpan(offset, length));
     }
-
-    private ReadOnlySpan<int> Offsets => MemoryMarshal.Cast<byte, int>(new ReadOnlySpan<byte>(_data, _slotsAt, _count * sizeof(int)));
 
     /// <summary>The values as an <see cref="ImmutableArray{T}"/> (slices of the list's bytes, not copies).</summary>
     public ImmutableArray<ReadOnlyMemory<byte>?> ToImmutableArray()
@@ -269,7 +275,19 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
         }
 
         /// <summary>The current value (null for NULL).</summary>
-        public readonly ReadOnlyMemory<byte>? Current => _list[_index];
+        public readonly ReadOnlyMemory<byte>? Current
+        {
+            get
+            {
+                PgValueArray list = _list;
+                if ((uint)_index >= (uint)list._count)
+                {
+                    ThrowIndex(_index, list._count);
+                }
+
+                return list._items is { } items ? items[_index] : Decoded(list._data!, list._slotsAt, _index);
+            }
+        }
 
         readonly object? IEnumerator.Current => Current;
 

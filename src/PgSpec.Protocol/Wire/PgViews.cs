@@ -31,7 +31,7 @@ public readonly ref struct PgValue
     public ReadOnlySpan<byte> Bytes => _bytes;
 
     /// <summary>A copy, or null for NULL.</summary>
-    public ReadOnlyMemory<byte>? ToMemory() => IsNull ? null : _bytes.ToArray();
+    public ReadOnlyMemory<byte>? ToMemory() => IsNull ? (ReadOnlyMemory<byte>?)null : _bytes.ToArray();
 }
 
 /// <summary>Length-prefixed values (DataRow columns, Bind parameters), read in place.</summary>
