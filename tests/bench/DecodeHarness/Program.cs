@@ -383,8 +383,7 @@ internal static class Harness
         }
     }
 
-
-    /// <summary>Owned: the framing reader, then one strict decode into a <see cref="DataRow"/> per body.</summary>
+    /// <summary>Owned: the validating reader, then each message's owned <see cref="DataRow"/>, made with the places the reader's check recorded.</summary>
     private static Tally Owned(byte[] stream, int length)
     {
         var reader = new PgMessageReader(PgDirection.Backend, Context());
@@ -406,6 +405,7 @@ internal static class Harness
         return new Tally(messages, values, checksum);
     }
 
+    /// <summary>Owned, from the body alone: the framing reader, then one strict decode into a <see cref="DataRow"/> per body.</summary>
     private static Tally OwnedDecode(byte[] stream, int length)
     {
         DecodeContext context = Context();
