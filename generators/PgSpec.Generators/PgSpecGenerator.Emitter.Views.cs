@@ -16,10 +16,12 @@ namespace PgSpec.Generators
             {
                 bool typed = m.TypeByte >= 0;
                 List<FieldSpec> body = m.Fields.Skip(typed ? 2 : 1).ToList();
-                w.Line("/// <summary>A zero-copy view of a received " + m.Name + ", valid as long as the bytes it was read from.</summary>");
+                FieldSpec? slots = protocol ? SlotsField(body) : null;
+                w.Line(slots is null
+                    ? "/// <summary>A zero-copy view of a received " + m.Name + ", valid as long as the bytes it was read from.</summary>"
+                    : "/// <summary>A zero-copy view of a received " + m.Name + ", valid as long as the bytes it was read from; one read from a reader's message (<see cref=\"Read(in " + Rt + ".PgReceivedMessage, " + Rt + ".DecodeContext?)\"/>) is valid until the reader's next read, as the message: its " + slots.Name + " are read from places the reader keeps.</summary>");
                 w.Open("public readonly ref struct View");
                 w.Line("private readonly " + Span + " _body;");
-                FieldSpec? slots = protocol ? SlotsField(body) : null;
                 if (slots is not null)
                 {
                     // Where the reader found the values of the list (empty when it did not record them).

@@ -326,4 +326,34 @@ public class OwnedValuesTests
         Assert.Equal(0, empty.Value.Length);
         Assert.Equal(new byte[] { 7 }, new PgValue([7]).ToMemory()!.Value.ToArray());
     }
+
+    [Theory]
+    [InlineData("rs", "xy")]
+    [InlineData("rs", "longer")]
+    [InlineData("rs", "")]
+    public void A_message_kept_past_the_next_read_is_owned_with_its_own_values(string first, string second)
+    {
+        // The reader keeps the places of the last list it checked: a message (or its view) kept
+        // past the next read, whose body is still there (the caller's buffer), must not be owned
+        // with the places of the next one, however alike the two lists are.
+        byte[] stream =
+        [
+            .. new DataRow([new byte[] { 1 }, new byte[] { 2 }]).ToArray(),
+            .. new DataRow([Encoding.ASCII.GetBytes("A\xff"), Encoding.ASCII.GetBytes(first)]).ToArray(),
+            .. new DataRow([Encoding.ASCII.GetBytes("A\xff"), second.Length == 0 ? null : Encoding.ASCII.GetBytes(second)]).ToArray(),
+        ];
+        var reader = new PgMessageReader(PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        ReadOnlySpan<byte> rest = stream;
+        Assert.Equal(PgReadStatus.Message, reader.TryRead(rest, out int used, out _, out _));
+        rest = rest[used..];
+        Assert.Equal(PgReadStatus.Message, reader.TryRead(rest, out used, out PgReceivedMessage kept, out _));
+        rest = rest[used..];
+        DataRow expected = DataRow.Decode(kept.Body);
+        Assert.Equal(PgReadStatus.Message, reader.TryRead(rest, out _, out PgReceivedMessage next, out _));
+
+        Assert.Equal(expected, (DataRow)kept.ToMessage());
+        Assert.Equal(expected, DataRow.View.Read(kept).ToMessage());
+        Assert.Equal(first, Encoding.ASCII.GetString(((DataRow)kept.ToMessage()).Columns[1]!.Value.Span));
+        Assert.Equal(DataRow.Decode(next.Body), (DataRow)next.ToMessage());
+    }
 }

@@ -251,13 +251,9 @@ public ref struct PgSpanReader
         int start = _position;
         int end;
 
-        // The places must be this list's: the first value's bytes follow its length word here.
-        if (recorded.Length == count && (int)(recorded[0] >> 32) == start + 4)
-        {
-            long last = recorded[count - 1];
-            end = (int)(last >> 32) + Math.Max((int)last, 0);
-        }
-        else
+        // The places must be this list's, as a walk of it would find them (a message or view kept
+        // past the reader's next read has the places of a later list): else the list is walked.
+        if (recorded.Length != count || !PlacesOf(_span, start, recorded, nullable, out end))
         {
             // The walk records the places in the thread's scratch when they fit (a row's columns),
             // so that the copy need not be walked again for them.
@@ -404,6 +400,35 @@ public ref struct PgSpanReader
         }
 
         return differ == 0;
+    }
+
+    /// <summary>
+    /// True when <paramref name="places"/> are what a walk of the list at <paramref name="start"/>
+    /// of <paramref name="span"/> would record: the first value after its length word at the start,
+    /// each next one after the one before it, each length (-1 only when <paramref name="nullable"/>)
+    /// the word before its value, each value in the span. Nothing is assumed of the
+    /// places (they may be another list's): every read is checked. The loads do not wait for one
+    /// another, as the walk's do.
+    /// </summary>
+    private static bool PlacesOf(ReadOnlySpan<byte> span, int start, ReadOnlySpan<long> places, bool nullable, out int end)
+    {
+        int next = start + 4;
+        foreach (long slot in places)
+        {
+            int place = (int)(slot >> 32);
+            int length = (int)slot;
+            if (place != next || place > span.Length || length < (nullable ? -1 : 0) || length > span.Length - place
+                || BinaryPrimitives.ReadInt32BigEndian(span.Slice(place - 4, 4)) != length)
+            {
+                end = 0;
+                return false;
+            }
+
+            next = place + Math.Max(length, 0) + 4;
+        }
+
+        end = next - 4;
+        return true;
     }
 
     /// <summary>Reads the bytes of a value whose length was read by <see cref="ReadValueLength"/>; -1 gives an empty span.</summary>
