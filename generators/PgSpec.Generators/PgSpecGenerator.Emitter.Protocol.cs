@@ -463,7 +463,7 @@ namespace PgSpec.Generators
                 if (spec.Namespace == ProtocolNamespace)
                 {
                     // The owned message of a body a reader has checked, from the places of its values.
-                    w.Line("/// <summary>TryDecode of a body a reader has checked, with the places of its values the check recorded (<see cref=\"" + Rt + ".PgReceivedMessage.ValueSlots\"/>).</summary>");
+                    w.Line("/// <summary>TryDecode of a body a reader has checked, with the places of its values the check recorded (<see cref=\"" + Rt + ".PgReceivedMessage.ValuePlaces\"/>).</summary>");
                     w.Open("internal static bool TryDecodeRecorded(" + kindType + " kind, " + Span + " body, global::System.ReadOnlySpan<long> valueSlots, " + Rt + ".DecodeContext? context, [global::System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out global::" + spec.Namespace + "." + iface + "? message, out " + Rt + ".PgDecodeError error)");
                     w.Open("switch (kind)");
                     foreach (MessageSpec m in messages)

@@ -19,20 +19,20 @@ namespace PgSpec.Generators
                 FieldSpec? slots = protocol ? SlotsField(body) : null;
                 w.Line(slots is null
                     ? "/// <summary>A zero-copy view of a received " + m.Name + ", valid as long as the bytes it was read from.</summary>"
-                    : "/// <summary>A zero-copy view of a received " + m.Name + ", valid as long as the bytes it was read from; one read from a reader's message (<see cref=\"Read(in " + Rt + ".PgReceivedMessage, " + Rt + ".DecodeContext?)\"/>) is valid until the reader's next read, as the message: its " + slots.Name + " are read from places the reader keeps.</summary>");
+                    : "/// <summary>A zero-copy view of a received " + m.Name + ", valid as long as the bytes it was read from; one read from a reader's message (<see cref=\"Read(in " + Rt + ".PgReceivedMessage, " + Rt + ".DecodeContext?)\"/>) reads its " + slots.Name + " from places the reader keeps until it writes another list's over them, and walks them after that.</summary>");
                 w.Open("public readonly ref struct View");
                 w.Line("private readonly " + Span + " _body;");
                 if (slots is not null)
                 {
-                    // Where the reader found the values of the list (empty when it did not record them).
-                    w.Line("private readonly global::System.ReadOnlySpan<long> _slots;");
+                    // Where the reader found the values of the list (none when it did not record them).
+                    w.Line("private readonly " + Rt + ".PgValuePlaces _places;");
                     w.Line();
                     w.Line("private View(" + Span + " body) => _body = body;");
                     w.Line();
-                    w.Line("private View(" + Span + " body, global::System.ReadOnlySpan<long> slots)");
+                    w.Line("private View(" + Span + " body, " + Rt + ".PgValuePlaces places)");
                     w.Line("{");
                     w.Line("    _body = body;");
-                    w.Line("    _slots = slots;");
+                    w.Line("    _places = places;");
                     w.Line("}");
                 }
                 else
@@ -86,7 +86,7 @@ namespace PgSpec.Generators
                     w.Line("ThrowNotThisMessage(message.Name);");
                     w.Close();
                     w.Line();
-                    w.Line("return message.IsValidated ? new View(message.Body" + (slots is not null ? ", message.ValueSlots" : "") + ") : Read(message.Body, context);");
+                    w.Line("return message.IsValidated ? new View(message.Body" + (slots is not null ? ", message.ValuePlaces" : "") + ") : Read(message.Body, context);");
                     w.Close();
                     w.Line();
                     w.Line("[global::System.Diagnostics.CodeAnalysis.DoesNotReturn]");
@@ -100,7 +100,7 @@ namespace PgSpec.Generators
                 {
                     // The places of the values, when the reader recorded them, spare the list a second walk.
                     w.Line("public " + m.Name + " ToMessage(" + Rt + ".DecodeContext? context = null)");
-                    w.Line("    => TryDecodeRecorded(_body, _slots, context, out " + m.Name + "? message, out " + Rt + ".PgDecodeError error) ? message : throw new " + Rt + ".PgProtocolException(error);");
+                    w.Line("    => TryDecodeRecorded(_body, _places.Current, context, out " + m.Name + "? message, out " + Rt + ".PgDecodeError error) ? message : throw new " + Rt + ".PgProtocolException(error);");
                 }
                 else
                 {
@@ -113,7 +113,7 @@ namespace PgSpec.Generators
             }
 
             /// <param name="lastEndsSpan">The span ends where the last field ends (a validated message body): a list in the last field is the rest of it, without walking its items.</param>
-            /// <param name="slotsField">The value list whose values' places the view may have from its reader (<c>_slots</c>).</param>
+            /// <param name="slotsField">The value list whose values' places the view may have from its reader (<c>_places</c>).</param>
             private static void EmitAccessors(IndentedWriter w, MessageSpec m, List<FieldSpec> fields, string span, string origin, bool lastEndsSpan, string? slotsField = null)
             {
                 for (int k = 0; k < fields.Count; k++)
@@ -132,9 +132,9 @@ namespace PgSpec.Generators
                     EmitWalk(w, m, fields.Take(k).ToList(), Mode.Skip, "f_", 0, new Dictionary<string, string>());
                     if (f.Name == slotsField)
                     {
-                        // Read from the slots: the list's end need not be found.
-                        w.Open("if (!_slots.IsEmpty)");
-                        w.Line("return new " + Rt + ".PgValueList(" + span + ", r.Position, f_" + f.CountField + ", _slots);");
+                        // Read from the places while they are this message's (else the list walks its values): its end need not be found.
+                        w.Open("if (_places.Count != 0)");
+                        w.Line("return new " + Rt + ".PgValueList(" + span + ", r.Position, f_" + f.CountField + ", _places);");
                         w.Close();
                         w.Line();
                     }

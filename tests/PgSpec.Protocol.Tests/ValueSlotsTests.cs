@@ -214,6 +214,103 @@ public class ValueSlotsTests
         }
     }
 
+    [Theory]
+    [InlineData(new byte[] { 5, 6 }, new byte[] { 7, 8 })]
+    [InlineData(new byte[] { 5, 6 }, new byte[] { 7, 8, 9, 10, 11 })]
+    [InlineData(new byte[] { 5, 6 }, null)]
+    [InlineData(new byte[0], new byte[] { 1 })]
+    public void A_view_kept_past_the_next_read_reads_its_own_values(byte[]? first, byte[]? second)
+    {
+        // The reader keeps the places of one list at a time. A view kept past the next read, over
+        // bytes that are still there, must read its own values: with the places while the reader
+        // has not written over them (rows of one layout), walking its list once it has.
+        DataRow[] rows =
+        [
+            new([new byte[] { 1 }, new byte[] { 2 }, new byte[] { 3 }]),
+            new([new byte[] { 0x41, 0xff }, Nullable(first), new byte[] { 4, 4, 4 }]),
+            new([new byte[] { 0x41, 0xff }, Nullable(second), new byte[] { 4, 4, 4 }]),
+            new([new byte[] { 9, 9, 9, 9, 9, 9 }]),
+        ];
+        byte[] stream = [.. rows.SelectMany(r => r.ToArray())];
+        var reader = new PgMessageReader(PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        ReadOnlySpan<byte> rest = stream;
+        Assert.Equal(PgReadStatus.Message, reader.TryRead(rest, out int used, out _, out _));
+        rest = rest[used..];
+        Assert.Equal(PgReadStatus.Message, reader.TryRead(rest, out used, out PgReceivedMessage kept, out _));
+        rest = rest[used..];
+        DataRow.View view = DataRow.View.Read(kept);
+
+        for (int next = 2; next < rows.Length; next++)
+        {
+            Assert.Equal(PgReadStatus.Message, reader.TryRead(rest, out used, out PgReceivedMessage later, out _));
+            rest = rest[used..];
+            Assert.Equal(Values(rows[next].Columns), Values(DataRow.View.Read(later).Columns));
+
+            Assert.Equal(Values(rows[1].Columns), Values(view.Columns));
+            Assert.Equal(Value(rows[1].Columns[1]), Value(view.Columns[1]));
+            Assert.Equal(Value(rows[1].Columns[2]), Value(view.Columns[2]));
+            Assert.Equal(rows[1], view.ToMessage());
+            Assert.Equal(rows[1], (DataRow)kept.ToMessage());
+        }
+    }
+
+    [Fact]
+    public void Every_row_but_the_first_is_given_with_its_places_whether_walked_checked_by_layout_or_by_template()
+    {
+        // The places spare the views a walk: a row read by the walk, by the last row's layout or
+        // by the template must come with places that are its own (the first row makes room).
+        byte[][] layouts = [[1, 2, 3, 4, 5, 6, 7, 8], [9, 9], [1, 2, 3, 4, 5, 6, 7, 8]];
+        var rows = new List<DataRow>();
+        foreach (byte[] first in layouts)
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                rows.Add(new DataRow([first, new byte[] { (byte)i, 1, 2, 3, 4, 5, 6, 7 }]));
+            }
+        }
+
+        byte[] stream = [.. rows.SelectMany(r => r.ToArray())];
+        var reader = new PgMessageReader(PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        ReadOnlySpan<byte> rest = stream;
+        int index = 0;
+        while (reader.TryRead(rest, out int used, out PgReceivedMessage message, out _) == PgReadStatus.Message)
+        {
+            rest = rest[used..];
+            Assert.Equal(index > 0, message.ValuePlaces.IsCurrent);
+            Assert.Equal(Values(rows[index].Columns), Values(DataRow.View.Read(message).Columns));
+            index++;
+        }
+
+        Assert.Equal(rows.Count, index);
+    }
+
+    [Fact]
+    public void A_bind_view_kept_past_the_next_read_reads_its_own_parameters_and_no_further()
+    {
+        // Bind's parameters are followed by the result format codes: walking a kept list must
+        // stop at its last parameter.
+        Bind[] binds =
+        [
+            new("p", "s", [1], [(ReadOnlyMemory<byte>?)new byte[] { 1, 2, 3 }, null, new byte[] { 9 }], [0, 1]),
+            new("p", "s", [1], [(ReadOnlyMemory<byte>?)new byte[] { 1 }, new byte[] { 2, 2 }, null, new byte[] { 3, 3, 3 }], [1, 1, 1]),
+        ];
+        // The reader makes room for places at its first list (walked): the kept Bind is the second.
+        byte[] stream = [.. binds[1].ToArray(), .. binds.SelectMany(b => b.ToArray())];
+        var reader = new PgMessageReader(PgDirection.Frontend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        ReadOnlySpan<byte> rest = stream;
+        Assert.Equal(PgReadStatus.Message, reader.TryRead(rest, out int used, out _, out _));
+        rest = rest[used..];
+        Assert.Equal(PgReadStatus.Message, reader.TryRead(rest, out used, out PgReceivedMessage kept, out _));
+        Bind.View view = Bind.View.Read(kept);
+        Assert.Equal(PgReadStatus.Message, reader.TryRead(rest[used..], out _, out PgReceivedMessage next, out _));
+
+        Assert.Equal(Values(binds[1].Parameters), Values(Bind.View.Read(next).Parameters));
+        Assert.Equal(Values(binds[0].Parameters), Values(view.Parameters));
+        Assert.Equal(3, view.Parameters.Count);
+        Assert.Equal(Value(binds[0].Parameters[2]), Value(view.Parameters[2]));
+        Assert.Equal(binds[0], view.ToMessage());
+    }
+
     [Fact]
     public void RowOfTheSameLayout_WithBytesLeftOver_FailsAsTheWalkFails()
     {
@@ -484,4 +581,7 @@ public class ValueSlotsTests
     private static string? Value(ReadOnlyMemory<byte>? value) => value is { } v ? Convert.ToHexString(v.Span) : null;
 
     private static string? Value(PgValue value) => value.IsNull ? null : Convert.ToHexString(value.Bytes);
+
+    // A null byte[] converts to an empty ReadOnlyMemory<byte>, not to a NULL.
+    private static ReadOnlyMemory<byte>? Nullable(byte[]? value) => value is null ? (ReadOnlyMemory<byte>?)null : value;
 }

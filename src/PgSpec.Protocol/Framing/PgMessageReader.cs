@@ -56,11 +56,19 @@ public readonly ref struct PgReceivedMessage
     public long Offset { get; }
 
     /// <summary>
-    /// Where the values of the message's value list are (DataRow's columns, Bind's parameters), as the
-    /// reader's check recorded them (<see cref="PgSpanReader.RecordValues"/>); empty when not recorded.
-    /// Valid until the next read, as the body.
+    /// The reader's slots as they were when it read the message: the offset of the message whose
+    /// values they hold, then where the values of its value list are (DataRow's columns, Bind's
+    /// parameters), as its check recorded them (<see cref="PgSpanReader.RecordValues"/>); empty
+    /// when not recorded.
     /// </summary>
     internal ReadOnlySpan<long> ValueSlots { get; }
+
+    /// <summary>
+    /// Where the values of the message's value list are, while the reader's slots still hold them
+    /// for this message (<see cref="PgValuePlaces.Current"/>): a message kept past the reader's next
+    /// read finds another message's offset there, and its values are walked.
+    /// </summary>
+    internal PgValuePlaces ValuePlaces => new(ValueSlots, Offset);
 
     /// <summary>
     /// True when the reader validated the body as the message it names (<see cref="PgMessageReader.Validate"/>):
@@ -93,10 +101,10 @@ public readonly ref struct PgReceivedMessage
         // The places of a value list's values the reader's check recorded spare the list a second walk.
         if (Direction == PgDirection.Frontend)
         {
-            return FrontendMessages.TryDecodeRecorded(FrontendKind, Body, ValueSlots, context, out IFrontendMessage? f, out PgDecodeError e) ? f : throw new PgProtocolException(e.Shift(Offset));
+            return FrontendMessages.TryDecodeRecorded(FrontendKind, Body, ValuePlaces.Current, context, out IFrontendMessage? f, out PgDecodeError e) ? f : throw new PgProtocolException(e.Shift(Offset));
         }
 
-        return BackendMessages.TryDecodeRecorded(BackendKind, Body, ValueSlots, context, out IBackendMessage? b, out PgDecodeError error) ? b : throw new PgProtocolException(error.Shift(Offset));
+        return BackendMessages.TryDecodeRecorded(BackendKind, Body, ValuePlaces.Current, context, out IBackendMessage? b, out PgDecodeError error) ? b : throw new PgProtocolException(error.Shift(Offset));
     }
 
     /// <summary>
@@ -171,8 +179,12 @@ public sealed class PgMessageReader
 
     private byte[] _scratch = [];
 
-    /// <summary>Where the values of the last message's value list are (see <see cref="PgReceivedMessage.ValueSlots"/>).</summary>
-    private long[] _valueSlots = [];
+    /// <summary>
+    /// Where the values of the last message's value list are (see <see cref="PgReceivedMessage.ValuePlaces"/>),
+    /// from index 1; index 0 is the stream offset of the message they are given with, so that a
+    /// message kept past the next read can tell that they are no longer its own.
+    /// </summary>
+    private long[] _valueSlots = [-1];
 
     /// <summary>The message kind whose value list <see cref="_valueSlots"/> describes, and how many values it had (-1: none).</summary>
     private int _slotsKind;
@@ -399,7 +411,8 @@ public sealed class PgMessageReader
         {
             Debug.Assert(kind == _slotsKind && _slotsCount >= 0, "a template goes with the slots of its body");
             error = default;
-            slots = _valueSlots.AsSpan(0, _slotsCount);
+            _valueSlots[0] = Position;
+            slots = new ReadOnlySpan<long>(_valueSlots, 0, 1 + _slotsCount);
             return true;
         }
 
@@ -409,20 +422,22 @@ public sealed class PgMessageReader
         // eight is looked for there, the others are walked at once.
         int known = kind == _slotsKind && (_layoutMisses < 2 || (_layoutMisses & 7) == 0) ? _slotsCount : -1;
         bool ok = Direction == PgDirection.Frontend
-            ? FrontendMessages.TryValidateRecording((FrontendMessageKind)kind, body, Context, _valueSlots, known, out int recorded, out error)
-            : BackendMessages.TryValidateRecording((BackendMessageKind)kind, body, Context, _valueSlots, known, out recorded, out error);
+            ? FrontendMessages.TryValidateRecording((FrontendMessageKind)kind, body, Context, _valueSlots.AsSpan(1), known, out int recorded, out error)
+            : BackendMessages.TryValidateRecording((BackendMessageKind)kind, body, Context, _valueSlots.AsSpan(1), known, out recorded, out error);
         if (ok && recorded >= 0)
         {
             bool sameLayout = (recorded & PgSpanReader.SameLayoutFlag) != 0;
             recorded &= ~PgSpanReader.SameLayoutFlag;
-            slots = _valueSlots.AsSpan(0, recorded);
+            // This message's now: one kept from before no longer finds its places here.
+            _valueSlots[0] = Position;
+            slots = new ReadOnlySpan<long>(_valueSlots, 0, 1 + recorded);
             _slotsKind = kind;
             _slotsCount = recorded;
             if (sameLayout)
             {
                 // A second body of one layout in a row: the next ones are likely to have it too.
                 _layoutMisses = 0;
-                BuildTemplate(kind, body, slots);
+                BuildTemplate(kind, body, _valueSlots.AsSpan(1, recorded));
             }
             else
             {
@@ -440,7 +455,8 @@ public sealed class PgMessageReader
         slots = default;
         if (recorded != -1)
         {
-            // The slots were (or may have been) written over, or did not fit.
+            // The slots were (or may have been) written over, or did not fit: no message's any more.
+            _valueSlots[0] = -1;
             _slotsCount = -1;
             _templateKind = 0;
         }
@@ -448,7 +464,10 @@ public sealed class PgMessageReader
         if (recorded < -1 && ~recorded <= MaxValueSlots)
         {
             // The list did not fit (it was walked): room for such lists from the next message on.
-            _valueSlots = new long[Math.Min(Math.Max(~recorded, Math.Max(16, 2 * _valueSlots.Length)), MaxValueSlots)];
+            // Messages kept from before keep the old array, which nothing writes to any more.
+            var larger = new long[1 + Math.Min(Math.Max(~recorded, Math.Max(16, 2 * (_valueSlots.Length - 1))), MaxValueSlots)];
+            larger[0] = -1;
+            _valueSlots = larger;
         }
 
         return ok;
@@ -557,8 +576,8 @@ public sealed class PgMessageReader
         }
     }
 
-    /// <summary>The slots the last message's check recorded (<see cref="PgReceivedMessage.ValueSlots"/>), by their number; valid until the next read.</summary>
-    internal ReadOnlySpan<long> ValueSlots(int count) => _valueSlots.AsSpan(0, count);
+    /// <summary>The slots of the last message (<see cref="PgReceivedMessage.ValueSlots"/>), by the number of its places (0: none).</summary>
+    internal ReadOnlySpan<long> ValueSlots(int count) => count == 0 ? default : new ReadOnlySpan<long>(_valueSlots, 0, 1 + count);
 
     /// <summary>The copy <see cref="Contiguous"/> made of the last body split across segments (valid until the next read).</summary>
     internal ReadOnlySpan<byte> CopiedBody(int length) => _scratch.AsSpan(0, length);

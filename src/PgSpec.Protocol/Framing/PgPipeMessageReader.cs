@@ -35,7 +35,7 @@ public sealed class PgPipeMessageReader
     private long _offset;
     private bool _validated;
 
-    /// <summary>How many value slots the reader recorded for the current message (see <see cref="PgReceivedMessage"/>).</summary>
+    /// <summary>How many value places the reader recorded for the current message (see <see cref="PgValuePlaces"/>).</summary>
     private int _slotCount;
 
     // The current message: in _segment (from _rawStart, _rawLength bytes, of which HeaderSize are the
@@ -374,7 +374,7 @@ public sealed class PgPipeMessageReader
         _length = message.Length;
         _kind = message.KindValue;
         _validated = message.IsValidated;
-        _slotCount = message.ValueSlots.Length;
+        _slotCount = message.ValuePlaces.Count;
         _offset = offset;
     }
 

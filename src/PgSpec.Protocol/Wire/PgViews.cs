@@ -42,7 +42,8 @@ public readonly ref struct PgValueList
     // Where each value is, when the reader's check recorded it (PgSpanReader.RecordValues): its
     // offset from the message body's start (high 32 bits) and its length (low 32 bits, -1 for
     // NULL); _items is then the whole body. Empty when not recorded: _items is the list, and the
-    // values are found by walking it.
+    // values are found by walking it. The places are the reader's until it checks another list:
+    // a view gives a list with them only while they are its own (PgValuePlaces.IsCurrent).
     private readonly ReadOnlySpan<long> _slots;
 
     /// <summary>Wraps <paramref name="count"/> validated items.</summary>
@@ -54,11 +55,13 @@ public readonly ref struct PgValueList
 
     /// <summary>
     /// Wraps the validated list at <paramref name="start"/> of <paramref name="body"/>, whose
-    /// values' places a reader recorded (<paramref name="slots"/> has one per item, or none).
+    /// values' places a reader recorded (one per item, or none): they are read while the reader
+    /// still holds them for this message, else the list is walked.
     /// </summary>
-    internal PgValueList(ReadOnlySpan<byte> body, int start, int count, ReadOnlySpan<long> slots)
+    internal PgValueList(ReadOnlySpan<byte> body, int start, int count, PgValuePlaces places)
     {
         Count = count;
+        ReadOnlySpan<long> slots = places.Current;
         if (slots.Length == count && count > 0)
         {
             _items = body;
@@ -66,8 +69,20 @@ public readonly ref struct PgValueList
         }
         else
         {
-            _items = body.Slice(start);
+            _items = ListOf(body, start, count);
         }
+    }
+
+    /// <summary>The <paramref name="count"/> values at <paramref name="start"/> of a checked body (a list may have fields after it).</summary>
+    private static ReadOnlySpan<byte> ListOf(ReadOnlySpan<byte> body, int start, int count)
+    {
+        int end = start;
+        for (int i = 0; i < count; i++)
+        {
+            end += 4 + Math.Max(BinaryPrimitives.ReadInt32BigEndian(body.Slice(end)), 0);
+        }
+
+        return body[start..end];
     }
 
     /// <summary>The number of values.</summary>
@@ -75,8 +90,9 @@ public readonly ref struct PgValueList
 
     /// <summary>
     /// The value at <paramref name="index"/>: read at once when the reader recorded where the
-    /// values are (a message read by <see cref="PgMessageReader"/>), else found by walking the
-    /// values before it.
+    /// values are (a list from the view of a message read by <see cref="PgMessageReader"/>, which
+    /// is then valid until the reader's next read; the view may be kept longer), else found by
+    /// walking the values before it.
     /// </summary>
     public PgValue this[int index]
     {
