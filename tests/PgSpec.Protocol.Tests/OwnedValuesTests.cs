@@ -340,7 +340,7 @@ public class OwnedValuesTests
         [
             .. new DataRow([new byte[] { 1 }, new byte[] { 2 }]).ToArray(),
             .. new DataRow([Encoding.ASCII.GetBytes("A\xff"), Encoding.ASCII.GetBytes(first)]).ToArray(),
-            .. new DataRow([Encoding.ASCII.GetBytes("A\xff"), second.Length == 0 ? null : Encoding.ASCII.GetBytes(second)]).ToArray(),
+            .. new DataRow([Encoding.ASCII.GetBytes("A\xff"), second.Length == 0 ? (ReadOnlyMemory<byte>?)null : Encoding.ASCII.GetBytes(second)]).ToArray(),
         ];
         var reader = new PgMessageReader(PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
         ReadOnlySpan<byte> rest = stream;
