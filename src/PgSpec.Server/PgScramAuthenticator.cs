@@ -124,7 +124,20 @@ internal sealed class ScramAuthenticator(Func<string, PgScramVerifier?> verifier
         }
 
         bool plus = initial.Mechanism == Plus;
-        if (initial.Data is not ReadOnlyMemory<byte> firstBytes)
+        ReadOnlyMemory<byte> firstBytes;
+        if (initial.Data is ReadOnlyMemory<byte> data)
+        {
+            firstBytes = data;
+        }
+        else
+        {
+            // No initial response (a length of -1): as PostgreSQL, an empty challenge, which the
+            // client answers with what the initial response would have held.
+            await exchange.SendAsync(new AuthenticationSASLContinue(ReadOnlyMemory<byte>.Empty), cancellationToken).ConfigureAwait(false);
+            firstBytes = ((SASLResponse)await exchange.ReceiveAsync(cancellationToken).ConfigureAwait(false)).Data;
+        }
+
+        if (firstBytes.IsEmpty)
         {
             throw Malformed("The message is empty.");
         }

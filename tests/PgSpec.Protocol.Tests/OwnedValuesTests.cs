@@ -219,7 +219,7 @@ public class OwnedValuesTests
         for (int i = 0; i < 40; i++)
         {
             ReadOnlyMemory<byte>?[] values = [.. s_values];
-            values[i % values.Length] = i % 3 == 0 ? null : new byte[i % 7];
+            values[i % values.Length] = i % 3 == 0 ? (ReadOnlyMemory<byte>?)null : new byte[i % 7];
             rows.Add(new DataRow([.. values]));
             rows.Add(new DataRow([.. values]));
         }

@@ -554,7 +554,7 @@ public class ValueSlotsTests
         var columns = ImmutableArray.CreateBuilder<ReadOnlyMemory<byte>?>();
         foreach (int length in layout)
         {
-            columns.Add(length < 0 ? null : Enumerable.Range(0, length).Select(i => (byte)(seed + i)).ToArray());
+            columns.Add(length < 0 ? (ReadOnlyMemory<byte>?)null : Enumerable.Range(0, length).Select(i => (byte)(seed + i)).ToArray());
         }
 
         if (extra is not null)

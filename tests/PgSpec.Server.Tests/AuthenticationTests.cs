@@ -203,14 +203,17 @@ public sealed class AuthenticationTests(PostgresFixture postgres)
 
     /// <summary>
     /// Broken or hostile SCRAM exchanges, each sent by hand to PostgreSQL and to our server: the
-    /// client-first-message (null: no data), and the client-final-message ({nonce} is the server's
-    /// nonce, {binding} base64 of "p=tls-server-end-point,," and 32 zero bytes; null: the first message fails).
+    /// client-first-message (null: no initial response, a length of -1, which both answer with an
+    /// empty challenge, then "x,,n=,r=abc" in a SASLResponse), and the client-final-message ({nonce}
+    /// is the server's nonce, {binding} base64 of "p=tls-server-end-point,," and 32 zero bytes; null:
+    /// the first message fails).
     /// </summary>
     public static TheoryData<string, bool, string, string?, string?> HostileScram => new()
     {
         { "an unknown mechanism", false, "SCRAM-SHA-1", "n,,n=,r=abc", null },
         { "PLUS without TLS", false, "SCRAM-SHA-256-PLUS", "p=tls-server-end-point,,n=,r=abc", null },
-        { "no initial response", false, "SCRAM-SHA-256", null, null },
+        { "an empty initial response", false, "SCRAM-SHA-256", "", null },
+        { "no initial response, then an unknown channel-binding flag", false, "SCRAM-SHA-256", null, null },
         { "an unknown channel-binding flag", false, "SCRAM-SHA-256", "x,,n=,r=abc", null },
         { "an authorization identity", false, "SCRAM-SHA-256", "n,a=bob,n=,r=abc", null },
         { "a mandatory extension", false, "SCRAM-SHA-256", "n,,m=ext,n=,r=abc", null },
@@ -255,8 +258,15 @@ public sealed class AuthenticationTests(PostgresFixture postgres)
 
             await raw.StartupAsync(("user", role.Name), ("database", "postgres"));
             Assert.IsType<AuthenticationSASL>(await raw.ReceiveAsync());
-            await raw.SendAsync(new SASLInitialResponse(mechanism, clientFirst is null ? null : Encoding.UTF8.GetBytes(clientFirst)));
+            await raw.SendAsync(new SASLInitialResponse(mechanism, clientFirst is null ? (ReadOnlyMemory<byte>?)null : Encoding.UTF8.GetBytes(clientFirst)));
             IBackendMessage? answer = await raw.ReceiveAsync();
+            if (clientFirst is null)
+            {
+                Assert.True(Assert.IsType<AuthenticationSASLContinue>(answer).Data.IsEmpty);
+                await raw.SendAsync(new SASLResponse(Encoding.UTF8.GetBytes("x,,n=,r=abc")));
+                answer = await raw.ReceiveAsync();
+            }
+
             if (clientFinal is not null)
             {
                 AuthenticationSASLContinue serverFirst = Assert.IsType<AuthenticationSASLContinue>(answer);
