@@ -19,7 +19,7 @@ namespace PgSpec.Generators
                 FieldSpec? slots = protocol ? SlotsField(body) : null;
                 w.Line(slots is null
                     ? "/// <summary>A zero-copy view of a received " + m.Name + ", valid as long as the bytes it was read from.</summary>"
-                    : "/// <summary>A zero-copy view of a received " + m.Name + ", valid as long as the bytes it was read from; one read from a reader's message (<see cref=\"Read(in " + Rt + ".PgReceivedMessage, " + Rt + ".DecodeContext?)\"/>) reads its " + slots.Name + " from places the reader keeps until it writes another list's over them, and walks them after that.</summary>");
+                    : "/// <summary>A zero-copy view of a received " + m.Name + ", valid as long as the bytes it was read from; one read from a reader's message (<see cref=\"Read(in " + Rt + ".PgReceivedMessage, " + Rt + ".DecodeContext?)\"/>) reads its " + slots.Name + " from places the reader keeps until it checks another list, and walks them after that (a list taken from the view before the reader's next read is valid until that read: take it again).</summary>");
                 w.Open("public readonly ref struct View");
                 w.Line("private readonly " + Span + " _body;");
                 if (slots is not null)

@@ -56,10 +56,10 @@ public readonly ref struct PgReceivedMessage
     public long Offset { get; }
 
     /// <summary>
-    /// The reader's slots as they were when it read the message: the offset of the message whose
-    /// values they hold, then where the values of its value list are (DataRow's columns, Bind's
-    /// parameters), as its check recorded them (<see cref="PgSpanReader.RecordValues"/>); empty
-    /// when not recorded.
+    /// The reader's slots (not a copy: the reader writes over them when it checks another list):
+    /// the offset of the message whose values they hold now, then where the values of its value
+    /// list are (DataRow's columns, Bind's parameters), as its check recorded them
+    /// (<see cref="PgSpanReader.RecordValues"/>); empty when not recorded.
     /// </summary>
     internal ReadOnlySpan<long> ValueSlots { get; }
 

@@ -34,7 +34,12 @@ public readonly ref struct PgValue
     public ReadOnlyMemory<byte>? ToMemory() => IsNull ? (ReadOnlyMemory<byte>?)null : _bytes.ToArray();
 }
 
-/// <summary>Length-prefixed values (DataRow columns, Bind parameters), read in place.</summary>
+/// <summary>
+/// Length-prefixed values (DataRow columns, Bind parameters), read in place. A list taken from the
+/// view of a message a <see cref="PgMessageReader"/> read reads the places the reader recorded for
+/// its values: use it (and its enumerator) before the reader's next read, and take it again from
+/// the view after that (a view may be kept as long as its bytes are: it then walks its values).
+/// </summary>
 public readonly ref struct PgValueList
 {
     private readonly ReadOnlySpan<byte> _items;
@@ -90,9 +95,8 @@ public readonly ref struct PgValueList
 
     /// <summary>
     /// The value at <paramref name="index"/>: read at once when the reader recorded where the
-    /// values are (a list from the view of a message read by <see cref="PgMessageReader"/>, which
-    /// is then valid until the reader's next read; the view may be kept longer), else found by
-    /// walking the values before it.
+    /// values are (a list from the view of a message read by <see cref="PgMessageReader"/>, valid
+    /// until the reader's next read), else found by walking the values before it.
     /// </summary>
     public PgValue this[int index]
     {
@@ -118,7 +122,7 @@ public readonly ref struct PgValueList
         }
     }
 
-    /// <summary>Enumerates the values.</summary>
+    /// <summary>Enumerates the values (with a reader's places, before the reader's next read).</summary>
     public Enumerator GetEnumerator() => new(_items, _slots);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
