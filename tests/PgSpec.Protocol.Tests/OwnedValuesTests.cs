@@ -46,6 +46,35 @@ public class OwnedValuesTests
     }
 
     [Fact]
+    public void A_list_whose_array_was_changed_through_a_value_reads_nothing_outside_it()
+    {
+        // The array a value's memory gives is the list's own: values, then an offset for each.
+        byte[] wire = new DataRow([(ReadOnlyMemory<byte>?)Encoding.ASCII.GetBytes("alpha"), null, Encoding.ASCII.GetBytes("beta")]).ToArray();
+        foreach (Func<byte[], int, (int Index, int At, int Word)> change in new Func<byte[], int, (int, int, int)>[]
+        {
+            (array, slotsAt) => (0, slotsAt, int.MaxValue),                   // a slot far past the end
+            (array, slotsAt) => (2, slotsAt + 8, 2),                          // a slot before the first value
+            (array, slotsAt) => (2, slotsAt + 8, array.Length + 1),           // a slot just past the end
+            (array, slotsAt) => (0, 0, BitConverter.IsLittleEndian ? System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(array.Length) : array.Length), // a length word past the end
+        })
+        {
+            DataRow row = DataRow.Decode(wire[5..]);
+            Assert.True(MemoryMarshal.TryGetArray(row.Columns[0]!.Value, out ArraySegment<byte> segment));
+            byte[] array = segment.Array!;
+            int slotsAt = array.Length - (3 * sizeof(int));
+            (int index, int at, int word) = change(array, slotsAt);
+            MemoryMarshal.Write(array.AsSpan(at), word);
+
+            Assert.Throws<InvalidOperationException>(() => row.Columns[index]);
+            Assert.Throws<InvalidOperationException>(() => row.Columns.GetValue(index).IsNull);
+
+            // The values left alone read as before.
+            Assert.Null(row.Columns[1]);
+            Assert.True(row.Columns.GetValue(1).IsNull);
+        }
+    }
+
+    [Fact]
     public void Bind_parameters_share_one_copy_of_the_body()
     {
         byte[] wire = new Bind("", "s", [], [(ReadOnlyMemory<byte>?)new byte[] { 1, 2 }, new byte[] { 3 }], []).ToArray();

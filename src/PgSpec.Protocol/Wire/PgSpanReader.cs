@@ -251,8 +251,9 @@ public ref struct PgSpanReader
         int start = _position;
         int end;
 
-        // The places must be this list's, as a walk of it would find them (a message or view kept
-        // past the reader's next read has the places of a later list): else the list is walked.
+        // The places are the reader's for this very message (a message or view kept past the
+        // reader's next read is given none, PgValuePlaces.Current): then the list is copied with
+        // them, not walked again.
         if (recorded.Length != count || !PlacesOf(_span, start, recorded, nullable, out end))
         {
             // The walk records the places in the thread's scratch when they fit (a row's columns),
@@ -403,31 +404,25 @@ public ref struct PgSpanReader
     }
 
     /// <summary>
-    /// True when <paramref name="places"/> are what a walk of the list at <paramref name="start"/>
-    /// of <paramref name="span"/> would record: the first value after its length word at the start,
-    /// each next one after the one before it, each length (-1 only when <paramref name="nullable"/>)
-    /// the word before its value, each value in the span. Nothing is assumed of the
-    /// places (they may be another list's): every read is checked. The loads do not wait for one
-    /// another, as the walk's do.
+    /// Where the list at <paramref name="start"/> of <paramref name="span"/> ends, by the places a
+    /// reader's check recorded for it (<see cref="PgValuePlaces.Current"/>: this message's own, from
+    /// its one walk): false, and the list is walked, when they cannot be this list's (the first
+    /// value not right after the list's first length word, the last one not in the span). The places
+    /// between are the walk's and are not checked again; a wrong one could only give a wrong value
+    /// of a row, never a read outside its array (<see cref="PgValueArray"/> checks every read).
     /// </summary>
     private static bool PlacesOf(ReadOnlySpan<byte> span, int start, ReadOnlySpan<long> places, bool nullable, out int end)
     {
-        int next = start + 4;
-        foreach (long slot in places)
+        long last = places[^1];
+        int place = (int)(last >> 32);
+        int length = (int)last;
+        end = 0;
+        if ((int)(places[0] >> 32) != start + 4 || place < start + 4 || place > span.Length || length < (nullable ? -1 : 0) || length > span.Length - place)
         {
-            int place = (int)(slot >> 32);
-            int length = (int)slot;
-            if (place != next || place > span.Length || length < (nullable ? -1 : 0) || length > span.Length - place
-                || BinaryPrimitives.ReadInt32BigEndian(span.Slice(place - 4, 4)) != length)
-            {
-                end = 0;
-                return false;
-            }
-
-            next = place + Math.Max(length, 0) + 4;
+            return false;
         }
 
-        end = next - 4;
+        end = place + Math.Max(length, 0);
         return true;
     }
 

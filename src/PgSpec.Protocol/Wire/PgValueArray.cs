@@ -95,10 +95,47 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ReadOnlyMemory<byte>? Decoded(byte[] data, int slotsAt, int index)
     {
-        int offset = MemoryMarshal.Read<int>(data.AsSpan(slotsAt + (index * sizeof(int))));
-        int length = BinaryPrimitives.ReadInt32BigEndian(data.AsSpan(offset - 4));
+        int length = Place(data, slotsAt, index, out int offset);
         return length < 0 ? (ReadOnlyMemory<byte>?)null : new ReadOnlyMemory<byte>(data, offset, length);
     }
+
+    /// <summary>
+    /// The length (-1 for NULL) and offset of a decoded value. Each of the three reads (the slot,
+    /// the length word it points to, the value) is checked against the array's length, once: the
+    /// fields may come from two lists (a list copied while another thread writes it), and a caller
+    /// holding one of the values as memory can reach the array and change what it says.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Place(byte[] data, int slotsAt, int index, out int offset)
+    {
+        ref byte first = ref MemoryMarshal.GetArrayDataReference(data);
+        nuint slot = (nuint)(uint)slotsAt + ((nuint)(uint)index * sizeof(int));
+        if (slot + sizeof(int) > (nuint)data.Length)
+        {
+            ThrowChanged();
+        }
+
+        // From here the array has 4 bytes at least.
+        offset = Unsafe.ReadUnaligned<int>(ref Unsafe.Add(ref first, slot));
+        if ((uint)offset - 4 > (uint)data.Length - 4)
+        {
+            ThrowChanged();
+        }
+
+        int word = Unsafe.ReadUnaligned<int>(ref Unsafe.Add(ref first, (nint)(uint)offset - 4));
+        int length = BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(word) : word;
+        if (length > data.Length - offset)
+        {
+            ThrowChanged();
+        }
+
+        return length;
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowChanged()
+        => throw new InvalidOperationException("the list's array is not as it was made: it was changed through one of its values' memory, or the list was read while another thread wrote it");
 
     /// <summary>The value at <paramref name="index"/> as a span (<see cref="PgValue.IsNull"/> for NULL), read in place.</summary>
     public PgValue GetValue(int index)
@@ -114,9 +151,10 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
         }
 
         byte[] data = _data!;
-        int offset = MemoryMarshal.Read<int>(data.AsSpan(_slotsAt + (index * sizeof(int))));
-        int length = BinaryPrimitives.ReadInt32BigEndian(data.AsSpan(offset - 4));
-        return length < 0 ? PgValue.Null : new PgValue(data.AsSpan(offset, length));
+        int length = Place(data, _slotsAt, index, out int offset);
+        return length < 0
+            ? PgValue.Null
+            : new PgValue(MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(data), (nint)(uint)offset), length));
     }
 
     /// <summary>The values as an <see cref="ImmutableArray{T}"/> (slices of the list's bytes, not copies).</summary>

@@ -46,15 +46,20 @@
 //   owned-decode  a framing reader (Validate = false), then DataRow.TryDecode on each body: the
 //              owned decode of a body alone, which checks it (one walk, as strict as the reader's)
 //              and builds the same DataRow; every value touched the same way.
+//   owned-floor  the least that any owned row costs, with nothing checked and nothing read: a
+//              framing reader (Validate = false), then for each body one new array the size of an
+//              owned DataRow's (the values, then an offset for each) with the values copied into
+//              it, and one object of DataRow's size holding it; the values are not touched.
 //   frame      framing and naming only (Validate = false); the bodies are not read.
 //   memcpy     copies the whole buffer into another one (Span.CopyTo): the ceiling.
 //
 // Touching a value: its length and first byte are added to the checksum (kind "values"), so the
 // sum proves that each decoder saw every value's bytes where the others did. The framing path sums
-// body lengths (kind "bodies") and counts no values; memcpy checks its copy against the source after the timed pass.
+// body lengths (kind "bodies") and counts no values, as does owned-floor; memcpy checks its copy against the source after the timed pass.
 // The "text" checksum of --write is the one the Node peer can compute (pg-protocol only gives
 // values as strings, decoded from UTF-8): UTF-16 length and first code unit of each value's string.
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
@@ -87,7 +92,7 @@ internal static class Harness
     /// <summary>Short warm-up passes at least, well over the JIT's 30 calls before a method is compiled again.</summary>
     private const int MinShortPasses = 100;
 
-    private const string Usage = "usage: DecodeHarness --write FILE | --write-varied FILE | --path borrowed|sequence|pipe|pipe-inplace|owned|owned-decode|frame|memcpy [--warmup N] [--warmup-seconds S] [--pipe-buffer BYTES] FILE";
+    private const string Usage = "usage: DecodeHarness --write FILE | --write-varied FILE | --path borrowed|sequence|pipe|pipe-inplace|owned|owned-decode|owned-floor|frame|memcpy [--warmup N] [--warmup-seconds S] [--pipe-buffer BYTES] FILE";
 
     /// <summary>Runs one command; the exit status.</summary>
     public static int Run(string[] args)
@@ -147,6 +152,7 @@ internal static class Harness
             "pipe-inplace" => Measure(path, stream, warm, allThreads: true, length => Piped(new SegmentPipeReader(segments.Slice(0, length), pipeBuffer), Context()).AsTask().GetAwaiter().GetResult()),
             "owned" => Measure(path, stream, warm, allThreads: false, length => Owned(stream, length)),
             "owned-decode" => Measure(path, stream, warm, allThreads: false, length => OwnedDecode(stream, length)),
+            "owned-floor" => Measure(path, stream, warm, allThreads: false, length => OwnedFloor(stream, length)),
             "frame" => Measure(path, stream, warm, allThreads: false, length => Frame(stream, length)),
             "memcpy" => MeasureCopy(stream, warm),
             _ => throw new ArgumentException(Usage),
@@ -203,7 +209,7 @@ internal static class Harness
         TimeSpan elapsed = Stopwatch.GetElapsedTime(start);
         long allocated = Allocated(allThreads) - allocatedBefore;
 
-        string kind = path == "frame" ? "bodies" : "values";
+        string kind = path is "frame" or "owned-floor" ? "bodies" : "values";
         double alloc = tally.Messages == 0 ? 0 : (double)allocated / tally.Messages;
         string values = tally.Values < 0 ? "-" : tally.Values.ToString(System.Globalization.CultureInfo.InvariantCulture);
         Print(path, stream.Length, elapsed, $"messages={tally.Messages} values={values} checksum={kind}:{tally.Checksum}", alloc);
@@ -435,6 +441,45 @@ internal static class Harness
 
         CheckEnd(status, error, buffer.Length);
         return new Tally(messages, values, checksum);
+    }
+
+    /// <summary>
+    /// What an owned row costs at least: its memory (an array of the values and an offset for each,
+    /// as <see cref="PgValueArray"/> holds them, and an object the size of <see cref="DataRow"/>)
+    /// and the copy of its values, without checking the body or reading a value.
+    /// </summary>
+    private static Tally OwnedFloor(byte[] stream, int length)
+    {
+        var reader = new PgMessageReader(PgDirection.Backend, Context()) { Validate = false };
+        ReadOnlySpan<byte> buffer = stream.AsSpan(0, length);
+        long messages = 0;
+        long checksum = 0;
+        PgReadStatus status;
+        PgDecodeError error;
+        while ((status = reader.TryRead(buffer, out int consumed, out PgReceivedMessage message, out error)) == PgReadStatus.Message)
+        {
+            buffer = buffer.Slice(consumed);
+            ReadOnlySpan<byte> values = message.Body[2..];
+            int count = BinaryPrimitives.ReadUInt16BigEndian(message.Body);
+            int slotsAt = (values.Length + 3) & ~3;
+            byte[] data = new byte[slotsAt + (count * sizeof(int))];
+            values.CopyTo(data);
+            var row = new OwnedShape(data, slotsAt, count);
+            checksum += row.SlotsAt - slotsAt + message.Body.Length;
+            messages++;
+        }
+
+        CheckEnd(status, error, buffer.Length);
+        return new Tally(messages, -1, checksum);
+    }
+
+    /// <summary>An object with DataRow's fields (its PgValueArray: a list, an array and two counts).</summary>
+    private sealed class OwnedShape(byte[] data, int slotsAt, int count)
+    {
+        public readonly object? Items = null;
+        public readonly byte[] Data = data;
+        public readonly int SlotsAt = slotsAt;
+        public readonly int Count = count;
     }
 
     /// <summary>Touches every value of an owned list, each read as a span (no Memory built).</summary>
