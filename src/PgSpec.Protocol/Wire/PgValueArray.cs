@@ -95,18 +95,20 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ReadOnlyMemory<byte>? Decoded(byte[] data, int slotsAt, int index)
     {
-        int length = Place(data, slotsAt, index, out int offset);
-        return length < 0 ? (ReadOnlyMemory<byte>?)null : new ReadOnlyMemory<byte>(data, offset, length);
+        long place = Place(data, slotsAt, index);
+        int length = (int)place;
+        return length < 0 ? (ReadOnlyMemory<byte>?)null : new ReadOnlyMemory<byte>(data, (int)(place >> 32), length);
     }
 
     /// <summary>
-    /// The length (-1 for NULL) and offset of a decoded value. Each of the three reads (the slot,
-    /// the length word it points to, the value) is checked against the array's length, once: the
-    /// fields may come from two lists (a list copied while another thread writes it), and a caller
-    /// holding one of the values as memory can reach the array and change what it says.
+    /// Where a decoded value is: its offset in the high 32 bits, its length (-1 for NULL) in the low
+    /// ones. Each of the three reads (the slot, the length word it points to, the value) is checked
+    /// against the array's length, once: the fields may come from two lists (a list copied while
+    /// another thread writes it), and a caller holding one of the values as memory can reach the
+    /// array and change what it says.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Place(byte[] data, int slotsAt, int index, out int offset)
+    private static long Place(byte[] data, int slotsAt, int index)
     {
         ref byte first = ref MemoryMarshal.GetArrayDataReference(data);
         nuint slot = (nuint)(uint)slotsAt + ((nuint)(uint)index * sizeof(int));
@@ -116,7 +118,7 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
         }
 
         // From here the array has 4 bytes at least.
-        offset = Unsafe.ReadUnaligned<int>(ref Unsafe.Add(ref first, slot));
+        int offset = Unsafe.ReadUnaligned<int>(ref Unsafe.Add(ref first, slot));
         if ((uint)offset - 4 > (uint)data.Length - 4)
         {
             ThrowChanged();
@@ -129,11 +131,12 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
             ThrowChanged();
         }
 
-        return length;
+        return ((long)offset << 32) | (uint)length;
     }
 
+    // Not NoInlining: the JIT then sees that the call never returns, and keeps the values of a
+    // reading loop in registers instead of saving them for after it.
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
-    [MethodImpl(MethodImplOptions.NoInlining)]
     private static void ThrowChanged()
         => throw new InvalidOperationException("the list's array is not as it was made: it was changed through one of its values' memory, or the list was read while another thread wrote it");
 
@@ -151,10 +154,11 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
         }
 
         byte[] data = _data!;
-        int length = Place(data, _slotsAt, index, out int offset);
+        long place = Place(data, _slotsAt, index);
+        int length = (int)place;
         return length < 0
             ? PgValue.Null
-            : new PgValue(MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(data), (nint)(uint)offset), length));
+            : new PgValue(MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(data), (nint)(ulong)(place >>> 32)), length));
     }
 
     /// <summary>The values as an <see cref="ImmutableArray{T}"/> (slices of the list's bytes, not copies).</summary>
@@ -296,7 +300,6 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
     internal static bool Fits(int count, int length) => (((long)length + 3) & ~3L) + ((long)count * sizeof(int)) <= Array.MaxLength;
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
-    [MethodImpl(MethodImplOptions.NoInlining)]
     private static void ThrowIndex(int index, int count)
         => throw new ArgumentOutOfRangeException(nameof(index), index, $"the list has {count} values");
 
