@@ -56,6 +56,7 @@ public class OwnedValuesTests
             (array, slotsAt) => (2, slotsAt + 8, 2),                          // a slot before the first value
             (array, slotsAt) => (2, slotsAt + 8, array.Length + 1),           // a slot just past the end
             (array, slotsAt) => (0, 0, BitConverter.IsLittleEndian ? System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(array.Length) : array.Length), // a length word past the end
+            (array, slotsAt) => (0, 0, BitConverter.IsLittleEndian ? int.MinValue >>> 24 : int.MinValue), // a length word below -1
         })
         {
             DataRow row = DataRow.Decode(wire[5..]);

@@ -3,6 +3,7 @@ using System.Collections.Immutable;
 using System.IO.Pipelines;
 using FsCheck;
 using FsCheck.Fluent;
+using PgSpec.Protocol.Tests.Support;
 
 namespace PgSpec.Protocol.Tests;
 
@@ -282,6 +283,39 @@ public class ValueSlotsTests
         }
 
         Assert.Equal(rows.Count, index);
+    }
+
+    [Fact]
+    public void A_row_whose_split_body_the_next_read_wrote_over_has_no_places_any_more()
+    {
+        // A body split across segments is copied into the reader's scratch, which the next split
+        // body writes over, here one whose message records no places (ParameterDescription). The
+        // row kept from before must not take the places it was read with for the bytes now there.
+        byte[] row = new DataRow([(ReadOnlyMemory<byte>?)"ab"u8.ToArray(), "cd"u8.ToArray()]).ToArray();
+        byte[] description = [(byte)'t', 0, 0, 0, 14, 0, 2, 0xFF, 0xFF, 0xFF, 0xFE, 0x7F, 0xFF, 0xFF, 0xFF];
+        var reader = new PgMessageReader(PgDirection.Backend, new DecodeContext { Phase = PgSessionPhase.Normal });
+        Assert.Equal(PgReadStatus.Message, reader.TryRead(row, out _, out _, out _));
+        ReadOnlySequence<byte> first = Segments.Split(row, [9]);
+        Assert.Equal(PgReadStatus.Message, reader.TryRead(ref first, out PgReceivedMessage kept, out _));
+        Assert.Equal(new DataRow([(ReadOnlyMemory<byte>?)"ab"u8.ToArray(), "cd"u8.ToArray()]), (DataRow)kept.ToMessage());
+
+        ReadOnlySequence<byte> second = Segments.Split(description, [9]);
+        Assert.Equal(PgReadStatus.Message, reader.TryRead(ref second, out PgReceivedMessage next, out _));
+        Assert.Equal(BackendMessageKind.ParameterDescription, next.BackendKind);
+
+        // Its bytes are the description's now: walked, its first length (-2) is refused.
+        PgProtocolException? walked = null;
+        try
+        {
+            kept.ToMessage();
+        }
+        catch (PgProtocolException e)
+        {
+            walked = e;
+        }
+
+        Assert.NotNull(walked);
+        Assert.Contains("-2", walked.Message);
     }
 
     [Fact]

@@ -593,6 +593,10 @@ public sealed class PgMessageReader
         }
 
         int length = checked((int)body.Length);
+
+        // A message kept from before whose body was copied here has its bytes written over: its
+        // places are no longer its own (it walks what it finds, see PgValuePlaces.Current).
+        _valueSlots[0] = -1;
         if (_scratch.Length < length)
         {
             _scratch = new byte[Math.Max(length, Math.Min(2 * _scratch.Length, Array.MaxLength))];

@@ -407,9 +407,11 @@ public ref struct PgSpanReader
     /// Where the list at <paramref name="start"/> of <paramref name="span"/> ends, by the places a
     /// reader's check recorded for it (<see cref="PgValuePlaces.Current"/>: this message's own, from
     /// its one walk): false, and the list is walked, when they cannot be this list's (the first
-    /// value not right after the list's first length word, the last one not in the span). The places
-    /// between are the walk's and are not checked again; a wrong one could only give a wrong value
-    /// of a row, never a read outside its array (<see cref="PgValueArray"/> checks every read).
+    /// value not right after the list's first length word, the last one not in the span or not
+    /// after its length word). The places between are the walk's and are not checked again: only a
+    /// caller that changed the bytes of a message it holds could make them wrong, which gives wrong
+    /// values or an <see cref="InvalidOperationException"/> when they are read, never a read
+    /// outside the row's array (<see cref="PgValueArray"/> checks every read).
     /// </summary>
     private static bool PlacesOf(ReadOnlySpan<byte> span, int start, ReadOnlySpan<long> places, bool nullable, out int end)
     {
@@ -417,7 +419,8 @@ public ref struct PgSpanReader
         int place = (int)(last >> 32);
         int length = (int)last;
         end = 0;
-        if ((int)(places[0] >> 32) != start + 4 || place < start + 4 || place > span.Length || length < (nullable ? -1 : 0) || length > span.Length - place)
+        if ((int)(places[0] >> 32) != start + 4 || place < start + 4 || place > span.Length || length < (nullable ? -1 : 0) || length > span.Length - place
+            || BinaryPrimitives.ReadInt32BigEndian(span.Slice(place - 4, 4)) != length)
         {
             return false;
         }

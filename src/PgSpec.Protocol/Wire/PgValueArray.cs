@@ -87,17 +87,17 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
                 return items[index];
             }
 
-            return Decoded(_data!, _slotsAt, index);
+            return Decoded(_data, _slotsAt, index);
         }
     }
 
     /// <summary>Value <paramref name="index"/> (in range) of a decoded list: its offset from its slot, its length from the word before it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ReadOnlyMemory<byte>? Decoded(byte[] data, int slotsAt, int index)
+    private static ReadOnlyMemory<byte>? Decoded(byte[]? data, int slotsAt, int index)
     {
         long place = Place(data, slotsAt, index);
         int length = (int)place;
-        return length < 0 ? (ReadOnlyMemory<byte>?)null : new ReadOnlyMemory<byte>(data, (int)(place >> 32), length);
+        return length < 0 ? (ReadOnlyMemory<byte>?)null : new ReadOnlyMemory<byte>(data!, (int)(place >> 32), length);
     }
 
     /// <summary>
@@ -108,8 +108,14 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
     /// array and change what it says.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static long Place(byte[] data, int slotsAt, int index)
+    private static long Place(byte[]? data, int slotsAt, int index)
     {
+        if (data is null)
+        {
+            // A list read while another thread wrote it, with neither its values nor its array.
+            ThrowChanged();
+        }
+
         ref byte first = ref MemoryMarshal.GetArrayDataReference(data);
         nuint slot = (nuint)(uint)slotsAt + ((nuint)(uint)index * sizeof(int));
         if (slot + sizeof(int) > (nuint)data.Length)
@@ -126,7 +132,9 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
 
         int word = Unsafe.ReadUnaligned<int>(ref Unsafe.Add(ref first, (nint)(uint)offset - 4));
         int length = BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(word) : word;
-        if (length > data.Length - offset)
+
+        // -1 (NULL) up to the bytes left after the offset.
+        if ((uint)(length + 1) > (uint)(data.Length - offset + 1))
         {
             ThrowChanged();
         }
@@ -153,12 +161,12 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
             return items[index] is { } value ? new PgValue(value.Span) : PgValue.Null;
         }
 
-        byte[] data = _data!;
+        byte[]? data = _data;
         long place = Place(data, _slotsAt, index);
         int length = (int)place;
         return length < 0
             ? PgValue.Null
-            : new PgValue(MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(data), (nint)(ulong)(place >>> 32)), length));
+            : new PgValue(MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(data!), (nint)(ulong)(place >>> 32)), length));
     }
 
     /// <summary>The values as an <see cref="ImmutableArray{T}"/> (slices of the list's bytes, not copies).</summary>
@@ -326,7 +334,7 @@ public readonly struct PgValueArray : IReadOnlyList<ReadOnlyMemory<byte>?>, IEqu
                     ThrowIndex(_index, list._count);
                 }
 
-                return list._items is { } items ? items[_index] : Decoded(list._data!, list._slotsAt, _index);
+                return list._items is { } items ? items[_index] : Decoded(list._data, list._slotsAt, _index);
             }
         }
 
