@@ -24,7 +24,7 @@ internal sealed class StreamOutcome
 }
 
 /// <summary>The decode contexts the stream targets start with.</summary>
-internal static class StreamContexts
+public static class StreamContexts
 {
     /// <summary>
     /// A frontend's stream starts in the Startup phase; a backend's once the frontend's StartupMessage

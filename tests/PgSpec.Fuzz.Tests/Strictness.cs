@@ -80,21 +80,6 @@ internal static class Strictness
         _ => throw new ArgumentException($"no description of {target}'s inputs", nameof(target)),
     };
 
-    /// <summary>The fuzz targets' body context: bit 0 protocol 3.2, bits 1-3 the 'p' message expected.</summary>
-    private static DecodeContext Context(byte selector, PgSessionPhase phase) => new()
-    {
-        ProtocolVersion = (selector & 1) != 0 ? PgProtocolVersion.V3_2 : PgProtocolVersion.V3_0,
-        Phase = phase,
-        ExpectedPasswordMessage = ((selector >> 1) & 7) switch
-        {
-            1 => FrontendMessageKind.PasswordMessage,
-            2 => FrontendMessageKind.SASLInitialResponse,
-            3 => FrontendMessageKind.SASLResponse,
-            4 => FrontendMessageKind.GSSResponse,
-            _ => FrontendMessageKind.Unknown,
-        },
-    };
-
     private static string Body(bool backend, byte[] input)
     {
         if (input.Length < 2)
@@ -102,7 +87,7 @@ internal static class Strictness
             return "too short";
         }
 
-        DecodeContext context = Context(input[0], PgSessionPhase.Normal);
+        DecodeContext context = Oracle.Context(input[0]);
         byte type = input[1];
         ReadOnlySpan<byte> body = input.AsSpan(2);
         if (backend)
@@ -130,7 +115,7 @@ internal static class Strictness
             return "too short";
         }
 
-        DecodeContext context = Context((byte)(input[0] & 1), PgSessionPhase.Startup);
+        DecodeContext context = Oracle.Context((byte)(input[0] & 1), PgSessionPhase.Startup);
         ReadOnlySpan<byte> body = input.AsSpan(1);
         FrontendMessageKind kind = FrontendMessages.ClassifyStartup(body);
         return kind == FrontendMessageKind.Unknown
@@ -161,11 +146,7 @@ internal static class Strictness
 
     private static string ReadStream(bool backend, bool protocol32, byte[] data, bool span)
     {
-        var context = new DecodeContext
-        {
-            ProtocolVersion = protocol32 ? PgProtocolVersion.V3_2 : PgProtocolVersion.V3_0,
-            Phase = backend ? FrontendMessages.NextPhase(FrontendMessageKind.StartupMessage, PgSessionPhase.Startup) : PgSessionPhase.Startup,
-        };
+        DecodeContext context = StreamContexts.Create(backend, protocol32);
         var reader = new PgMessageReader(backend ? PgDirection.Backend : PgDirection.Frontend, context);
         var buffer = new ReadOnlySequence<byte>(data);
         int offset = 0;
