@@ -97,7 +97,7 @@ public sealed record PgConnectOptions
     /// <summary>How long connecting (TCP, TLS, startup, authentication) may take.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(15);
 
-    /// <summary>How long one command may wait for the server.</summary>
+    /// <summary>How long one command may wait for the server: a row reader waits at most this long for each message to arrive whole.</summary>
     public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>

@@ -56,6 +56,7 @@ public sealed partial class PgFrontendSession
                         current = new PgResult { Description = description };
                         break;
                     case DataRow row:
+                        CheckRowWidth(current?.Description, row.Columns.Length);
                         (current ??= new PgResult()).Rows.Add(row);
                         break;
                     case CommandComplete complete:
@@ -138,6 +139,7 @@ public sealed partial class PgFrontendSession
                     result.Description = description;
                     break;
                 case DataRow row:
+                    CheckRowWidth(result.Description, row.Columns.Length);
                     result.Rows.Add(row);
                     break;
                 case CommandComplete complete:

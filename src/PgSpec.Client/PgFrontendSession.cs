@@ -39,6 +39,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     private readonly SessionDecodeContext _context;
     private readonly Dictionary<string, string> _parameters = new(StringComparer.Ordinal);
     private readonly Queue<NotificationResponse> _notifications = new();
+    private int _cancelRequests;
     private readonly Action<PgTraffic>? _traffic;
     private bool _broken;
     private bool _disposed;
@@ -90,11 +91,29 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     /// <summary>The transaction status from the last ReadyForQuery.</summary>
     public TransactionStatus TransactionStatus { get; private set; } = TransactionStatus.Idle;
 
-    /// <summary>Notices (NoticeResponse) as they arrive, also while idle.</summary>
+    /// <summary>
+    /// Notices (NoticeResponse) as they arrive, also while idle. A handler that throws breaks the
+    /// session (the operation that was reading cannot follow the rest of the answer): its exception
+    /// reaches that operation's caller, and the session takes no more operations.
+    /// </summary>
     public event Action<NoticeResponse>? Notice;
 
-    /// <summary>Notifications (NotificationResponse) as they arrive, also while idle.</summary>
+    /// <summary>
+    /// Notifications (NotificationResponse) as they arrive, also while idle. A handler that throws
+    /// breaks the session, as a <see cref="Notice"/> handler does.
+    /// </summary>
     public event Action<NotificationResponse>? Notification;
+
+    /// <summary>
+    /// How many notifications <see cref="WaitForNotificationAsync"/> keeps for later: beyond them, the
+    /// oldest not yet taken is dropped and counted in <see cref="DroppedNotifications"/>, so that a
+    /// session whose notifications are only handled by <see cref="Notification"/> (or a server that
+    /// sends without end) holds bounded memory.
+    /// </summary>
+    public const int MaxQueuedNotifications = 10_000;
+
+    /// <summary>Notifications dropped unread from the queue of <see cref="WaitForNotificationAsync"/> (see <see cref="MaxQueuedNotifications"/>).</summary>
+    public long DroppedNotifications { get; private set; }
 
     /// <summary>Connects, negotiates TLS and the protocol version, authenticates and waits for ReadyForQuery.</summary>
     public static Task<PgFrontendSession> ConnectAsync(PgConnectOptions options, Action<PgTraffic>? traffic = null, CancellationToken cancellationToken = default)
@@ -765,7 +784,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            throw Broken(new PgConnectionException($"the server sent nothing for {Options.CommandTimeout.TotalSeconds:0.#} s"));
+            throw Broken(new PgConnectionException($"no message from the server arrived whole within {Options.CommandTimeout.TotalSeconds:0.#} s (the command timeout bounds each wait for a message, however long)"));
         }
         finally
         {
@@ -795,6 +814,10 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         try
         {
             any = await _reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (PgProtocolException e) when (e.Error.IsClosedInsideMessage)
+        {
+            throw Broken(new PgConnectionException("the server closed the connection inside a message", e));
         }
         catch (PgProtocolException e)
         {
@@ -834,7 +857,16 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         {
             if (_traffic is { } rowTraffic)
             {
-                rowTraffic(new PgTraffic(PgDirection.Backend, DataRow.MessageName, received.ToMessage(_context), _reader.CurrentRaw.ToArray()));
+                var row = new PgTraffic(PgDirection.Backend, DataRow.MessageName, received.ToMessage(_context), _reader.CurrentRaw.ToArray());
+                try
+                {
+                    rowTraffic(row);
+                }
+                catch
+                {
+                    _broken = true;
+                    throw;
+                }
             }
 
             return null;
@@ -851,12 +883,6 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
             throw Broken(e);
         }
 
-        if (_traffic is { } traffic)
-        {
-            // The bytes are copied only for a traffic callback: they are the reader's until the next read.
-            traffic(new PgTraffic(PgDirection.Backend, received.IsUnknown ? "Unknown" : message.Name, message, _reader.CurrentRaw.ToArray()));
-        }
-
         switch (message)
         {
             case ParameterStatus status:
@@ -865,13 +891,41 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
             case ReadyForQuery ready:
                 TransactionStatus = ready.TransactionStatus;
                 break;
-            case NoticeResponse notice:
-                Notice?.Invoke(notice);
-                break;
             case NotificationResponse notification:
+                if (_notifications.Count == MaxQueuedNotifications)
+                {
+                    _notifications.Dequeue();
+                    DroppedNotifications++;
+                }
+
                 _notifications.Enqueue(notification);
-                Notification?.Invoke(notification);
                 break;
+        }
+
+        // The caller's callbacks, last: one that throws breaks the session (whatever operation was
+        // reading can no longer follow the answer) and its exception reaches that operation's caller.
+        try
+        {
+            if (_traffic is { } traffic)
+            {
+                // The bytes are copied only for a traffic callback: they are the reader's until the next read.
+                traffic(new PgTraffic(PgDirection.Backend, received.IsUnknown ? "Unknown" : message.Name, message, _reader.CurrentRaw.ToArray()));
+            }
+
+            switch (message)
+            {
+                case NoticeResponse notice:
+                    Notice?.Invoke(notice);
+                    break;
+                case NotificationResponse notification:
+                    Notification?.Invoke(notification);
+                    break;
+            }
+        }
+        catch
+        {
+            _broken = true;
+            throw;
         }
 
         return message;
@@ -888,6 +942,9 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     /// <summary>True once an error has broken the connection.</summary>
     internal bool IsBroken => _broken || _disposed;
 
+    /// <summary>How many times <see cref="CancelAsync"/> has been called (a row reader passes over the 57014 it asked for).</summary>
+    internal int CancelRequests => Volatile.Read(ref _cancelRequests);
+
     internal void ReaderClosed(PgRowReader reader)
     {
         if (_openReader == reader)
@@ -897,6 +954,18 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     }
 
     internal PgProtocolException ViolationFor(string reason) => Violation(reason);
+
+    /// <summary>
+    /// A DataRow has as many columns as the RowDescription of its result (libpq: "unexpected field
+    /// count in "D" message"); else the answer cannot be followed and the session breaks.
+    /// </summary>
+    internal void CheckRowWidth(RowDescription? description, int columns)
+    {
+        if (description is not null && columns != description.Fields.Length)
+        {
+            throw Violation($"a DataRow of {columns} columns in a result of {description.Fields.Length}");
+        }
+    }
 
     private void ThrowIfBroken()
     {
@@ -985,6 +1054,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     /// <summary>Asks the server to cancel what this session runs, over a new connection (CancelRequest with this session's key).</summary>
     public async Task CancelAsync(CancellationToken cancellationToken = default)
     {
+        Interlocked.Increment(ref _cancelRequests);
         (Socket? socket, Stream stream) = await OpenAsync(Options, _transport, cancellationToken).ConfigureAwait(false);
         using Socket? owned = socket;
         await using Stream closing = stream;

@@ -18,7 +18,8 @@ namespace PgSpec.Client;
 /// and once it is disposed the session takes the next query. The session takes no other operation
 /// while the reader is open; disposing it reads (and drops) what is left of the answer, however
 /// long: to stop a long query early, call <see cref="PgFrontendSession.CancelAsync"/> first (the
-/// server then ends the answer with 57014, which disposing passes over). COPY is refused: COPY
+/// server then ends the answer with 57014, which disposing passes over; another error in what was
+/// left is thrown by disposing, once the session is ready again). COPY is refused: COPY
 /// FROM STDIN with CopyFail, COPY TO STDOUT with <see cref="NotSupportedException"/> once its data
 /// has been read past. A cancelled <see cref="CancellationToken"/>, like a timeout, leaves the
 /// session broken (the answer's end is unknown).
@@ -27,6 +28,7 @@ public sealed class PgRowReader : IAsyncDisposable
 {
     private readonly PgFrontendSession _session;
     private readonly string _request;
+    private readonly int _cancelRequests;
     private State _state;
     private long _rowNumber;
     private long _offsetsOf = -1;
@@ -54,6 +56,7 @@ public sealed class PgRowReader : IAsyncDisposable
     {
         _session = session;
         _request = request;
+        _cancelRequests = session.CancelRequests;
     }
 
     /// <summary>The columns of the current result; null for a statement without rows.</summary>
@@ -239,7 +242,13 @@ public sealed class PgRowReader : IAsyncDisposable
         return false;
     }
 
-    /// <summary>Reads (and drops) what is left of the answer, up to ReadyForQuery, and frees the session.</summary>
+    /// <summary>
+    /// Reads (and drops) what is left of the answer, up to ReadyForQuery, and frees the session. An
+    /// error the server reported in what was left (a later statement that failed, which also rolled
+    /// back the statements before it in an implicit transaction) is thrown as
+    /// <see cref="PgServerException"/> once the session is ready again, except the 57014 that ends
+    /// an answer after <see cref="PgFrontendSession.CancelAsync"/>.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         try
@@ -252,9 +261,9 @@ public sealed class PgRowReader : IAsyncDisposable
                     {
                     }
                 }
-                catch (PgServerException)
+                catch (PgServerException e) when (e.SqlState == "57014" && _session.CancelRequests != _cancelRequests)
                 {
-                    // The error of a result nobody read any more; the session is ready again.
+                    // The end of an answer the caller cancelled; the session is ready again.
                 }
                 catch (NotSupportedException)
                 {
@@ -280,6 +289,12 @@ public sealed class PgRowReader : IAsyncDisposable
     private bool Advance()
     {
         _body = _session.CurrentRowBody;
+        if (Description is { } description && BinaryPrimitives.ReadUInt16BigEndian(_body.Span) != description.Fields.Length)
+        {
+            _state = State.Done;
+            _session.CheckRowWidth(description, BinaryPrimitives.ReadUInt16BigEndian(_body.Span));
+        }
+
         _rowNumber++;
         RowCount++;
         return true;

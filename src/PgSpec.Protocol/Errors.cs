@@ -10,6 +10,18 @@ public readonly record struct PgDecodeError(string MessageName, string? Field, l
     /// <summary>The same error with its offset moved by <paramref name="delta"/> (to place it in a stream).</summary>
     public PgDecodeError Shift(long delta) => this with { Offset = Offset + delta };
 
+    /// <summary>
+    /// True when a reader's stream ended inside a message (part of it received, then the end of the
+    /// stream): the peer closed the connection rather than sent something malformed.
+    /// </summary>
+    public bool IsClosedInsideMessage => MessageName == FrameName && Field is null;
+
+    private const string FrameName = "frame";
+
+    /// <summary>The error of a stream that ended at <paramref name="offset"/>, <paramref name="received"/> bytes into a message.</summary>
+    internal static PgDecodeError ClosedInsideMessage(long offset, long received)
+        => new(FrameName, null, offset, $"the connection closed inside a message ({received} bytes of it received)");
+
     /// <inheritdoc/>
     public override string ToString()
         => Field is null

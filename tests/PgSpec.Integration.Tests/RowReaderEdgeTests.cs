@@ -113,4 +113,51 @@ public class RowReaderEdgeTests(ServerFixture fixture)
         // The answer was left unread: the session is broken, never a step behind.
         await Assert.ThrowsAsync<PgConnectionException>(() => session.QueryAsync("SELECT 'next'"));
     }
+
+    [Fact]
+    public async Task QueryReader_NoticeHandlerThrowsWhileDisposing_BreaksTheSession()
+    {
+        await using PgFrontendSession session = await ConnectAsync();
+        Action<NoticeResponse> throwing = _ => throw new InvalidOperationException("handler");
+        PgRowReader reader = await session.QueryReaderAsync("SELECT 'first'; DO $$BEGIN RAISE NOTICE 'n'; END$$; SELECT 'left'");
+        Assert.True(await reader.ReadAsync());
+        session.Notice += throwing;
+
+        // Disposing reads what is left; the notice's handler throws in the middle of it.
+        await Assert.ThrowsAsync<InvalidOperationException>(async () => await reader.DisposeAsync());
+        session.Notice -= throwing;
+
+        // The rest of the answer was left unread: the session is broken, never a step behind.
+        await Assert.ThrowsAsync<PgConnectionException>(() => session.QueryAsync("SELECT 'next'"));
+    }
+
+    [Fact]
+    public async Task QueryReader_ALaterStatementFails_DisposingThrowsItAndTheSessionIsReady()
+    {
+        await using PgFrontendSession session = await ConnectAsync();
+        await session.QueryAsync("CREATE TEMP TABLE later (v int PRIMARY KEY)");
+        PgRowReader reader = await session.QueryReaderAsync("INSERT INTO later VALUES (2) RETURNING v; SELECT 1/0");
+        Assert.True(await reader.ReadAsync());
+        Assert.Equal("2", reader.GetString(0));
+
+        // The division failed, and with it the implicit transaction: the insert is gone, and the caller must hear of it.
+        PgServerException e = await Assert.ThrowsAsync<PgServerException>(async () => await reader.DisposeAsync());
+        Assert.Equal("22012", e.SqlState);
+        Assert.Equal("0", (await session.QueryAsync("SELECT count(*) FROM later"))[0].Text(0, 0));
+    }
+
+    [Fact]
+    public async Task QueryReader_CancelledThenDisposed_PassesOverTheCancelsError()
+    {
+        await using PgFrontendSession session = await ConnectAsync();
+        // The server flushes its rows as its buffer fills, and sleeps at the last one: the first rows
+        // arrive while it is still busy with the statement, which the cancel then ends.
+        // A cancel that did not end it would leave disposing to the command timeout (a PgConnectionException).
+        PgRowReader reader = await session.QueryReaderAsync("SELECT g, pg_sleep(CASE WHEN g = 5000 THEN 600 ELSE 0 END) FROM generate_series(1, 5000) g");
+        Assert.True(await reader.ReadAsync());
+        await session.CancelAsync();
+        await reader.DisposeAsync();
+        Assert.Equal("next", (await session.QueryAsync("SELECT 'next'"))[0].Text(0, 0));
+    }
 }
+

@@ -118,7 +118,7 @@ public sealed class PgPipeMessageReader
                 return new ValueTask<bool>(false);
             }
 
-            throw new PgProtocolException(new PgDecodeError("frame", null, Reader.Position + partial, $"the connection closed inside a message ({partial} bytes of it received)"));
+            throw new PgProtocolException(PgDecodeError.ClosedInsideMessage(Reader.Position + partial, partial));
         }
 
         return ReadFromPipeAsync(cancellationToken);
@@ -270,7 +270,7 @@ public sealed class PgPipeMessageReader
                         return false;
                     }
 
-                    throw new PgProtocolException(new PgDecodeError("frame", null, Reader.Position + buffer.Length, $"the connection closed inside a message ({buffer.Length} bytes of it received)"));
+                    throw new PgProtocolException(PgDecodeError.ClosedInsideMessage(Reader.Position + buffer.Length, buffer.Length));
                 }
 
                 // Nothing consumed; everything examined: wait for more bytes.

@@ -102,7 +102,7 @@ public sealed class PgStreamMessageReader : IDisposable
                     return false;
                 }
 
-                throw new PgProtocolException(new PgDecodeError("frame", null, Reader.Position + unread, $"the connection closed inside a message ({unread} bytes of it received)"));
+                throw new PgProtocolException(PgDecodeError.ClosedInsideMessage(Reader.Position + unread, unread));
             }
 
             _end += received;
