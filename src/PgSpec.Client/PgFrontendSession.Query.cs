@@ -74,9 +74,18 @@ public sealed partial class PgFrontendSession
                         }
                         else
                         {
-                            foreach (ReadOnlyMemory<byte> chunk in copyIn)
+                            try
                             {
-                                Send(new CopyData(chunk));
+                                foreach (ReadOnlyMemory<byte> chunk in copyIn)
+                                {
+                                    Send(new CopyData(chunk));
+                                }
+                            }
+                            catch (Exception e) when (e is not PgException)
+                            {
+                                // The caller's data failed midway: the server waits inside COPY for what it will never get.
+                                _broken = true;
+                                throw;
                             }
 
                             Send(new CopyDone());
@@ -202,8 +211,10 @@ public sealed partial class PgFrontendSession
 
     private async Task<PgRowReader> OpenReaderAsync(string request, CancellationToken cancellationToken)
     {
+        // A cancel sent from here on may end this answer with 57014.
+        int cancelRequests = CancelRequests;
         await FlushBoundedAsync(cancellationToken).ConfigureAwait(false);
-        var reader = new PgRowReader(this, request);
+        var reader = new PgRowReader(this, request, cancelRequests);
         _openReader = reader;
         try
         {
@@ -248,7 +259,7 @@ public sealed partial class PgFrontendSession
                     expected--;
                 }
 
-                if (until is not null && until(reply))
+                if (until is not null && Until(until, reply))
                 {
                     break;
                 }
@@ -278,7 +289,7 @@ public sealed partial class PgFrontendSession
     /// <summary>Returns the next notification: one already received, or the next to arrive while idle.</summary>
     public async Task<NotificationResponse> WaitForNotificationAsync(CancellationToken cancellationToken = default)
     {
-        if (_notifications.TryDequeue(out NotificationResponse? queued))
+        if (TryTakeNotification(out NotificationResponse? queued))
         {
             return queued;
         }
@@ -288,7 +299,7 @@ public sealed partial class PgFrontendSession
             while (true)
             {
                 IBackendMessage message = await ReceiveAsync(token).ConfigureAwait(false);
-                if (message is NotificationResponse && _notifications.TryDequeue(out NotificationResponse? notification))
+                if (message is NotificationResponse && TryTakeNotification(out NotificationResponse? notification))
                 {
                     return notification;
                 }
@@ -374,6 +385,20 @@ public sealed partial class PgFrontendSession
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
             throw Broken(new PgConnectionException($"the server did not answer within {Options.CommandTimeout.TotalSeconds:0.#} s"));
+        }
+    }
+
+    /// <summary>The caller's <c>until</c> of <see cref="RoundTripAsync"/>: one that throws breaks the session (the rest of the answer is unread).</summary>
+    private bool Until(Func<IBackendMessage, bool> until, IBackendMessage reply)
+    {
+        try
+        {
+            return until(reply);
+        }
+        catch
+        {
+            _broken = true;
+            throw;
         }
     }
 }

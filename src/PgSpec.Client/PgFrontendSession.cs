@@ -40,6 +40,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     private readonly Dictionary<string, string> _parameters = new(StringComparer.Ordinal);
     private readonly Queue<NotificationResponse> _notifications = new();
     private int _cancelRequests;
+    private long _droppedNotifications;
     private readonly Action<PgTraffic>? _traffic;
     private bool _broken;
     private bool _disposed;
@@ -113,7 +114,7 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     public const int MaxQueuedNotifications = 10_000;
 
     /// <summary>Notifications dropped unread from the queue of <see cref="WaitForNotificationAsync"/> (see <see cref="MaxQueuedNotifications"/>).</summary>
-    public long DroppedNotifications { get; private set; }
+    public long DroppedNotifications => Interlocked.Read(ref _droppedNotifications);
 
     /// <summary>Connects, negotiates TLS and the protocol version, authenticates and waits for ReadyForQuery.</summary>
     public static Task<PgFrontendSession> ConnectAsync(PgConnectOptions options, Action<PgTraffic>? traffic = null, CancellationToken cancellationToken = default)
@@ -581,7 +582,28 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(message);
         _context.ObserveFrontend(message.FrontendKind, bytes.AsSpan(message.TypeByte < 0 ? 4 : 5));
         _output.Write(bytes);
-        _traffic?.Invoke(new PgTraffic(PgDirection.Frontend, message.Name, message, bytes));
+        if (_traffic is not null)
+        {
+            Report(new PgTraffic(PgDirection.Frontend, message.Name, message, bytes));
+        }
+    }
+
+    /// <summary>
+    /// Gives the traffic callback a message of the session's connection. A callback that throws
+    /// breaks the session: the message has been written or read already, and the operation it
+    /// interrupts cannot follow the conversation any more.
+    /// </summary>
+    private void Report(PgTraffic traffic)
+    {
+        try
+        {
+            _traffic!(traffic);
+        }
+        catch
+        {
+            _broken = true;
+            throw;
+        }
     }
 
     /// <summary>Sends what was written.</summary>
@@ -698,7 +720,10 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         ThrowIfReaderOpen();
         ThrowIfBroken();
         _output.Write(bytes);
-        _traffic?.Invoke(new PgTraffic(PgDirection.Frontend, "Raw", null, bytes.ToArray()));
+        if (_traffic is not null)
+        {
+            Report(new PgTraffic(PgDirection.Frontend, "Raw", null, bytes.ToArray()));
+        }
     }
 
     /// <summary>Closes the connection at once, without sending Terminate (what a client that dies does).</summary>
@@ -855,18 +880,9 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
 
         if (borrowRows && !received.IsUnknown && received.BackendKind == BackendMessageKind.DataRow)
         {
-            if (_traffic is { } rowTraffic)
+            if (_traffic is not null)
             {
-                var row = new PgTraffic(PgDirection.Backend, DataRow.MessageName, received.ToMessage(_context), _reader.CurrentRaw.ToArray());
-                try
-                {
-                    rowTraffic(row);
-                }
-                catch
-                {
-                    _broken = true;
-                    throw;
-                }
+                Report(new PgTraffic(PgDirection.Backend, DataRow.MessageName, received.ToMessage(_context), _reader.CurrentRaw.ToArray()));
             }
 
             return null;
@@ -892,26 +908,32 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
                 TransactionStatus = ready.TransactionStatus;
                 break;
             case NotificationResponse notification:
-                if (_notifications.Count == MaxQueuedNotifications)
+                // Under a lock: a receive TryReceiveAsync stopped waiting for may still run while
+                // the caller takes notifications.
+                lock (_notifications)
                 {
-                    _notifications.Dequeue();
-                    DroppedNotifications++;
+                    if (_notifications.Count == MaxQueuedNotifications)
+                    {
+                        _notifications.Dequeue();
+                        _droppedNotifications++;
+                    }
+
+                    _notifications.Enqueue(notification);
                 }
 
-                _notifications.Enqueue(notification);
                 break;
         }
 
         // The caller's callbacks, last: one that throws breaks the session (whatever operation was
         // reading can no longer follow the answer) and its exception reaches that operation's caller.
+        if (_traffic is not null)
+        {
+            // The bytes are copied only for a traffic callback: they are the reader's until the next read.
+            Report(new PgTraffic(PgDirection.Backend, received.IsUnknown ? "Unknown" : message.Name, message, _reader.CurrentRaw.ToArray()));
+        }
+
         try
         {
-            if (_traffic is { } traffic)
-            {
-                // The bytes are copied only for a traffic callback: they are the reader's until the next read.
-                traffic(new PgTraffic(PgDirection.Backend, received.IsUnknown ? "Unknown" : message.Name, message, _reader.CurrentRaw.ToArray()));
-            }
-
             switch (message)
             {
                 case NoticeResponse notice:
@@ -961,9 +983,23 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     /// </summary>
     internal void CheckRowWidth(RowDescription? description, int columns)
     {
-        if (description is not null && columns != description.Fields.Length)
+        if (description is null)
+        {
+            throw Violation("DataRow without a RowDescription");
+        }
+
+        if (columns != description.Fields.Length)
         {
             throw Violation($"a DataRow of {columns} columns in a result of {description.Fields.Length}");
+        }
+    }
+
+    /// <summary>Takes a notification kept for <see cref="WaitForNotificationAsync"/>.</summary>
+    private bool TryTakeNotification([System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out NotificationResponse? notification)
+    {
+        lock (_notifications)
+        {
+            return _notifications.TryDequeue(out notification);
         }
     }
 
@@ -1054,7 +1090,6 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
     /// <summary>Asks the server to cancel what this session runs, over a new connection (CancelRequest with this session's key).</summary>
     public async Task CancelAsync(CancellationToken cancellationToken = default)
     {
-        Interlocked.Increment(ref _cancelRequests);
         (Socket? socket, Stream stream) = await OpenAsync(Options, _transport, cancellationToken).ConfigureAwait(false);
         using Socket? owned = socket;
         await using Stream closing = stream;
@@ -1063,6 +1098,9 @@ public sealed partial class PgFrontendSession : IAsyncDisposable
         _traffic?.Invoke(new PgTraffic(PgDirection.Frontend, CancelRequest.MessageName, request, bytes));
         await stream.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
         await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+
+        // Sent: a row reader open now passes over the 57014 that may end its answer.
+        Interlocked.Increment(ref _cancelRequests);
 
         // The server closes the connection when it has processed the request. Like libpq, wait
         // for that rather than half-closing first: a pooler may still be forwarding the request

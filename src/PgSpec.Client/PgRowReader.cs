@@ -29,6 +29,8 @@ public sealed class PgRowReader : IAsyncDisposable
     private readonly PgFrontendSession _session;
     private readonly string _request;
     private readonly int _cancelRequests;
+    private bool _refusedCopyIn;
+    private PgServerException? _copyFailAnswer;
     private State _state;
     private long _rowNumber;
     private long _offsetsOf = -1;
@@ -52,11 +54,14 @@ public sealed class PgRowReader : IAsyncDisposable
         Done,
     }
 
-    internal PgRowReader(PgFrontendSession session, string request)
+    /// <param name="session">The session.</param>
+    /// <param name="request">What was sent ("Query" or "Execute").</param>
+    /// <param name="cancelRequests">The session's <see cref="PgFrontendSession.CancelRequests"/> before the request went out.</param>
+    internal PgRowReader(PgFrontendSession session, string request, int cancelRequests)
     {
         _session = session;
         _request = request;
-        _cancelRequests = session.CancelRequests;
+        _cancelRequests = cancelRequests;
     }
 
     /// <summary>The columns of the current result; null for a statement without rows.</summary>
@@ -225,8 +230,9 @@ public sealed class PgRowReader : IAsyncDisposable
                     await RefuseCopyInAsync(cancellationToken).ConfigureAwait(false);
                     break;
                 case CopyOutResponse or CopyData or CopyDone:
-                    await DrainAsync(cancellationToken).ConfigureAwait(false);
-                    throw new NotSupportedException("a row reader does not take COPY TO STDOUT; use QueryAsync");
+                    // A later statement's failure (which rolled back the ones before it) says more than the refusal.
+                    throw await DrainAsync(cancellationToken).ConfigureAwait(false)
+                        ?? (Exception)new NotSupportedException("a row reader does not take COPY TO STDOUT; use QueryAsync");
                 case ParseComplete or BindComplete or NoData:
                     break;
                 default:
@@ -247,7 +253,9 @@ public sealed class PgRowReader : IAsyncDisposable
     /// error the server reported in what was left (a later statement that failed, which also rolled
     /// back the statements before it in an implicit transaction) is thrown as
     /// <see cref="PgServerException"/> once the session is ready again, except the 57014 that ends
-    /// an answer after <see cref="PgFrontendSession.CancelAsync"/>.
+    /// an answer after <see cref="PgFrontendSession.CancelAsync"/> and the server's answer to the
+    /// reader's own CopyFail. Inside <c>await using</c>, that error replaces an exception the block
+    /// was throwing.
     /// </summary>
     public async ValueTask DisposeAsync()
     {
@@ -261,9 +269,10 @@ public sealed class PgRowReader : IAsyncDisposable
                     {
                     }
                 }
-                catch (PgServerException e) when (e.SqlState == "57014" && _session.CancelRequests != _cancelRequests)
+                catch (PgServerException e) when (e == _copyFailAnswer || (e.SqlState == "57014" && _session.CancelRequests != _cancelRequests))
                 {
-                    // The end of an answer the caller cancelled; the session is ready again.
+                    // The answer to the reader's own CopyFail, or the end of an answer the caller
+                    // cancelled; the session is ready again.
                 }
                 catch (NotSupportedException)
                 {
@@ -325,26 +334,52 @@ public sealed class PgRowReader : IAsyncDisposable
 
     private async Task FailAsync(ErrorResponse error, CancellationToken cancellationToken)
     {
+        PgServerException failure = ServerError(error);
         await DrainAsync(cancellationToken).ConfigureAwait(false);
-        throw PgFrontendSession.ServerError(error);
+        throw failure;
     }
 
-    private async Task DrainAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads the rest of the answer up to ReadyForQuery; returns the first error the server reported
+    /// in it (but the answer to the reader's own CopyFail), or null.
+    /// </summary>
+    private async Task<PgServerException?> DrainAsync(CancellationToken cancellationToken)
     {
         _state = State.Done;
+        PgServerException? first = null;
         while (true)
         {
             IBackendMessage? message = await _session.ReceiveRowOrMessageAsync(cancellationToken).ConfigureAwait(false);
-            if (message is ReadyForQuery)
+            switch (message)
             {
-                return;
-            }
+                case ReadyForQuery:
+                    return first;
+                case CopyInResponse:
+                    await RefuseCopyInAsync(cancellationToken).ConfigureAwait(false);
+                    break;
+                case ErrorResponse error:
+                    PgServerException failure = ServerError(error);
+                    if (failure != _copyFailAnswer)
+                    {
+                        first ??= failure;
+                    }
 
-            if (message is CopyInResponse)
-            {
-                await RefuseCopyInAsync(cancellationToken).ConfigureAwait(false);
+                    break;
             }
         }
+    }
+
+    /// <summary>The exception of an ErrorResponse; the first 57014 after the reader's own CopyFail is remembered as its answer.</summary>
+    private PgServerException ServerError(ErrorResponse error)
+    {
+        PgServerException failure = PgFrontendSession.ServerError(error);
+        if (_refusedCopyIn && failure.SqlState == "57014")
+        {
+            _refusedCopyIn = false;
+            _copyFailAnswer = failure;
+        }
+
+        return failure;
     }
 
     /// <summary>
@@ -353,6 +388,7 @@ public sealed class PgRowReader : IAsyncDisposable
     /// </summary>
     private async Task RefuseCopyInAsync(CancellationToken cancellationToken)
     {
+        _refusedCopyIn = true;
         _session.SendUnchecked(new CopyFail("a row reader sends no COPY data"));
         if (_request == "Execute")
         {

@@ -389,6 +389,11 @@ public static class ConformanceRunner
                 {
                     result = new ScenarioResult(target.Key, name, ScenarioStatus.Refused, e.Message, watch.Elapsed);
                 }
+                catch (PgConnectionException e) when (!target.Managed && e.InnerException is PgProtocolException { Error.IsClosedInsideMessage: true } inside)
+                {
+                    // A server that stops in the middle of a message: its fault, as a malformed one is.
+                    result = new ScenarioResult(target.Key, name, ScenarioStatus.ServerViolation, "the server violated the protocol: " + inside.Error, watch.Elapsed);
+                }
                 catch (PgProtocolException e) when (!target.Managed)
                 {
                     // PgSpec's decoder and session judge what a server sends; PostgreSQL itself passes them (the servers PgSpec starts).

@@ -54,6 +54,24 @@ public class HostileAnswerTests
     }
 
     [Fact]
+    public async Task ExecuteAsync_RowOfAnotherWidthThanItsDescription_IsAViolation()
+    {
+        await using var server = new ScriptedServer(Answer(new ParseComplete(), new BindComplete(), Columns(2), Row(1), new CommandComplete("SELECT 1"), new ReadyForQuery(TransactionStatus.Idle)));
+        await using PgFrontendSession session = await ConnectAsync(server);
+        PgProtocolException e = await Assert.ThrowsAsync<PgProtocolException>(() => session.ExecuteAsync("SELECT a, b FROM t"));
+        Assert.Contains("a DataRow of 1 columns in a result of 2", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task QueryAsync_RowWithoutADescription_IsAViolation()
+    {
+        await using var server = new ScriptedServer(Answer(Row(1), new CommandComplete("SELECT 1"), new ReadyForQuery(TransactionStatus.Idle)));
+        await using PgFrontendSession session = await ConnectAsync(server);
+        PgProtocolException e = await Assert.ThrowsAsync<PgProtocolException>(() => session.QueryAsync("SELECT a FROM t"));
+        Assert.Contains("DataRow without a RowDescription", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task QueryReader_ServerClosesInsideARow_IsAConnectionError()
     {
         byte[] answer = Answer(Columns(2), Row(2));

@@ -159,5 +159,65 @@ public class RowReaderEdgeTests(ServerFixture fixture)
         await reader.DisposeAsync();
         Assert.Equal("next", (await session.QueryAsync("SELECT 'next'"))[0].Text(0, 0));
     }
+
+    [Fact]
+    public async Task QueryReader_StatementTimeoutAfterTheFirstResult_DisposingThrowsIt()
+    {
+        // A 57014 the caller did not ask for (no CancelAsync): the statement timed out.
+        await using PgFrontendSession session = await ConnectAsync();
+        await session.QueryAsync("SET statement_timeout = '200ms'");
+        PgRowReader reader = await session.QueryReaderAsync("SELECT 1; SELECT pg_sleep(30)");
+        PgServerException e = await Assert.ThrowsAsync<PgServerException>(async () => await reader.DisposeAsync());
+        Assert.Equal("57014", e.SqlState);
+        Assert.Equal("next", (await session.QueryAsync("SELECT 'next'"))[0].Text(0, 0));
+    }
+
+    [Fact]
+    public async Task QueryReader_CopyOutThenAFailure_DisposingThrowsTheFailure()
+    {
+        await using PgFrontendSession session = await ConnectAsync();
+        await session.QueryAsync("CREATE TEMP TABLE lost (v int)");
+        PgRowReader reader = await session.QueryReaderAsync("INSERT INTO lost VALUES (1); COPY (SELECT 1) TO STDOUT; SELECT 1/0");
+        Assert.Equal("INSERT 0 1", reader.CommandTag);
+        PgServerException e = await Assert.ThrowsAsync<PgServerException>(async () => await reader.DisposeAsync());
+        Assert.Equal("22012", e.SqlState);
+        Assert.Equal("0", (await session.QueryAsync("SELECT count(*) FROM lost"))[0].Text(0, 0));
+    }
+
+    [Fact]
+    public async Task QueryReader_CopyFromStdinRefused_DisposingPassesOverTheAnswerToItsOwnCopyFail()
+    {
+        await using PgFrontendSession session = await ConnectAsync();
+        await session.QueryAsync("CREATE TEMP TABLE cin (a int)");
+        PgRowReader reader = await session.QueryReaderAsync("SELECT 1; COPY cin FROM STDIN");
+        await reader.DisposeAsync();
+        Assert.Equal("next", (await session.QueryAsync("SELECT 'next'"))[0].Text(0, 0));
+    }
+
+    [Fact]
+    public async Task TrafficCallbackThrowingOnASentMessage_BreaksTheSession()
+    {
+        bool thrown = false;
+        await using PgFrontendSession session = await ConnectAsync(t =>
+        {
+            if (t.Direction == PgDirection.Frontend && t.Name == Query.MessageName && !thrown)
+            {
+                thrown = true;
+                throw new InvalidOperationException("callback");
+            }
+        });
+
+        // The Query was written before the callback saw it: its answer would be taken for the next one's.
+        await Assert.ThrowsAsync<InvalidOperationException>(() => session.QueryReaderAsync("SELECT 'stale'"));
+        await Assert.ThrowsAsync<PgConnectionException>(() => session.QueryAsync("SELECT 'next'"));
+    }
+
+    [Fact]
+    public async Task RoundTripUntilThrowing_BreaksTheSession()
+    {
+        await using PgFrontendSession session = await ConnectAsync();
+        await Assert.ThrowsAsync<InvalidOperationException>(() => session.RoundTripAsync([new Query("SELECT 'stale'")], until: m => m is RowDescription ? throw new InvalidOperationException("until") : false));
+        await Assert.ThrowsAsync<PgConnectionException>(() => session.QueryAsync("SELECT 'next'"));
+    }
 }
 
